@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build layer: base + our series -> kernels, tests, initramfs -> QEMU runs.
+# See README.md.  Everything generated lives in out/ (and the stripped base
+# in $(LUO_CACHE)).
+
+REPO        := $(abspath .)
+OUT         := $(REPO)/out
+LUO_CACHE   ?= $(HOME)/.cache/luo
+export LUO_CACHE
+SRC         := $(OUT)/src
+JOBS        ?= $(shell nproc)
+H           := $(REPO)/harness
+
+# ccache keyed on paths relative to the repo, so fresh clones share hits.
+export CCACHE_BASEDIR := $(REPO)
+export CCACHE_DIR ?= $(HOME)/.cache/ccache
+export KBUILD_BUILD_TIMESTAMP := Thu Jan  1 00:00:00 UTC 2026
+export KBUILD_BUILD_USER := luo
+export KBUILD_BUILD_HOST := luo
+KMAKE        = $(MAKE) -s -C $(SRC) O=$(OUT)/build-$(1) CC="ccache gcc" -j$(JOBS)
+
+.PHONY: all deps assemble kernel kernel-debug initramfs selftests test \
+        test-fast test-debug demo clean distclean FORCE
+
+all: kernel
+
+# ---- prerequisites -------------------------------------------------------
+deps: $(OUT)/.deps
+$(OUT)/.deps: $(H)/install-deps.sh
+	@$(H)/install-deps.sh
+	@mkdir -p $(OUT) && touch $@
+
+# ---- base and assembled tree ---------------------------------------------
+assemble: deps
+	@$(H)/assemble.sh "$$($(H)/base.sh)" $(SRC)
+
+# ---- kernels ---------------------------------------------------------------
+# $(1) = variant; the fragments are common + variant.
+define kernel_rules
+$(OUT)/build-$(1)/.config: $(H)/configs/common.config $(H)/configs/$(1).config | assemble
+	@echo "  CONFIG  $(1)"
+	@mkdir -p $(OUT)/build-$(1)
+	@$(call KMAKE,$(1)) tinyconfig >/dev/null
+	@$(SRC)/scripts/kconfig/merge_config.sh -m -O $(OUT)/build-$(1) \
+		$(OUT)/build-$(1)/.config $$^ >/dev/null
+	@$(call KMAKE,$(1)) olddefconfig >/dev/null
+	@$(H)/check-config.sh $(OUT)/build-$(1)/.config $$^
+
+kernel-$(1)-build: assemble $(OUT)/build-$(1)/.config
+	@echo "  KERNEL  $(1)"
+	@$(call KMAKE,$(1)) bzImage
+.PHONY: kernel-$(1)-build
+endef
+$(eval $(call kernel_rules,fast))
+$(eval $(call kernel_rules,debug))
+
+kernel: kernel-fast-build
+	@cp -u $(OUT)/build-fast/arch/x86/boot/bzImage $(OUT)/bzImage
+	@echo "  OUT     out/bzImage"
+kernel-debug: kernel-debug-build
+	@cp -u $(OUT)/build-debug/arch/x86/boot/bzImage $(OUT)/bzImage-debug
+	@echo "  OUT     out/bzImage-debug"
+
+# ---- test programs and initramfs -------------------------------------------
+# Static test binaries for the guest; the loop's own tools come first.
+selftests: assemble
+	@$(H)/build-tests.sh $(SRC) $(OUT)/initramfs/root
+
+initramfs: selftests
+	@$(H)/mkinitramfs.sh $(OUT)/initramfs/root $(OUT)/initramfs-base.cpio
+
+$(OUT)/initramfs-%.cpio: FORCE
+	@$(H)/mkinitramfs.sh --kernel $(OUT)/$(if $(filter debug,$*),bzImage-debug,bzImage) \
+		$(OUT)/initramfs-base.cpio $@
+
+# ---- running -----------------------------------------------------------------
+# make test: the whole suite on both kernels.  T="a b" picks tests.
+test: kernel kernel-debug initramfs $(OUT)/initramfs-fast.cpio $(OUT)/initramfs-debug.cpio
+	@$(H)/run-suite.py --variant fast --variant debug $(T)
+
+test-fast: kernel initramfs $(OUT)/initramfs-fast.cpio
+	@$(H)/run-suite.py --variant fast $(T)
+
+test-debug: kernel-debug initramfs $(OUT)/initramfs-debug.cpio
+	@$(H)/run-suite.py --variant debug $(T)
+
+demo: kernel initramfs $(OUT)/initramfs-fast.cpio
+	@$(H)/demo.sh
+
+clean:
+	rm -rf $(OUT)/build-* $(OUT)/initramfs* $(OUT)/logs $(OUT)/bzImage*
+distclean:
+	rm -rf $(OUT)
+FORCE:
