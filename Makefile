@@ -20,7 +20,7 @@ export KBUILD_BUILD_USER := luo
 export KBUILD_BUILD_HOST := luo
 KMAKE        = $(MAKE) -s -C $(SRC) O=$(OUT)/build-$(1) CC="ccache gcc" -j$(JOBS)
 
-.PHONY: all deps assemble kernel kernel-debug initramfs selftests test \
+.PHONY: all deps assemble kernel kernel-debug headers initramfs selftests test \
         test-fast test-debug demo clean distclean FORCE
 
 all: kernel
@@ -64,8 +64,11 @@ kernel-debug: kernel-debug-build
 
 # ---- test programs and initramfs -------------------------------------------
 # Static test binaries for the guest; the loop's own tools come first.
-selftests: assemble
-	@$(H)/build-tests.sh $(SRC) $(OUT)/initramfs/root
+headers: kernel-fast-build
+	@$(call KMAKE,fast) headers_install INSTALL_HDR_PATH=$(OUT)/headers
+
+selftests: headers
+	@$(H)/build-tests.sh $(SRC) $(OUT)/headers $(OUT)/initramfs/root
 
 initramfs: selftests
 	@$(H)/mkinitramfs.sh $(OUT)/initramfs/root $(OUT)/initramfs-base.cpio

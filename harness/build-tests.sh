@@ -1,13 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# build-tests.sh SRC ROOT: fill the test rootfs ROOT: busybox, /init, the
-# kexec loader, the suite list and the test programs (static binaries, built
-# against the assembled tree's uAPI headers).
+# build-tests.sh SRC HDR ROOT: fill the test rootfs ROOT: busybox, /init,
+# the kexec loader, the suite list and the test programs (static binaries,
+# built against the uAPI headers installed from the assembled tree in HDR).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$1
-ROOT=$2
+HDR=$2
+ROOT=$3
 CC=${CC:-gcc}
 CFLAGS="-static -O2 -Wall -Wextra -Werror"
 
@@ -25,3 +26,25 @@ fi
 for t in "$HERE"/tests/*.sh; do
 	cp -u "$t" "$ROOT/tests/"
 done
+
+# kselftests: every program of tools/testing/selftests/liveupdate, plus a
+# 32-bit build of the uAPI test for the compat path.
+ST=$SRC/tools/testing/selftests
+STFLAGS="$CFLAGS -isystem $HDR/include -I$ST"
+build() {	# build OUT SRC [FLAGS]
+	out=$1 src=$2
+	shift 2
+	if [ ! -x "$out" ] || [ "$src" -nt "$out" ] ||
+	   [ "$ST/liveupdate/liveupdate_test.h" -nt "$out" ] ||
+	   [ "$HDR/include/linux/liveupdate.h" -nt "$out" ]; then
+		echo "  CC      tests/$(basename "$out")"
+		$CC $STFLAGS "$@" -o "$out" "$src"
+	fi
+}
+for src in "$ST"/liveupdate/*.c; do
+	[ -f "$src" ] || continue
+	build "$ROOT/tests/$(basename "$src" .c)" "$src"
+done
+if [ -f "$ST/liveupdate/liveupdate_uapi.c" ]; then
+	build "$ROOT/tests/liveupdate_uapi_32" "$ST/liveupdate/liveupdate_uapi.c" -m32
+fi

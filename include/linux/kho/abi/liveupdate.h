@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Live Update Orchestrator: the format handed from one kernel to the next.
+ */
+#ifndef _LINUX_KHO_ABI_LIVEUPDATE_H
+#define _LINUX_KHO_ABI_LIVEUPDATE_H
+
+#include <linux/types.h>
+
+/**
+ * DOC: Live Update Orchestrator handover format
+ *
+ * The outgoing kernel publishes one KHO subtree, named
+ * %LUO_ABI_SUBTREE_NAME, whose blob is a single preserved page holding a
+ * &struct luo_abi_header.  The page is allocated and published when LUO
+ * starts; it stays zero (so the next kernel finds nothing) until a reboot
+ * with live update fills it in, after every file has been frozen.
+ *
+ * The header lists chunks: preserved, physically contiguous, naturally
+ * aligned blocks of 2^order pages.  Each chunk holds a sequence of records,
+ * each starting with a &struct luo_abi_record and padded to 8 bytes; records
+ * never cross a chunk.  A session record is followed by the records of its
+ * files.  A handler record gives a compatible string an id that file
+ * records refer to; it comes before the first file that uses it.
+ *
+ * All fields are little-endian x86 native; the format is versioned by
+ * &luo_abi_header.version.  A reader accepts every version up to its own:
+ * newer versions may only add record types (which older readers skip, see
+ * %LUO_ABI_RECORD_OPTIONAL) or grow records (readers use the fields they
+ * know and check that a record is at least as large as its first version).
+ * Everything is validated by the reader: a damaged record fails its own
+ * session or file, never the kernel.
+ */
+
+#define LUO_ABI_SUBTREE_NAME	"liveupdate"
+#define LUO_ABI_MAGIC		0x4c55505354415445ULL	/* "LUPSTATE" */
+#define LUO_ABI_VERSION		1
+
+/**
+ * struct luo_abi_chunk - a block of records
+ * @phys: physical address, aligned to the chunk's size
+ * @order: the chunk is 2^@order pages
+ * @used: bytes of records in the chunk
+ */
+struct luo_abi_chunk {
+	__u64 phys;
+	__u32 order;
+	__u32 used;
+};
+
+/**
+ * struct luo_abi_header - root of the handover state
+ * @magic: %LUO_ABI_MAGIC once the state is complete, else 0
+ * @version: format version, %LUO_ABI_VERSION when written by this kernel
+ * @header_size: sizeof(struct luo_abi_header) of the writer
+ * @nr_chunks: number of entries in @chunks
+ * @nr_sessions: number of session records
+ * @nr_files: number of file records
+ * @reserved: zero
+ * @chunks: the chunks, in record order
+ */
+struct luo_abi_header {
+	__u64 magic;
+	__u32 version;
+	__u32 header_size;
+	__u32 nr_chunks;
+	__u32 nr_sessions;
+	__u64 nr_files;
+	__u64 reserved;
+	struct luo_abi_chunk chunks[];
+};
+
+/* How many chunks fit in the header page. */
+#define LUO_ABI_MAX_CHUNKS(page_size)					\
+	(((page_size) - sizeof(struct luo_abi_header)) /		\
+	 sizeof(struct luo_abi_chunk))
+
+/**
+ * struct luo_abi_record - common start of every record
+ * @type: LUO_ABI_RECORD_*, optionally or'ed with %LUO_ABI_RECORD_OPTIONAL
+ * @size: bytes of the record including this header, multiple of 8
+ * @reserved: zero
+ */
+struct luo_abi_record {
+	__u16 type;
+	__u16 size;
+	__u32 reserved;
+};
+
+#define LUO_ABI_RECORD_HANDLER		1
+#define LUO_ABI_RECORD_SESSION		2
+#define LUO_ABI_RECORD_FILE		3
+/* A reader that does not know the type may skip the record. */
+#define LUO_ABI_RECORD_OPTIONAL		0x8000
+
+#define LUO_ABI_COMPATIBLE_LENGTH	48
+#define LUO_ABI_NAME_LENGTH		64
+
+/**
+ * struct luo_abi_handler - a file handler's format name
+ * @hdr: type %LUO_ABI_RECORD_HANDLER
+ * @id: id the file records use, unique in the state
+ * @reserved: zero
+ * @compatible: NUL-terminated compatible string
+ */
+struct luo_abi_handler {
+	struct luo_abi_record hdr;
+	__u32 id;
+	__u32 reserved;
+	char compatible[LUO_ABI_COMPATIBLE_LENGTH];
+};
+
+/**
+ * struct luo_abi_session - a session; its files follow
+ * @hdr: type %LUO_ABI_RECORD_SESSION
+ * @nr_files: number of file records that follow
+ * @reserved: zero
+ * @name: NUL-terminated session name
+ */
+struct luo_abi_session {
+	struct luo_abi_record hdr;
+	__u32 nr_files;
+	__u32 reserved;
+	char name[LUO_ABI_NAME_LENGTH];
+};
+
+/**
+ * struct luo_abi_file - a preserved file
+ * @hdr: type %LUO_ABI_RECORD_FILE
+ * @handler_id: id of the handler record of its format
+ * @version: the handler's format version
+ * @token: the token userspace named the file with, unique in its session
+ * @data: the handler's handle to its own serialized state
+ */
+struct luo_abi_file {
+	struct luo_abi_record hdr;
+	__u32 handler_id;
+	__u32 version;
+	__u64 token;
+	__u64 data;
+};
+
+#endif /* _LINUX_KHO_ABI_LIVEUPDATE_H */

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Live Update Orchestrator: the interface for subsystems that preserve files
+ * across a kexec live update.
+ */
+#ifndef _LINUX_LIVEUPDATE_H
+#define _LINUX_LIVEUPDATE_H
+
+#include <linux/list.h>
+#include <linux/types.h>
+#include <uapi/linux/liveupdate.h>
+
+struct file;
+struct kimage;
+struct module;
+struct liveupdate_file;
+struct liveupdate_file_handler;
+
+/**
+ * struct liveupdate_file_ops - what a file handler implements
+ * @can_preserve: return true if this handler can preserve @file.  Called
+ *	with no LUO lock that the handler could deadlock on; must not sleep
+ *	for long.  Required.
+ * @preserve: take over @lf->file: pin what must survive, and set
+ *	@lf->data (the handle the next kernel gets back) and optionally
+ *	@lf->private.  Return 0 or a negative errno; on error nothing may be
+ *	left behind.  Required.
+ * @unpreserve: undo @preserve; @lf->file is an ordinary file again.
+ *	Required.
+ * @freeze: last call before the kexec jump, with every LUO operation
+ *	blocked: make @lf->data final.  May fail (the reboot then fails and
+ *	@unfreeze is called for every file already frozen).  Must not do work
+ *	proportional to the amount of preserved memory.  Optional.
+ * @unfreeze: undo @freeze after a later freeze failed.  Optional.
+ * @retrieve: in the new kernel, rebuild the file from @lf->data and
+ *	@lf->version and set @lf->file (with a reference the core owns).  On
+ *	error nothing may be consumed: the retrieve can be retried.  Required.
+ * @can_finish: return false to refuse LIVEUPDATE_SESSION_FINISH for now
+ *	(the whole finish is refused, and can be retried).  Optional.
+ * @finish: the live update is over for this file.  If @lf->file is NULL the
+ *	file was never retrieved and everything preserved for it must be
+ *	released.  Required.
+ *
+ * All callbacks run in process context and may sleep.
+ */
+struct liveupdate_file_ops {
+	bool (*can_preserve)(struct liveupdate_file_handler *handler,
+			     struct file *file);
+	int (*preserve)(struct liveupdate_file *lf);
+	void (*unpreserve)(struct liveupdate_file *lf);
+	int (*freeze)(struct liveupdate_file *lf);
+	void (*unfreeze)(struct liveupdate_file *lf);
+	int (*retrieve)(struct liveupdate_file *lf);
+	bool (*can_finish)(struct liveupdate_file *lf);
+	void (*finish)(struct liveupdate_file *lf);
+};
+
+/**
+ * struct liveupdate_file_handler - a type of file that can be preserved
+ * @compatible: name of the serialization format, matched between the old
+ *	and the new kernel (at most LIVEUPDATE_COMPATIBLE_LENGTH - 1 bytes)
+ * @version: format version this kernel writes; stored with every file and
+ *	given back to @ops->retrieve in the next kernel, which decides what
+ *	versions it reads
+ * @ops: the callbacks
+ * @owner: module implementing @ops (THIS_MODULE), pinned while any file it
+ *	preserved or restored is live
+ */
+struct liveupdate_file_handler {
+	const char *compatible;
+	u32 version;
+	const struct liveupdate_file_ops *ops;
+	struct module *owner;
+
+	/* private: registry linkage, and files bound to the handler */
+	struct list_head list;
+	unsigned long nr_files;
+};
+
+/**
+ * struct liveupdate_file - a preserved file, as its handler sees it
+ * @handler: the handler the file is bound to
+ * @file: outgoing: the preserved file (LUO holds a reference);
+ *	incoming: the restored file once retrieved, else NULL
+ * @token: the token userspace named the file with
+ * @data: the handler's handle to its serialized state, passed unchanged
+ *	to the next kernel (typically the physical address of preserved
+ *	metadata)
+ * @version: incoming: the format version the previous kernel wrote;
+ *	outgoing: @handler->version
+ * @private: the handler's runtime state, never serialized
+ */
+struct liveupdate_file {
+	struct liveupdate_file_handler *handler;
+	struct file *file;
+	u64 token;
+	u64 data;
+	u32 version;
+	void *private;
+};
+
+#ifdef CONFIG_LIVEUPDATE
+
+bool liveupdate_enabled(void);
+int liveupdate_reboot(struct kimage *image);
+int liveupdate_register_file_handler(struct liveupdate_file_handler *handler);
+int liveupdate_unregister_file_handler(struct liveupdate_file_handler *handler);
+
+#else
+
+static inline bool liveupdate_enabled(void)
+{
+	return false;
+}
+
+static inline int liveupdate_reboot(struct kimage *image)
+{
+	return 0;
+}
+
+static inline int
+liveupdate_register_file_handler(struct liveupdate_file_handler *handler)
+{
+	return 0;
+}
+
+static inline int
+liveupdate_unregister_file_handler(struct liveupdate_file_handler *handler)
+{
+	return 0;
+}
+
+#endif /* CONFIG_LIVEUPDATE */
+#endif /* _LINUX_LIVEUPDATE_H */

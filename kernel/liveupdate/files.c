@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Live Update Orchestrator: file handlers and preserved files.
+ */
+#define pr_fmt(fmt) "liveupdate: " fmt
+
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+
+#include "internal.h"
+
+#define CREATE_TRACE_POINTS
+#include <trace/events/liveupdate.h>
+
+/* Few handlers exist (one per file type): a list is the right structure. */
+static LIST_HEAD(luo_handlers);
+static DEFINE_MUTEX(luo_handlers_lock);
+
+/*
+ * Every preserved file, across sessions, so that none is preserved twice.
+ */
+static struct rb_root luo_objects = RB_ROOT;
+static DEFINE_MUTEX(luo_objects_lock);
+
+static struct liveupdate_file_handler *luo_handler_find(const char *compatible)
+{
+	struct liveupdate_file_handler *h;
+
+	lockdep_assert_held(&luo_handlers_lock);
+	list_for_each_entry(h, &luo_handlers, list)
+		if (!strcmp(h->compatible, compatible))
+			return h;
+	return NULL;
+}
+
+/**
+ * liveupdate_register_file_handler() - make a type of file preservable
+ * @handler: the handler; its compatible string names its format and must
+ *	be unique
+ *
+ * Files of the new type can be preserved right away, and incoming files of
+ * its format can be retrieved.
+ *
+ * Return: 0, -EINVAL for an incomplete handler, or -EEXIST if a handler
+ * with the same compatible string is registered.
+ */
+int liveupdate_register_file_handler(struct liveupdate_file_handler *handler)
+{
+	const struct liveupdate_file_ops *ops = handler->ops;
+
+	if (!handler->compatible || !ops || !ops->can_preserve ||
+	    !ops->preserve || !ops->unpreserve || !ops->retrieve ||
+	    !ops->finish)
+		return -EINVAL;
+	if (!*handler->compatible ||
+	    strlen(handler->compatible) >= LIVEUPDATE_COMPATIBLE_LENGTH)
+		return -EINVAL;
+
+	guard(mutex)(&luo_handlers_lock);
+	if (luo_handler_find(handler->compatible))
+		return -EEXIST;
+	handler->nr_files = 0;
+	list_add_tail(&handler->list, &luo_handlers);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(liveupdate_register_file_handler);
+
+/**
+ * liveupdate_unregister_file_handler() - withdraw a file handler
+ * @handler: a registered handler
+ *
+ * Return: 0, or -EBUSY while files bound to the handler are live
+ * (preserved, or restored and not finished).
+ */
+int liveupdate_unregister_file_handler(struct liveupdate_file_handler *handler)
+{
+	guard(mutex)(&luo_handlers_lock);
+	if (handler->nr_files)
+		return -EBUSY;
+	list_del_init(&handler->list);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(liveupdate_unregister_file_handler);
+
+/* Bind a file to @h: pins the handler and its module. */
+static bool luo_handler_bind(struct liveupdate_file_handler *h)
+{
+	lockdep_assert_held(&luo_handlers_lock);
+	if (!try_module_get(h->owner))
+		return false;
+	h->nr_files++;
+	return true;
+}
+
+/**
+ * luo_handler_get() - find and pin the handler of a format
+ * @compatible: the format's name
+ *
+ * Return: the handler, or NULL if none is registered (or it is going away).
+ */
+struct liveupdate_file_handler *luo_handler_get(const char *compatible)
+{
+	struct liveupdate_file_handler *h;
+
+	guard(mutex)(&luo_handlers_lock);
+	h = luo_handler_find(compatible);
+	return h && luo_handler_bind(h) ? h : NULL;
+}
+
+void luo_handler_put(struct liveupdate_file_handler *handler)
+{
+	scoped_guard(mutex, &luo_handlers_lock)
+		handler->nr_files--;
+	module_put(handler->owner);
+}
+
+static struct liveupdate_file_handler *luo_handler_for(struct file *file)
+{
+	struct liveupdate_file_handler *h;
+
+	guard(mutex)(&luo_handlers_lock);
+	list_for_each_entry(h, &luo_handlers, list)
+		if (h->ops->can_preserve(h, file))
+			return luo_handler_bind(h) ? h : NULL;
+	return NULL;
+}
+
+/* Claims @lfile->object; -EBUSY if it is preserved already. */
+static int luo_object_claim(struct luo_file *lfile)
+{
+	struct rb_node **link = &luo_objects.rb_node, *parent = NULL;
+
+	guard(mutex)(&luo_objects_lock);
+	while (*link) {
+		struct luo_file *f = rb_entry(*link, struct luo_file, object_node);
+
+		if (lfile->object == f->object)
+			return -EBUSY;
+		parent = *link;
+		link = lfile->object < f->object ? &parent->rb_left :
+						   &parent->rb_right;
+	}
+	rb_link_node(&lfile->object_node, parent, link);
+	rb_insert_color(&lfile->object_node, &luo_objects);
+	return 0;
+}
+
+static void luo_object_release(struct luo_file *lfile)
+{
+	guard(mutex)(&luo_objects_lock);
+	rb_erase(&lfile->object_node, &luo_objects);
+}
+
+/**
+ * luo_file_preserve() - preserve a file into an outgoing session
+ * @session: outgoing session, its mutex held
+ * @fd: the file
+ * @token: its name across the update
+ *
+ * Return: 0, -EBADF, -ENOENT (no handler), -EEXIST (token taken), -EBUSY
+ * (object preserved already), -ENOMEM or the handler's error.  On error
+ * nothing is left behind.
+ */
+int luo_file_preserve(struct luo_session *session, int fd, u64 token)
+{
+	struct liveupdate_file_handler *h;
+	struct luo_file *lfile;
+	struct file *file;
+	int err;
+
+	lockdep_assert_held(&session->mutex);
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+
+	err = -EEXIST;
+	if (luo_session_find_file(session, token))
+		goto err_fput;
+	err = -ENOENT;
+	h = luo_handler_for(file);
+	if (!h)
+		goto err_fput;
+	err = -ENOMEM;
+	lfile = kzalloc_obj(*lfile, GFP_KERNEL_ACCOUNT);
+	if (!lfile)
+		goto err_put_handler;
+
+	lfile->lf.handler = h;
+	lfile->lf.file = file;
+	lfile->lf.token = token;
+	lfile->lf.version = h->version;
+	lfile->object = file;
+	lfile->state = LIVEUPDATE_FILE_PRESERVED;
+	strscpy(lfile->compatible, h->compatible);
+
+	err = luo_object_claim(lfile);
+	if (err)
+		goto err_free;
+	err = h->ops->preserve(&lfile->lf);
+	trace_liveupdate_preserve(session->name, token, h->compatible, err);
+	if (err)
+		goto err_release;
+	/* Cannot fail: the token was checked under the same mutex. */
+	WARN_ON(luo_session_add_file(session, lfile));
+	return 0;
+
+err_release:
+	luo_object_release(lfile);
+err_free:
+	kfree(lfile);
+err_put_handler:
+	luo_handler_put(h);
+err_fput:
+	fput(file);
+	return err;
+}
+
+static void luo_file_remove(struct luo_file *lfile)
+{
+	struct luo_session *session = lfile->session;
+
+	lockdep_assert_held(&session->mutex);
+	list_del(&lfile->list);
+	rb_erase(&lfile->token_node, &session->by_token);
+	session->nr_files--;
+}
+
+/**
+ * luo_file_unpreserve() - give a preserved file back and forget it
+ * @lfile: an outgoing file, its session's mutex held
+ */
+void luo_file_unpreserve(struct luo_file *lfile)
+{
+	struct liveupdate_file_handler *h = lfile->lf.handler;
+
+	h->ops->unpreserve(&lfile->lf);
+	trace_liveupdate_unpreserve(lfile->session->name, lfile->lf.token,
+				    h->compatible);
+	luo_file_remove(lfile);
+	luo_object_release(lfile);
+	fput(lfile->lf.file);
+	luo_handler_put(h);
+	kfree(lfile);
+}
+
+/**
+ * luo_file_retrieve() - restore an incoming file
+ * @lfile: an incoming file, its session's mutex held
+ * @filep: output: a new reference to the restored file
+ *
+ * The first successful call restores the file through its handler; later
+ * calls return the same file.  A failure leaves the file retrievable.
+ *
+ * Return: 0, -EOPNOTSUPP (no handler for the format), the file's damage
+ * error, or the handler's error.
+ */
+int luo_file_retrieve(struct luo_file *lfile, struct file **filep)
+{
+	struct liveupdate_file_handler *h;
+	int err;
+
+	lockdep_assert_held(&lfile->session->mutex);
+	switch (lfile->state) {
+	case LIVEUPDATE_FILE_RETRIEVED:
+		*filep = get_file(lfile->lf.file);
+		return 0;
+	case LIVEUPDATE_FILE_BROKEN:
+		return lfile->error;
+	}
+
+	h = luo_handler_get(lfile->compatible);
+	if (!h) {
+		err = -EOPNOTSUPP;
+		goto out;
+	}
+	lfile->lf.handler = h;
+	err = h->ops->retrieve(&lfile->lf);
+	if (!err && WARN_ON_ONCE(!lfile->lf.file))
+		err = -EIO;
+	if (err) {
+		lfile->lf.handler = NULL;
+		luo_handler_put(h);
+		goto out;
+	}
+	lfile->state = LIVEUPDATE_FILE_RETRIEVED;
+	*filep = get_file(lfile->lf.file);
+out:
+	lfile->error = err;
+	trace_liveupdate_retrieve(lfile->session->name, lfile->lf.token,
+				  lfile->compatible, err);
+	return err;
+}
+
+/* Bind every unretrieved file to its handler, so that it can be finished. */
+static void luo_files_bind_all(struct luo_session *session)
+{
+	struct luo_file *lfile;
+
+	list_for_each_entry(lfile, &session->files, list) {
+		if (lfile->lf.handler || lfile->state == LIVEUPDATE_FILE_BROKEN)
+			continue;
+		lfile->lf.handler = luo_handler_get(lfile->compatible);
+	}
+}
+
+static void luo_files_unbind_unretrieved(struct luo_session *session)
+{
+	struct luo_file *lfile;
+
+	list_for_each_entry(lfile, &session->files, list) {
+		if (!lfile->lf.handler ||
+		    lfile->state == LIVEUPDATE_FILE_RETRIEVED)
+			continue;
+		luo_handler_put(lfile->lf.handler);
+		lfile->lf.handler = NULL;
+	}
+}
+
+/**
+ * luo_files_finish() - finish every file of an incoming session
+ * @session: incoming session, its mutex held
+ *
+ * Asks every handler first; if one refuses nothing changes.  Then finishes
+ * the files last first and frees them.  A file no handler can take (broken,
+ * or of a format this kernel lacks) cannot be released: its memory stays
+ * reserved until the next update, and we say so.
+ *
+ * Return: 0 or -EBUSY.
+ */
+int luo_files_finish(struct luo_session *session)
+{
+	struct luo_file *lfile, *tmp;
+
+	lockdep_assert_held(&session->mutex);
+	luo_files_bind_all(session);
+	list_for_each_entry(lfile, &session->files, list) {
+		struct liveupdate_file_handler *h = lfile->lf.handler;
+
+		if (h && h->ops->can_finish && !h->ops->can_finish(&lfile->lf)) {
+			luo_files_unbind_unretrieved(session);
+			trace_liveupdate_finish(session->name, lfile->lf.token,
+						lfile->compatible, -EBUSY);
+			return -EBUSY;
+		}
+	}
+
+	list_for_each_entry_safe_reverse(lfile, tmp, &session->files, list) {
+		struct liveupdate_file_handler *h = lfile->lf.handler;
+
+		if (h) {
+			h->ops->finish(&lfile->lf);
+			luo_handler_put(h);
+		} else {
+			pr_warn("session '%s': token %llu (%s) cannot be released: %pe\n",
+				session->name, lfile->lf.token,
+				lfile->compatible,
+				ERR_PTR(lfile->error ?: -EOPNOTSUPP));
+		}
+		trace_liveupdate_finish(session->name, lfile->lf.token,
+					lfile->compatible, 0);
+		if (lfile->state == LIVEUPDATE_FILE_RETRIEVED)
+			fput(lfile->lf.file);
+		luo_file_remove(lfile);
+		kfree(lfile);
+	}
+	return 0;
+}
+
+/* Unfreeze, last first, every file frozen so far. */
+void luo_files_unfreeze(void)
+{
+	struct rb_node *node;
+	struct luo_file *lfile;
+
+	lockdep_assert_held_write(&luo_state_rwsem);
+	for (node = rb_last(&luo_sessions); node; node = rb_prev(node)) {
+		struct luo_session *s = rb_entry(node, struct luo_session, node);
+
+		if (s->kind != LUO_SESSION_OUTGOING)
+			continue;
+		list_for_each_entry_reverse(lfile, &s->files, list) {
+			const struct liveupdate_file_ops *ops;
+
+			if (!lfile->frozen)
+				continue;
+			ops = lfile->lf.handler->ops;
+			if (ops->unfreeze)
+				ops->unfreeze(&lfile->lf);
+			lfile->frozen = false;
+		}
+	}
+}
+
+/**
+ * luo_files_freeze() - freeze every outgoing file for the reboot
+ *
+ * Return: 0, or the first error (everything frozen is unfrozen again).
+ */
+int luo_files_freeze(void)
+{
+	struct rb_node *node;
+	struct luo_file *lfile;
+	int err;
+
+	lockdep_assert_held_write(&luo_state_rwsem);
+	for (node = rb_first(&luo_sessions); node; node = rb_next(node)) {
+		struct luo_session *s = rb_entry(node, struct luo_session, node);
+
+		if (s->kind != LUO_SESSION_OUTGOING)
+			continue;
+		list_for_each_entry(lfile, &s->files, list) {
+			const struct liveupdate_file_ops *ops;
+
+			ops = lfile->lf.handler->ops;
+			err = ops->freeze ? ops->freeze(&lfile->lf) : 0;
+			trace_liveupdate_freeze(s->name, lfile->lf.token,
+						lfile->compatible, err);
+			if (err) {
+				pr_err("session '%s': token %llu (%s) failed to freeze: %pe\n",
+				       s->name, lfile->lf.token,
+				       lfile->compatible, ERR_PTR(err));
+				luo_files_unfreeze();
+				return err;
+			}
+			lfile->frozen = true;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Live Update Orchestrator: definitions shared by the core's files.
+ */
+#ifndef _KERNEL_LIVEUPDATE_INTERNAL_H
+#define _KERNEL_LIVEUPDATE_INTERNAL_H
+
+#include <linux/liveupdate.h>
+#include <linux/mutex.h>
+#include <linux/rbtree.h>
+#include <linux/rwsem.h>
+
+enum luo_session_kind {
+	LUO_SESSION_OUTGOING = LIVEUPDATE_SESSION_OUTGOING,
+	LUO_SESSION_INCOMING = LIVEUPDATE_SESSION_INCOMING,
+};
+
+/**
+ * struct luo_session - a named set of preserved files
+ * @node: in the global tree of sessions, by name
+ * @name: NUL-terminated name
+ * @kind: outgoing (files are preserved into it) or incoming (files are
+ *	retrieved from it)
+ * @open: a session fd refers to the session
+ * @error: incoming: why the session cannot be retrieved, or 0
+ * @mutex: protects @files and @by_token
+ * @files: files in preservation order
+ * @by_token: the same files, by token
+ * @nr_files: number of files
+ *
+ * An outgoing session lives as long as its fd.  An incoming session lives
+ * until it is finished (it then becomes outgoing) or until the next update.
+ */
+struct luo_session {
+	struct rb_node node;
+	char name[LIVEUPDATE_SESSION_NAME_LENGTH];
+	enum luo_session_kind kind;
+	bool open;
+	int error;
+	struct mutex mutex;	/* protects files, by_token, nr_files */
+	struct list_head files;
+	struct rb_root by_token;
+	unsigned long nr_files;
+};
+
+/**
+ * struct luo_file - a file in a session
+ * @lf: what the handler sees
+ * @session: the session the file is in
+ * @list: in @session->files
+ * @token_node: in @session->by_token
+ * @object_node: outgoing: in the global tree of preserved objects
+ * @object: outgoing: the preserved object (the struct file; handlers whose
+ *	objects can be reached through several files guard them themselves)
+ * @state: enum liveupdate_file_state
+ * @error: LIVEUPDATE_FILE_BROKEN: the negative errno a retrieve gets
+ * @frozen: outgoing: frozen for the reboot in progress
+ * @compatible: incoming: the handler's format name from the old kernel
+ */
+struct luo_file {
+	struct liveupdate_file lf;
+	struct luo_session *session;
+	struct list_head list;
+	struct rb_node token_node;
+	struct rb_node object_node;
+	const void *object;
+	u32 state;
+	int error;
+	bool frozen;
+	char compatible[LIVEUPDATE_COMPATIBLE_LENGTH];
+};
+
+/* Taken for reading by every operation, for writing by the reboot. */
+extern struct rw_semaphore luo_state_rwsem;
+
+/* sessions.c; the lock protects the tree and the sessions' kind and open */
+extern struct mutex luo_sessions_lock;
+extern struct rb_root luo_sessions;
+struct luo_session *luo_session_alloc(const char *name,
+				      enum luo_session_kind kind);
+void luo_session_free(struct luo_session *session);
+int luo_session_insert(struct luo_session *session);
+int luo_session_create(const char *name, struct file **filep);
+int luo_session_retrieve(const char *name, struct file **filep);
+int luo_session_list(u32 *count, u64 names);
+struct luo_file *luo_session_find_file(struct luo_session *session, u64 token);
+int luo_session_add_file(struct luo_session *session, struct luo_file *lfile);
+
+/* files.c */
+int luo_file_preserve(struct luo_session *session, int fd, u64 token);
+void luo_file_unpreserve(struct luo_file *lfile);
+int luo_file_retrieve(struct luo_file *lfile, struct file **filep);
+int luo_files_finish(struct luo_session *session);
+int luo_files_freeze(void);
+void luo_files_unfreeze(void);
+struct liveupdate_file_handler *luo_handler_get(const char *compatible);
+void luo_handler_put(struct liveupdate_file_handler *handler);
+
+/* handover.c */
+int luo_handover_init(void);
+int luo_handover_write(struct kimage *image);
+void luo_handover_restore(void);
+
+/* ioctl.c */
+long luo_dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+long luo_session_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+
+/* debugfs.c */
+#ifdef CONFIG_DEBUG_FS
+void luo_debugfs_init(void);
+#else
+static inline void luo_debugfs_init(void) { }
+#endif
+
+#endif /* _KERNEL_LIVEUPDATE_INTERNAL_H */

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Live Update Orchestrator: enablement, /dev/liveupdate and the reboot hook.
+ */
+#define pr_fmt(fmt) "liveupdate: " fmt
+
+#include <linux/capability.h>
+#include <linux/fs.h>
+#include <linux/init.h>
+#include <linux/kexec.h>
+#include <linux/kexec_handover.h>
+#include <linux/miscdevice.h>
+#include <linux/string.h>
+
+#include "internal.h"
+
+DECLARE_RWSEM(luo_state_rwsem);
+
+static bool luo_cmdline __ro_after_init;
+static bool luo_on __ro_after_init;
+
+static int __init luo_parse_cmdline(char *str)
+{
+	return kstrtobool(str, &luo_cmdline);
+}
+early_param("liveupdate", luo_parse_cmdline);
+
+/**
+ * liveupdate_enabled() - is live update on in this kernel
+ *
+ * Return: true if "liveupdate=on" was given, KHO is on, and LUO started.
+ */
+bool liveupdate_enabled(void)
+{
+	return luo_on;
+}
+EXPORT_SYMBOL_GPL(liveupdate_enabled);
+
+/**
+ * liveupdate_reboot() - hand the sessions over, right before a kexec jump
+ * @image: the kexec image about to be started
+ *
+ * Called by kernel_kexec().  Freezes every file of every outgoing session
+ * and writes the handover state.  If anything fails, what was frozen is
+ * unfrozen and the error is returned: the reboot does not happen and
+ * everything keeps working.  On success LUO stays locked: nothing can
+ * change the state between here and the jump.
+ *
+ * Return: 0, -EOPNOTSUPP if files are preserved but @image cannot carry
+ * KHO state, or the error of a handler's freeze or of the serialization.
+ */
+int liveupdate_reboot(struct kimage *image)
+{
+	int err;
+
+	if (!luo_on)
+		return 0;
+
+	down_write(&luo_state_rwsem);
+	err = luo_handover_write(image);
+	if (err)
+		up_write(&luo_state_rwsem);
+	return err;
+}
+
+static atomic_t luo_dev_busy = ATOMIC_INIT(0);
+
+static int luo_dev_open(struct inode *inode, struct file *file)
+{
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	/* One agent owns the device at a time. */
+	if (atomic_cmpxchg(&luo_dev_busy, 0, 1))
+		return -EBUSY;
+	return 0;
+}
+
+static int luo_dev_release(struct inode *inode, struct file *file)
+{
+	atomic_set(&luo_dev_busy, 0);
+	return 0;
+}
+
+static const struct file_operations luo_dev_fops = {
+	.owner		= THIS_MODULE,
+	.open		= luo_dev_open,
+	.release	= luo_dev_release,
+	.unlocked_ioctl	= luo_dev_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+};
+
+static struct miscdevice luo_miscdev = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= "liveupdate",
+	.fops	= &luo_dev_fops,
+};
+
+static int __init luo_init(void)
+{
+	int err;
+
+	if (!luo_cmdline)
+		return 0;
+	if (!kho_is_enabled()) {
+		pr_info("KHO is disabled: live update is off\n");
+		return 0;
+	}
+
+	luo_handover_restore();
+	err = luo_handover_init();
+	if (err) {
+		pr_err("cannot publish the handover state: %pe\n",
+		       ERR_PTR(err));
+		return err;
+	}
+	err = misc_register(&luo_miscdev);
+	if (err) {
+		pr_err("cannot register /dev/liveupdate: %pe\n", ERR_PTR(err));
+		return err;
+	}
+	luo_on = true;
+	luo_debugfs_init();
+	return 0;
+}
+late_initcall(luo_init);

@@ -1,0 +1,678 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Live Update Orchestrator test handler.
+ *
+ * A test-only file type, /dev/liveupdate_test, preserved by two file
+ * handlers, so that kselftests can drive every path of the LUO core and
+ * check the outcome: failure injection in every callback that can fail, a
+ * log of the callbacks in the order they ran, and counters for leak checks.
+ * The ghost handler is registered only on request, so a test can make a
+ * file's handler disappear across an update.  Interface, all in
+ * /sys/kernel/debug/liveupdate_test/ besides the device:
+ *
+ * /dev/liveupdate_test: each open() is a new test file.  read() gives
+ *	"value=N\n"; write() takes one command: "value=N", "version=N",
+ *	"ghost=0|1", "fail=OP,ERRNO,COUNT" (OP: preserve, freeze, retrieve or
+ *	can_finish; COUNT 0: fail every time) or "fail=none".
+ * ghost: 0 or 1, registers or unregisters the ghost handler.
+ * events: one "OP VALUE" line per callback; any write clears it.
+ * live: preserved pages this kernel holds (outgoing and incoming).
+ * objects: test files in existence.
+ */
+
+#define pr_fmt(fmt) "liveupdate_test: " fmt
+
+#include <linux/anon_inodes.h>
+#include <linux/atomic.h>
+#include <linux/build_bug.h>
+#include <linux/cleanup.h>
+#include <linux/debugfs.h>
+#include <linux/err.h>
+#include <linux/fs.h>
+#include <linux/init.h>
+#include <linux/io.h>
+#include <linux/kexec_handover.h>
+#include <linux/kstrtox.h>
+#include <linux/liveupdate.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#define LUT_MAGIC		0x4c554f5445535431ULL	/* "LUOTEST1" */
+#define LUT_VERSION		1
+#define LUT_FLAG_GHOST		BIT(0)
+#define LUT_CMD_MAX		64
+#define LUT_NR_EVENTS		256
+#define LUT_EVENT_LEN		40
+
+enum lut_op {
+	LUT_PRESERVE,
+	LUT_FREEZE,
+	LUT_RETRIEVE,
+	LUT_CAN_FINISH,
+	LUT_NR_OPS,
+};
+
+static const char * const lut_op_names[LUT_NR_OPS] = {
+	[LUT_PRESERVE]		= "preserve",
+	[LUT_FREEZE]		= "freeze",
+	[LUT_RETRIEVE]		= "retrieve",
+	[LUT_CAN_FINISH]	= "can_finish",
+};
+
+/**
+ * struct lut_fail - failure injection for one callback
+ * @err: positive errno to fail with, 0 when disarmed
+ * @count: failures left before disarming, 0 to fail every time
+ */
+struct lut_fail {
+	u32 err;
+	u32 count;
+};
+
+/**
+ * struct lut_obj - a test file
+ * @value: the payload carried across the update
+ * @fail: failure injection, indexed by enum lut_op
+ * @version: format version to preserve with, 0 for the handler's
+ * @ghost: preserve through the ghost handler instead of the main one
+ * @ser: the preserved state while the file is preserved, else NULL
+ *
+ * Everything is protected by lut_lock.
+ */
+struct lut_obj {
+	u64 value;
+	struct lut_fail fail[LUT_NR_OPS];
+	u32 version;
+	bool ghost;
+	struct lut_ser *ser;
+};
+
+/**
+ * struct lut_ser - serialized state of a test file, in one preserved page
+ * @magic: LUT_MAGIC
+ * @value: the file's value at freeze time
+ * @fail_retrieve_errno: retrieve failure injection, as in struct lut_fail
+ * @fail_retrieve_count: see @fail_retrieve_errno
+ * @fail_can_finish_errno: can_finish failure injection, as in struct lut_fail
+ * @fail_can_finish_count: see @fail_can_finish_errno
+ * @flags: LUT_FLAG_*
+ * @reserved: zero
+ *
+ * Read by the next kernel, possibly another build: fixed-width fields, no
+ * implicit padding.
+ */
+struct lut_ser {
+	u64 magic;
+	u64 value;
+	u32 fail_retrieve_errno;
+	u32 fail_retrieve_count;
+	u32 fail_can_finish_errno;
+	u32 fail_can_finish_count;
+	u32 flags;
+	u32 reserved;
+};
+
+static_assert(sizeof(struct lut_ser) == 40);
+
+/* Protects every struct lut_obj and the contents of every struct lut_ser. */
+static DEFINE_MUTEX(lut_lock);
+
+static atomic_t lut_nr_live = ATOMIC_INIT(0);
+static atomic_t lut_nr_objects = ATOMIC_INIT(0);
+
+static DEFINE_MUTEX(lut_events_lock);
+static char lut_events[LUT_NR_EVENTS][LUT_EVENT_LEN];
+static unsigned int lut_events_first;
+static unsigned int lut_events_nr;
+
+/* Serializes ghost handler (un)registration with lut_ghost_registered. */
+static DEFINE_MUTEX(lut_ghost_lock);
+static bool lut_ghost_registered;
+
+static const struct file_operations liveupdate_test_fops;
+static struct liveupdate_file_handler lut_ghost_handler;
+
+static void lut_log(const char *op, u64 value)
+{
+	unsigned int i;
+
+	guard(mutex)(&lut_events_lock);
+	i = (lut_events_first + lut_events_nr) % LUT_NR_EVENTS;
+	snprintf(lut_events[i], LUT_EVENT_LEN, "%s %llu\n", op, value);
+	/* Full: drop the oldest line. */
+	if (lut_events_nr < LUT_NR_EVENTS)
+		lut_events_nr++;
+	else
+		lut_events_first = (lut_events_first + 1) % LUT_NR_EVENTS;
+}
+
+/* Return the injected error, if any, and count the failure. */
+static int lut_inject(u32 *err, u32 *count)
+{
+	int ret = -(int)*err;
+
+	if (*err && *count && !--*count)
+		*err = 0;
+	return ret;
+}
+
+static bool lut_is_ghost(const struct liveupdate_file_handler *handler)
+{
+	return handler == &lut_ghost_handler;
+}
+
+static struct lut_obj *lut_obj_alloc(void)
+{
+	struct lut_obj *obj = kzalloc_obj(*obj);
+
+	if (obj)
+		atomic_inc(&lut_nr_objects);
+	return obj;
+}
+
+static void lut_obj_free(struct lut_obj *obj)
+{
+	kfree(obj);
+	atomic_dec(&lut_nr_objects);
+}
+
+static int lut_open(struct inode *inode, struct file *file)
+{
+	struct lut_obj *obj = lut_obj_alloc();
+
+	if (!obj)
+		return -ENOMEM;
+	file->private_data = obj;
+	return 0;
+}
+
+static int lut_release(struct inode *inode, struct file *file)
+{
+	struct lut_obj *obj = file->private_data;
+
+	/* LUO holds a reference while the file is preserved. */
+	if (WARN_ON_ONCE(obj->ser))
+		return 0;
+	lut_obj_free(obj);
+	return 0;
+}
+
+static ssize_t lut_read(struct file *file, char __user *ubuf, size_t count,
+			loff_t *ppos)
+{
+	struct lut_obj *obj = file->private_data;
+	char buf[32];
+	int len;
+
+	scoped_guard(mutex, &lut_lock)
+		len = scnprintf(buf, sizeof(buf), "value=%llu\n", obj->value);
+	return simple_read_from_buffer(ubuf, count, ppos, buf, len);
+}
+
+static int lut_cmd_fail(struct lut_obj *obj, char *arg)
+{
+	char *op, *err_str;
+	u32 err, count;
+	int i, ret;
+
+	if (!strcmp(arg, "none")) {
+		guard(mutex)(&lut_lock);
+		memset(obj->fail, 0, sizeof(obj->fail));
+		return 0;
+	}
+
+	op = strsep(&arg, ",");
+	err_str = strsep(&arg, ",");
+	if (!arg)
+		return -EINVAL;
+	i = match_string(lut_op_names, LUT_NR_OPS, op);
+	if (i < 0)
+		return i;
+	ret = kstrtou32(err_str, 10, &err);
+	if (ret)
+		return ret;
+	if (!err || err > MAX_ERRNO)
+		return -EINVAL;
+	ret = kstrtou32(arg, 10, &count);
+	if (ret)
+		return ret;
+
+	guard(mutex)(&lut_lock);
+	obj->fail[i].err = err;
+	obj->fail[i].count = count;
+	return 0;
+}
+
+static int lut_cmd(struct lut_obj *obj, char *cmd)
+{
+	char *key = strsep(&cmd, "=");
+	bool ghost;
+	u64 value;
+	u32 version;
+	int ret;
+
+	if (!cmd)
+		return -EINVAL;
+
+	if (!strcmp(key, "value")) {
+		ret = kstrtou64(cmd, 10, &value);
+		if (ret)
+			return ret;
+		guard(mutex)(&lut_lock);
+		obj->value = value;
+	} else if (!strcmp(key, "fail")) {
+		return lut_cmd_fail(obj, cmd);
+	} else if (!strcmp(key, "version")) {
+		ret = kstrtou32(cmd, 10, &version);
+		if (ret)
+			return ret;
+		guard(mutex)(&lut_lock);
+		obj->version = version;
+	} else if (!strcmp(key, "ghost")) {
+		ret = kstrtobool(cmd, &ghost);
+		if (ret)
+			return ret;
+		guard(mutex)(&lut_lock);
+		/* Read locklessly by lut_can_preserve(). */
+		WRITE_ONCE(obj->ghost, ghost);
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static ssize_t lut_write(struct file *file, const char __user *ubuf,
+			 size_t count, loff_t *ppos)
+{
+	char *cmd __free(kfree) = NULL;
+	size_t len;
+	int ret;
+
+	if (!count || count >= LUT_CMD_MAX)
+		return -EINVAL;
+	cmd = memdup_user_nul(ubuf, count);
+	if (IS_ERR(cmd))
+		return PTR_ERR(cmd);
+	len = strlen(cmd);
+	if (len && cmd[len - 1] == '\n')
+		cmd[len - 1] = '\0';
+
+	ret = lut_cmd(file->private_data, cmd);
+	return ret ? ret : count;
+}
+
+static const struct file_operations liveupdate_test_fops = {
+	.owner		= THIS_MODULE,
+	.open		= lut_open,
+	.release	= lut_release,
+	.read		= lut_read,
+	.write		= lut_write,
+	.llseek		= default_llseek,
+};
+
+static void lut_ser_fill(struct lut_ser *ser, const struct lut_obj *obj,
+			 bool ghost)
+{
+	ser->magic = LUT_MAGIC;
+	ser->value = obj->value;
+	ser->fail_retrieve_errno = obj->fail[LUT_RETRIEVE].err;
+	ser->fail_retrieve_count = obj->fail[LUT_RETRIEVE].count;
+	ser->fail_can_finish_errno = obj->fail[LUT_CAN_FINISH].err;
+	ser->fail_can_finish_count = obj->fail[LUT_CAN_FINISH].count;
+	ser->flags = ghost ? LUT_FLAG_GHOST : 0;
+	ser->reserved = 0;
+}
+
+static bool lut_can_preserve(struct liveupdate_file_handler *handler,
+			     struct file *file)
+{
+	struct lut_obj *obj;
+
+	if (file->f_op != &liveupdate_test_fops)
+		return false;
+	obj = file->private_data;
+	return READ_ONCE(obj->ghost) == lut_is_ghost(handler);
+}
+
+static int lut_preserve(struct liveupdate_file *lf)
+{
+	struct lut_obj *obj = lf->file->private_data;
+	struct lut_ser *ser;
+	int ret;
+
+	guard(mutex)(&lut_lock);
+	lut_log("preserve", obj->value);
+	ret = lut_inject(&obj->fail[LUT_PRESERVE].err,
+			 &obj->fail[LUT_PRESERVE].count);
+	if (ret)
+		return ret;
+	/* The core must refuse to preserve a file twice. */
+	if (WARN_ON_ONCE(obj->ser))
+		return -EBUSY;
+
+	ser = kho_alloc_preserve(PAGE_SIZE);
+	if (IS_ERR(ser))
+		return PTR_ERR(ser);
+	lut_ser_fill(ser, obj, lut_is_ghost(lf->handler));
+	obj->ser = ser;
+	lf->data = virt_to_phys(ser);
+	lf->private = obj;
+	/*
+	 * Lets tests write a version the next kernel rejects; the core must
+	 * keep what preserve leaves in @lf->version.
+	 */
+	if (obj->version)
+		lf->version = obj->version;
+	atomic_inc(&lut_nr_live);
+	return 0;
+}
+
+static void lut_unpreserve(struct liveupdate_file *lf)
+{
+	struct lut_obj *obj = lf->private;
+
+	guard(mutex)(&lut_lock);
+	lut_log("unpreserve", obj->value);
+	kho_unpreserve_free(obj->ser);
+	obj->ser = NULL;
+	atomic_dec(&lut_nr_live);
+}
+
+static int lut_freeze(struct liveupdate_file *lf)
+{
+	struct lut_obj *obj = lf->private;
+	int ret;
+
+	guard(mutex)(&lut_lock);
+	lut_log("freeze", obj->value);
+	ret = lut_inject(&obj->fail[LUT_FREEZE].err,
+			 &obj->fail[LUT_FREEZE].count);
+	if (ret)
+		return ret;
+	/* The object may have changed since preserve. */
+	lut_ser_fill(obj->ser, obj, lut_is_ghost(lf->handler));
+	return 0;
+}
+
+static void lut_unfreeze(struct liveupdate_file *lf)
+{
+	struct lut_obj *obj = lf->private;
+
+	guard(mutex)(&lut_lock);
+	lut_log("unfreeze", obj->value);
+}
+
+/*
+ * Incoming: the preserved page, restored on first use and kept in
+ * @lf->private until finish, because KHO restores a page only once and a
+ * failed retrieve must be retryable.  A failed restore is remembered as an
+ * error pointer so that it is not attempted (and warned about) again.
+ */
+static struct folio *lut_in_folio(struct liveupdate_file *lf)
+{
+	struct folio *folio = lf->private;
+
+	if (folio)
+		return folio;
+
+	if (!lf->data || !PAGE_ALIGNED(lf->data))
+		folio = ERR_PTR(-EBADMSG);
+	else
+		folio = kho_restore_folio(lf->data) ?: ERR_PTR(-EBADMSG);
+	if (!IS_ERR(folio))
+		atomic_inc(&lut_nr_live);
+	lf->private = folio;
+	return folio;
+}
+
+/* Incoming: the validated serialized state. */
+static struct lut_ser *lut_in_ser(struct liveupdate_file *lf)
+{
+	struct folio *folio;
+	struct lut_ser *ser;
+	bool ghost;
+
+	if (lf->version != LUT_VERSION)
+		return ERR_PTR(-EOPNOTSUPP);
+
+	folio = lut_in_folio(lf);
+	if (IS_ERR(folio))
+		return ERR_CAST(folio);
+	if (folio_order(folio))
+		return ERR_PTR(-EBADMSG);
+
+	ser = folio_address(folio);
+	ghost = ser->flags & LUT_FLAG_GHOST;
+	if (ser->magic != LUT_MAGIC || ser->reserved ||
+	    (ser->flags & ~LUT_FLAG_GHOST) ||
+	    ser->fail_retrieve_errno > MAX_ERRNO ||
+	    ghost != lut_is_ghost(lf->handler))
+		return ERR_PTR(-EBADMSG);
+	return ser;
+}
+
+static int lut_retrieve(struct liveupdate_file *lf)
+{
+	struct lut_ser *ser;
+	struct lut_obj *obj;
+	struct file *file;
+	int ret;
+
+	guard(mutex)(&lut_lock);
+	ser = lut_in_ser(lf);
+	lut_log("retrieve", IS_ERR(ser) ? 0 : ser->value);
+	if (IS_ERR(ser))
+		return PTR_ERR(ser);
+	ret = lut_inject(&ser->fail_retrieve_errno, &ser->fail_retrieve_count);
+	if (ret)
+		return ret;
+
+	obj = lut_obj_alloc();
+	if (!obj)
+		return -ENOMEM;
+	obj->value = ser->value;
+	obj->ghost = ser->flags & LUT_FLAG_GHOST;
+	/* Tests can still change it through the retrieved file. */
+	obj->fail[LUT_CAN_FINISH].err = ser->fail_can_finish_errno;
+	obj->fail[LUT_CAN_FINISH].count = ser->fail_can_finish_count;
+
+	/* A fresh inode, so that the file is a distinct object to the core. */
+	file = anon_inode_create_getfile("[liveupdate_test]",
+					 &liveupdate_test_fops, obj, O_RDWR,
+					 NULL);
+	if (IS_ERR(file)) {
+		lut_obj_free(obj);
+		return PTR_ERR(file);
+	}
+	lf->file = file;
+	return 0;
+}
+
+static bool lut_can_finish(struct liveupdate_file *lf)
+{
+	struct lut_obj *obj;
+	struct lut_ser *ser;
+
+	guard(mutex)(&lut_lock);
+	if (lf->file) {
+		obj = lf->file->private_data;
+		lut_log("can_finish", obj->value);
+		return !lut_inject(&obj->fail[LUT_CAN_FINISH].err,
+				   &obj->fail[LUT_CAN_FINISH].count);
+	}
+
+	ser = lut_in_ser(lf);
+	lut_log("can_finish", IS_ERR(ser) ? 0 : ser->value);
+	/* Unreadable state has nothing to wait for: finish releases it. */
+	if (IS_ERR(ser))
+		return true;
+	return !lut_inject(&ser->fail_can_finish_errno,
+			   &ser->fail_can_finish_count);
+}
+
+static void lut_finish(struct liveupdate_file *lf)
+{
+	struct folio *folio;
+	struct lut_obj *obj;
+	struct lut_ser *ser;
+
+	guard(mutex)(&lut_lock);
+	if (lf->file) {
+		obj = lf->file->private_data;
+		lut_log("finish", obj->value);
+	} else {
+		ser = lut_in_ser(lf);
+		lut_log("finish", IS_ERR(ser) ? 0 : ser->value);
+	}
+
+	/* Restores the page if nothing did yet, e.g. on a version mismatch. */
+	folio = lut_in_folio(lf);
+	if (!IS_ERR(folio)) {
+		folio_put(folio);
+		atomic_dec(&lut_nr_live);
+	}
+	lf->private = NULL;
+}
+
+static const struct liveupdate_file_ops lut_ops = {
+	.can_preserve	= lut_can_preserve,
+	.preserve	= lut_preserve,
+	.unpreserve	= lut_unpreserve,
+	.freeze		= lut_freeze,
+	.unfreeze	= lut_unfreeze,
+	.retrieve	= lut_retrieve,
+	.can_finish	= lut_can_finish,
+	.finish		= lut_finish,
+};
+
+static struct liveupdate_file_handler lut_handler = {
+	.compatible	= "liveupdate-test",
+	.version	= LUT_VERSION,
+	.ops		= &lut_ops,
+	.owner		= THIS_MODULE,
+};
+
+static struct liveupdate_file_handler lut_ghost_handler = {
+	.compatible	= "liveupdate-test-ghost",
+	.version	= LUT_VERSION,
+	.ops		= &lut_ops,
+	.owner		= THIS_MODULE,
+};
+
+static int lut_events_show(struct seq_file *m, void *v)
+{
+	unsigned int i;
+
+	guard(mutex)(&lut_events_lock);
+	for (i = 0; i < lut_events_nr; i++)
+		seq_puts(m, lut_events[(lut_events_first + i) % LUT_NR_EVENTS]);
+	return 0;
+}
+
+static int lut_events_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, lut_events_show, NULL);
+}
+
+static ssize_t lut_events_write(struct file *file, const char __user *ubuf,
+				size_t count, loff_t *ppos)
+{
+	guard(mutex)(&lut_events_lock);
+	lut_events_first = 0;
+	lut_events_nr = 0;
+	return count;
+}
+
+static const struct file_operations lut_events_fops = {
+	.owner		= THIS_MODULE,
+	.open		= lut_events_open,
+	.read		= seq_read,
+	.write		= lut_events_write,
+	.llseek		= seq_lseek,
+	.release	= single_release,
+};
+
+static ssize_t lut_ghost_read(struct file *file, char __user *ubuf,
+			      size_t count, loff_t *ppos)
+{
+	char buf[4];
+	int len;
+
+	scoped_guard(mutex, &lut_ghost_lock)
+		len = scnprintf(buf, sizeof(buf), "%d\n", lut_ghost_registered);
+	return simple_read_from_buffer(ubuf, count, ppos, buf, len);
+}
+
+static ssize_t lut_ghost_write(struct file *file, const char __user *ubuf,
+			       size_t count, loff_t *ppos)
+{
+	bool on;
+	int ret;
+
+	ret = kstrtobool_from_user(ubuf, count, &on);
+	if (ret)
+		return ret;
+
+	/*
+	 * Not under lut_lock: the core may hold its own locks around the
+	 * callbacks, which take lut_lock.
+	 */
+	guard(mutex)(&lut_ghost_lock);
+	if (on == lut_ghost_registered)
+		return count;
+	if (on)
+		ret = liveupdate_register_file_handler(&lut_ghost_handler);
+	else
+		ret = liveupdate_unregister_file_handler(&lut_ghost_handler);
+	if (ret)
+		return ret;
+	lut_ghost_registered = on;
+	return count;
+}
+
+static const struct file_operations lut_ghost_fops = {
+	.owner		= THIS_MODULE,
+	.open		= simple_open,
+	.read		= lut_ghost_read,
+	.write		= lut_ghost_write,
+	.llseek		= default_llseek,
+};
+
+static struct miscdevice lut_misc = {
+	.minor		= MISC_DYNAMIC_MINOR,
+	.name		= "liveupdate_test",
+	.fops		= &liveupdate_test_fops,
+};
+
+static int __init lut_init(void)
+{
+	struct dentry *dir;
+	int ret;
+
+	ret = liveupdate_register_file_handler(&lut_handler);
+	if (ret) {
+		pr_err("cannot register the file handler: %d\n", ret);
+		return ret;
+	}
+	ret = misc_register(&lut_misc);
+	if (ret) {
+		pr_err("cannot register the device: %d\n", ret);
+		liveupdate_unregister_file_handler(&lut_handler);
+		return ret;
+	}
+
+	/* debugfs failures are not fatal: the tests then skip. */
+	dir = debugfs_create_dir("liveupdate_test", NULL);
+	debugfs_create_file("ghost", 0600, dir, NULL, &lut_ghost_fops);
+	debugfs_create_file("events", 0600, dir, NULL, &lut_events_fops);
+	debugfs_create_atomic_t("live", 0400, dir, &lut_nr_live);
+	debugfs_create_atomic_t("objects", 0400, dir, &lut_nr_objects);
+	return 0;
+}
+late_initcall(lut_init);

@@ -1,0 +1,1270 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Live Update Orchestrator: files carried across kexec reboots.
+ *
+ *   liveupdate_kexec SCENARIO
+ *
+ * A scenario is a chain of boots: the program runs once per boot with
+ * LUO_STAGE=0, 1, ... in the environment (0 when unset) and goes on to the
+ * next stage by running luo-next-stage in a child, while this process holds
+ * the session fds that the new kernel must find.  Each stage prints its own
+ * KTAP document; a stage that kexecs has that hop as its last planned result,
+ * printed only if the hop failed.
+ *
+ * Needs the liveupdate test module (CONFIG_LIVEUPDATE_TEST) for its
+ * preservable test objects, and a test environment that provides
+ * luo-next-stage; without /dev/liveupdate or the test module it skips.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "liveupdate_test.h"
+#include "kselftest.h"
+
+#define MANY		1000
+
+static int stage;
+static int dev = -1;
+
+#define result(cond, fmt, ...) \
+	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
+
+static __printf(1, 2) void __noreturn bail(const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ksft_exit_fail_msg("stage %d: %s\n", stage, msg);
+}
+
+/* Report whether @got (0 or -errno) is @want; true if it is. */
+static __printf(3, 4) bool check_ret(int got, int want, const char *fmt, ...)
+{
+	char desc[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(desc, sizeof(desc), fmt, ap);
+	va_end(ap);
+	if (got != want)
+		ksft_print_msg("%s: got %d (%s), want %d (%s)\n", desc, got,
+			       strerror(-got), want, strerror(-want));
+	ksft_test_result(got == want, "%s\n", desc);
+	return got == want;
+}
+
+/* A result that the rest of the stage depends on. */
+static __printf(2, 3) void require(bool ok, const char *fmt, ...)
+{
+	char desc[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(desc, sizeof(desc), fmt, ap);
+	va_end(ap);
+	ksft_test_result(ok, "%s\n", desc);
+	if (!ok)
+		bail("cannot go on after: %s", desc);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static int create_session(const char *name)
+{
+	int ret, sfd = -1;
+
+	ret = luo_create_session(dev, name, &sfd);
+	if (ret)
+		bail("create session %s: %s", name, strerror(-ret));
+	return sfd;
+}
+
+static int new_object(unsigned long long value)
+{
+	int fd = luo_test_new(value);
+
+	if (fd < 0)
+		bail("new test object: %s", strerror(-fd));
+	return fd;
+}
+
+static void object_cmd(int fd, const char *cmd)
+{
+	int ret = luo_test_cmd(fd, "%s", cmd);
+
+	if (ret)
+		bail("test object command %s: %s", cmd, strerror(-ret));
+}
+
+/* Preserve @fd as @token and report failures; true on success. */
+static bool preserve(int sfd, int fd, __u64 token)
+{
+	int ret = luo_preserve_fd(sfd, fd, token);
+
+	if (ret)
+		ksft_print_msg("PRESERVE_FD of token %llu: %s\n",
+			       (unsigned long long)token, strerror(-ret));
+	return !ret;
+}
+
+/* Retrieve session @name: its fd, or -errno. */
+static int retrieve_session(const char *name)
+{
+	int ret, sfd = -1;
+
+	ret = luo_retrieve_session(dev, name, &sfd);
+	if (ret) {
+		ksft_print_msg("retrieve session %s: %s\n", name,
+			       strerror(-ret));
+		return ret;
+	}
+	return sfd;
+}
+
+/*
+ * Retrieve @token and check that the file holds @want.  *@fdp gets the fd
+ * (or -1 if the retrieve failed).
+ */
+static bool retrieve_value(int sfd, __u64 token, unsigned long long want,
+			   int *fdp)
+{
+	unsigned long long value = 0;
+	int ret, fd = -1;
+
+	*fdp = -1;
+	ret = luo_retrieve_fd(sfd, token, &fd);
+	if (ret) {
+		ksft_print_msg("retrieve token %llu: %s\n",
+			       (unsigned long long)token, strerror(-ret));
+		return false;
+	}
+	*fdp = fd;
+	ret = luo_test_value(fd, &value);
+	if (ret) {
+		ksft_print_msg("token %llu: read value: %s\n",
+			       (unsigned long long)token, strerror(-ret));
+		return false;
+	}
+	if (value != want) {
+		ksft_print_msg("token %llu: value %llu, want %llu\n",
+			       (unsigned long long)token, value, want);
+		return false;
+	}
+	return true;
+}
+
+/* True if the test object @fd holds @want (reporting it if not). */
+static bool has_value(int fd, unsigned long long want)
+{
+	unsigned long long value = 0;
+	int ret = luo_test_value(fd, &value);
+
+	if (ret || value != want) {
+		ksft_print_msg("fd %d: value %llu (%s), want %llu\n", fd,
+			       value, strerror(-ret), want);
+		return false;
+	}
+	return true;
+}
+
+struct want_file {
+	__u64 token;
+	__u32 state;
+	__u32 error;
+	const char *compatible;		/* NULL: the test handler's */
+};
+
+/* QUERY @sfd and compare with @kind and the @n files of @want. */
+static bool query_is(int sfd, __u32 kind, const struct want_file *want,
+		     unsigned int n)
+{
+	struct liveupdate_file_info *info;
+	unsigned int i, bad = 0;
+	__u32 got_kind = 0, count = n + 1;
+	const char *compat;
+	int ret;
+
+	info = calloc(n + 1, sizeof(*info));
+	if (!info)
+		bail("out of memory");
+	ret = luo_query(sfd, &got_kind, info, &count);
+	if (ret) {
+		ksft_print_msg("query: %s\n", strerror(-ret));
+		free(info);
+		return false;
+	}
+	if (got_kind != kind) {
+		ksft_print_msg("query: kind %u, want %u\n", got_kind, kind);
+		bad++;
+	}
+	if (count != n) {
+		ksft_print_msg("query: %u files, want %u\n", count, n);
+		bad++;
+	}
+	for (i = 0; i < n && i < count; i++) {
+		compat = want[i].compatible ?: LUO_TEST_COMPATIBLE;
+		info[i].compatible[LIVEUPDATE_COMPATIBLE_LENGTH - 1] = '\0';
+		if (info[i].token == want[i].token &&
+		    info[i].state == want[i].state &&
+		    info[i].error == want[i].error &&
+		    !strcmp((char *)info[i].compatible, compat))
+			continue;
+		if (bad++ < 5)
+			/* token/state/error/compatible */
+			ksft_print_msg("query: file %u is %llu/%u/%u/%s, want %llu/%u/%u/%s\n",
+				       i, (unsigned long long)info[i].token,
+				       info[i].state, info[i].error,
+				       (char *)info[i].compatible,
+				       (unsigned long long)want[i].token,
+				       want[i].state, want[i].error, compat);
+	}
+	free(info);
+	return !bad;
+}
+
+/* @n files with tokens 1..n, all in @state. */
+static bool query_all(int sfd, __u32 kind, unsigned int n, __u32 state)
+{
+	struct want_file *want = calloc(n + 1, sizeof(*want));
+	unsigned int i;
+	bool ok;
+
+	if (!want)
+		bail("out of memory");
+	for (i = 0; i < n; i++) {
+		want[i].token = i + 1;
+		want[i].state = state;
+	}
+	ok = query_is(sfd, kind, want, n);
+	free(want);
+	return ok;
+}
+
+static bool query_empty_outgoing(int sfd)
+{
+	return query_is(sfd, LIVEUPDATE_SESSION_OUTGOING, NULL, 0);
+}
+
+static bool live_is(int want)
+{
+	int live = luo_test_live();
+
+	if (live != want)
+		ksft_print_msg("live test objects: %d, want %d\n", live, want);
+	return live == want;
+}
+
+static char *events(void)
+{
+	char *ev = luo_test_events();
+
+	if (!ev)
+		bail("cannot read %s", LUO_TEST_EVENTS);
+	return ev;
+}
+
+static void clear_events(void)
+{
+	int ret = luo_test_clear_events();
+
+	if (ret)
+		bail("clear %s: %s", LUO_TEST_EVENTS, strerror(-ret));
+}
+
+/* Show (the start of) the event log, or of its @op events, as diagnostics. */
+static void dump_events(const char *ev, const char *op)
+{
+	const char *line = ev, *end;
+	size_t oplen = op ? strlen(op) : 0;
+	int len, n = 0;
+
+	ksft_print_msg("event log%s%s:\n", op ? ", " : "", op ?: "");
+	for (; line && *line; line = end ? end + 1 : NULL) {
+		end = strchr(line, '\n');
+		len = end ? (int)(end - line) : (int)strlen(line);
+		if (op && (strncmp(line, op, oplen) || line[oplen] != ' '))
+			continue;
+		if (n++ == 40) {
+			ksft_print_msg("  ...\n");
+			break;
+		}
+		ksft_print_msg("  %.*s\n", len, line);
+	}
+}
+
+/* True if the @op events are exactly @want, in that order. */
+static bool events_are(const char *op, const unsigned long long *want,
+		       int n)
+{
+	unsigned long long *got = calloc(n + 1, sizeof(*got));
+	char *ev = events();
+	int i, count;
+	bool ok;
+
+	if (!got)
+		bail("out of memory");
+	count = luo_event_values(ev, op, got, n + 1);
+	ok = count == n;
+	for (i = 0; ok && i < n; i++)
+		ok = got[i] == want[i];
+	if (!ok) {
+		ksft_print_msg("%s events: %d, want %d\n", op, count, n);
+		dump_events(ev, op);
+	}
+	free(got);
+	free(ev);
+	return ok;
+}
+
+/*
+ * Like events_are(), for logs that may keep only the latest events: the @op
+ * events present must be the last ones of @want, in order (all of them if
+ * the log kept everything).
+ */
+static bool events_end_with(const char *op, const unsigned long long *want,
+			    int n)
+{
+	unsigned long long *got = calloc(n + 1, sizeof(*got));
+	char *ev = events();
+	int i, count;
+	bool ok;
+
+	if (!got)
+		bail("out of memory");
+	count = luo_event_values(ev, op, got, n + 1);
+	ok = count > 0 && count <= n;
+	for (i = 0; ok && i < count; i++)
+		ok = got[i] == want[n - count + i];
+	if (!ok) {
+		ksft_print_msg("%s events: %d, want the last (up to) %d\n",
+			       op, count, n);
+		dump_events(ev, op);
+	} else if (count < n) {
+		ksft_print_msg("the event log kept the last %d %s events\n",
+			       count, op);
+	}
+	free(got);
+	free(ev);
+	return ok;
+}
+
+/* LIST_SESSIONS: the names are exactly @want (in that order). */
+static bool list_is(const char * const *want, unsigned int n)
+{
+	char (*names)[LUO_NAME_LEN];
+	__u32 count = n + 1;
+	unsigned int i;
+	bool ok;
+	int ret;
+
+	names = calloc(n + 1, LUO_NAME_LEN);
+	if (!names)
+		bail("out of memory");
+	ret = luo_list_sessions(dev, names, &count);
+	ok = !ret && count == n;
+	if (!ok)
+		ksft_print_msg("list sessions: %s, %u names, want %u\n",
+			       strerror(-ret), count, n);
+	for (i = 0; ok && i < n; i++) {
+		ok = !strncmp(names[i], want[i], LUO_NAME_LEN);
+		if (!ok)
+			ksft_print_msg("list sessions: name %u is %.64s, want %s\n",
+				       i, names[i], want[i]);
+	}
+	free(names);
+	return ok;
+}
+
+/*
+ * The last planned result of a stage that moves on: kexec into the next
+ * stage.  Returns only if that did not happen, after reporting it.
+ */
+static void __noreturn kexec_next(void)
+{
+	int ret;
+
+	if (ksft_get_fail_cnt()) {
+		ksft_test_result_fail("kexec into stage %d # not tried after failures\n",
+				      stage + 1);
+		ksft_finished();
+	}
+	ret = next_stage();
+	ksft_print_msg("%s returned %d\n", LUO_NEXT_STAGE, ret);
+	ksft_test_result_fail("kexec into stage %d\n", stage + 1);
+	ksft_finished();
+}
+
+/*
+ * simple: three files in one session; the new kernel retrieves them, checks
+ * the incoming-session rules and finishes.
+ */
+static const unsigned long long simple_values[] = { 11, 22, 33 };
+
+static void simple_0(void)
+{
+	int sfd, obj[3], i;
+	bool ok = true;
+
+	ksft_set_plan(4);
+	sfd = create_session("simple");
+	for (i = 0; i < 3; i++) {
+		obj[i] = new_object(simple_values[i]);
+		ok &= preserve(sfd, obj[i], i + 1);
+	}
+	result(ok, "preserve 3 files into session simple");
+	/* The session holds its files: their fds are not needed. */
+	close(obj[1]);
+	result(query_all(sfd, LIVEUPDATE_SESSION_OUTGOING, 3,
+			 LIVEUPDATE_FILE_PRESERVED),
+	       "query: outgoing session, 3 files preserved");
+	result(live_is(3), "3 test objects live");
+	kexec_next();
+}
+
+static void simple_1(void)
+{
+	struct liveupdate_session_finish fin = {
+		.size = sizeof(fin),
+		.reserved = 1,
+	};
+	const struct want_file one_retrieved[] = {
+		{ .token = 1, .state = LIVEUPDATE_FILE_RETRIEVED },
+		{ .token = 2, .state = LIVEUPDATE_FILE_INCOMING },
+		{ .token = 3, .state = LIVEUPDATE_FILE_INCOMING },
+	};
+	static const unsigned long long finish_order[] = { 33, 22, 11 };
+	char name[LUO_NAME_LEN];
+	int sfd, fd[3], again, tmp = -1, obj, ret, i;
+	__u32 count;
+	bool ok;
+	char *ev;
+
+	ksft_set_plan(26);
+	sfd = retrieve_session("simple");
+	require(sfd >= 0, "retrieve session simple");
+	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, 3,
+			 LIVEUPDATE_FILE_INCOMING),
+	       "query: incoming session, 3 files not retrieved");
+	ret = luo_get_name(sfd, name);
+	result(!ret && !strcmp(name, "simple"), "get_name on incoming session");
+
+	/* Open sessions are not listed, nor can they be opened twice. */
+	count = 0;
+	ret = luo_list_sessions(dev, NULL, &count);
+	result(!ret && !count, "list_sessions: the open session is not listed");
+	check_ret(luo_retrieve_session(dev, "simple", &tmp), -EBUSY,
+		  "retrieve_session while open: EBUSY");
+	check_ret(luo_create_session(dev, "simple", &tmp), -EEXIST,
+		  "create_session with the incoming name: EEXIST");
+
+	obj = new_object(44);
+	check_ret(luo_preserve_fd(sfd, obj, 4), -EINVAL,
+		  "preserve_fd into incoming session: EINVAL");
+	check_ret(luo_unpreserve_fd(sfd, 1), -EINVAL,
+		  "unpreserve_fd on incoming session: EINVAL");
+	check_ret(luo_retrieve_fd(sfd, 4, &tmp), -ENOENT,
+		  "retrieve_fd of unknown token: ENOENT");
+
+	result(retrieve_value(sfd, 1, 11, &fd[0]), "retrieve token 1: value 11");
+	result(query_is(sfd, LIVEUPDATE_SESSION_INCOMING, one_retrieved, 3),
+	       "query: token 1 retrieved, tokens 2 and 3 incoming");
+	result(retrieve_value(sfd, 2, 22, &fd[1]),
+	       "retrieve token 2 (fd closed before kexec): value 22");
+	result(retrieve_value(sfd, 3, 33, &fd[2]), "retrieve token 3: value 33");
+	ok = true;
+	for (i = 0; i < 3; i++)
+		ok &= fd[i] >= 0 && luo_has_cloexec(fd[i]);
+	result(ok, "retrieved fds are close-on-exec");
+	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, 3,
+			 LIVEUPDATE_FILE_RETRIEVED),
+	       "query: 3 files retrieved");
+
+	/* Asking again gives another fd for the same file. */
+	ok = retrieve_value(sfd, 1, 11, &again) && again != fd[0] &&
+	     !luo_test_cmd(again, "value=111") && has_value(fd[0], 111) &&
+	     !luo_test_cmd(fd[0], "value=11") && has_value(again, 11);
+	result(ok, "retrieve token 1 again: new fd, same file");
+	if (again >= 0)
+		close(again);
+
+	ev = events();
+	ok = true;
+	for (i = 0; i < 3; i++)
+		ok &= luo_event_count(ev, "retrieve", simple_values[i]) == 1;
+	if (!ok)
+		dump_events(ev, NULL);
+	free(ev);
+	result(ok, "handler retrieve ran once per file");
+
+	ret = ioctl(sfd, LIVEUPDATE_SESSION_FINISH, &fin) ? -errno : 0;
+	check_ret(ret, -EINVAL, "finish with reserved set: EINVAL");
+	check_ret(luo_finish(sfd), 0, "finish");
+	result(events_are("finish", finish_order, 3),
+	       "handler finish ran for each file, last first");
+
+	/* Now an empty outgoing session of the same name. */
+	result(query_empty_outgoing(sfd), "query after finish: empty outgoing");
+	ret = luo_get_name(sfd, name);
+	result(!ret && !strcmp(name, "simple"), "get_name after finish");
+	check_ret(luo_finish(sfd), -EINVAL, "finish again: EINVAL");
+	check_ret(luo_retrieve_fd(sfd, 1, &tmp), -EINVAL,
+		  "retrieve_fd after finish: EINVAL");
+	check_ret(luo_retrieve_session(dev, "simple", &tmp), -ENOENT,
+		  "retrieve_session after finish: ENOENT");
+	ok = true;
+	for (i = 0; i < 3; i++)
+		ok &= fd[i] >= 0 && has_value(fd[i], simple_values[i]);
+	result(ok, "retrieved files still work after finish");
+	ksft_finished();
+}
+
+/* many-sessions: MANY sessions of one file each. */
+static void many_sessions_name(char *name, int i)
+{
+	snprintf(name, LUO_NAME_LEN, "many-%04d", i);
+}
+
+static void many_sessions_0(void)
+{
+	char name[LUO_NAME_LEN];
+	long long start;
+	int i, sfd, obj;
+	bool ok = true;
+
+	ksft_set_plan(3);
+	start = now_ms();
+	for (i = 0; i < MANY && ok; i++) {
+		many_sessions_name(name, i);
+		sfd = create_session(name);
+		obj = new_object(100000 + i);
+		ok = preserve(sfd, obj, i + 1);
+	}
+	ksft_print_msg("create+preserve of %d sessions: %lld ms\n", MANY,
+		       now_ms() - start);
+	result(ok, "create %d sessions with one file each", MANY);
+	result(live_is(MANY), "%d test objects live", MANY);
+	kexec_next();
+}
+
+static void many_sessions_1(void)
+{
+	char (*names)[LUO_NAME_LEN], want[LUO_NAME_LEN];
+	int i, ret, sfd[MANY], fd;
+	long long start;
+	__u32 count;
+	void *gone;
+	bool ok;
+
+	ksft_set_plan(10);
+	count = 0;
+	ret = luo_list_sessions(dev, NULL, &count);
+	if (ret || count != MANY)
+		ksft_print_msg("list sessions: %s, count %u\n",
+			       strerror(-ret), count);
+	result(!ret && count == MANY, "list_sessions count: %d", MANY);
+
+	names = calloc(MANY + 1, LUO_NAME_LEN);
+	if (!names)
+		bail("out of memory");
+	count = MANY;
+	ret = luo_list_sessions(dev, names, &count);
+	ok = !ret && count == MANY;
+	for (i = 0; ok && i < MANY; i++) {
+		many_sessions_name(want, i);
+		ok = !strncmp(names[i], want, LUO_NAME_LEN);
+		if (!ok)
+			ksft_print_msg("name %d: %.64s, want %s\n", i,
+				       names[i], want);
+	}
+	result(ok, "list_sessions: %d names in name order", MANY);
+
+	/* A short buffer gets the first names and the full count. */
+	memset(names, 0xa5, 11 * LUO_NAME_LEN);
+	count = 10;
+	ret = luo_list_sessions(dev, names, &count);
+	ok = !ret && count == MANY;
+	for (i = 0; ok && i < 10; i++) {
+		many_sessions_name(want, i);
+		ok = !strncmp(names[i], want, LUO_NAME_LEN);
+	}
+	ok = ok && (unsigned char)names[10][0] == 0xa5;
+	result(ok, "list_sessions with room for 10: 10 names, count %d",
+	       MANY);
+
+	gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (gone == MAP_FAILED)
+		bail("mmap: %s", strerror(errno));
+	munmap(gone, 4096);
+	count = 1;
+	check_ret(luo_list_sessions(dev, gone, &count), -EFAULT,
+		  "list_sessions into unmapped memory: EFAULT");
+
+	start = now_ms();
+	ok = true;
+	for (i = 0; i < MANY; i++) {
+		many_sessions_name(want, i);
+		sfd[i] = retrieve_session(want);
+		if (sfd[i] < 0) {
+			ok = false;
+			continue;
+		}
+		ok &= retrieve_value(sfd[i], i + 1, 100000 + i, &fd);
+	}
+	ksft_print_msg("retrieve of %d sessions and files: %lld ms\n", MANY,
+		       now_ms() - start);
+	result(ok, "retrieve %d sessions and their files", MANY);
+
+	count = 0;
+	ret = luo_list_sessions(dev, NULL, &count);
+	result(!ret && !count, "list_sessions with all open: none");
+	result(live_is(MANY), "%d test objects live before finish", MANY);
+
+	ok = true;
+	for (i = 0; i < MANY; i++)
+		ok &= sfd[i] >= 0 && !luo_finish(sfd[i]);
+	result(ok, "finish %d sessions", MANY);
+	count = 0;
+	ret = luo_list_sessions(dev, NULL, &count);
+	result(!ret && !count, "list_sessions after finish: none");
+	result(live_is(0), "no test objects live after finish");
+	free(names);
+	ksft_finished();
+}
+
+/* many-files: one session of MANY files. */
+static void many_files_0(void)
+{
+	long long start;
+	int i, sfd, obj;
+	bool ok = true;
+
+	ksft_set_plan(4);
+	sfd = create_session("many-files");
+	start = now_ms();
+	for (i = 0; i < MANY && ok; i++) {
+		obj = new_object(200000 + i);
+		ok = preserve(sfd, obj, i + 1);
+	}
+	ksft_print_msg("preserve of %d files: %lld ms\n", MANY,
+		       now_ms() - start);
+	result(ok, "preserve %d files into one session", MANY);
+	result(query_all(sfd, LIVEUPDATE_SESSION_OUTGOING, MANY,
+			 LIVEUPDATE_FILE_PRESERVED),
+	       "query: %d files preserved, in order", MANY);
+	result(live_is(MANY), "%d test objects live", MANY);
+	kexec_next();
+}
+
+static void many_files_1(void)
+{
+	unsigned long long *order;
+	long long start;
+	int i, sfd, fd;
+	bool ok = true;
+
+	ksft_set_plan(8);
+	sfd = retrieve_session("many-files");
+	require(sfd >= 0, "retrieve session many-files");
+	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, MANY,
+			 LIVEUPDATE_FILE_INCOMING),
+	       "query: %d incoming files, in order", MANY);
+	start = now_ms();
+	for (i = 0; i < MANY; i++)
+		ok &= retrieve_value(sfd, i + 1, 200000 + i, &fd);
+	ksft_print_msg("retrieve of %d files: %lld ms\n", MANY,
+		       now_ms() - start);
+	result(ok, "retrieve %d files", MANY);
+	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, MANY,
+			 LIVEUPDATE_FILE_RETRIEVED),
+	       "query: %d files retrieved", MANY);
+	clear_events();
+	check_ret(luo_finish(sfd), 0, "finish");
+	order = calloc(MANY, sizeof(*order));
+	if (!order)
+		bail("out of memory");
+	for (i = 0; i < MANY; i++)
+		order[i] = 200000 + MANY - 1 - i;
+	result(events_end_with("finish", order, MANY),
+	       "handler finish ran for %d files, last first", MANY);
+	free(order);
+	result(query_empty_outgoing(sfd), "query after finish: empty outgoing");
+	result(live_is(0), "no test objects live after finish");
+	ksft_finished();
+}
+
+/*
+ * close-no-finish: an incoming session closed without FINISH stays, with
+ * its retrieved files; one finished later is gone after the next update,
+ * and so is one never finished.
+ */
+static void close_no_finish_0(void)
+{
+	int sfd, left, obj[3];
+	bool ok;
+
+	ksft_set_plan(3);
+	sfd = create_session("cnf");
+	left = create_session("cnf-left");
+	obj[0] = new_object(7);
+	obj[1] = new_object(8);
+	obj[2] = new_object(9);
+	ok = preserve(sfd, obj[0], 1) && preserve(sfd, obj[1], 2) &&
+	     preserve(left, obj[2], 1);
+	result(ok, "preserve 2 files into cnf, 1 into cnf-left");
+	result(live_is(3), "3 test objects live");
+	kexec_next();
+}
+
+static void close_no_finish_1(void)
+{
+	static const char * const both[] = { "cnf", "cnf-left" };
+	static const char * const left_only[] = { "cnf-left" };
+	const struct want_file mixed[] = {
+		{ .token = 1, .state = LIVEUPDATE_FILE_RETRIEVED },
+		{ .token = 2, .state = LIVEUPDATE_FILE_INCOMING },
+	};
+	int sfd, left, a, b, lfd;
+	bool ok;
+
+	ksft_set_plan(14);
+	sfd = retrieve_session("cnf");
+	require(sfd >= 0, "retrieve session cnf");
+	result(retrieve_value(sfd, 1, 7, &a), "retrieve token 1: value 7");
+	require(a >= 0 && !luo_test_cmd(a, "value=70") && has_value(a, 70),
+		"set the retrieved file's value to 70");
+	close(sfd);
+
+	result(list_is(both, 2),
+	       "list_sessions after close without finish: cnf, cnf-left");
+	sfd = retrieve_session("cnf");
+	require(sfd >= 0, "retrieve session cnf again");
+	result(query_is(sfd, LIVEUPDATE_SESSION_INCOMING, mixed, 2),
+	       "query: token 1 still retrieved, token 2 incoming");
+	result(retrieve_value(sfd, 1, 70, &b),
+	       "retrieve token 1 again: the same file (value 70)");
+	ok = b >= 0 && !luo_test_cmd(b, "value=71") && has_value(a, 71);
+	result(ok, "both fds of token 1 are one file");
+	check_ret(luo_finish(sfd), 0, "finish cnf");
+	result(query_empty_outgoing(sfd), "query after finish: empty outgoing");
+
+	left = retrieve_session("cnf-left");
+	require(left >= 0, "retrieve session cnf-left");
+	result(retrieve_value(left, 1, 9, &lfd), "cnf-left token 1: value 9");
+	close(left);
+	result(list_is(left_only, 1),
+	       "list_sessions: cnf-left only (cnf is finished)");
+
+	/* Carry nothing: the finished session is closed as well. */
+	close(sfd);
+	close(a);
+	if (b >= 0)
+		close(b);
+	if (lfd >= 0)
+		close(lfd);
+	kexec_next();
+}
+
+static void close_no_finish_2(void)
+{
+	int tmp = -1;
+	__u32 count = 0;
+	int ret;
+
+	ksft_set_plan(4);
+	check_ret(luo_retrieve_session(dev, "cnf", &tmp), -ENOENT,
+		  "finished and closed session cnf is gone: ENOENT");
+	check_ret(luo_retrieve_session(dev, "cnf-left", &tmp), -ENOENT,
+		  "unfinished session cnf-left was released: ENOENT");
+	ret = luo_list_sessions(dev, NULL, &count);
+	result(!ret && !count, "list_sessions: none");
+	result(live_is(0), "no test objects live");
+	ksft_finished();
+}
+
+/* reuse: a finished session takes new files for the next update. */
+static void reuse_0(void)
+{
+	int sfd, a, b;
+
+	ksft_set_plan(2);
+	sfd = create_session("reuse");
+	a = new_object(100);
+	b = new_object(200);
+	result(preserve(sfd, a, 1) && preserve(sfd, b, 2),
+	       "preserve 2 files into session reuse");
+	kexec_next();
+}
+
+static void reuse_1(void)
+{
+	int sfd, r1, r2, c, d;
+
+	ksft_set_plan(9);
+	sfd = retrieve_session("reuse");
+	require(sfd >= 0, "retrieve session reuse");
+	result(retrieve_value(sfd, 1, 100, &r1), "retrieve token 1: value 100");
+	result(retrieve_value(sfd, 2, 200, &r2), "retrieve token 2: value 200");
+	check_ret(luo_finish(sfd), 0, "finish");
+
+	c = new_object(300);
+	result(preserve(sfd, c, 1), "preserve a new file as token 1 again");
+	result(r2 >= 0 && !luo_test_cmd(r2, "value=201") && preserve(sfd, r2, 2),
+	       "preserve the retrieved file, now 201, as token 2");
+	d = new_object(400);
+	result(preserve(sfd, d, 3), "preserve a new file as token 3");
+	result(query_all(sfd, LIVEUPDATE_SESSION_OUTGOING, 3,
+			 LIVEUPDATE_FILE_PRESERVED),
+	       "query: outgoing, 3 files preserved");
+	kexec_next();
+}
+
+static void reuse_2(void)
+{
+	int sfd, fd;
+
+	ksft_set_plan(5);
+	sfd = retrieve_session("reuse");
+	require(sfd >= 0, "retrieve session reuse");
+	result(retrieve_value(sfd, 1, 300, &fd), "retrieve token 1: value 300");
+	result(retrieve_value(sfd, 2, 201, &fd), "retrieve token 2: value 201");
+	result(retrieve_value(sfd, 3, 400, &fd), "retrieve token 3: value 400");
+	check_ret(luo_finish(sfd), 0, "finish");
+	ksft_finished();
+}
+
+/*
+ * hops3: one session through three hops.  Token 1 is the same file all
+ * along (retrieved and preserved again), token 2 a new file at every hop.
+ */
+#define HOPS	3
+
+static unsigned long long hop_value(int hop, int token)
+{
+	return 1000ULL * hop + token;
+}
+
+static void hops3(void)
+{
+	int sfd, f1 = -1, f2, obj;
+
+	ksft_set_plan(stage == 0 ? 2 : stage < HOPS ? 6 : 4);
+	if (stage == 0) {
+		sfd = create_session("hops");
+		f1 = new_object(hop_value(0, 1));
+		f2 = new_object(hop_value(0, 2));
+		result(preserve(sfd, f1, 1) && preserve(sfd, f2, 2),
+		       "preserve 2 files into session hops");
+		kexec_next();
+	}
+
+	sfd = retrieve_session("hops");
+	require(sfd >= 0, "retrieve session hops at hop %d", stage);
+	result(retrieve_value(sfd, 1, hop_value(stage - 1, 1), &f1),
+	       "token 1: value %llu", hop_value(stage - 1, 1));
+	result(retrieve_value(sfd, 2, hop_value(stage - 1, 2), &f2),
+	       "token 2: value %llu", hop_value(stage - 1, 2));
+	check_ret(luo_finish(sfd), 0, "finish at hop %d", stage);
+	if (stage == HOPS)
+		ksft_finished();
+
+	obj = new_object(hop_value(stage, 2));
+	result(f1 >= 0 && !luo_test_cmd(f1, "value=%llu", hop_value(stage, 1)) &&
+	       preserve(sfd, f1, 1) && preserve(sfd, obj, 2),
+	       "preserve token 1 (same file, value %llu) and token 2 (new file, value %llu)",
+	       hop_value(stage, 1), hop_value(stage, 2));
+	kexec_next();
+}
+
+/*
+ * freeze-fail: a file that fails to freeze makes the update fail; the files
+ * frozen already are thawed and the system goes on.  The update works once
+ * the failure is gone.
+ */
+static const unsigned long long ff_values[] = { 1, 2, 3, 4, 5, 6 };
+#define FF_FAILING	4
+
+static void freeze_fail_0(void)
+{
+	const struct want_file a_files[] = {
+		{ .token = 1, .state = LIVEUPDATE_FILE_PRESERVED },
+		{ .token = 2, .state = LIVEUPDATE_FILE_PRESERVED },
+	};
+	const struct want_file b_files[] = {
+		{ .token = 1, .state = LIVEUPDATE_FILE_PRESERVED },
+		{ .token = 2, .state = LIVEUPDATE_FILE_PRESERVED },
+		{ .token = 3, .state = LIVEUPDATE_FILE_PRESERVED },
+	};
+	int sa, sb, obj[6], ret, i, frozen = 0;
+	bool ok;
+	char *ev;
+
+	ksft_set_plan(8);
+	sa = create_session("ff-a");
+	sb = create_session("ff-b");
+	for (i = 0; i < 6; i++)
+		obj[i] = new_object(ff_values[i]);
+	ok = !luo_test_set_fail(obj[FF_FAILING - 1], "freeze", EIO, 0);
+	/* The failing file sits between two others of its session. */
+	ok = ok && preserve(sa, obj[0], 1) && preserve(sa, obj[1], 2) &&
+	     preserve(sb, obj[2], 1) && preserve(sb, obj[3], 2) &&
+	     preserve(sb, obj[4], 3);
+	result(ok, "preserve 5 files, one failing to freeze (EIO)");
+	if (!ok)
+		bail("setup failed");
+	clear_events();
+
+	ret = next_stage();
+	/* 127: it could not even run; over 128: killed. */
+	ksft_print_msg("%s exited %d\n", LUO_NEXT_STAGE, ret);
+	result(ret > 0 && ret < 127, "%s fails when a file fails to freeze",
+	       LUO_NEXT_STAGE);
+
+	result(query_is(sa, LIVEUPDATE_SESSION_OUTGOING, a_files, 2),
+	       "query ff-a after the failed update: 2 files preserved");
+	result(query_is(sb, LIVEUPDATE_SESSION_OUTGOING, b_files, 3),
+	       "query ff-b after the failed update: 3 files preserved");
+
+	ev = events();
+	ok = true;
+	for (i = 0; i < 5; i++) {
+		unsigned long long v = ff_values[i];
+		int nf = luo_event_count(ev, "freeze", v);
+		int nu = luo_event_count(ev, "unfreeze", v);
+		int at_f = luo_event_find(ev, "freeze", v, 0);
+		int at_u = luo_event_find(ev, "unfreeze", v, 0);
+
+		if (v == FF_FAILING)
+			continue;
+		frozen += nf;
+		if (nf != nu || (nf && at_u < at_f)) {
+			ksft_print_msg("file %llu: %d freeze, %d unfreeze\n",
+				       v, nf, nu);
+			ok = false;
+		}
+	}
+	if (!ok || !frozen)
+		dump_events(ev, NULL);
+	ksft_print_msg("%d files were frozen before the failure\n", frozen);
+	result(ok && frozen > 0,
+	       "every file frozen before the failure was unfrozen");
+	ok = luo_event_count(ev, "unfreeze", FF_FAILING) == 0;
+	free(ev);
+	result(ok, "the file that failed to freeze was not unfrozen");
+
+	result(preserve(sa, obj[5], 3) && live_is(6),
+	       "preserve works after the failed update");
+
+	object_cmd(obj[FF_FAILING - 1], "fail=none");
+	kexec_next();
+}
+
+static void freeze_fail_1(void)
+{
+	int sa, sb, fd;
+	bool ok;
+
+	ksft_set_plan(5);
+	sa = retrieve_session("ff-a");
+	require(sa >= 0, "retrieve session ff-a");
+	sb = retrieve_session("ff-b");
+	require(sb >= 0, "retrieve session ff-b");
+	ok = retrieve_value(sa, 1, 1, &fd) && retrieve_value(sa, 2, 2, &fd) &&
+	     retrieve_value(sa, 3, 6, &fd);
+	result(ok, "ff-a: values 1, 2 and 6 (added after the failure)");
+	ok = retrieve_value(sb, 1, 3, &fd) && retrieve_value(sb, 2, 4, &fd) &&
+	     retrieve_value(sb, 3, 5, &fd);
+	result(ok, "ff-b: values 3, 4 and 5");
+	ok = !luo_finish(sa) && !luo_finish(sb);
+	result(ok, "finish both sessions");
+	ksft_finished();
+}
+
+/*
+ * unknown-handler, bad-version: the new kernel cannot restore file 2 (no
+ * handler for its format / format version): it is broken, the others are
+ * fine and the session finishes.
+ */
+static void broken_file_0(bool ghost)
+{
+	const struct want_file files[] = {
+		{ .token = 1, .state = LIVEUPDATE_FILE_PRESERVED },
+		{ .token = 2, .state = LIVEUPDATE_FILE_PRESERVED,
+		  .compatible = ghost ? LUO_TEST_GHOST_COMPATIBLE : NULL },
+		{ .token = 3, .state = LIVEUPDATE_FILE_PRESERVED },
+	};
+	int sfd, obj[3], i;
+	bool ok = true;
+
+	ksft_set_plan(4);
+	sfd = create_session("broken");
+	for (i = 0; i < 3; i++)
+		obj[i] = new_object(i + 1);
+	if (ghost)
+		require(!luo_test_enable_ghost() &&
+			!luo_test_cmd(obj[1], "ghost=1"),
+			"file 2 preserved by the ghost handler");
+	else
+		require(!luo_test_cmd(obj[1], "version=7"),
+			"file 2 written in format version 7");
+	for (i = 0; i < 3; i++)
+		ok &= preserve(sfd, obj[i], i + 1);
+	result(ok, "preserve 3 files into session broken");
+	result(query_is(sfd, LIVEUPDATE_SESSION_OUTGOING, files, 3),
+	       "query: 3 files preserved, file 2 as %s",
+	       ghost ? LUO_TEST_GHOST_COMPATIBLE : LUO_TEST_COMPATIBLE);
+	kexec_next();
+}
+
+static void broken_file_1(bool ghost)
+{
+	const struct want_file files[] = {
+		{ .token = 1, .state = LIVEUPDATE_FILE_RETRIEVED },
+		{ .token = 2, .state = LIVEUPDATE_FILE_BROKEN,
+		  .error = EOPNOTSUPP,
+		  .compatible = ghost ? LUO_TEST_GHOST_COMPATIBLE : NULL },
+		{ .token = 3, .state = LIVEUPDATE_FILE_RETRIEVED },
+	};
+	int sfd, fd = -1;
+
+	ksft_set_plan(8);
+	sfd = retrieve_session("broken");
+	require(sfd >= 0, "retrieve session broken");
+	check_ret(luo_retrieve_fd(sfd, 2, &fd), -EOPNOTSUPP,
+		  "retrieve file 2: EOPNOTSUPP");
+	check_ret(luo_retrieve_fd(sfd, 2, &fd), -EOPNOTSUPP,
+		  "retrieve file 2 again: EOPNOTSUPP");
+	result(retrieve_value(sfd, 1, 1, &fd), "retrieve file 1: value 1");
+	result(retrieve_value(sfd, 3, 3, &fd), "retrieve file 3: value 3");
+	result(query_is(sfd, LIVEUPDATE_SESSION_INCOMING, files, 3),
+	       "query: file 2 broken (EOPNOTSUPP), files 1 and 3 retrieved");
+	check_ret(luo_finish(sfd), 0, "finish with a broken file");
+	result(query_empty_outgoing(sfd), "query after finish: empty outgoing");
+	ksft_finished();
+}
+
+static void unknown_handler(void)
+{
+	if (stage == 0)
+		broken_file_0(true);
+	broken_file_1(true);
+}
+
+static void bad_version(void)
+{
+	if (stage == 0)
+		broken_file_0(false);
+	broken_file_1(false);
+}
+
+/* finish-refused: a handler refuses FINISH twice; nothing changes meanwhile. */
+static void finish_refused_0(void)
+{
+	int sfd, a, b;
+	bool ok;
+
+	ksft_set_plan(2);
+	sfd = create_session("refuse");
+	a = new_object(1);
+	b = new_object(2);
+	ok = !luo_test_set_fail(a, "can_finish", EBUSY, 2) &&
+	     preserve(sfd, a, 1) && preserve(sfd, b, 2);
+	result(ok, "preserve 2 files, one refusing to finish twice");
+	kexec_next();
+}
+
+static void finish_refused_1(void)
+{
+	static const unsigned long long order[] = { 2, 1 };
+	int sfd, a, b;
+
+	ksft_set_plan(10);
+	sfd = retrieve_session("refuse");
+	require(sfd >= 0, "retrieve session refuse");
+	result(retrieve_value(sfd, 1, 1, &a), "retrieve token 1: value 1");
+	result(retrieve_value(sfd, 2, 2, &b), "retrieve token 2: value 2");
+	clear_events();
+	check_ret(luo_finish(sfd), -EBUSY, "finish refused: EBUSY");
+	check_ret(luo_finish(sfd), -EBUSY, "finish refused again: EBUSY");
+	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, 2,
+			 LIVEUPDATE_FILE_RETRIEVED),
+	       "query: still incoming, 2 files retrieved");
+	result(events_are("finish", NULL, 0),
+	       "no file finished by the refused calls");
+	check_ret(luo_finish(sfd), 0, "third finish");
+	result(events_are("finish", order, 2),
+	       "handler finish ran for both files, last first");
+	result(query_empty_outgoing(sfd), "query after finish: empty outgoing");
+	ksft_finished();
+}
+
+/* retrieve-fail: a failed retrieve leaves the file to retry. */
+static void retrieve_fail_0(void)
+{
+	int sfd, a, b;
+	bool ok;
+
+	ksft_set_plan(2);
+	sfd = create_session("rfail");
+	a = new_object(42);
+	b = new_object(43);
+	ok = !luo_test_set_fail(a, "retrieve", EIO, 1) &&
+	     preserve(sfd, a, 1) && preserve(sfd, b, 2);
+	result(ok, "preserve 2 files, one failing its first retrieve");
+	kexec_next();
+}
+
+static void retrieve_fail_1(void)
+{
+	int sfd, fd = -1;
+
+	ksft_set_plan(6);
+	sfd = retrieve_session("rfail");
+	require(sfd >= 0, "retrieve session rfail");
+	check_ret(luo_retrieve_fd(sfd, 1, &fd), -EIO,
+		  "first retrieve of token 1: EIO");
+	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, 2,
+			 LIVEUPDATE_FILE_INCOMING),
+	       "query: token 1 still incoming (not broken)");
+	result(retrieve_value(sfd, 1, 42, &fd), "retry token 1: value 42");
+	result(retrieve_value(sfd, 2, 43, &fd), "retrieve token 2: value 43");
+	check_ret(luo_finish(sfd), 0, "finish");
+	ksft_finished();
+}
+
+/* unretrieved: FINISH releases the files never retrieved. */
+static void unretrieved_0(void)
+{
+	int sfd, a, b;
+
+	ksft_set_plan(3);
+	sfd = create_session("unretrieved");
+	a = new_object(1);
+	b = new_object(2);
+	result(preserve(sfd, a, 1) && preserve(sfd, b, 2),
+	       "preserve 2 files into session unretrieved");
+	result(live_is(2), "2 test objects live");
+	kexec_next();
+}
+
+static void unretrieved_1(void)
+{
+	int sfd, fd, live;
+	bool ok;
+	char *ev;
+
+	ksft_set_plan(7);
+	sfd = retrieve_session("unretrieved");
+	require(sfd >= 0, "retrieve session unretrieved");
+	result(retrieve_value(sfd, 1, 1, &fd), "retrieve token 1 only: value 1");
+	live = luo_test_live();
+	ksft_print_msg("%d test objects live before finish\n", live);
+	result(live > 0, "test objects pending before finish");
+	check_ret(luo_finish(sfd), 0, "finish");
+	ev = events();
+	ok = luo_event_count(ev, "finish", 1) == 1 &&
+	     luo_event_count(ev, "finish", 2) == 1;
+	if (!ok)
+		dump_events(ev, NULL);
+	free(ev);
+	result(ok, "handler finish ran for the retrieved and the unretrieved file");
+	result(query_empty_outgoing(sfd), "query after finish: empty outgoing");
+	if (fd >= 0)
+		close(fd);
+	close(sfd);
+	result(live_is(0), "no test objects live after finish");
+	ksft_finished();
+}
+
+typedef void (*stage_fn)(void);
+
+struct scenario {
+	const char *name;
+	int last_stage;
+	stage_fn stages[HOPS + 1];
+};
+
+static const struct scenario scenarios[] = {
+	{ "simple", 1, { simple_0, simple_1 } },
+	{ "many-sessions", 1, { many_sessions_0, many_sessions_1 } },
+	{ "many-files", 1, { many_files_0, many_files_1 } },
+	{ "close-no-finish", 2,
+	  { close_no_finish_0, close_no_finish_1, close_no_finish_2 } },
+	{ "reuse", 2, { reuse_0, reuse_1, reuse_2 } },
+	{ "hops3", HOPS, { hops3, hops3, hops3, hops3 } },
+	{ "freeze-fail", 1, { freeze_fail_0, freeze_fail_1 } },
+	{ "unknown-handler", 1, { unknown_handler, unknown_handler } },
+	{ "bad-version", 1, { bad_version, bad_version } },
+	{ "finish-refused", 1, { finish_refused_0, finish_refused_1 } },
+	{ "retrieve-fail", 1, { retrieve_fail_0, retrieve_fail_1 } },
+	{ "unretrieved", 1, { unretrieved_0, unretrieved_1 } },
+};
+
+static void usage(const char *prog)
+{
+	unsigned int i;
+
+	fprintf(stderr, "%s SCENARIO, with LUO_STAGE=N in the environment\nscenarios:",
+		prog);
+	for (i = 0; i < ARRAY_SIZE(scenarios); i++)
+		fprintf(stderr, " %s", scenarios[i].name);
+	fprintf(stderr, "\n");
+}
+
+int main(int argc, char **argv)
+{
+	const struct scenario *sc = NULL;
+	struct rlimit rl = { 8192, 8192 };
+	unsigned int i;
+
+	if (argc != 2) {
+		usage(argv[0]);
+		return KSFT_FAIL;
+	}
+	for (i = 0; i < ARRAY_SIZE(scenarios); i++)
+		if (!strcmp(argv[1], scenarios[i].name))
+			sc = &scenarios[i];
+	if (!sc) {
+		usage(argv[0]);
+		return KSFT_FAIL;
+	}
+
+	stage = luo_stage();
+	ksft_print_header();
+	if (stage < 0 || stage > sc->last_stage)
+		ksft_exit_fail_msg("%s has no stage %d\n", sc->name, stage);
+	if (access(LUO_DEVICE, F_OK))
+		ksft_exit_skip("%s missing (no LUO, or liveupdate=off)\n",
+			       LUO_DEVICE);
+	if (!luo_test_available())
+		ksft_exit_skip("%s missing (CONFIG_LIVEUPDATE_TEST)\n",
+			       LUO_TEST_DEVICE);
+	/* many-*: a thousand sessions or files, and as many test objects. */
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		ksft_exit_fail_msg("setrlimit(RLIMIT_NOFILE): %s\n",
+				   strerror(errno));
+	dev = luo_open_device();
+	if (dev < 0)
+		ksft_exit_fail_msg("open %s: %s\n", LUO_DEVICE, strerror(-dev));
+
+	sc->stages[stage]();
+	/* Every stage ends with ksft_finished() or kexec_next(). */
+	ksft_exit_fail_msg("stage %d of %s did not finish\n", stage, sc->name);
+}
