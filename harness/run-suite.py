@@ -10,6 +10,7 @@ the kernel log holds no warning, BUG, oops, panic, KASAN, UBSAN, lockdep or
 kmemleak report.
 """
 import argparse
+import concurrent.futures
 import os
 import re
 import subprocess
@@ -168,6 +169,9 @@ def main():
     ap.add_argument("--variant", action="append", choices=KERNELS,
                     help="kernel variant to run (repeatable; default fast)")
     ap.add_argument("--suite", default=os.path.join(REPO, "harness", "suite"))
+    ap.add_argument("-j", "--jobs", type=int,
+                    default=int(os.environ.get("LUO_JOBS", "2")),
+                    help="QEMU instances at a time (default 2)")
     ap.add_argument("tests", nargs="*", help="test names (default: all)")
     args = ap.parse_args()
     variants = args.variant or ["fast"]
@@ -179,14 +183,18 @@ def main():
         if unknown:
             sys.exit(f"run-suite: unknown tests: {' '.join(sorted(unknown))}")
         suite = [t for t in suite if t["name"] in args.tests]
-    passed = failed = skipped = 0
+    runs = []
     for variant in variants:
         logdir = os.path.join(OUT, "logs", variant)
         os.makedirs(logdir, exist_ok=True)
-        for test in suite:
-            if variant not in test["kernels"]:
-                continue
-            for case, ok, detail in run_one(test, variant, accel, logdir):
+        runs += [(t, variant, logdir) for t in suite if variant in t["kernels"]]
+    passed = failed = skipped = 0
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        futures = [pool.submit(run_one, t, v, accel, d) for t, v, d in runs]
+        # Report in suite order, each test as soon as it and those before
+        # it are done.
+        for (test, variant, _), future in zip(runs, futures):
+            for case, ok, detail in future.result():
                 tag = {True: "PASS", False: "FAIL", None: "SKIP"}[ok]
                 line = f"{tag} [{variant}] {case}"
                 if detail and ok is not True:

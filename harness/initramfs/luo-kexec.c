@@ -12,9 +12,16 @@
  *   luo-kexec -e
  *
  * Jumps into the image already loaded.
+ *
+ *   luo-kexec -c
+ *
+ * Loads, with the classic kexec_load(), an image of one dummy page: an
+ * image that carries no KHO state, which a live update must refuse to jump
+ * into (never jump into it otherwise).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kexec.h>
 #include <linux/reboot.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,19 +40,39 @@ static int do_reboot(void)
 	return 1;
 }
 
+static int load_dummy(void)
+{
+	static char page[4096] __attribute__((aligned(4096)));
+	struct kexec_segment seg = {
+		.buf = page,
+		.bufsz = sizeof(page),
+		.mem = (void *)0x1000000,	/* 16 MiB: RAM on any test VM */
+		.memsz = sizeof(page),
+	};
+
+	if (syscall(SYS_kexec_load, 0x1000000UL, 1UL, &seg,
+		    (unsigned long)KEXEC_ARCH_DEFAULT)) {
+		fprintf(stderr, "luo-kexec: kexec_load: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int load_only = 0, kfd, ifd;
 
 	if (argc == 2 && !strcmp(argv[1], "-e"))
 		return do_reboot();
+	if (argc == 2 && !strcmp(argv[1], "-c"))
+		return load_dummy();
 	if (argc > 1 && !strcmp(argv[1], "-l")) {
 		load_only = 1;
 		argv++;
 		argc--;
 	}
 	if (argc != 4) {
-		fprintf(stderr, "usage: luo-kexec [-l] KERNEL INITRD CMDLINE | -e\n");
+		fprintf(stderr, "usage: luo-kexec [-l] KERNEL INITRD CMDLINE | -e | -c\n");
 		return 2;
 	}
 	kfd = open(argv[1], O_RDONLY | O_CLOEXEC);

@@ -9,6 +9,7 @@
 #include <linux/kexec.h>
 #include <linux/kexec_handover.h>
 #include <linux/kho/abi/liveupdate.h>
+#include <linux/ktime.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -18,7 +19,6 @@
 
 /* Chunks of 1 MiB: large enough to be few, small enough to allocate. */
 #define LUO_CHUNK_ORDER		min(8, MAX_PAGE_ORDER)
-#define LUO_CHUNK_SIZE		(PAGE_SIZE << LUO_CHUNK_ORDER)
 /* No record is larger than this, so each chunk wastes less. */
 #define LUO_RECORD_MAX		sizeof(struct luo_abi_session)
 /* A handler counted in the state whose record is not written yet. */
@@ -81,29 +81,40 @@ static void luo_writer_free_chunks(struct luo_writer *w)
 	w->nr_chunks = 0;
 }
 
+/*
+ * Chunks for @bytes of records: 1 MiB ones, the last one only as large as
+ * needed.  Each holds its size less LUO_RECORD_MAX at least, as a record
+ * that does not fit starts the next chunk.
+ */
 static int luo_writer_alloc(struct luo_writer *w, size_t bytes)
 {
-	unsigned int i, n = DIV_ROUND_UP(bytes, LUO_CHUNK_SIZE - LUO_RECORD_MAX);
+	unsigned int max = LUO_ABI_MAX_CHUNKS(PAGE_SIZE);
+	size_t room = 0;
 
-	if (!n)
-		n = 1;
-	if (n > LUO_ABI_MAX_CHUNKS(PAGE_SIZE))
-		return -E2BIG;
-	w->chunks = kzalloc_objs(*w->chunks, n);
+	w->chunks = kzalloc_objs(*w->chunks, max);
 	if (!w->chunks)
 		return -ENOMEM;
-	for (i = 0; i < n; i++) {
-		void *chunk = kho_alloc_preserve(LUO_CHUNK_SIZE);
+	do {
+		unsigned int order = min(LUO_CHUNK_ORDER,
+					 get_order(bytes - room + LUO_RECORD_MAX));
+		struct luo_abi_chunk *c = &w->hdr->chunks[w->nr_chunks];
+		void *chunk;
 
+		if (w->nr_chunks == max) {
+			luo_writer_free_chunks(w);
+			return -E2BIG;
+		}
+		chunk = kho_alloc_preserve(PAGE_SIZE << order);
 		if (IS_ERR(chunk)) {
 			luo_writer_free_chunks(w);
 			return PTR_ERR(chunk);
 		}
 		w->chunks[w->nr_chunks++] = chunk;
-		w->hdr->chunks[i].phys = virt_to_phys(chunk);
-		w->hdr->chunks[i].order = LUO_CHUNK_ORDER;
-		w->hdr->chunks[i].used = 0;
-	}
+		c->phys = virt_to_phys(chunk);
+		c->order = order;
+		c->used = 0;
+		room += (PAGE_SIZE << order) - LUO_RECORD_MAX;
+	} while (room < bytes);
 	return 0;
 }
 
@@ -113,7 +124,7 @@ static void *luo_writer_record(struct luo_writer *w, u16 type, size_t size)
 	struct luo_abi_chunk *c = &w->hdr->chunks[w->chunk];
 	struct luo_abi_record *rec;
 
-	if (c->used + size > LUO_CHUNK_SIZE) {
+	if (c->used + size > PAGE_SIZE << c->order) {
 		w->chunk++;
 		c++;
 	}
@@ -215,6 +226,16 @@ static void luo_writer_write(struct luo_writer *w)
 	}
 }
 
+static size_t luo_state_bytes(const struct luo_abi_header *hdr)
+{
+	size_t bytes = PAGE_SIZE;
+	u32 i;
+
+	for (i = 0; i < hdr->nr_chunks; i++)
+		bytes += PAGE_SIZE << hdr->chunks[i].order;
+	return bytes;
+}
+
 /* Incoming state that this update drops: say so, once per session. */
 static void luo_report_dropped(void)
 {
@@ -242,6 +263,7 @@ static void luo_report_dropped(void)
 int luo_handover_write(struct kimage *image)
 {
 	struct luo_writer w = { .hdr = luo_header };
+	u64 start = ktime_get_ns();
 	u32 nr_sessions;
 	u64 nr_files;
 	int err;
@@ -270,8 +292,9 @@ int luo_handover_write(struct kimage *image)
 	w.hdr->nr_files = nr_files;
 	w.hdr->magic = LUO_ABI_MAGIC;
 	luo_report_dropped();
-	pr_info("handing over %u sessions, %llu files\n", nr_sessions,
-		nr_files);
+	pr_info("handing over %u sessions, %llu files (%zu bytes of state, %llu us)\n",
+		nr_sessions, nr_files, luo_state_bytes(w.hdr),
+		div_u64(ktime_get_ns() - start, NSEC_PER_USEC));
 	kfree(w.chunks);
 	goto out;
 

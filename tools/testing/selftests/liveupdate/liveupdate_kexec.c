@@ -22,16 +22,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/reboot.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "liveupdate_test.h"
 #include "kselftest.h"
 
-#define MANY		1000
 
 static int stage;
+/* Sessions or files of the many-* scenarios (second argument). */
+static int many = 1000;
 static int dev = -1;
 
 #define result(cond, fmt, ...) \
@@ -535,7 +538,7 @@ static void simple_1(void)
 	ksft_finished();
 }
 
-/* many-sessions: MANY sessions of one file each. */
+/* many-sessions: "many" sessions of one file each. */
 static void many_sessions_name(char *name, int i)
 {
 	snprintf(name, LUO_NAME_LEN, "many-%04d", i);
@@ -550,23 +553,23 @@ static void many_sessions_0(void)
 
 	ksft_set_plan(3);
 	start = now_ms();
-	for (i = 0; i < MANY && ok; i++) {
+	for (i = 0; i < many && ok; i++) {
 		many_sessions_name(name, i);
 		sfd = create_session(name);
 		obj = new_object(100000 + i);
 		ok = preserve(sfd, obj, i + 1);
 	}
-	ksft_print_msg("create+preserve of %d sessions: %lld ms\n", MANY,
+	ksft_print_msg("create+preserve of %d sessions: %lld ms\n", many,
 		       now_ms() - start);
-	result(ok, "create %d sessions with one file each", MANY);
-	result(live_is(MANY), "%d test objects live", MANY);
+	result(ok, "create %d sessions with one file each", many);
+	result(live_is(many), "%d test objects live", many);
 	kexec_next();
 }
 
 static void many_sessions_1(void)
 {
 	char (*names)[LUO_NAME_LEN], want[LUO_NAME_LEN];
-	int i, ret, sfd[MANY], fd;
+	int i, ret, *sfd, fd;
 	long long start;
 	__u32 count;
 	void *gone;
@@ -575,38 +578,39 @@ static void many_sessions_1(void)
 	ksft_set_plan(10);
 	count = 0;
 	ret = luo_list_sessions(dev, NULL, &count);
-	if (ret || count != MANY)
+	if (ret || count != (__u32)many)
 		ksft_print_msg("list sessions: %s, count %u\n",
 			       strerror(-ret), count);
-	result(!ret && count == MANY, "list_sessions count: %d", MANY);
+	result(!ret && count == (__u32)many, "list_sessions count: %d", many);
 
-	names = calloc(MANY + 1, LUO_NAME_LEN);
-	if (!names)
+	names = calloc(many + 1, LUO_NAME_LEN);
+	sfd = calloc(many, sizeof(*sfd));
+	if (!names || !sfd)
 		bail("out of memory");
-	count = MANY;
+	count = many;
 	ret = luo_list_sessions(dev, names, &count);
-	ok = !ret && count == MANY;
-	for (i = 0; ok && i < MANY; i++) {
+	ok = !ret && count == (__u32)many;
+	for (i = 0; ok && i < many; i++) {
 		many_sessions_name(want, i);
 		ok = !strncmp(names[i], want, LUO_NAME_LEN);
 		if (!ok)
 			ksft_print_msg("name %d: %.64s, want %s\n", i,
 				       names[i], want);
 	}
-	result(ok, "list_sessions: %d names in name order", MANY);
+	result(ok, "list_sessions: %d names in name order", many);
 
 	/* A short buffer gets the first names and the full count. */
 	memset(names, 0xa5, 11 * LUO_NAME_LEN);
 	count = 10;
 	ret = luo_list_sessions(dev, names, &count);
-	ok = !ret && count == MANY;
+	ok = !ret && count == (__u32)many;
 	for (i = 0; ok && i < 10; i++) {
 		many_sessions_name(want, i);
 		ok = !strncmp(names[i], want, LUO_NAME_LEN);
 	}
 	ok = ok && (unsigned char)names[10][0] == 0xa5;
 	result(ok, "list_sessions with room for 10: 10 names, count %d",
-	       MANY);
+	       many);
 
 	gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -619,7 +623,7 @@ static void many_sessions_1(void)
 
 	start = now_ms();
 	ok = true;
-	for (i = 0; i < MANY; i++) {
+	for (i = 0; i < many; i++) {
 		many_sessions_name(want, i);
 		sfd[i] = retrieve_session(want);
 		if (sfd[i] < 0) {
@@ -628,28 +632,29 @@ static void many_sessions_1(void)
 		}
 		ok &= retrieve_value(sfd[i], i + 1, 100000 + i, &fd);
 	}
-	ksft_print_msg("retrieve of %d sessions and files: %lld ms\n", MANY,
+	ksft_print_msg("retrieve of %d sessions and files: %lld ms\n", many,
 		       now_ms() - start);
-	result(ok, "retrieve %d sessions and their files", MANY);
+	result(ok, "retrieve %d sessions and their files", many);
 
 	count = 0;
 	ret = luo_list_sessions(dev, NULL, &count);
 	result(!ret && !count, "list_sessions with all open: none");
-	result(live_is(MANY), "%d test objects live before finish", MANY);
+	result(live_is(many), "%d test objects live before finish", many);
 
 	ok = true;
-	for (i = 0; i < MANY; i++)
+	for (i = 0; i < many; i++)
 		ok &= sfd[i] >= 0 && !luo_finish(sfd[i]);
-	result(ok, "finish %d sessions", MANY);
+	result(ok, "finish %d sessions", many);
 	count = 0;
 	ret = luo_list_sessions(dev, NULL, &count);
 	result(!ret && !count, "list_sessions after finish: none");
 	result(live_is(0), "no test objects live after finish");
 	free(names);
+	free(sfd);
 	ksft_finished();
 }
 
-/* many-files: one session of MANY files. */
+/* many-files: one session of "many" files. */
 static void many_files_0(void)
 {
 	long long start;
@@ -659,17 +664,17 @@ static void many_files_0(void)
 	ksft_set_plan(4);
 	sfd = create_session("many-files");
 	start = now_ms();
-	for (i = 0; i < MANY && ok; i++) {
+	for (i = 0; i < many && ok; i++) {
 		obj = new_object(200000 + i);
 		ok = preserve(sfd, obj, i + 1);
 	}
-	ksft_print_msg("preserve of %d files: %lld ms\n", MANY,
+	ksft_print_msg("preserve of %d files: %lld ms\n", many,
 		       now_ms() - start);
-	result(ok, "preserve %d files into one session", MANY);
-	result(query_all(sfd, LIVEUPDATE_SESSION_OUTGOING, MANY,
+	result(ok, "preserve %d files into one session", many);
+	result(query_all(sfd, LIVEUPDATE_SESSION_OUTGOING, many,
 			 LIVEUPDATE_FILE_PRESERVED),
-	       "query: %d files preserved, in order", MANY);
-	result(live_is(MANY), "%d test objects live", MANY);
+	       "query: %d files preserved, in order", many);
+	result(live_is(many), "%d test objects live", many);
 	kexec_next();
 }
 
@@ -683,27 +688,27 @@ static void many_files_1(void)
 	ksft_set_plan(8);
 	sfd = retrieve_session("many-files");
 	require(sfd >= 0, "retrieve session many-files");
-	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, MANY,
+	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, many,
 			 LIVEUPDATE_FILE_INCOMING),
-	       "query: %d incoming files, in order", MANY);
+	       "query: %d incoming files, in order", many);
 	start = now_ms();
-	for (i = 0; i < MANY; i++)
+	for (i = 0; i < many; i++)
 		ok &= retrieve_value(sfd, i + 1, 200000 + i, &fd);
-	ksft_print_msg("retrieve of %d files: %lld ms\n", MANY,
+	ksft_print_msg("retrieve of %d files: %lld ms\n", many,
 		       now_ms() - start);
-	result(ok, "retrieve %d files", MANY);
-	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, MANY,
+	result(ok, "retrieve %d files", many);
+	result(query_all(sfd, LIVEUPDATE_SESSION_INCOMING, many,
 			 LIVEUPDATE_FILE_RETRIEVED),
-	       "query: %d files retrieved", MANY);
+	       "query: %d files retrieved", many);
 	clear_events();
 	check_ret(luo_finish(sfd), 0, "finish");
-	order = calloc(MANY, sizeof(*order));
+	order = calloc(many, sizeof(*order));
 	if (!order)
 		bail("out of memory");
-	for (i = 0; i < MANY; i++)
-		order[i] = 200000 + MANY - 1 - i;
-	result(events_end_with("finish", order, MANY),
-	       "handler finish ran for %d files, last first", MANY);
+	for (i = 0; i < many; i++)
+		order[i] = 200000 + many - 1 - i;
+	result(events_end_with("finish", order, many),
+	       "handler finish ran for %d files, last first", many);
 	free(order);
 	result(query_empty_outgoing(sfd), "query after finish: empty outgoing");
 	result(live_is(0), "no test objects live after finish");
@@ -1149,6 +1154,76 @@ static void retrieve_fail_1(void)
 	ksft_finished();
 }
 
+/*
+ * no-kho-image: with files preserved, reboot(KEXEC) into an image loaded
+ * with the classic kexec_load() (which carries no KHO state) must fail and
+ * change nothing; were it to jump, the dummy image would hang the test.
+ */
+static void no_kho_image_0(void)
+{
+	char *load_dummy[] = { "luo-kexec", "-c", NULL };
+	int sfd, obj, ret;
+
+	ksft_set_plan(5);
+	sfd = create_session("nokho");
+	obj = new_object(77);
+	result(preserve(sfd, obj, 1), "preserve a file");
+	clear_events();
+	result(luo_run(load_dummy) == 0, "kexec_load of a dummy image");
+	ret = syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+		      LINUX_REBOOT_CMD_KEXEC, NULL) ? -errno : 0;
+	check_ret(ret, -EOPNOTSUPP,
+		  "reboot into an image without KHO state: EOPNOTSUPP");
+	result(query_all(sfd, LIVEUPDATE_SESSION_OUTGOING, 1,
+			 LIVEUPDATE_FILE_PRESERVED) && !strstr(events(), "freeze"),
+	       "the session is untouched, nothing was frozen");
+	kexec_next();
+}
+
+static void no_kho_image_1(void)
+{
+	int sfd, fd = -1;
+
+	ksft_set_plan(3);
+	sfd = retrieve_session("nokho");
+	result(sfd >= 0, "retrieve session nokho");
+	result(sfd >= 0 && retrieve_value(sfd, 1, 77, &fd),
+	       "retrieve the file: value 77");
+	check_ret(sfd >= 0 ? luo_finish(sfd) : sfd, 0, "finish");
+	ksft_finished();
+}
+
+/*
+ * disabled: a kernel booted with liveupdate=off offers no /dev/liveupdate
+ * and leaves the previous kernel's state alone.
+ */
+static void disabled_0(void)
+{
+	int sfd, obj, ret;
+
+	ksft_set_plan(2);
+	sfd = create_session("off");
+	obj = new_object(5);
+	result(preserve(sfd, obj, 1), "preserve a file");
+	ret = next_stage_append("liveupdate=off");
+	ksft_print_msg("%s returned %d\n", LUO_NEXT_STAGE, ret);
+	ksft_test_result_fail("kexec into stage 1 with liveupdate=off\n");
+	ksft_finished();
+}
+
+static void disabled_1(void)
+{
+	char *restored[] = { "sh", "-c",
+			     "dmesg | grep -q 'liveupdate: restored'", NULL };
+
+	ksft_set_plan(2);
+	result(access(LUO_DEVICE, F_OK) && errno == ENOENT,
+	       "no %s with liveupdate=off", LUO_DEVICE);
+	result(luo_run(restored) == 1,
+	       "the previous kernel's sessions were not restored");
+	ksft_finished();
+}
+
 /* unretrieved: FINISH releases the files never retrieved. */
 static void unretrieved_0(void)
 {
@@ -1215,13 +1290,15 @@ static const struct scenario scenarios[] = {
 	{ "finish-refused", 1, { finish_refused_0, finish_refused_1 } },
 	{ "retrieve-fail", 1, { retrieve_fail_0, retrieve_fail_1 } },
 	{ "unretrieved", 1, { unretrieved_0, unretrieved_1 } },
+	{ "no-kho-image", 1, { no_kho_image_0, no_kho_image_1 } },
+	{ "disabled", 1, { disabled_0, disabled_1 } },
 };
 
 static void usage(const char *prog)
 {
 	unsigned int i;
 
-	fprintf(stderr, "%s SCENARIO, with LUO_STAGE=N in the environment\nscenarios:",
+	fprintf(stderr, "%s SCENARIO [COUNT], with LUO_STAGE=N in the environment\nscenarios:",
 		prog);
 	for (i = 0; i < ARRAY_SIZE(scenarios); i++)
 		fprintf(stderr, " %s", scenarios[i].name);
@@ -1231,10 +1308,12 @@ static void usage(const char *prog)
 int main(int argc, char **argv)
 {
 	const struct scenario *sc = NULL;
-	struct rlimit rl = { 8192, 8192 };
+	struct rlimit rl;
 	unsigned int i;
 
-	if (argc != 2) {
+	if (argc == 3)
+		many = atoi(argv[2]);
+	if (argc < 2 || argc > 3 || many < 11) {
 		usage(argv[0]);
 		return KSFT_FAIL;
 	}
@@ -1250,13 +1329,19 @@ int main(int argc, char **argv)
 	ksft_print_header();
 	if (stage < 0 || stage > sc->last_stage)
 		ksft_exit_fail_msg("%s has no stage %d\n", sc->name, stage);
+	/* The one stage that runs with live update off checks that itself. */
+	if (!strcmp(sc->name, "disabled") && stage == 1) {
+		disabled_1();
+		return KSFT_FAIL;
+	}
 	if (access(LUO_DEVICE, F_OK))
 		ksft_exit_skip("%s missing (no LUO, or liveupdate=off)\n",
 			       LUO_DEVICE);
 	if (!luo_test_available())
 		ksft_exit_skip("%s missing (CONFIG_LIVEUPDATE_TEST)\n",
 			       LUO_TEST_DEVICE);
-	/* many-*: a thousand sessions or files, and as many test objects. */
+	/* many-*: "many" sessions or files, and as many test objects. */
+	rl.rlim_cur = rl.rlim_max = 3 * many + 1024;
 	if (setrlimit(RLIMIT_NOFILE, &rl))
 		ksft_exit_fail_msg("setrlimit(RLIMIT_NOFILE): %s\n",
 				   strerror(errno));

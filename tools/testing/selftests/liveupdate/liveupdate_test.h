@@ -416,7 +416,8 @@ static inline int luo_stage(void)
  * the exit status of luo-next-stage (non-zero: no kexec happened), or
  * -errno if it could not be run.
  */
-static inline int next_stage(void)
+/* Run @argv (searched in PATH) and return its exit status, or -errno. */
+static inline int luo_run(char *const argv[])
 {
 	int status;
 	pid_t pid;
@@ -427,7 +428,7 @@ static inline int next_stage(void)
 	if (pid < 0)
 		return -errno;
 	if (!pid) {
-		execlp(LUO_NEXT_STAGE, LUO_NEXT_STAGE, (char *)NULL);
+		execvp(argv[0], argv);
 		_exit(127);
 	}
 	if (waitpid(pid, &status, 0) != pid)
@@ -435,6 +436,26 @@ static inline int next_stage(void)
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	return 128 + WTERMSIG(status);
+}
+
+/*
+ * Kexec into the next stage, with @append added to the kernel command line
+ * (or NULL).  Returns only if that failed, with luo-next-stage's status.
+ */
+static inline int next_stage_append(const char *append)
+{
+	char *argv[] = { LUO_NEXT_STAGE, NULL, NULL, NULL };
+
+	if (append) {
+		argv[1] = "-a";
+		argv[2] = (char *)append;
+	}
+	return luo_run(argv);
+}
+
+static inline int next_stage(void)
+{
+	return next_stage_append(NULL);
 }
 
 #endif /* __LIVEUPDATE_TEST_H */
