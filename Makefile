@@ -79,13 +79,17 @@ $(OUT)/initramfs-%.cpio: FORCE
 
 # ---- running -----------------------------------------------------------------
 # make test: the whole suite on both kernels.  T="a b" picks tests.
+# The runner's own verdict checks run first, in a blink.
 test: kernel kernel-debug initramfs $(OUT)/initramfs-fast.cpio $(OUT)/initramfs-debug.cpio
+	@$(H)/selftest-runner.py
 	@$(H)/run-suite.py --variant fast --variant debug $(T)
 
 test-fast: kernel initramfs $(OUT)/initramfs-fast.cpio
+	@$(H)/selftest-runner.py
 	@$(H)/run-suite.py --variant fast $(T)
 
 test-debug: kernel-debug initramfs $(OUT)/initramfs-debug.cpio
+	@$(H)/selftest-runner.py
 	@$(H)/run-suite.py --variant debug $(T)
 
 demo: kernel initramfs $(OUT)/initramfs-fast.cpio

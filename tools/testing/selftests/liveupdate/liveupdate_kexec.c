@@ -738,6 +738,19 @@ static void close_no_finish_0(void)
 	kexec_next();
 }
 
+/* The debugfs view of the sessions contains @want. */
+static bool debugfs_has(const char *want)
+{
+	char *view = luo_read_file("/sys/kernel/debug/liveupdate/sessions");
+	bool ok = view && strstr(view, want);
+
+	if (!ok)
+		ksft_print_msg("debugfs sessions view:\n%s\n",
+			       view ? view : "(unreadable)");
+	free(view);
+	return ok;
+}
+
 static void close_no_finish_1(void)
 {
 	static const char * const both[] = { "cnf", "cnf-left" };
@@ -749,7 +762,7 @@ static void close_no_finish_1(void)
 	int sfd, left, a, b, lfd;
 	bool ok;
 
-	ksft_set_plan(14);
+	ksft_set_plan(15);
 	sfd = retrieve_session("cnf");
 	require(sfd >= 0, "retrieve session cnf");
 	result(retrieve_value(sfd, 1, 7, &a), "retrieve token 1: value 7");
@@ -776,6 +789,9 @@ static void close_no_finish_1(void)
 	close(left);
 	result(list_is(left_only, 1),
 	       "list_sessions: cnf-left only (cnf is finished)");
+	result(debugfs_has("session cnf-left incoming files=1\n"
+			   "  token=1 liveupdate-test retrieved\n"),
+	       "debugfs shows the unfinished session cnf-left and its file");
 
 	/* Carry nothing: the finished session is closed as well. */
 	close(sfd);
