@@ -93,6 +93,9 @@ def run_one(test, variant, accel, logdir):
         # a KASAN kernel booted by kexec reports wild accesses at early
         # interrupts (seen in 1 of 40 debug boots of the base kernel).
         cmd[1:1] = ["-accel", "tcg", "-cpu", "max,la57=off"]
+    # The suite's timeouts are for the fast kernel; sanitizers under TCG
+    # are several times slower.
+    timeout = test["timeout"] * (3 if variant == "debug" else 1)
     start = time.monotonic()
     timed_out = False
     with open(log, "wb") as f:
@@ -101,7 +104,7 @@ def run_one(test, variant, accel, logdir):
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL)
         try:
-            p.wait(timeout=test["timeout"])
+            p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
@@ -109,7 +112,8 @@ def run_one(test, variant, accel, logdir):
     elapsed = time.monotonic() - start
     with open(log, "rb") as f:
         lines = f.read().decode("utf-8", "replace").splitlines()
-    return analyse(test, lines, timed_out, elapsed, log)
+    return analyse(dict(test, timeout=timeout), lines, timed_out, elapsed,
+                   log)
 
 
 def analyse(test, lines, timed_out, elapsed, log):
