@@ -1026,4 +1026,24 @@ TEST_F(liveupdate_files, preserve_failure_injection)
 	close(b);
 }
 
+/* A handler cannot go away while files it preserved are live. */
+TEST_F(liveupdate_files, unregister_busy_handler)
+{
+	int sfd, obj;
+
+	ASSERT_EQ(0, luo_test_enable_ghost());
+	sfd = new_session(_metadata, self->dev, "ghostly");
+	obj = new_object(_metadata, 601);
+	ASSERT_EQ(0, luo_test_cmd(obj, "ghost=1"));
+	ASSERT_EQ(0, luo_preserve_fd(sfd, obj, 1));
+	EXPECT_EQ(-EBUSY, luo_write_file(LUO_TEST_GHOST, "0"));
+
+	/* Unpreserved: the handler is free to go, and new files with it. */
+	ASSERT_EQ(0, luo_unpreserve_fd(sfd, 1));
+	EXPECT_EQ(0, luo_write_file(LUO_TEST_GHOST, "0"));
+	EXPECT_EQ(-ENOENT, luo_preserve_fd(sfd, obj, 1));
+	close(sfd);
+	close(obj);
+}
+
 TEST_HARNESS_MAIN
