@@ -23,7 +23,8 @@
  * files.  A handler record gives a compatible string an id that file
  * records refer to; it comes before the first file that uses it.
  *
- * All fields are little-endian x86 native; the format is versioned by
+ * Fields are in the CPU's native byte order (both kernels run on the same
+ * machine); the format is versioned by
  * &luo_abi_header.version.  A reader accepts every version up to its own:
  * newer versions may only add record types (which older readers skip, see
  * %LUO_ABI_RECORD_OPTIONAL) or grow records (readers use the fields they
