@@ -104,7 +104,15 @@ static int luo_ucmd_install(struct luo_ucmd *ucmd, struct file *file,
 
 /* ---- /dev/liveupdate ---- */
 
-static int luo_ioctl_create_session(struct luo_ucmd *ucmd)
+/* CREATE and RETRIEVE_SESSION share one layout: a name in, an fd out. */
+static_assert(sizeof(struct liveupdate_ioctl_create_session) ==
+	      sizeof(struct liveupdate_ioctl_retrieve_session));
+static_assert(offsetof(struct liveupdate_ioctl_create_session, name) ==
+	      offsetof(struct liveupdate_ioctl_retrieve_session, name));
+
+static int luo_ioctl_open_session(struct luo_ucmd *ucmd,
+				  int (*open)(const char *name,
+					      struct file **filep))
 {
 	struct liveupdate_ioctl_create_session *cmd = ucmd->cmd;
 	struct file *file;
@@ -114,26 +122,20 @@ static int luo_ioctl_create_session(struct luo_ucmd *ucmd)
 	if (err)
 		return err;
 	scoped_guard(rwsem_read, &luo_state_rwsem)
-		err = luo_session_create(cmd->name, &file);
+		err = open(cmd->name, &file);
 	if (err)
 		return err;
 	return luo_ucmd_install(ucmd, file, &cmd->fd, sizeof(*cmd));
 }
 
+static int luo_ioctl_create_session(struct luo_ucmd *ucmd)
+{
+	return luo_ioctl_open_session(ucmd, luo_session_create);
+}
+
 static int luo_ioctl_retrieve_session(struct luo_ucmd *ucmd)
 {
-	struct liveupdate_ioctl_retrieve_session *cmd = ucmd->cmd;
-	struct file *file;
-	int err;
-
-	err = luo_check_name(cmd->name);
-	if (err)
-		return err;
-	scoped_guard(rwsem_read, &luo_state_rwsem)
-		err = luo_session_retrieve(cmd->name, &file);
-	if (err)
-		return err;
-	return luo_ucmd_install(ucmd, file, &cmd->fd, sizeof(*cmd));
+	return luo_ioctl_open_session(ucmd, luo_session_retrieve);
 }
 
 static int luo_ioctl_list_sessions(struct luo_ucmd *ucmd)
