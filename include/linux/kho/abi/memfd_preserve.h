@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * memfd preservation across a live update: the format handed from one
+ * kernel to the next.
+ */
+#ifndef _LINUX_KHO_ABI_MEMFD_PRESERVE_H
+#define _LINUX_KHO_ABI_MEMFD_PRESERVE_H
+
+#include <linux/types.h>
+
+/**
+ * DOC: memfd preservation format
+ *
+ * A preserved memfd is handed over as a chain of chunks: preserved,
+ * physically contiguous, naturally aligned blocks of 2^order pages
+ * allocated with kho_alloc_preserve().  The LUO file handle
+ * (&liveupdate_file.data) is the physical address of the first chunk,
+ * which starts with a &struct memfd_preserve_file; every other chunk
+ * starts with a &struct memfd_preserve_chunk.  Both are followed by the
+ * chunk's entries, each 8-byte aligned and never crossing a chunk.
+ *
+ * The file's contents are described by entries of two kinds:
+ *
+ * - %MEMFD_PRESERVE_ENTRY_RUN (&struct memfd_preserve_run, 24 bytes): one
+ *   large folio (order > 0), or a run of order-0 folios that are at
+ *   consecutive indices and physically contiguous (order 0).  KHO is asked
+ *   once per run (kho_preserve_folio() or kho_preserve_pages()).
+ * - %MEMFD_PRESERVE_ENTRY_PAGES (&struct memfd_preserve_pages): scattered
+ *   order-0 folios, 8 bytes each: bits 0-39 of a word are the PFN, bits
+ *   40-63 the number of holes between the previous page of the entry (or
+ *   @index - 1 for the first page) and this one.  Each page is preserved on
+ *   its own with kho_preserve_folio().
+ *
+ * Entries are not ordered and never overlap.  Indices that no entry covers
+ * are holes: nothing is allocated for them, here or in the next kernel.
+ *
+ * Pages written after PRESERVE_FD: shmem calls the handler whenever a folio
+ * is added to the page cache of a preserved memfd (see
+ * memfd_preserve_folio_added()).  The handler pins and preserves that
+ * folio at once, and remembers it; freeze only appends entries for the
+ * folios added since the last time, so the blackout costs nothing for
+ * memory that was already described.  The size of a preserved memfd cannot
+ * change, swapping its pages out is disabled, and its folios are pinned, so
+ * no folio disappears from the page cache while it is preserved.  Once
+ * frozen, adding a folio fails (the write gets an error rather than being
+ * silently lost).
+ *
+ * All fields are little-endian.  The format is versioned by the LUO file
+ * version (%MEMFD_PRESERVE_VERSION); &memfd_preserve_file.header_size lets
+ * later versions grow the header.  The next kernel validates every field
+ * and fails the file with -EBADMSG on anything inconsistent.
+ */
+
+#define MEMFD_PRESERVE_COMPATIBLE	"memfd"
+#define MEMFD_PRESERVE_VERSION		1
+#define MEMFD_PRESERVE_MAGIC		0x4d454d4644505231ULL	/* "MEMFDPR1" */
+#define MEMFD_PRESERVE_NAME_LENGTH	256
+
+#define MEMFD_PRESERVE_ENTRY_RUN	1
+#define MEMFD_PRESERVE_ENTRY_PAGES	2
+
+#define MEMFD_PRESERVE_PFN_BITS		40
+#define MEMFD_PRESERVE_PFN_MASK		((1ULL << MEMFD_PRESERVE_PFN_BITS) - 1)
+#define MEMFD_PRESERVE_SKIP_MAX		((1ULL << (64 - MEMFD_PRESERVE_PFN_BITS)) - 1)
+
+/**
+ * struct memfd_preserve_chunk - start of every chunk
+ * @next: physical address of the next chunk, 0 for the last one
+ * @order: the chunk is 2^@order pages
+ * @used: bytes of entries that follow this structure
+ */
+struct memfd_preserve_chunk {
+	__u64 next;
+	__u32 order;
+	__u32 used;
+};
+
+/**
+ * struct memfd_preserve_file - a preserved memfd; starts the first chunk
+ * @magic: %MEMFD_PRESERVE_MAGIC
+ * @header_size: sizeof(struct memfd_preserve_file) of the writer
+ * @seals: the memfd's seals (F_SEAL_*)
+ * @size: i_size in bytes
+ * @pos: the file position
+ * @nr_folios: number of folios described by all entries
+ * @nr_pages: number of pages in those folios
+ * @nr_chunks: number of chunks including this one
+ * @mode: permission bits of the inode (07777)
+ * @uid: owner, in the initial user namespace
+ * @gid: group, in the initial user namespace
+ * @reserved: zero
+ * @name: NUL-terminated name of the memfd ("memfd:" and the user's name)
+ * @chunk: the chunk header of this, the first, chunk
+ */
+struct memfd_preserve_file {
+	__u64 magic;
+	__u32 header_size;
+	__u32 seals;
+	__u64 size;
+	__u64 pos;
+	__u64 nr_folios;
+	__u64 nr_pages;
+	__u32 nr_chunks;
+	__u32 mode;
+	__u32 uid;
+	__u32 gid;
+	__u64 reserved;
+	char name[MEMFD_PRESERVE_NAME_LENGTH];
+	struct memfd_preserve_chunk chunk;
+};
+
+/**
+ * struct memfd_preserve_entry - start of every entry
+ * @type: %MEMFD_PRESERVE_ENTRY_RUN or %MEMFD_PRESERVE_ENTRY_PAGES
+ * @order: RUN: folio order (0 for a run of order-0 folios); PAGES: 0
+ * @reserved: zero
+ * @nr: RUN: number of pages; PAGES: number of words that follow
+ * @index: page index of the first page
+ */
+struct memfd_preserve_entry {
+	__u8 type;
+	__u8 order;
+	__u16 reserved;
+	__u32 nr;
+	__u64 index;
+};
+
+/**
+ * struct memfd_preserve_run - a large folio or a physically contiguous run
+ * @hdr: type %MEMFD_PRESERVE_ENTRY_RUN; @hdr.nr is 2^@hdr.order for a
+ *	large folio, whose @hdr.index is aligned to it
+ * @pfn: PFN of the first page
+ */
+struct memfd_preserve_run {
+	struct memfd_preserve_entry hdr;
+	__u64 pfn;
+};
+
+/**
+ * struct memfd_preserve_pages - scattered order-0 pages
+ * @hdr: type %MEMFD_PRESERVE_ENTRY_PAGES
+ * @words: @hdr.nr words: PFN in bits 0-39, holes skipped in bits 40-63
+ */
+struct memfd_preserve_pages {
+	struct memfd_preserve_entry hdr;
+	__u64 words[];
+};
+
+#endif /* _LINUX_KHO_ABI_MEMFD_PRESERVE_H */

@@ -1,0 +1,1111 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * memfd preservation across a live update.
+ *
+ * A memfd preserved into a LUO session keeps its contents, holes, large
+ * folios, size, position, seals, name, mode and owner across the kexec.
+ * The format is described in include/linux/kho/abi/memfd_preserve.h.
+ *
+ * Outgoing, while preserved: the size is frozen (SHMEM_F_MAPPING_FROZEN),
+ * swap-out is off (SHMEM_F_LOCKED), and every folio in the page cache is
+ * pinned by a reference held in @pins.  Folios present at PRESERVE_FD are
+ * described right away; folios added later (writes into holes) reach us
+ * through memfd_preserve_folio_added() from shmem, are pinned and preserved
+ * at once and marked pending; freeze describes only the pending ones.
+ *
+ * Incoming: the first retrieve (or finish) restores every folio from KHO
+ * into an array kept in @lf->private, and frees the metadata.  A retrieve
+ * builds a new memfd from that array; if it fails, the new memfd is torn
+ * down and the folios stay in the array, so the retrieve can be retried.
+ */
+#define pr_fmt(fmt) "memfd_preserve: " fmt
+
+#include <linux/cleanup.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/hugetlb.h>
+#include <linux/init.h>
+#include <linux/io.h>
+#include <linux/kexec_handover.h>
+#include <linux/kho/abi/memfd_preserve.h>
+#include <linux/liveupdate.h>
+#include <linux/memcontrol.h>
+#include <linux/memfd.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mount.h>
+#include <linux/mutex.h>
+#include <linux/pagemap.h>
+#include <linux/folio_batch.h>
+#include <linux/rcupdate.h>
+#include <linux/refcount.h>
+#include <linux/shmem_fs.h>
+#include <linux/slab.h>
+#include <linux/swap.h>
+#include <linux/xarray.h>
+
+#include "internal.h"
+
+#define MFP_NAME_PREFIX		"memfd:"
+/* Chunks grow from one page up to 64 KiB. */
+#define MFP_CHUNK_MAX_ORDER	4U
+/* Shorter runs of contiguous pages are cheaper as PAGES words. */
+#define MFP_RUN_MIN		3
+/* In @pins: pinned and preserved, not yet described in the metadata. */
+#define MFP_PENDING		XA_MARK_0
+#define MFP_SEALS		(F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | \
+				 F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | \
+				 F_SEAL_EXEC)
+#define MFP_MAX_INDEX		((u64)(MAX_LFS_FILESIZE >> PAGE_SHIFT))
+
+/**
+ * struct memfd_preserved - an outgoing preserved memfd
+ * @lock: protects everything below and the metadata
+ * @ref: references: the LUO file, and shmem hooks in flight
+ * @rcu: for freeing after shmem hooks stop seeing it
+ * @file: the memfd
+ * @pins: page index -> folio for every folio we hold a reference on
+ * @hdr: the first chunk, with the file header
+ * @tail: the chunk header of the last chunk
+ * @tail_base: start of the last chunk (for its size)
+ * @open: the PAGES entry words can be appended to, or NULL
+ * @open_next: index after the last page of @open
+ * @dead: unpreserved (or failed to preserve): hooks must do nothing
+ * @frozen: frozen for the reboot: no folio may be added
+ * @was_locked: SHMEM_F_LOCKED was set before preservation
+ */
+struct memfd_preserved {
+	struct mutex lock;		/* see the kernel-doc above */
+	refcount_t ref;
+	struct rcu_head rcu;
+	struct file *file;
+	struct xarray pins;
+	struct memfd_preserve_file *hdr;
+	struct memfd_preserve_chunk *tail;
+	void *tail_base;
+	struct memfd_preserve_pages *open;
+	pgoff_t open_next;
+	bool dead;
+	bool frozen;
+	bool was_locked;
+};
+
+/**
+ * struct mfp_in - an incoming memfd, restored from KHO
+ * @err: sticky error: the state was damaged and is released
+ * @nr: folios in @folios
+ * @nr_pages: pages in @folios
+ * @folios: restored folios, each with one reference we own
+ * @indices: page index of each folio
+ * @size: i_size
+ * @pos: file position
+ * @seals: F_SEAL_*
+ * @mode: permission bits
+ * @uid: owner
+ * @gid: group
+ * @name: the memfd's name
+ */
+struct mfp_in {
+	int err;
+	unsigned long nr;
+	unsigned long nr_pages;
+	struct folio **folios;
+	pgoff_t *indices;
+	loff_t size;
+	loff_t pos;
+	unsigned int seals;
+	umode_t mode;
+	kuid_t uid;
+	kgid_t gid;
+	char name[MEMFD_PRESERVE_NAME_LENGTH];
+};
+
+/* ---- outgoing: the metadata writer ---- */
+
+static bool mfp_room(struct memfd_preserved *p, size_t len)
+{
+	struct memfd_preserve_chunk *c = p->tail;
+	void *end = (void *)(c + 1) + c->used;
+
+	return end + len <= p->tail_base + (PAGE_SIZE << c->order);
+}
+
+/* Reserve @len bytes of entries, in a new chunk if needed. */
+static void *mfp_reserve(struct memfd_preserved *p, size_t len)
+{
+	struct memfd_preserve_chunk *c = p->tail, *nc;
+	unsigned int order;
+	void *mem;
+
+	if (!mfp_room(p, len)) {
+		order = min(c->order + 1, MFP_CHUNK_MAX_ORDER);
+		mem = kho_alloc_preserve(PAGE_SIZE << order);
+		if (IS_ERR(mem))
+			return mem;
+		nc = mem;
+		nc->order = order;
+		c->next = virt_to_phys(nc);
+		p->tail = nc;
+		p->tail_base = mem;
+		p->hdr->nr_chunks++;
+		p->open = NULL;
+		c = nc;
+	}
+	mem = (void *)(c + 1) + c->used;
+	c->used += len;
+	return mem;
+}
+
+static int mfp_emit_run(struct memfd_preserved *p, pgoff_t index,
+			unsigned long pfn, unsigned long nr, unsigned int order)
+{
+	struct memfd_preserve_run *run;
+
+	run = mfp_reserve(p, sizeof(*run));
+	if (IS_ERR(run))
+		return PTR_ERR(run);
+	p->open = NULL;
+	run->hdr.type = MEMFD_PRESERVE_ENTRY_RUN;
+	run->hdr.order = order;
+	run->hdr.nr = nr;
+	run->hdr.index = index;
+	run->pfn = pfn;
+	p->hdr->nr_folios += order ? 1 : nr;
+	p->hdr->nr_pages += nr;
+	return 0;
+}
+
+static int mfp_emit_page(struct memfd_preserved *p, pgoff_t index,
+			 unsigned long pfn)
+{
+	struct memfd_preserve_pages *e = p->open;
+	u64 *word;
+
+	if (pfn > MEMFD_PRESERVE_PFN_MASK)
+		return -EOPNOTSUPP;
+	if (e && index >= p->open_next &&
+	    index - p->open_next <= MEMFD_PRESERVE_SKIP_MAX &&
+	    mfp_room(p, sizeof(*word))) {
+		word = mfp_reserve(p, sizeof(*word));
+		*word = pfn | (u64)(index - p->open_next) <<
+			MEMFD_PRESERVE_PFN_BITS;
+		e->hdr.nr++;
+	} else {
+		e = mfp_reserve(p, struct_size(e, words, 1));
+		if (IS_ERR(e))
+			return PTR_ERR(e);
+		e->hdr.type = MEMFD_PRESERVE_ENTRY_PAGES;
+		e->hdr.nr = 1;
+		e->hdr.index = index;
+		e->words[0] = pfn;
+		p->open = e;
+	}
+	p->open_next = index + 1;
+	p->hdr->nr_folios++;
+	p->hdr->nr_pages++;
+	return 0;
+}
+
+/* One order-0 folio, preserved on its own and described by a word. */
+static int mfp_add_page(struct memfd_preserved *p, struct folio *folio)
+{
+	int err = kho_preserve_folio(folio);
+
+	if (err)
+		return err;
+	err = mfp_emit_page(p, folio->index, folio_pfn(folio));
+	if (err)
+		kho_unpreserve_folio(folio);
+	return err;
+}
+
+static int mfp_add_large(struct memfd_preserved *p, struct folio *folio)
+{
+	int err = kho_preserve_folio(folio);
+
+	if (err)
+		return err;
+	err = mfp_emit_run(p, folio->index, folio_pfn(folio),
+			   folio_nr_pages(folio), folio_order(folio));
+	if (err)
+		kho_unpreserve_folio(folio);
+	return err;
+}
+
+/**
+ * struct mfp_run - order-0 folios at consecutive indices and PFNs
+ * @index: index of the first
+ * @pfn: PFN of the first
+ * @nr: how many
+ */
+struct mfp_run {
+	pgoff_t index;
+	unsigned long pfn;
+	unsigned long nr;
+};
+
+static int mfp_flush_run(struct memfd_preserved *p, struct mfp_run *run)
+{
+	struct page *page = pfn_to_page(run->pfn);
+	unsigned long i;
+	int err = 0;
+
+	if (run->nr >= MFP_RUN_MIN) {
+		err = kho_preserve_pages(page, run->nr);
+		if (err)
+			return err;
+		err = mfp_emit_run(p, run->index, run->pfn, run->nr, 0);
+		if (err)
+			kho_unpreserve_pages(page, run->nr);
+	} else {
+		for (i = 0; i < run->nr && !err; i++)
+			err = mfp_add_page(p, page_folio(page + i));
+	}
+	run->nr = 0;
+	return err;
+}
+
+static int mfp_add_scanned(struct memfd_preserved *p, struct mfp_run *run,
+			   struct folio *folio)
+{
+	unsigned long pfn = folio_pfn(folio);
+	int err;
+
+	if (folio_test_large(folio)) {
+		err = mfp_flush_run(p, run);
+		return err ?: mfp_add_large(p, folio);
+	}
+	if (run->nr && folio->index == run->index + run->nr &&
+	    pfn == run->pfn + run->nr && run->nr < U32_MAX) {
+		run->nr++;
+		return 0;
+	}
+	err = mfp_flush_run(p, run);
+	run->index = folio->index;
+	run->pfn = pfn;
+	run->nr = 1;
+	return err;
+}
+
+/* Undo the KHO preservation of everything a chunk describes. */
+static void mfp_unpreserve_entries(struct memfd_preserve_chunk *c)
+{
+	struct memfd_preserve_entry *e;
+	struct memfd_preserve_pages *pages;
+	struct memfd_preserve_run *run;
+	u32 off, i;
+
+	for (off = 0; off < c->used; ) {
+		e = (void *)(c + 1) + off;
+		if (e->type == MEMFD_PRESERVE_ENTRY_RUN) {
+			run = (void *)e;
+			if (e->order)
+				kho_unpreserve_folio(pfn_folio(run->pfn));
+			else
+				kho_unpreserve_pages(pfn_to_page(run->pfn),
+						     e->nr);
+			off += sizeof(*run);
+		} else {
+			pages = (void *)e;
+			for (i = 0; i < e->nr; i++)
+				kho_unpreserve_folio(pfn_folio(pages->words[i] &
+						     MEMFD_PRESERVE_PFN_MASK));
+			off += struct_size(pages, words, e->nr);
+		}
+	}
+}
+
+/* Release everything: KHO preservations, pins, metadata.  @p is dead. */
+static void mfp_release(struct memfd_preserved *p)
+{
+	struct memfd_preserve_chunk *c = &p->hdr->chunk, *next;
+	struct folio *folio;
+	unsigned long index;
+
+	while (c) {
+		mfp_unpreserve_entries(c);
+		next = c->next ? phys_to_virt(c->next) : NULL;
+		if (c != &p->hdr->chunk)
+			kho_unpreserve_free(c);
+		c = next;
+	}
+	kho_unpreserve_free(p->hdr);
+	p->hdr = NULL;
+
+	xa_for_each(&p->pins, index, folio) {
+		if (xa_get_mark(&p->pins, index, MFP_PENDING))
+			kho_unpreserve_folio(folio);
+		folio_put(folio);
+	}
+	xa_destroy(&p->pins);
+}
+
+static void mfp_put(struct memfd_preserved *p)
+{
+	if (refcount_dec_and_test(&p->ref))
+		kfree_rcu(p, rcu);
+}
+
+/* Swap in whatever is swapped out; swap-out is off by now. */
+static int mfp_swapin(struct inode *inode)
+{
+	struct shmem_inode_info *info = SHMEM_I(inode);
+	struct address_space *mapping = inode->i_mapping;
+	unsigned long index = 0;
+	struct folio *folio;
+	void *entry;
+	int err;
+
+	while (READ_ONCE(info->swapped)) {
+		entry = xa_find(&mapping->i_pages, &index, ULONG_MAX,
+				XA_PRESENT);
+		if (!entry)
+			break;
+		if (xa_is_value(entry)) {
+			err = shmem_get_folio(inode, index, 0, &folio,
+					      SGP_NOALLOC);
+			if (err)
+				return err;
+			if (folio) {
+				folio_unlock(folio);
+				folio_put(folio);
+			}
+		}
+		if (index == ULONG_MAX)
+			break;
+		index++;
+		cond_resched();
+	}
+	return 0;
+}
+
+/*
+ * Make fallocated, never written folios uptodate (zero), so that the next
+ * kernel can treat every folio alike.  Called with the inode locked and the
+ * mapping frozen: no fallocate can make new ones.
+ */
+static void mfp_zero_fallocated(struct address_space *mapping)
+{
+	struct folio_batch fbatch;
+	pgoff_t start = 0;
+	unsigned int i;
+
+	folio_batch_init(&fbatch);
+	while (filemap_get_folios(mapping, &start, (pgoff_t)-1, &fbatch)) {
+		for (i = 0; i < folio_batch_count(&fbatch); i++) {
+			struct folio *folio = fbatch.folios[i];
+
+			if (folio_test_uptodate(folio))
+				continue;
+			folio_lock(folio);
+			if (!folio_test_uptodate(folio) &&
+			    folio->mapping == mapping) {
+				folio_zero_range(folio, 0, folio_size(folio));
+				flush_dcache_folio(folio);
+				folio_mark_uptodate(folio);
+			}
+			folio_unlock(folio);
+		}
+		folio_batch_release(&fbatch);
+		cond_resched();
+	}
+}
+
+/* Pin and describe every folio in the page cache; @p->lock held. */
+static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
+{
+	struct mfp_run run = {};
+	struct folio_batch fbatch;
+	pgoff_t start = 0;
+	unsigned int i, n;
+	int err = 0;
+
+	folio_batch_init(&fbatch);
+	while (!err && filemap_get_folios(mapping, &start, (pgoff_t)-1,
+					  &fbatch)) {
+		n = folio_batch_count(&fbatch);
+		for (i = 0; i < n; i++) {
+			struct folio *folio = fbatch.folios[i];
+
+			if (err) {
+				folio_put(folio);
+				continue;
+			}
+			err = xa_err(xa_store(&p->pins, folio->index, folio,
+					      GFP_KERNEL));
+			if (err) {
+				folio_put(folio);
+				continue;
+			}
+			/* The batch's reference is now the pin. */
+			err = mfp_add_scanned(p, &run, folio);
+		}
+		folio_batch_reinit(&fbatch);
+		cond_resched();
+	}
+	return err ?: mfp_flush_run(p, &run);
+}
+
+/* Describe the folios added since the last time; @p->lock held. */
+static int mfp_flush_pending(struct memfd_preserved *p)
+{
+	struct folio *folio;
+	unsigned long index;
+	int err;
+
+	p->open = NULL;
+	xa_for_each_marked(&p->pins, index, folio, MFP_PENDING) {
+		if (folio_test_large(folio))
+			err = mfp_emit_run(p, index, folio_pfn(folio),
+					   folio_nr_pages(folio),
+					   folio_order(folio));
+		else
+			err = mfp_emit_page(p, index, folio_pfn(folio));
+		if (err)
+			return err;
+		xa_clear_mark(&p->pins, index, MFP_PENDING);
+	}
+	p->open = NULL;
+	return 0;
+}
+
+/* The attributes that can change while preserved; @p->lock held. */
+static void mfp_fill_attrs(struct memfd_preserved *p)
+{
+	struct inode *inode = file_inode(p->file);
+	struct memfd_preserve_file *hdr = p->hdr;
+
+	hdr->size = i_size_read(inode);
+	hdr->pos = READ_ONCE(p->file->f_pos);
+	hdr->seals = READ_ONCE(SHMEM_I(inode)->seals);
+	hdr->mode = READ_ONCE(inode->i_mode) & 07777;
+	hdr->uid = from_kuid(&init_user_ns, inode->i_uid);
+	hdr->gid = from_kgid(&init_user_ns, inode->i_gid);
+}
+
+/**
+ * __memfd_preserve_folio_added() - a folio was added to a preserved memfd
+ * @inode: the memfd's inode
+ * @folio: the new folio, locked, in @inode's page cache
+ *
+ * Called by shmem (through memfd_preserve_folio_added()) after @folio was
+ * added to the page cache of an inode that is, or was a moment ago,
+ * preserved.  Pins and preserves @folio, to be described in the metadata at
+ * freeze.  The barrier before the check of ->preserved in the caller pairs
+ * with the one in mfp_preserve(): either the scan there sees @folio, or we
+ * see ->preserved (or both, hence the check of @pins).
+ *
+ * Return: 0, -EPERM once frozen for the reboot, or -ENOMEM; on error the
+ * caller removes @folio again and the write or fault fails.
+ */
+int __memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
+{
+	struct shmem_inode_info *info = SHMEM_I(inode);
+	struct memfd_preserved *p;
+	int err = 0;
+
+	rcu_read_lock();
+	p = rcu_dereference(info->preserved);
+	if (p && !refcount_inc_not_zero(&p->ref))
+		p = NULL;
+	rcu_read_unlock();
+	if (!p)
+		return 0;
+
+	mutex_lock(&p->lock);
+	if (p->dead || xa_load(&p->pins, folio->index) == folio)
+		goto out;
+	err = -EPERM;
+	if (p->frozen)
+		goto out;
+	err = kho_preserve_folio(folio);
+	if (err)
+		goto out;
+	err = xa_err(xa_store(&p->pins, folio->index, folio, GFP_KERNEL));
+	if (err) {
+		kho_unpreserve_folio(folio);
+		goto out;
+	}
+	xa_set_mark(&p->pins, folio->index, MFP_PENDING);
+	folio_get(folio);
+out:
+	mutex_unlock(&p->lock);
+	mfp_put(p);
+	return err;
+}
+
+/* ---- outgoing: the handler ops ---- */
+
+static bool mfp_can_preserve(struct liveupdate_file_handler *handler,
+			     struct file *file)
+{
+	const struct qstr *name = &file->f_path.dentry->d_name;
+
+	if (!shmem_file(file) && !is_file_hugepages(file))
+		return false;
+	/* memfds live on the internal mounts; tmpfs files do not. */
+	if (!(file->f_path.mnt->mnt_sb->s_flags & SB_KERNMOUNT))
+		return false;
+	return name->len >= strlen(MFP_NAME_PREFIX) &&
+	       !memcmp(name->name, MFP_NAME_PREFIX, strlen(MFP_NAME_PREFIX));
+}
+
+static struct memfd_preserved *mfp_alloc(struct file *file)
+{
+	const struct qstr *name = &file->f_path.dentry->d_name;
+	struct memfd_preserve_file *hdr;
+	struct memfd_preserved *p;
+
+	if (name->len >= MEMFD_PRESERVE_NAME_LENGTH)
+		return ERR_PTR(-ENAMETOOLONG);
+	p = kzalloc_obj(*p, GFP_KERNEL_ACCOUNT);
+	if (!p)
+		return ERR_PTR(-ENOMEM);
+	hdr = kho_alloc_preserve(PAGE_SIZE);
+	if (IS_ERR(hdr)) {
+		kfree(p);
+		return ERR_CAST(hdr);
+	}
+	mutex_init(&p->lock);
+	refcount_set(&p->ref, 1);
+	xa_init(&p->pins);
+	p->file = file;
+	p->hdr = hdr;
+	hdr->magic = MEMFD_PRESERVE_MAGIC;
+	hdr->header_size = sizeof(*hdr);
+	hdr->nr_chunks = 1;
+	memcpy(hdr->name, name->name, name->len);
+	p->tail = &hdr->chunk;
+	p->tail_base = hdr;
+	return p;
+}
+
+static void mfp_set_locked(struct shmem_inode_info *info, bool lock)
+{
+	spin_lock(&info->lock);
+	if (lock)
+		info->flags |= SHMEM_F_LOCKED;
+	else
+		info->flags &= ~SHMEM_F_LOCKED;
+	spin_unlock(&info->lock);
+}
+
+static int mfp_preserve(struct liveupdate_file *lf)
+{
+	struct file *file = lf->file;
+	struct inode *inode = file_inode(file);
+	struct shmem_inode_info *info;
+	struct memfd_preserved *p;
+	int err;
+
+	/* hugetlb memfds get their own handler, later. */
+	if (is_file_hugepages(file))
+		return -EOPNOTSUPP;
+	info = SHMEM_I(inode);
+
+	p = mfp_alloc(file);
+	if (IS_ERR(p))
+		return PTR_ERR(p);
+
+	inode_lock(inode);
+	err = -EBUSY;
+	if (rcu_access_pointer(info->preserved) ||
+	    (info->flags & SHMEM_F_MAPPING_FROZEN)) {
+		inode_unlock(inode);
+		goto err_free;
+	}
+	shmem_freeze(inode, true);
+	p->was_locked = info->flags & SHMEM_F_LOCKED;
+	mfp_set_locked(info, true);
+
+	err = mfp_swapin(inode);
+	if (err)
+		goto err_thaw;
+	mfp_zero_fallocated(inode->i_mapping);
+
+	mutex_lock(&p->lock);
+	rcu_assign_pointer(info->preserved, p);
+	/* Pairs with memfd_preserve_folio_added(). */
+	smp_mb();
+	err = mfp_scan(p, inode->i_mapping);
+	/* Swapped out by a reclaim that started before SHMEM_F_LOCKED. */
+	if (!err && READ_ONCE(info->swapped))
+		err = -EAGAIN;
+	if (err) {
+		RCU_INIT_POINTER(info->preserved, NULL);
+		p->dead = true;
+		mutex_unlock(&p->lock);
+		mfp_release(p);
+		goto err_thaw;
+	}
+	mfp_fill_attrs(p);
+	p->open = NULL;
+	mutex_unlock(&p->lock);
+	inode_unlock(inode);
+
+	lf->data = virt_to_phys(p->hdr);
+	lf->private = p;
+	return 0;
+
+err_thaw:
+	mfp_set_locked(info, p->was_locked);
+	shmem_freeze(inode, false);
+	inode_unlock(inode);
+err_free:
+	if (p->hdr)
+		kho_unpreserve_free(p->hdr);
+	mfp_put(p);
+	return err;
+}
+
+static void mfp_unpreserve(struct liveupdate_file *lf)
+{
+	struct memfd_preserved *p = lf->private;
+	struct inode *inode = file_inode(p->file);
+	struct shmem_inode_info *info = SHMEM_I(inode);
+
+	inode_lock(inode);
+	mutex_lock(&p->lock);
+	RCU_INIT_POINTER(info->preserved, NULL);
+	p->dead = true;
+	mutex_unlock(&p->lock);
+	mfp_release(p);
+	mfp_set_locked(info, p->was_locked);
+	shmem_freeze(inode, false);
+	inode_unlock(inode);
+	lf->private = NULL;
+	mfp_put(p);
+}
+
+static int mfp_freeze(struct liveupdate_file *lf)
+{
+	struct memfd_preserved *p = lf->private;
+	int err;
+
+	guard(mutex)(&p->lock);
+	err = mfp_flush_pending(p);
+	if (err)
+		return err;
+	mfp_fill_attrs(p);
+	p->frozen = true;
+	return 0;
+}
+
+static void mfp_unfreeze(struct liveupdate_file *lf)
+{
+	struct memfd_preserved *p = lf->private;
+
+	guard(mutex)(&p->lock);
+	p->frozen = false;
+}
+
+/* ---- incoming ---- */
+
+static void mfp_in_put_folios(struct mfp_in *in)
+{
+	unsigned long i;
+
+	for (i = 0; i < in->nr; i++)
+		folio_put(in->folios[i]);
+	kvfree(in->folios);
+	kvfree(in->indices);
+	in->folios = NULL;
+	in->indices = NULL;
+	in->nr = 0;
+	in->nr_pages = 0;
+}
+
+/**
+ * struct mfp_parse - state of the walk over the incoming metadata
+ * @in: what is being restored
+ * @max: folios the header announced
+ */
+struct mfp_parse {
+	struct mfp_in *in;
+	unsigned long max;
+};
+
+static int mfp_in_add(struct mfp_parse *ps, struct folio *folio,
+		      pgoff_t index)
+{
+	struct mfp_in *in = ps->in;
+
+	if (in->nr == ps->max) {
+		folio_put(folio);
+		return -EBADMSG;
+	}
+	if (folio_test_large(folio))
+		folio_set_large_rmappable(folio);
+	in->folios[in->nr] = folio;
+	in->indices[in->nr] = index;
+	in->nr++;
+	in->nr_pages += folio_nr_pages(folio);
+	return 0;
+}
+
+static bool mfp_range_ok(u64 index, u64 nr)
+{
+	return nr && index < MFP_MAX_INDEX && nr <= MFP_MAX_INDEX - index;
+}
+
+static int mfp_parse_run(struct mfp_parse *ps,
+			 const struct memfd_preserve_run *run)
+{
+	const struct memfd_preserve_entry *e = &run->hdr;
+	struct folio *folio;
+	struct page *page;
+	u32 i;
+	int err;
+
+	if (!mfp_range_ok(e->index, e->nr) ||
+	    run->pfn > MEMFD_PRESERVE_PFN_MASK ||
+	    run->pfn + e->nr - 1 > MEMFD_PRESERVE_PFN_MASK)
+		return -EBADMSG;
+	if (e->order) {
+		if (e->order > MAX_PAGE_ORDER || e->nr != 1U << e->order ||
+		    !IS_ALIGNED(e->index, e->nr) ||
+		    !IS_ALIGNED(run->pfn, e->nr))
+			return -EBADMSG;
+		folio = kho_restore_folio(PFN_PHYS(run->pfn));
+		if (!folio)
+			return -EBADMSG;
+		if (folio_order(folio) != e->order) {
+			folio_put(folio);
+			return -EBADMSG;
+		}
+		return mfp_in_add(ps, folio, e->index);
+	}
+
+	if (e->nr > ps->max - ps->in->nr)
+		return -EBADMSG;
+	page = kho_restore_pages(PFN_PHYS(run->pfn), e->nr);
+	if (!page)
+		return -EBADMSG;
+	for (i = 0; i < e->nr; i++) {
+		err = mfp_in_add(ps, page_folio(page + i), e->index + i);
+		if (err) {
+			while (++i < e->nr)
+				put_page(page + i);
+			return err;
+		}
+	}
+	return 0;
+}
+
+static int mfp_parse_pages(struct mfp_parse *ps,
+			   const struct memfd_preserve_pages *pages)
+{
+	u64 index = pages->hdr.index, word, pfn;
+	struct folio *folio;
+	u32 i;
+	int err;
+
+	if (pages->hdr.order || !pages->hdr.nr)
+		return -EBADMSG;
+	for (i = 0; i < pages->hdr.nr; i++) {
+		word = pages->words[i];
+		pfn = word & MEMFD_PRESERVE_PFN_MASK;
+		index += word >> MEMFD_PRESERVE_PFN_BITS;
+		if (!mfp_range_ok(index, 1))
+			return -EBADMSG;
+		folio = kho_restore_folio(PFN_PHYS(pfn));
+		if (!folio)
+			return -EBADMSG;
+		if (folio_order(folio)) {
+			folio_put(folio);
+			return -EBADMSG;
+		}
+		err = mfp_in_add(ps, folio, index);
+		if (err)
+			return err;
+		index++;
+	}
+	return 0;
+}
+
+/* Parse and restore the entries of one chunk. */
+static int mfp_parse_chunk(struct mfp_parse *ps,
+			   const struct memfd_preserve_chunk *c, size_t room)
+{
+	const struct memfd_preserve_entry *e;
+	size_t off, len;
+	int err;
+
+	if (c->used > room || !IS_ALIGNED(c->used, 8))
+		return -EBADMSG;
+	for (off = 0; off < c->used; off += len) {
+		if (c->used - off < sizeof(*e))
+			return -EBADMSG;
+		e = (const void *)(c + 1) + off;
+		if (e->reserved)
+			return -EBADMSG;
+		if (e->type == MEMFD_PRESERVE_ENTRY_RUN) {
+			len = sizeof(struct memfd_preserve_run);
+			if (c->used - off < len)
+				return -EBADMSG;
+			err = mfp_parse_run(ps, (const void *)e);
+		} else if (e->type == MEMFD_PRESERVE_ENTRY_PAGES) {
+			len = struct_size_t(struct memfd_preserve_pages,
+					    words, e->nr);
+			if (c->used - off < len)
+				return -EBADMSG;
+			err = mfp_parse_pages(ps, (const void *)e);
+		} else {
+			return -EBADMSG;
+		}
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int mfp_parse_header(struct mfp_in *in,
+			    const struct memfd_preserve_file *hdr,
+			    unsigned int order)
+{
+	size_t len = strnlen(hdr->name, sizeof(hdr->name));
+
+	if (hdr->magic != MEMFD_PRESERVE_MAGIC ||
+	    hdr->header_size != sizeof(*hdr) || hdr->reserved ||
+	    hdr->chunk.order != order || !hdr->nr_chunks ||
+	    len == sizeof(hdr->name) ||
+	    strncmp(hdr->name, MFP_NAME_PREFIX, strlen(MFP_NAME_PREFIX)) ||
+	    hdr->seals & ~MFP_SEALS || hdr->mode & ~07777 ||
+	    hdr->size > MAX_LFS_FILESIZE || hdr->pos > MAX_LFS_FILESIZE ||
+	    hdr->nr_folios > hdr->nr_pages ||
+	    hdr->nr_pages > totalram_pages())
+		return -EBADMSG;
+	in->uid = make_kuid(&init_user_ns, hdr->uid);
+	in->gid = make_kgid(&init_user_ns, hdr->gid);
+	if (!uid_valid(in->uid) || !gid_valid(in->gid))
+		return -EBADMSG;
+	in->size = hdr->size;
+	in->pos = hdr->pos;
+	in->seals = hdr->seals;
+	in->mode = hdr->mode;
+	memcpy(in->name, hdr->name, len + 1);
+	return 0;
+}
+
+/* Restore everything from KHO into @in, freeing the metadata. */
+static int mfp_in_restore(struct mfp_in *in, phys_addr_t phys)
+{
+	const struct memfd_preserve_file *hdr;
+	const struct memfd_preserve_chunk *c;
+	struct mfp_parse ps = { .in = in };
+	struct folio *folio, *next;
+	u64 nr_chunks, nr_pages;
+	u64 i;
+	int err;
+
+	if (!phys || !PAGE_ALIGNED(phys))
+		return -EBADMSG;
+	folio = kho_restore_folio(phys);
+	if (!folio)
+		return -EBADMSG;
+	hdr = folio_address(folio);
+	err = mfp_parse_header(in, hdr, folio_order(folio));
+	if (err)
+		goto out_put;
+	ps.max = hdr->nr_folios;
+	nr_chunks = hdr->nr_chunks;
+	nr_pages = hdr->nr_pages;
+	err = -ENOMEM;
+	in->folios = kvmalloc_array(ps.max ?: 1, sizeof(*in->folios),
+				    GFP_KERNEL);
+	in->indices = kvmalloc_array(ps.max ?: 1, sizeof(*in->indices),
+				     GFP_KERNEL);
+	if (!in->folios || !in->indices)
+		goto out_put;
+
+	c = &hdr->chunk;
+	for (i = 0; ; i++) {
+		size_t room = folio_size(folio) -
+			      ((void *)(c + 1) - folio_address(folio));
+
+		err = mfp_parse_chunk(&ps, c, room);
+		if (err)
+			goto out_put;
+		if (!c->next)
+			break;
+		err = -EBADMSG;
+		if (i + 1 >= nr_chunks || !PAGE_ALIGNED(c->next))
+			goto out_put;
+		next = kho_restore_folio(c->next);
+		if (!next)
+			goto out_put;
+		folio_put(folio);
+		folio = next;
+		c = folio_address(folio);
+		if (c->order != folio_order(folio))
+			goto out_put;
+	}
+	err = -EBADMSG;
+	if (i + 1 != nr_chunks || in->nr != ps.max || in->nr_pages != nr_pages)
+		goto out_put;
+	err = 0;
+out_put:
+	folio_put(folio);
+	return err;
+}
+
+/* The incoming state, restored on first use. */
+static struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
+{
+	struct mfp_in *in = lf->private;
+	int err;
+
+	if (in)
+		return in->err ? ERR_PTR(in->err) : in;
+	if (lf->version != MEMFD_PRESERVE_VERSION)
+		return ERR_PTR(-EOPNOTSUPP);
+	in = kzalloc_obj(*in);
+	if (!in)
+		return ERR_PTR(-ENOMEM);
+	lf->private = in;
+	err = mfp_in_restore(in, lf->data);
+	if (err) {
+		/* Partly consumed: what was restored is freed, for good. */
+		mfp_in_put_folios(in);
+		in->err = err;
+		pr_warn("cannot restore token %llu: %pe\n", lf->token,
+			ERR_PTR(err));
+		return ERR_PTR(err);
+	}
+	return in;
+}
+
+static int mfp_insert(struct address_space *mapping, struct folio *folio,
+		      pgoff_t index)
+{
+	int err;
+
+	folio_lock(folio);
+	__folio_set_swapbacked(folio);
+	folio_mark_uptodate(folio);
+	err = mem_cgroup_charge(folio, current->mm, GFP_KERNEL);
+	if (err)
+		goto out;
+	err = shmem_add_to_page_cache(folio, mapping, index, NULL,
+				      mapping_gfp_mask(mapping));
+	if (err) {
+		mem_cgroup_uncharge(folio);
+		goto out;
+	}
+	folio_mark_dirty(folio);
+out:
+	folio_unlock(folio);
+	return err;
+}
+
+static void mfp_uninsert(struct folio *folio)
+{
+	folio_lock(folio);
+	folio_clear_dirty(folio);
+	filemap_remove_folio(folio);
+	mem_cgroup_uncharge(folio);
+	folio_unlock(folio);
+}
+
+static int mfp_retrieve(struct liveupdate_file *lf)
+{
+	struct address_space *mapping;
+	struct inode *inode;
+	struct mfp_in *in;
+	struct file *file;
+	unsigned long i;
+	int err = 0;
+
+	in = mfp_in_get(lf);
+	if (IS_ERR(in))
+		return PTR_ERR(in);
+
+	file = memfd_alloc_file(in->name, 0);
+	if (IS_ERR(file))
+		return PTR_ERR(file);
+	inode = file_inode(file);
+	mapping = file->f_mapping;
+
+	inode_lock(inode);
+	for (i = 0; i < in->nr; i++) {
+		err = mfp_insert(mapping, in->folios[i], in->indices[i]);
+		if (err)
+			break;
+		cond_resched();
+	}
+	if (!err)
+		err = shmem_inode_acct_blocks(inode, in->nr_pages);
+	if (err) {
+		while (i--)
+			mfp_uninsert(in->folios[i]);
+		inode_unlock(inode);
+		fput(file);
+		/* Overlapping entries. */
+		return err == -EEXIST ? -EBADMSG : err;
+	}
+	shmem_recalc_inode(inode, in->nr_pages, 0);
+	i_size_write(inode, in->size);
+	inode->i_mode = S_IFREG | in->mode;
+	inode->i_uid = in->uid;
+	inode->i_gid = in->gid;
+	SHMEM_I(inode)->seals = in->seals;
+	/* A fresh file has no writable mapping: this cannot fail. */
+	if (in->seals & F_SEAL_WRITE)
+		WARN_ON_ONCE(mapping_deny_writable(mapping));
+	inode_unlock(inode);
+	file->f_pos = in->pos;
+
+	for (i = 0; i < in->nr; i++) {
+		folio_add_lru(in->folios[i]);
+		folio_put(in->folios[i]);
+	}
+	in->nr = 0;
+	mfp_in_put_folios(in);
+	kfree(in);
+	lf->private = NULL;
+	lf->file = file;
+	return 0;
+}
+
+static void mfp_finish(struct liveupdate_file *lf)
+{
+	struct mfp_in *in;
+
+	if (lf->file)
+		return;
+	/* Never retrieved: restore what is left only to free it. */
+	mfp_in_get(lf);
+	in = lf->private;
+	if (in) {
+		mfp_in_put_folios(in);
+		kfree(in);
+	}
+	lf->private = NULL;
+}
+
+static const struct liveupdate_file_ops mfp_ops = {
+	.can_preserve	= mfp_can_preserve,
+	.preserve	= mfp_preserve,
+	.unpreserve	= mfp_unpreserve,
+	.freeze		= mfp_freeze,
+	.unfreeze	= mfp_unfreeze,
+	.retrieve	= mfp_retrieve,
+	.finish		= mfp_finish,
+};
+
+static struct liveupdate_file_handler mfp_handler = {
+	.compatible	= MEMFD_PRESERVE_COMPATIBLE,
+	.version	= MEMFD_PRESERVE_VERSION,
+	.ops		= &mfp_ops,
+	.owner		= THIS_MODULE,
+};
+
+static int __init memfd_preserve_init(void)
+{
+	int err = liveupdate_register_file_handler(&mfp_handler);
+
+	if (err)
+		pr_err("cannot register the memfd handler: %d\n", err);
+	return err;
+}
+late_initcall(memfd_preserve_init);
