@@ -22,7 +22,9 @@ STAMP=$BASE/.luo-stripped-$STRIP_SUM
 
 log() { echo "base: $*" >&2; }
 
-if [ -f "$STAMP" ]; then
+UPSTREAM_ST=$CACHE/upstream-selftests-$VERSION
+
+if [ -f "$STAMP" ] && [ -d "$UPSTREAM_ST" ]; then
 	echo "$BASE"
 	exit 0
 fi
@@ -66,6 +68,22 @@ fetch_deb() {
 }
 
 tarball=$(find_tarball)
+# The upstream liveupdate kselftests, kept apart for the compatibility check
+# (built against our uAPI header and run as a black box; never part of our
+# tree).
+if [ ! -d "$UPSTREAM_ST" ]; then
+	log "extracting the upstream liveupdate kselftests into $UPSTREAM_ST"
+	rm -rf "$UPSTREAM_ST.tmp" && mkdir -p "$UPSTREAM_ST.tmp"
+	tar -C "$UPSTREAM_ST.tmp" -xJf "$tarball" \
+		linux-source-7.2/tools/testing/selftests/liveupdate
+	mv "$UPSTREAM_ST.tmp/linux-source-7.2/tools/testing/selftests/liveupdate" \
+		"$UPSTREAM_ST"
+	rm -rf "$UPSTREAM_ST.tmp"
+fi
+if [ -f "$STAMP" ]; then
+	echo "$BASE"
+	exit 0
+fi
 log "unpacking $tarball into $BASE"
 rm -rf "$BASE" "$BASE.tmp"
 mkdir -p "$BASE.tmp"

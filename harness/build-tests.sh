@@ -49,3 +49,19 @@ if [ -f "$ST/liveupdate/liveupdate_uapi.c" ]; then
 	build "$ROOT/tests/liveupdate_uapi_32" "$ST/liveupdate/liveupdate_uapi.c" -m32
 fi
 
+# The upstream liveupdate kselftests (compatibility check), built unchanged
+# against our uAPI header; see harness/base.sh.
+UP=${LUO_CACHE:-$HOME/.cache/luo}/upstream-selftests-7.2.11
+if [ -d "$UP" ]; then
+	mkdir -p "$ROOT/tests/upstream"
+	for t in liveupdate luo_kexec_simple luo_multi_session \
+		 luo_stress_sessions luo_stress_files; do
+		out=$ROOT/tests/upstream/$t
+		if [ ! -x "$out" ] || [ "$HDR/include/linux/liveupdate.h" -nt "$out" ]; then
+			echo "  CC      tests/upstream/$t"
+			$CC -static -O2 -D_GNU_SOURCE= -isystem "$HDR/include" \
+				-I"$ST/liveupdate" -I"$ST" -o "$out" \
+				"$UP/$t.c" "$UP/luo_test_utils.c"
+		fi
+	done
+fi

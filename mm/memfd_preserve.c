@@ -8,10 +8,14 @@
  *
  * Outgoing, while preserved: the size is frozen (SHMEM_F_MAPPING_FROZEN),
  * swap-out is off (SHMEM_F_LOCKED), and every folio in the page cache is
- * pinned by a reference held in @pins.  Folios present at PRESERVE_FD are
- * described right away; folios added later (writes into holes) reach us
- * through memfd_preserve_folio_added() from shmem, are pinned and preserved
- * at once and marked pending; freeze describes only the pending ones.
+ * held by a long-term pin (FOLL_PIN) recorded in @pins.  No folio may sit
+ * in CMA: KHO's scratch areas are CMA in this kernel and the next kernel
+ * boots from them.  Present folios are migrated out at PRESERVE_FD, and
+ * shmem allocates unmovable for a preserved memfd (memfd_preserve_gfp()).
+ * Folios present at PRESERVE_FD are described right away; folios added
+ * later (writes into holes) reach us through memfd_preserve_folio_added()
+ * from shmem, are pinned and preserved at once and marked pending; freeze
+ * describes only the pending ones.
  *
  * Incoming: the first retrieve (or finish) restores every folio from KHO
  * into an array kept in @lf->private, and frees the metadata.  A retrieve
@@ -335,7 +339,7 @@ static void mfp_release(struct memfd_preserved *p)
 	xa_for_each(&p->pins, index, folio) {
 		if (xa_get_mark(&p->pins, index, MFP_PENDING))
 			kho_unpreserve_folio(folio);
-		folio_put(folio);
+		unpin_folio(folio);
 	}
 	xa_destroy(&p->pins);
 }
@@ -411,39 +415,103 @@ static void mfp_zero_fallocated(struct address_space *mapping)
 	}
 }
 
-/* Pin and describe every folio in the page cache; @p->lock held. */
+/* Take pinned folios into @p, dropping pins the hook already holds. */
+static int mfp_scan_batch(struct memfd_preserved *p, struct mfp_run *run,
+			  struct folio **folios, unsigned int nr)
+{
+	unsigned int i;
+	int err = 0;
+
+	guard(mutex)(&p->lock);
+	for (i = 0; i < nr; i++) {
+		struct folio *folio = folios[i];
+
+		if (err || xa_load(&p->pins, folio->index) == folio) {
+			unpin_folio(folio);
+			continue;
+		}
+		err = xa_err(xa_store(&p->pins, folio->index, folio,
+				      GFP_KERNEL));
+		if (err) {
+			unpin_folio(folio);
+			continue;
+		}
+		/* The pin now belongs to @p->pins. */
+		err = mfp_add_scanned(p, run, folio);
+	}
+	return err;
+}
+
+/* Migrate the folio at @index out of CMA and pin it. */
+static int mfp_pin_migrated(struct file *file, pgoff_t index, loff_t isize,
+			    struct folio **foliop)
+{
+	loff_t end = min_t(loff_t, ((loff_t)index + 1) << PAGE_SHIFT, isize);
+	pgoff_t off;
+	long nr;
+
+	nr = memfd_pin_folios(file, (loff_t)index << PAGE_SHIFT, end - 1,
+			      foliop, 1, &off);
+	if (nr < 0)
+		return nr;
+	return nr == 1 ? 0 : -EAGAIN;
+}
+
+/*
+ * Pin and describe every folio in the page cache up to i_size; folios wholly
+ * beyond it can only be fallocated ones, zero and invisible, and are left
+ * out.  A folio in CMA, where the KHO scratch areas the next kernel boots
+ * from live, is first migrated out by memfd_pin_folios().  Called without
+ * @p->lock: migration locks folios, and a folio being added waits for
+ * @p->lock in the hook with its lock held.
+ */
 static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 {
+	loff_t isize = i_size_read(file_inode(p->file));
+	struct folio *pinned[FOLIO_BATCH_SIZE];
+	pgoff_t moved[FOLIO_BATCH_SIZE];
+	unsigned int i, nr_pinned, nr_moved;
 	struct mfp_run run = {};
 	struct folio_batch fbatch;
 	pgoff_t start = 0;
-	unsigned int i, n;
 	int err = 0;
 
+	if (!isize)
+		return 0;
 	folio_batch_init(&fbatch);
-	while (!err && filemap_get_folios(mapping, &start, (pgoff_t)-1,
-					  &fbatch)) {
-		n = folio_batch_count(&fbatch);
-		for (i = 0; i < n; i++) {
+	while (!err && filemap_get_folios(mapping, &start,
+					  (isize - 1) >> PAGE_SHIFT, &fbatch)) {
+		nr_pinned = 0;
+		nr_moved = 0;
+		for (i = 0; i < folio_batch_count(&fbatch); i++) {
 			struct folio *folio = fbatch.folios[i];
 
-			if (err) {
-				folio_put(folio);
-				continue;
-			}
-			err = xa_err(xa_store(&p->pins, folio->index, folio,
-					      GFP_KERNEL));
-			if (err) {
-				folio_put(folio);
-				continue;
-			}
-			/* The batch's reference is now the pin. */
-			err = mfp_add_scanned(p, &run, folio);
+			/* Our reference keeps @folio where it is meanwhile. */
+			if (!folio_is_longterm_pinnable(folio))
+				moved[nr_moved++] = folio->index;
+			else if (!try_grab_folio(folio, 1, FOLL_PIN))
+				pinned[nr_pinned++] = folio;
+			else
+				err = -EAGAIN;
 		}
-		folio_batch_reinit(&fbatch);
+		folio_batch_release(&fbatch);
+		if (err) {
+			unpin_folios(pinned, nr_pinned);
+			break;
+		}
+		err = mfp_scan_batch(p, &run, pinned, nr_pinned);
+		for (i = 0; !err && i < nr_moved; i++) {
+			err = mfp_pin_migrated(p->file, moved[i], isize,
+					       &pinned[0]);
+			if (!err)
+				err = mfp_scan_batch(p, &run, pinned, 1);
+		}
 		cond_resched();
 	}
-	return err ?: mfp_flush_run(p, &run);
+	if (err)
+		return err;
+	guard(mutex)(&p->lock);
+	return mfp_flush_run(p, &run);
 }
 
 /* Describe the folios added since the last time; @p->lock held. */
@@ -518,16 +586,24 @@ int __memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
 	err = -EPERM;
 	if (p->frozen)
 		goto out;
-	err = kho_preserve_folio(folio);
+	/* Allocated movable before memfd_preserve_gfp() applied: retry. */
+	err = -EEXIST;
+	if (!folio_is_longterm_pinnable(folio))
+		goto out;
+	err = try_grab_folio(folio, 1, FOLL_PIN);
 	if (err)
 		goto out;
+	err = kho_preserve_folio(folio);
+	if (err)
+		goto out_unpin;
 	err = xa_err(xa_store(&p->pins, folio->index, folio, GFP_KERNEL));
-	if (err) {
-		kho_unpreserve_folio(folio);
+	if (!err) {
+		xa_set_mark(&p->pins, folio->index, MFP_PENDING);
 		goto out;
 	}
-	xa_set_mark(&p->pins, folio->index, MFP_PENDING);
-	folio_get(folio);
+	kho_unpreserve_folio(folio);
+out_unpin:
+	unpin_folio(folio);
 out:
 	mutex_unlock(&p->lock);
 	mfp_put(p);
@@ -623,7 +699,6 @@ static int mfp_preserve(struct liveupdate_file *lf)
 		goto err_thaw;
 	mfp_zero_fallocated(inode->i_mapping);
 
-	mutex_lock(&p->lock);
 	rcu_assign_pointer(info->preserved, p);
 	/* Pairs with memfd_preserve_folio_added(). */
 	smp_mb();
@@ -631,6 +706,7 @@ static int mfp_preserve(struct liveupdate_file *lf)
 	/* Swapped out by a reclaim that started before SHMEM_F_LOCKED. */
 	if (!err && READ_ONCE(info->swapped))
 		err = -EAGAIN;
+	mutex_lock(&p->lock);
 	if (err) {
 		RCU_INIT_POINTER(info->preserved, NULL);
 		p->dead = true;

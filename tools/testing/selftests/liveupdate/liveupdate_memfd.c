@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Live Update Orchestrator: memfds carried across a kexec reboot.
+ * Live Update Orchestrator: memfds carried across kexec reboots.
  *
- *   liveupdate_memfd SCENARIO
+ *   liveupdate_memfd SCENARIO     (LUO_STAGE=N, see liveupdate_test.h)
  *
- * core: stage 0 creates memfds (full, sparse, 4 TiB sparse, sealed,
- * MFD_NOEXEC_SEAL, THP-backed, written after PRESERVE_FD, never retrieved),
- * checks what must hold while they are preserved, and kexecs; stage 1
- * retrieves them and checks contents, holes, size, position, seals, name,
- * mode and owner, and that FINISH frees the one never retrieved.
+ * core:  stage 0 creates memfds of every shape (256 MiB full, sizes 0, 1
+ *        byte, one page and unaligned, 64 GiB and 4 TiB sparse, THP-backed,
+ *        one per seal, MFD_NOEXEC_SEAL and MFD_EXEC, written after
+ *        PRESERVE_FD from another process, never retrieved) and kexecs;
+ *        stage 1 checks every byte, hole and property.
+ * paths: one boot: what holds while a memfd is preserved (size locked,
+ *        seals, refusals), and that unpreserve and closing the session
+ *        give back an ordinary memfd (the debug kernel's kmemleak checks
+ *        that nothing leaks).
+ * hops:  three consecutive kexecs; each stage verifies the checksums of
+ *        everything, changes some of it, and preserves it again into the
+ *        same session after FINISH.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -33,6 +40,9 @@
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL	0x0008U
 #endif
+#ifndef MFD_EXEC
+#define MFD_EXEC	0x0010U
+#endif
 
 #include "liveupdate_test.h"
 #include "kselftest.h"
@@ -42,17 +52,45 @@
 #define TiB		(1024 * GiB)
 #define PG		4096ULL
 
-#define FULL_SIZE	(64 * MiB)
+#define FULL_SIZE	(256 * MiB)
 #define FULL_POS	12345
-#define SPARSE_SIZE	GiB
-#define SPARSE_STEP	(37 * MiB + 5 * PG)
-#define HUGE4T_SIZE	(4 * TiB)
-#define HUGE4T_STEP	(397 * GiB + 3 * PG)
 #define LATE_SIZE	(16 * MiB)
 #define THP_SIZE	(8 * MiB)
 #define UNRET_SIZE	(64 * MiB)
+#define ODD_SIZE	(3 * PG + 100)
 
-enum { T_FULL = 1, T_SPARSE, T_4T, T_SEALED, T_NOEXEC, T_LATE, T_THP };
+/* A sparse memfd: @nr_runs runs of @run bytes, @step apart, and a last page. */
+struct sparse {
+	const char *name;
+	__u64 size, step, run, seed;
+};
+
+static const struct sparse sparse64g = {
+	"sparse64g", 64 * GiB, 64 * MiB + 5 * PG, PG, 2
+};
+static const struct sparse sparse4t = {
+	"sparse4t", 4 * TiB, 512 * GiB + 3 * PG, MiB, 3
+};
+
+enum {
+	T_FULL = 1, T_SPARSE64G, T_SPARSE4T, T_ZERO, T_BYTE, T_PAGE, T_ODD,
+	T_NOEXEC, T_EXEC, T_LATE, T_THP, T_SEALS,
+};
+
+static const unsigned int seals[] = {
+	F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE,
+	F_SEAL_FUTURE_WRITE, F_SEAL_EXEC,
+};
+
+#define NR_SEALS	(sizeof(seals) / sizeof(seals[0]))
+#define WRITE_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | \
+			 F_SEAL_FUTURE_WRITE)
+
+/* The seals @seal gives: F_SEAL_EXEC on an executable memfd implies W^X. */
+static unsigned int seals_of(unsigned int seal)
+{
+	return seal == F_SEAL_EXEC ? seal | WRITE_SEALS : seal;
+}
 
 static int dev = -1;
 static int stage;
@@ -83,6 +121,11 @@ static void fill(__u64 *buf, __u64 off, size_t len, __u64 seed)
 
 	for (i = 0; i < len / 8; i++)
 		buf[i] = word_at(off + i * 8, seed);
+	if (len % 8) {
+		__u64 last = word_at(off + i * 8, seed);
+
+		memcpy(&buf[i], &last, len % 8);
+	}
 }
 
 /* Write [off, off + len) with the pattern of @seed. */
@@ -105,7 +148,7 @@ static int put(int fd, __u64 off, __u64 len, __u64 seed)
 /* Does [off, off + len) hold the pattern of @seed? */
 static bool check(int fd, __u64 off, __u64 len, __u64 seed)
 {
-	static __u64 buf[MiB / 8], want[MiB / 8];
+	static __u64 buf[MiB / 8 + 1], want[MiB / 8 + 1];
 	__u64 n;
 
 	while (len) {
@@ -168,44 +211,80 @@ static bool name_is(int fd, const char *name)
 	return !strcmp(link, want);
 }
 
-/* The data regions of @fd, by SEEK_DATA/SEEK_HOLE, are the pages at @offs. */
-static bool data_is(int fd, const __u64 *offs, int n, __u64 size)
+static bool size_is(int fd, __u64 size)
 {
-	off_t pos = 0, data, hole;
-	int i = 0;
+	struct stat st;
 
-	for (;;) {
-		data = lseek(fd, pos, SEEK_DATA);
-		if (data < 0)
-			break;
-		hole = lseek(fd, data, SEEK_HOLE);
-		while (data < hole) {
-			if (i >= n || (__u64)data != offs[i]) {
-				ksft_print_msg("unexpected data at %lld\n",
-					       (long long)data);
-				return false;
-			}
-			data += PG;
-			i++;
-		}
-		pos = hole;
-		if ((__u64)pos >= size)
-			break;
-	}
-	if (i != n)
-		ksft_print_msg("%d data pages, want %d\n", i, n);
-	return i == n;
+	return !fstat(fd, &st) && (__u64)st.st_size == size;
 }
 
-static int sparse_offs(__u64 *offs, __u64 size, __u64 step)
+static __u64 blocks_of(int fd)
 {
-	int n = 0;
-	__u64 off;
+	struct stat st;
 
-	for (off = 0; off < size; off += step)
-		offs[n++] = off & ~(PG - 1);
-	offs[n++] = size - PG;
-	return n;
+	return fstat(fd, &st) ? ~0ULL : (__u64)st.st_blocks;
+}
+
+/* Data ranges of @s, in order: run starts, then the last page. */
+static int sparse_nr(const struct sparse *s)
+{
+	return (s->size - PG + s->step - 1) / s->step + 1;
+}
+
+static __u64 sparse_off(const struct sparse *s, int i, __u64 *len)
+{
+	if (i == sparse_nr(s) - 1) {
+		*len = PG;
+		return s->size - PG;
+	}
+	*len = s->run;
+	return (i * s->step) & ~(PG - 1);
+}
+
+static int sparse_create(const struct sparse *s)
+{
+	int fd = new_memfd(s->name, 0, s->size);
+	__u64 off, len;
+
+	for (int i = 0; i < sparse_nr(s); i++) {
+		off = sparse_off(s, i, &len);
+		if (put(fd, off, len, s->seed))
+			ksft_exit_fail_msg("write %s: %s\n", s->name,
+					   strerror(errno));
+	}
+	return fd;
+}
+
+/* @fd holds exactly the data of @s (SEEK_DATA/SEEK_HOLE), intact. */
+static bool sparse_intact(int fd, const struct sparse *s)
+{
+	__u64 off, len, pages = 0;
+	off_t data, hole;
+
+	if (fd < 0 || !size_is(fd, s->size))
+		return false;
+	for (int i = 0; i < sparse_nr(s); i++) {
+		off = sparse_off(s, i, &len);
+		data = lseek(fd, i ? off - PG : 0, SEEK_DATA);
+		hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
+		if ((__u64)data != off || (__u64)hole != off + len) {
+			ksft_print_msg("%s: data [%lld, %lld), want [%llu, %llu)\n",
+				       s->name, (long long)data,
+				       (long long)hole,
+				       (unsigned long long)off,
+				       (unsigned long long)(off + len));
+			return false;
+		}
+		if (!check(fd, off, len, s->seed))
+			return false;
+		pages += len / PG;
+	}
+	if (blocks_of(fd) != pages * (PG / 512)) {
+		ksft_print_msg("%s: %llu blocks, want %llu\n", s->name,
+			       blocks_of(fd), pages * (PG / 512));
+		return false;
+	}
+	return true;
 }
 
 static bool thp_available(void)
@@ -239,42 +318,61 @@ static bool preserve(int sfd, int fd, __u64 token)
 	return !ret;
 }
 
+static int retrieve(int sfd, __u64 token)
+{
+	int fd = -1, ret = luo_retrieve_fd(sfd, token, &fd);
+
+	if (ret)
+		ksft_print_msg("RETRIEVE_FD of token %llu: %s\n",
+			       (unsigned long long)token, strerror(-ret));
+	return ret ? -1 : fd;
+}
+
+/* ---- core ---- */
+
 static void core_0(void)
 {
-	__u64 offs[64];
-	int sfd, usfd, full, sparse, big, sealed, noexec, late, thp, unret;
-	int tmp, hfd, n, ret;
+	int sfd, usfd, full, s64, s4t, zero, byte, page, odd, noexec, exec;
+	int late, thp, unret, sealfd[NR_SEALS], n;
 	long free0, free1, thp_kb = 0;
+	bool ok = true;
 	long long t;
-	struct stat st;
 	char *map;
 	pid_t pid;
 
-	ksft_set_plan(15);
+	ksft_set_plan(7);
 	luo_create_session(dev, "memfd", &sfd);
 	luo_create_session(dev, "memfd-unret", &usfd);
 
 	full = new_memfd("full", 0, 0);
-	result(!put(full, 0, FULL_SIZE, 1), "write 64 MiB");
+	result(!put(full, 0, FULL_SIZE, 1), "write 256 MiB");
 	lseek(full, FULL_POS, SEEK_SET);
 	fchmod(full, 0640);
 	result(!fchown(full, 1000, 2000), "chown 1000:2000");
 
-	sparse = new_memfd("sparse", 0, SPARSE_SIZE);
-	n = sparse_offs(offs, SPARSE_SIZE, SPARSE_STEP);
-	for (int i = 0; i < n; i++)
-		put(sparse, offs[i], PG, 2);
-	big = new_memfd("4t", 0, HUGE4T_SIZE);
-	n = sparse_offs(offs, HUGE4T_SIZE, HUGE4T_STEP);
-	for (int i = 0; i < n; i++)
-		put(big, offs[i], PG, 3);
+	s64 = sparse_create(&sparse64g);
+	s4t = sparse_create(&sparse4t);
 
-	sealed = new_memfd("sealed", MFD_ALLOW_SEALING, 0);
-	put(sealed, 0, 3 * PG + 100, 4);
-	result(!fcntl(sealed, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
-		      F_SEAL_WRITE | F_SEAL_SEAL), "seal shrink, grow, write, seal");
+	zero = new_memfd("zero", 0, 0);
+	byte = new_memfd("byte", 0, 0);
+	put(byte, 0, 1, 4);
+	page = new_memfd("page", 0, 0);
+	put(page, 0, PG, 4);
+	odd = new_memfd("odd", 0, 0);
+	put(odd, 0, ODD_SIZE, 4);
+	lseek(odd, ODD_SIZE, SEEK_SET);
+
+	for (unsigned int i = 0; i < NR_SEALS; i++) {
+		sealfd[i] = new_memfd("sealed", MFD_ALLOW_SEALING, 0);
+		put(sealfd[i], 0, 2 * PG, 5 + i);
+		ok &= !fcntl(sealfd[i], F_ADD_SEALS, seals[i]) &&
+		      fcntl(sealfd[i], F_GET_SEALS) == (int)seals_of(seals[i]);
+	}
+	result(ok, "one memfd sealed with each seal");
 	noexec = new_memfd("noexec", MFD_NOEXEC_SEAL, 0);
-	put(noexec, 0, PG, 5);
+	put(noexec, 0, PG, 12);
+	exec = new_memfd("exec", MFD_EXEC, 0);
+	put(exec, 0, PG, 13);
 
 	late = new_memfd("late", 0, LATE_SIZE);
 	put(late, 0, MiB, 6);
@@ -287,52 +385,251 @@ static void core_0(void)
 		thp = new_memfd("thp", 0, THP_SIZE);
 		put(thp, 0, THP_SIZE, 7);
 		thp_kb = meminfo_kb("ShmemHugePages") - thp_kb;
+		luo_write_file("/sys/kernel/mm/transparent_hugepage/shmem_enabled",
+			       "never");
 		ksft_print_msg("THP memfd: %ld kB in huge pages\n", thp_kb);
 	}
 
 	unret = new_memfd("unret", 0, 0);
 	put(unret, 0, UNRET_SIZE, 8);
 
-	free0 = meminfo_kb("MemFree");
 	t = now_us();
-	ret = preserve(sfd, full, T_FULL);
+	ok = preserve(sfd, full, T_FULL);
 	t = now_us() - t;
-	ksft_print_msg("PRESERVE_FD of 64 MiB of 4 KiB pages: %lld us\n", t);
-	fstat(sparse, &st);
-	ret &= preserve(sfd, sparse, T_SPARSE) && preserve(sfd, big, T_4T) &&
-	       preserve(sfd, sealed, T_SEALED) &&
-	       preserve(sfd, noexec, T_NOEXEC) && preserve(sfd, late, T_LATE) &&
-	       preserve(usfd, unret, 1);
-	if (thp >= 0)
-		ret &= preserve(sfd, thp, T_THP);
-	result(ret, "preserve the memfds");
+	ksft_print_msg("PRESERVE_FD of 256 MiB of 4 KiB pages: %lld us\n", t);
+	free0 = meminfo_kb("MemFree");
+	ok &= preserve(sfd, s64, T_SPARSE64G) && preserve(sfd, s4t, T_SPARSE4T);
 	free1 = meminfo_kb("MemFree");
-	ksft_print_msg("MemFree: %ld kB before, %ld kB after preserving\n",
+	ok &= preserve(sfd, zero, T_ZERO) && preserve(sfd, byte, T_BYTE) &&
+	      preserve(sfd, page, T_PAGE) && preserve(sfd, odd, T_ODD) &&
+	      preserve(sfd, noexec, T_NOEXEC) && preserve(sfd, exec, T_EXEC) &&
+	      preserve(sfd, late, T_LATE) && preserve(usfd, unret, 1);
+	for (unsigned int i = 0; i < NR_SEALS; i++)
+		ok &= preserve(sfd, sealfd[i], T_SEALS + i);
+	if (thp >= 0)
+		ok &= preserve(sfd, thp, T_THP);
+	result(ok, "preserve the memfds");
+	ksft_print_msg("MemFree: %ld kB before, %ld kB after preserving the sparse ones\n",
 		       free0, free1);
-	result(free0 - free1 < 4096, "preserving allocated no holes (< 4 MiB)");
+	result(free0 - free1 < 4096,
+	       "preserving 64 GiB and 4 TiB sparse memfds allocated no holes");
 
-	/* The size is locked while preserved. */
-	result(ftruncate(full, FULL_SIZE / 2) && errno == EPERM,
-	       "ftruncate shrink: EPERM");
-	result(ftruncate(full, FULL_SIZE * 2) && errno == EPERM,
-	       "ftruncate grow: EPERM");
-	result(fallocate(full, 0, FULL_SIZE, MiB) && errno == EPERM,
-	       "fallocate beyond size: EPERM");
-	result(fallocate(full, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-			 MiB) && errno == EPERM, "punch hole: EPERM");
-	result(pwrite(full, "x", 1, FULL_SIZE) < 0 && errno == EPERM,
-	       "write beyond size: EPERM");
+	/* Writes after PRESERVE_FD: hole, present page, and from a child. */
+	n = put(late, 8 * MiB, 2 * PG, 9) ?: put(late, 0, PG, 10);
+	pid = fork();
+	if (!pid) {
+		map = mmap(NULL, LATE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+			   late, 0);
+		if (map == MAP_FAILED)
+			_exit(1);
+		fill((__u64 *)(map + 12 * MiB), 12 * MiB, MiB, 11);
+		fill((__u64 *)(map + 2 * PG), 2 * PG, PG, 14);
+		_exit(0);
+	}
+	waitpid(pid, &pid, 0);
+	result(!n && WIFEXITED(pid) && !WEXITSTATUS(pid),
+	       "write holes and present pages, also from a child's mmap");
+	if (thp >= 0)
+		result(thp_kb == THP_SIZE / 1024, "THP memfd is all huge pages");
+	else
+		ksft_test_result_skip("THP memfd: no shmem THP\n");
+	kexec_next();
+}
 
-	/* Unpreserved, a memfd is ordinary again. */
-	tmp = new_memfd("tmp", 0, MiB);
-	ret = luo_preserve_fd(sfd, tmp, 99);
-	ret = ret ?: luo_unpreserve_fd(sfd, 99);
-	result(!ret && !ftruncate(tmp, 2 * MiB) &&
-	       !fallocate(tmp, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-			  PG), "unpreserved: ftruncate and punch hole work");
-	close(tmp);
+/* Each seal comes back, and means what it meant. */
+static bool seal_holds(int fd, unsigned int seal)
+{
+	int got = fcntl(fd, F_GET_SEALS);
+	bool ok;
 
-	/* Not memfds, or not supported. */
+	if (got != (int)seals_of(seal)) {
+		ksft_print_msg("seals 0x%x, want 0x%x\n", got, seals_of(seal));
+		return false;
+	}
+	switch (seal) {
+	case F_SEAL_SEAL:
+		return fcntl(fd, F_ADD_SEALS, F_SEAL_GROW) && errno == EPERM;
+	case F_SEAL_SHRINK:
+		return ftruncate(fd, PG) && errno == EPERM &&
+		       !ftruncate(fd, 3 * PG);
+	case F_SEAL_GROW:
+		return ftruncate(fd, 3 * PG) && errno == EPERM &&
+		       !ftruncate(fd, PG);
+	case F_SEAL_WRITE:
+	case F_SEAL_FUTURE_WRITE:
+		ok = pwrite(fd, "x", 1, 0) < 0 && errno == EPERM;
+		return ok && mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED,
+				  fd, 0) == MAP_FAILED;
+	case F_SEAL_EXEC:
+		/* An executable memfd stays executable. */
+		return fchmod(fd, 0666) && errno == EPERM;
+	}
+	return false;
+}
+
+static void core_1(void)
+{
+	int sfd = -1, usfd = -1, fd, got;
+	long free0, free1, thp0;
+	struct stat st;
+	long long t;
+	bool ok;
+
+	ksft_set_plan(18);
+	luo_retrieve_session(dev, "memfd", &sfd);
+	luo_retrieve_session(dev, "memfd-unret", &usfd);
+	if (sfd < 0 || usfd < 0)
+		ksft_exit_fail_msg("retrieve sessions\n");
+
+	t = now_us();
+	fd = retrieve(sfd, T_FULL);
+	t = now_us() - t;
+	ksft_print_msg("RETRIEVE_FD of 256 MiB of 4 KiB pages: %lld us\n", t);
+	result(fd >= 0 && size_is(fd, FULL_SIZE) && check(fd, 0, FULL_SIZE, 1),
+	       "full: 256 MiB intact");
+	ok = fd >= 0 && !fstat(fd, &st);
+	result(ok && lseek(fd, 0, SEEK_CUR) == FULL_POS &&
+	       (st.st_mode & 07777) == 0640 && st.st_uid == 1000 &&
+	       st.st_gid == 2000 && name_is(fd, "full"),
+	       "full: position, mode 0640, owner 1000:2000, name");
+	result(fd >= 0 && !ftruncate(fd, MiB) && blocks_of(fd) == MiB / 512,
+	       "full: an ordinary memfd after retrieve");
+
+	fd = retrieve(sfd, T_SPARSE64G);
+	result(sparse_intact(fd, &sparse64g),
+	       "sparse 64 GiB: %d runs, holes stay holes", sparse_nr(&sparse64g));
+	fd = retrieve(sfd, T_SPARSE4T);
+	result(sparse_intact(fd, &sparse4t),
+	       "sparse 4 TiB: %d runs, holes stay holes", sparse_nr(&sparse4t));
+
+	fd = retrieve(sfd, T_ZERO);
+	result(fd >= 0 && size_is(fd, 0) && !blocks_of(fd) && name_is(fd, "zero"),
+	       "size 0");
+	fd = retrieve(sfd, T_BYTE);
+	result(fd >= 0 && size_is(fd, 1) && check(fd, 0, 1, 4), "size 1 byte");
+	fd = retrieve(sfd, T_PAGE);
+	result(fd >= 0 && size_is(fd, PG) && check(fd, 0, PG, 4) &&
+	       blocks_of(fd) == PG / 512, "size one page");
+	fd = retrieve(sfd, T_ODD);
+	result(fd >= 0 && size_is(fd, ODD_SIZE) && check(fd, 0, ODD_SIZE, 4) &&
+	       lseek(fd, 0, SEEK_CUR) == ODD_SIZE, "size 3 pages + 100 bytes");
+
+	ok = true;
+	for (unsigned int i = 0; i < NR_SEALS; i++) {
+		fd = retrieve(sfd, T_SEALS + i);
+		if (fd < 0 || !check(fd, 0, 2 * PG, 5 + i) ||
+		    !seal_holds(fd, seals[i])) {
+			ksft_print_msg("seal 0x%x lost\n", seals[i]);
+			ok = false;
+		}
+	}
+	result(ok, "each seal comes back and holds");
+
+	fd = retrieve(sfd, T_NOEXEC);
+	got = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+	ok = fd >= 0 && !fstat(fd, &st);
+	result(ok && check(fd, 0, PG, 12) && got == F_SEAL_EXEC &&
+	       !(st.st_mode & 0111) && fchmod(fd, 0755) && errno == EPERM &&
+	       pwrite(fd, "y", 1, 0) == 1,
+	       "MFD_NOEXEC_SEAL: not executable, seals 0x%x, writable", got);
+	fd = retrieve(sfd, T_EXEC);
+	got = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+	ok = fd >= 0 && !fstat(fd, &st);
+	result(ok && check(fd, 0, PG, 13) && got == F_SEAL_SEAL &&
+	       (st.st_mode & 0111) && !fchmod(fd, 0600),
+	       "MFD_EXEC: executable, seals 0x%x", got);
+
+	fd = retrieve(sfd, T_LATE);
+	result(fd >= 0 && check(fd, 0, PG, 10) && check(fd, PG, PG, 6) &&
+	       check(fd, 2 * PG, PG, 14) && check(fd, 3 * PG, MiB - 3 * PG, 6) &&
+	       check(fd, 8 * MiB, 2 * PG, 9) && check(fd, 12 * MiB, MiB, 11) &&
+	       blocks_of(fd) == (MiB + 2 * PG + MiB) / 512,
+	       "writes after PRESERVE_FD survived, holes stay holes");
+
+	if (!thp_available()) {
+		ksft_test_result_skip("THP: no shmem THP\n");
+	} else {
+		thp0 = meminfo_kb("ShmemHugePages");
+		fd = retrieve(sfd, T_THP);
+		thp0 = meminfo_kb("ShmemHugePages") - thp0;
+		ksft_print_msg("THP memfd: %ld kB in huge pages\n", thp0);
+		result(fd >= 0 && check(fd, 0, THP_SIZE, 7) &&
+		       thp0 == THP_SIZE / 1024, "THP: intact, still huge pages");
+	}
+
+	result(retrieve(sfd, 1234) < 0, "unknown token fails");
+	result(!luo_finish(sfd), "finish");
+
+	free0 = meminfo_kb("MemFree");
+	got = luo_finish(usfd);
+	free1 = meminfo_kb("MemFree");
+	ksft_print_msg("MemFree: %ld kB before, %ld kB after FINISH\n", free0,
+		       free1);
+	result(!got && free1 - free0 >= (long)(UNRET_SIZE / 1024) * 9 / 10,
+	       "the never retrieved memfd is freed at FINISH");
+	result(retrieve(usfd, 1) < 0, "nothing to retrieve after FINISH");
+	ksft_finished();
+}
+
+/* ---- paths ---- */
+
+static bool resize_refused(int fd, __u64 size)
+{
+	return ftruncate(fd, size / 2) && errno == EPERM &&
+	       ftruncate(fd, size * 2) && errno == EPERM &&
+	       fallocate(fd, 0, size, MiB) && errno == EPERM &&
+	       fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			 PG) && errno == EPERM &&
+	       pwrite(fd, "x", 1, size) < 0 && errno == EPERM;
+}
+
+/* Resizable again; [0, @size) is left as it was. */
+static bool ordinary(int fd, __u64 size)
+{
+	return !ftruncate(fd, size * 2) && !fallocate(fd, 0, size, size * 2) &&
+	       !fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, size,
+			  PG) && !ftruncate(fd, size);
+}
+
+static void paths(void)
+{
+	int sfd, sfd2, fd, fd2, sealfd, hfd, tmp;
+
+	ksft_set_plan(10);
+	luo_create_session(dev, "paths", &sfd);
+	fd = new_memfd("paths", MFD_ALLOW_SEALING, 4 * MiB);
+	put(fd, 0, 2 * MiB, 1);
+	result(preserve(sfd, fd, 1), "preserve");
+	result(resize_refused(fd, 4 * MiB) && check(fd, 0, 2 * MiB, 1),
+	       "while preserved: truncate, grow, punch hole, fallocate, write beyond size: EPERM");
+	result(luo_preserve_fd(sfd, fd, 2) == -EBUSY,
+	       "the same memfd twice: EBUSY");
+	sealfd = new_memfd("paths-seal", MFD_ALLOW_SEALING, MiB);
+	put(sealfd, 0, MiB, 3);
+	result(preserve(sfd, sealfd, 3) &&
+	       fcntl(sealfd, F_ADD_SEALS, F_SEAL_WRITE) && errno == EBUSY &&
+	       !fcntl(sealfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+		      F_SEAL_FUTURE_WRITE) && !luo_unpreserve_fd(sfd, 3) &&
+	       !fcntl(sealfd, F_ADD_SEALS, F_SEAL_WRITE),
+	       "while preserved: F_SEAL_WRITE EBUSY (pinned), other seals work");
+	close(sealfd);
+	result(!luo_unpreserve_fd(sfd, 1) && ordinary(fd, 4 * MiB) &&
+	       check(fd, 0, 2 * MiB, 1), "unpreserved: an ordinary memfd again");
+
+	/* Closing a session unpreserves what it holds. */
+	luo_create_session(dev, "paths-close", &sfd2);
+	fd2 = new_memfd("paths-close", 0, 8 * MiB);
+	put(fd2, 0, 8 * MiB, 2);
+	result(preserve(sfd2, fd2, 1) && preserve(sfd2, fd, 2),
+	       "preserve two memfds into a second session");
+	close(sfd2);
+	result(ordinary(fd2, 8 * MiB) && check(fd2, PG, 8 * MiB - PG, 2) &&
+	       !luo_create_session(dev, "paths-close", &sfd2),
+	       "session closed: memfds ordinary again, its name free");
+	close(sfd2);
+	close(fd2);
+
+	/* Refused: not memfds, or not supported. */
 	mkdir("/tmp/lmt", 0700);
 	if (!mount("tmpfs", "/tmp/lmt", "tmpfs", 0, NULL)) {
 		tmp = open("/tmp/lmt/f", O_RDWR | O_CREAT, 0600);
@@ -343,6 +640,9 @@ static void core_0(void)
 	} else {
 		ksft_test_result_skip("tmpfs file: cannot mount tmpfs\n");
 	}
+	tmp = open("/dev/null", O_RDWR);
+	result(luo_preserve_fd(sfd, tmp, 99) == -ENOENT, "/dev/null: ENOENT");
+	close(tmp);
 	hfd = memfd_create("huge", MFD_HUGETLB);
 	if (hfd >= 0) {
 		result(luo_preserve_fd(sfd, hfd, 97) == -EOPNOTSUPP,
@@ -352,157 +652,87 @@ static void core_0(void)
 		ksft_test_result_skip("MFD_HUGETLB: no hugetlb (%s)\n",
 				      strerror(errno));
 	}
-
-	/* Writes after PRESERVE_FD: hole, present page, and from a child. */
-	ret = put(late, 8 * MiB, 2 * PG, 9) ?: put(late, 0, PG, 10);
-	pid = fork();
-	if (!pid) {
-		map = mmap(NULL, LATE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-			   late, 0);
-		if (map == MAP_FAILED)
-			_exit(1);
-		fill((__u64 *)(map + 12 * MiB), 12 * MiB, MiB, 11);
-		_exit(0);
-	}
-	waitpid(pid, &n, 0);
-	result(!ret && WIFEXITED(n) && !WEXITSTATUS(n),
-	       "write a hole, a present page, and a hole from a child's mmap");
-	if (thp >= 0)
-		result(thp_kb >= 2048, "THP memfd uses huge pages");
-	else
-		ksft_test_result_skip("THP memfd: no shmem THP\n");
-	kexec_next();
-}
-
-static int retrieve(int sfd, __u64 token)
-{
-	int fd = -1, ret = luo_retrieve_fd(sfd, token, &fd);
-
-	if (ret)
-		ksft_print_msg("RETRIEVE_FD of token %llu: %s\n",
-			       (unsigned long long)token, strerror(-ret));
-	return ret ? -1 : fd;
-}
-
-static bool size_is(int fd, __u64 size)
-{
-	struct stat st;
-
-	return !fstat(fd, &st) && (__u64)st.st_size == size;
-}
-
-static void core_1(void)
-{
-	int sfd = -1, usfd = -1, fd, n, seals, ret;
-	__u64 offs[64];
-	long long t;
-	long free0, free1, thp_kb;
-	struct stat st;
-	bool ok;
-
-	ksft_set_plan(16);
-	luo_retrieve_session(dev, "memfd", &sfd);
-	luo_retrieve_session(dev, "memfd-unret", &usfd);
-	if (sfd < 0 || usfd < 0)
-		ksft_exit_fail_msg("retrieve sessions\n");
-
-	t = now_us();
-	fd = retrieve(sfd, T_FULL);
-	t = now_us() - t;
-	ksft_print_msg("RETRIEVE_FD of 64 MiB of 4 KiB pages: %lld us\n", t);
-	result(fd >= 0 && size_is(fd, FULL_SIZE) && check(fd, 0, FULL_SIZE, 1),
-	       "full: 64 MiB intact");
-	result(fd >= 0 && lseek(fd, 0, SEEK_CUR) == FULL_POS,
-	       "full: position");
-	ok = fd >= 0 && !fstat(fd, &st);
-	result(ok && (st.st_mode & 07777) == 0640 && st.st_uid == 1000 &&
-	       st.st_gid == 2000, "full: mode 0640, owner 1000:2000");
-	result(fd >= 0 && name_is(fd, "full"), "full: name");
-	result(fd >= 0 && ftruncate(fd, MiB) == 0, "full: ordinary after retrieve");
-
-	fd = retrieve(sfd, T_SPARSE);
-	n = sparse_offs(offs, SPARSE_SIZE, SPARSE_STEP);
-	ok = fd >= 0 && size_is(fd, SPARSE_SIZE) && data_is(fd, offs, n,
-							     SPARSE_SIZE);
-	for (int i = 0; ok && i < n; i++)
-		ok = check(fd, offs[i], PG, 2);
-	result(ok && !fstat(fd, &st) && st.st_blocks == n * 8,
-	       "sparse 1 GiB: %d pages, holes stay holes", n);
-
-	fd = retrieve(sfd, T_4T);
-	n = sparse_offs(offs, HUGE4T_SIZE, HUGE4T_STEP);
-	ok = fd >= 0 && size_is(fd, HUGE4T_SIZE) && data_is(fd, offs, n,
-							     HUGE4T_SIZE);
-	for (int i = 0; ok && i < n; i++)
-		ok = check(fd, offs[i], PG, 3);
-	result(ok, "sparse 4 TiB: %d pages, holes stay holes", n);
-
-	fd = retrieve(sfd, T_SEALED);
-	seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
-	result(fd >= 0 && size_is(fd, 3 * PG + 100) &&
-	       check(fd, 0, 3 * PG + 96, 4) &&
-	       seals == (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
-			 F_SEAL_SEAL) &&
-	       pwrite(fd, "x", 1, 0) < 0 && errno == EPERM &&
-	       mmap(NULL, PG, PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED,
-	       "sealed: contents, seals 0x%x, writes refused", seals);
-
-	fd = retrieve(sfd, T_NOEXEC);
-	seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
-	ok = fd >= 0 && !fstat(fd, &st);
-	result(ok && check(fd, 0, PG, 5) && seals == F_SEAL_EXEC &&
-	       !(st.st_mode & 0111) && fchmod(fd, 0755) && errno == EPERM &&
-	       pwrite(fd, "y", 1, 0) == 1,
-	       "MFD_NOEXEC_SEAL: non-exec, seals 0x%x, writable", seals);
-
-	fd = retrieve(sfd, T_LATE);
-	result(fd >= 0 && check(fd, 0, PG, 10) && check(fd, PG, MiB - PG, 6) &&
-	       check(fd, 8 * MiB, 2 * PG, 9) && check(fd, 12 * MiB, MiB, 11),
-	       "writes after PRESERVE_FD survived");
-
-	if (access("/sys/kernel/mm/transparent_hugepage/shmem_enabled", F_OK)) {
-		ksft_test_result_skip("THP: no shmem THP\n");
-	} else {
-		thp_kb = meminfo_kb("ShmemHugePages");
-		fd = retrieve(sfd, T_THP);
-		ksft_print_msg("ShmemHugePages after retrieve: %ld kB\n",
-			       meminfo_kb("ShmemHugePages"));
-		result(fd >= 0 && check(fd, 0, THP_SIZE, 7) &&
-		       meminfo_kb("ShmemHugePages") >= 2048 &&
-		       meminfo_kb("ShmemHugePages") - thp_kb >= 0,
-		       "THP: contents, still huge pages");
-	}
-
-	result(retrieve(sfd, 1234) < 0, "unknown token fails");
-	ret = luo_finish(sfd);
-	result(!ret, "finish");
-
-	free0 = meminfo_kb("MemFree");
-	ret = luo_finish(usfd);
-	free1 = meminfo_kb("MemFree");
-	ksft_print_msg("MemFree: %ld kB before, %ld kB after FINISH\n", free0,
-		       free1);
-	result(!ret, "finish the session with an unretrieved memfd");
-	result(free1 - free0 >= (long)(UNRET_SIZE / 1024) * 9 / 10,
-	       "unretrieved memfd freed at FINISH");
-	result(retrieve(usfd, 1) < 0, "nothing to retrieve after FINISH");
+	close(fd);
+	close(sfd);
 	ksft_finished();
+}
+
+/* ---- hops ---- */
+
+#define HOPS		3
+#define HOP_FULL	(32 * MiB)
+
+static const struct sparse hop_sparse = {
+	"hop-sparse", GiB, 16 * MiB + PG, PG, 21
+};
+
+/* At stage @s, the first MiB of "hop-full" has seed 100 + s. */
+static bool hop_check(int full, int sparse, int s)
+{
+	return full >= 0 && size_is(full, HOP_FULL) &&
+	       check(full, 0, MiB, 100 + s) &&
+	       check(full, MiB, HOP_FULL - MiB, 99) &&
+	       sparse_intact(sparse, &hop_sparse);
+}
+
+static void hops(void)
+{
+	int sfd, full, sparse;
+
+	ksft_set_plan(stage ? 4 : 2);
+	if (!stage) {
+		luo_create_session(dev, "hops", &sfd);
+		full = new_memfd("hop-full", 0, 0);
+		put(full, 0, HOP_FULL, 99);
+		put(full, 0, MiB, 100);
+		sparse = sparse_create(&hop_sparse);
+		result(hop_check(full, sparse, 0), "stage 0: written");
+	} else {
+		luo_retrieve_session(dev, "hops", &sfd);
+		full = retrieve(sfd, 1);
+		sparse = retrieve(sfd, 2);
+		result(hop_check(full, sparse, stage - 1),
+		       "stage %d: checksums of everything", stage);
+		result(!luo_finish(sfd), "stage %d: finish", stage);
+		if (stage == HOPS) {
+			result(!put(full, 0, MiB, 100 + stage) &&
+			       hop_check(full, sparse, stage),
+			       "stage %d: still writable", stage);
+			ksft_test_result_pass("stage %d: last hop\n", stage);
+			ksft_finished();
+		}
+		result(!put(full, 0, MiB, 100 + stage) &&
+		       hop_check(full, sparse, stage),
+		       "stage %d: first MiB rewritten", stage);
+	}
+	/* After FINISH the session is outgoing again, under its own name. */
+	result(preserve(sfd, full, 1) && preserve(sfd, sparse, 2),
+	       "stage %d: preserve again", stage);
+	kexec_next();
 }
 
 int main(int argc, char **argv)
 {
-	if (argc != 2 || strcmp(argv[1], "core")) {
-		fprintf(stderr, "%s core, with LUO_STAGE=N\n", argv[0]);
+	const char *scenario = argc == 2 ? argv[1] : "";
+
+	stage = luo_stage();
+	if (strcmp(scenario, "core") && strcmp(scenario, "paths") &&
+	    strcmp(scenario, "hops")) {
+		fprintf(stderr, "%s core|paths|hops, with LUO_STAGE=N\n",
+			argv[0]);
 		return KSFT_FAIL;
 	}
-	stage = luo_stage();
 	ksft_print_header();
 	if (access(LUO_DEVICE, F_OK))
 		ksft_exit_skip("%s missing\n", LUO_DEVICE);
 	dev = luo_open_device();
 	if (dev < 0)
 		ksft_exit_fail_msg("open %s: %s\n", LUO_DEVICE, strerror(-dev));
-	if (stage == 0)
+	if (!strcmp(scenario, "paths"))
+		paths();
+	else if (!strcmp(scenario, "hops"))
+		hops();
+	else if (stage == 0)
 		core_0();
 	else if (stage == 1)
 		core_1();

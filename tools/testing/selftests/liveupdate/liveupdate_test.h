@@ -409,13 +409,6 @@ static inline int luo_stage(void)
 	return stage ? atoi(stage) : 0;
 }
 
-/*
- * Run luo-next-stage in a child while the caller keeps holding its session
- * fds (they are close-on-exec, so the child does not get them): on success
- * the machine kexecs into the next stage and this never returns.  Returns
- * the exit status of luo-next-stage (non-zero: no kexec happened), or
- * -errno if it could not be run.
- */
 /* Run @argv (searched in PATH) and return its exit status, or -errno. */
 static inline int luo_run(char *const argv[])
 {
@@ -440,7 +433,9 @@ static inline int luo_run(char *const argv[])
 
 /*
  * Kexec into the next stage, with @append added to the kernel command line
- * (or NULL).  Returns only if that failed, with luo-next-stage's status.
+ * (or NULL).  luo-next-stage runs in a child while the caller keeps holding
+ * its session fds (they are close-on-exec, so the child does not get them).
+ * Returns only if that failed, with luo-next-stage's status, or -errno.
  */
 static inline int next_stage_append(const char *append)
 {
