@@ -21,7 +21,8 @@ export KBUILD_BUILD_HOST := luo
 KMAKE        = $(MAKE) -s -C $(SRC) O=$(OUT)/build-$(1) CC="ccache gcc" -j$(JOBS)
 
 .PHONY: all deps assemble kernel kernel-debug headers initramfs selftests test \
-        test-fast test-debug demo clean distclean FORCE
+        test-fast test-debug demo kernel-upstream bench bench-quick clean \
+        distclean FORCE
 
 all: kernel
 
@@ -94,6 +95,43 @@ test-debug: kernel-debug initramfs $(OUT)/initramfs-debug.cpio
 
 demo: kernel initramfs $(OUT)/initramfs-fast.cpio
 	@$(H)/demo.sh
+
+# ---- benchmark: ours against the unmodified 7.2.11 with its upstream LUO ----
+# The yardstick is built from its own unmodified tree with the same fragments
+# (its sources are never read, only built).
+UPSTREAM_BUILD := $(OUT)/build-upstream
+UMAKE = $(MAKE) -s -C "$$($(H)/base.sh --upstream)" O=$(UPSTREAM_BUILD) \
+	CC="ccache gcc" -j$(JOBS)
+$(UPSTREAM_BUILD)/.config: $(H)/configs/common.config $(H)/configs/fast.config \
+			  $(H)/configs/upstream.config | deps
+	@echo "  CONFIG  upstream"
+	@mkdir -p $(UPSTREAM_BUILD)
+	@$(UMAKE) tinyconfig >/dev/null
+	@$(SRC)/scripts/kconfig/merge_config.sh -m -O $(UPSTREAM_BUILD) \
+		$(UPSTREAM_BUILD)/.config $^ >/dev/null
+	@$(UMAKE) olddefconfig >/dev/null
+	@$(H)/check-config.sh $@ $(H)/configs/fast.config $(H)/configs/upstream.config
+	@for o in KEXEC_HANDOVER LIVEUPDATE LIVEUPDATE_MEMFD; do \
+		grep -qx "CONFIG_$$o=y" $@ || { echo "upstream: no CONFIG_$$o"; exit 1; }; done
+
+kernel-upstream: $(UPSTREAM_BUILD)/.config
+	@echo "  KERNEL  upstream"
+	@$(UMAKE) bzImage
+	@cp -u $(UPSTREAM_BUILD)/arch/x86/boot/bzImage $(OUT)/bzImage-upstream
+	@echo "  OUT     out/bzImage-upstream"
+
+$(OUT)/initramfs-upstream.cpio: FORCE
+	@$(H)/mkinitramfs.sh --kernel $(OUT)/bzImage-upstream \
+		$(OUT)/initramfs-base.cpio $@
+
+# make bench: the full run (an hour or more under TCG); make bench-quick: a
+# few minutes.  Results in out/bench/.
+BENCH_DEPS = kernel kernel-upstream initramfs $(OUT)/initramfs-fast.cpio \
+	     $(OUT)/initramfs-upstream.cpio
+bench: $(BENCH_DEPS)
+	@$(H)/bench.py
+bench-quick: $(BENCH_DEPS)
+	@$(H)/bench.py --quick
 
 clean:
 	rm -rf $(OUT)/build-* $(OUT)/initramfs* $(OUT)/logs $(OUT)/bzImage*

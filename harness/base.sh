@@ -5,6 +5,9 @@
 # upstream LUO removed.  Unpacked once into $LUO_CACHE (outside the git tree);
 # later calls only check the stamp.  Prints the tree's path.
 #
+# base.sh --upstream: the unmodified tree instead, with its upstream LUO,
+# for the benchmark's yardstick kernel (built, never read).
+#
 # The tarball comes from ../shared/base when it is there, else from Debian's
 # linux-source-7.2 package (trixie-backports, added to apt with the mirror
 # this machine already uses).
@@ -23,8 +26,15 @@ STAMP=$BASE/.luo-stripped-$STRIP_SUM
 log() { echo "base: $*" >&2; }
 
 UPSTREAM_ST=$CACHE/upstream-selftests-$VERSION
+UPSTREAM=$CACHE/upstream-$VERSION
+want_upstream=
+[ "${1:-}" = --upstream ] && want_upstream=1
 
-if [ -f "$STAMP" ] && [ -d "$UPSTREAM_ST" ]; then
+if [ -n "$want_upstream" ] && [ -f "$UPSTREAM/.luo-unpacked" ]; then
+	echo "$UPSTREAM"
+	exit 0
+fi
+if [ -z "$want_upstream" ] && [ -f "$STAMP" ] && [ -d "$UPSTREAM_ST" ]; then
 	echo "$BASE"
 	exit 0
 fi
@@ -79,6 +89,17 @@ if [ ! -d "$UPSTREAM_ST" ]; then
 	mv "$UPSTREAM_ST.tmp/linux-source-7.2/tools/testing/selftests/liveupdate" \
 		"$UPSTREAM_ST"
 	rm -rf "$UPSTREAM_ST.tmp"
+fi
+if [ -n "$want_upstream" ]; then
+	log "unpacking $tarball into $UPSTREAM (unmodified)"
+	rm -rf "$UPSTREAM" "$UPSTREAM.tmp"
+	mkdir -p "$UPSTREAM.tmp"
+	tar -C "$UPSTREAM.tmp" -xJf "$tarball"
+	mv "$UPSTREAM.tmp/linux-source-7.2" "$UPSTREAM"
+	rmdir "$UPSTREAM.tmp"
+	touch "$UPSTREAM/.luo-unpacked"
+	echo "$UPSTREAM"
+	exit 0
 fi
 if [ -f "$STAMP" ]; then
 	echo "$BASE"

@@ -4,7 +4,7 @@
 set -eu
 PKGS="make gcc libc6-dev gcc-multilib bc flex bison libelf-dev libssl-dev
       perl patch python3 cpio xz-utils ccache busybox-static qemu-system-x86
-      sparse rsync"
+      sparse rsync gnuplot-nox"
 missing=
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -78,14 +78,11 @@ def cmdline(test, variant):
     return " ".join(args)
 
 
-def run_one(test, variant, accel, logdir):
-    kernel = os.path.join(OUT, KERNELS[variant])
-    initrd = os.path.join(OUT, f"initramfs-{variant}.cpio")
-    log = os.path.join(logdir, test["name"] + ".log")
-    cmd = ["qemu-system-x86_64", "-M", "q35", "-m", test["mem"], "-smp", "2",
+def qemu_cmd(kernel, initrd, mem, append, accel):
+    """The QEMU command line every test and benchmark boot uses."""
+    cmd = ["qemu-system-x86_64", "-M", "q35", "-m", mem, "-smp", "2",
            "-nodefaults", "-nographic", "-no-reboot", "-serial", "stdio",
-           "-kernel", kernel, "-initrd", initrd,
-           "-append", cmdline(test, variant)]
+           "-kernel", kernel, "-initrd", initrd, "-append", append]
     if accel == "kvm":
         cmd[1:1] = ["-accel", "kvm", "-cpu", "host"]
     else:
@@ -93,6 +90,14 @@ def run_one(test, variant, accel, logdir):
         # a KASAN kernel booted by kexec reports wild accesses at early
         # interrupts (seen in 1 of 40 debug boots of the base kernel).
         cmd[1:1] = ["-accel", "tcg", "-cpu", "max,la57=off"]
+    return cmd
+
+
+def run_one(test, variant, accel, logdir):
+    kernel = os.path.join(OUT, KERNELS[variant])
+    initrd = os.path.join(OUT, f"initramfs-{variant}.cpio")
+    log = os.path.join(logdir, test["name"] + ".log")
+    cmd = qemu_cmd(kernel, initrd, test["mem"], cmdline(test, variant), accel)
     # The suite's timeouts are for the fast kernel; sanitizers under TCG
     # are several times slower.
     timeout = test["timeout"] * (3 if variant == "debug" else 1)

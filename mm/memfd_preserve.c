@@ -3,18 +3,20 @@
  * memfd preservation across a live update.
  *
  * A memfd preserved into a LUO session keeps its contents, holes, large
- * folios, size, position, seals, name, mode and owner across the kexec.
+ * folios, size, position, seals, name, mode, owner and open flags (access
+ * mode, O_APPEND, O_NONBLOCK) across the kexec.
  * The format is described in include/linux/kho/abi/memfd_preserve.h.
  *
  * Outgoing, while preserved: the size is frozen (SHMEM_F_MAPPING_FROZEN),
- * swap-out is off (SHMEM_F_LOCKED), and every folio in the page cache is
- * held by a long-term pin (FOLL_PIN) recorded in @pins.  No folio may sit
+ * swap-out is off (SHMEM_F_LOCKED), and we hold a reference on every folio
+ * in the page cache, so that none can be migrated, split, collapsed or
+ * freed while it is described in the metadata.  No folio may sit
  * in CMA: KHO's scratch areas are CMA in this kernel and the next kernel
  * boots from them.  Present folios are migrated out at PRESERVE_FD, and
  * shmem allocates unmovable for a preserved memfd (memfd_preserve_gfp()).
  * Folios present at PRESERVE_FD are described right away; folios added
  * later (writes into holes) reach us through memfd_preserve_folio_added()
- * from shmem, are pinned and preserved at once and marked pending; freeze
+ * from shmem, are held and preserved at once and marked pending; freeze
  * describes only the pending ones.
  *
  * Incoming: the first retrieve (or finish) restores every folio from KHO
@@ -25,6 +27,7 @@
 #define pr_fmt(fmt) "memfd_preserve: " fmt
 
 #include <linux/cleanup.h>
+#include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
@@ -43,6 +46,7 @@
 #include <linux/folio_batch.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
+#include <linux/seq_file.h>
 #include <linux/shmem_fs.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
@@ -55,7 +59,7 @@
 #define MFP_CHUNK_MAX_ORDER	4U
 /* Shorter runs of contiguous pages are cheaper as PAGES words. */
 #define MFP_RUN_MIN		3
-/* In @pins: pinned and preserved, not yet described in the metadata. */
+/* In @added: preserved and held, not yet described in the metadata. */
 #define MFP_PENDING		XA_MARK_0
 #define MFP_SEALS		(F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | \
 				 F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | \
@@ -68,7 +72,10 @@
  * @ref: references: the LUO file, and shmem hooks in flight
  * @rcu: for freeing after shmem hooks stop seeing it
  * @file: the memfd
- * @pins: page index -> folio for every folio we hold a reference on
+ * @added: page index -> folio, for folios added after PRESERVE_FD: marked
+ *	%MFP_PENDING (and holding a reference) until freeze describes them;
+ *	also folios the scan found locked, which may still have a hook to
+ *	come (no reference: the metadata holds it)
  * @hdr: the first chunk, with the file header
  * @tail: the chunk header of the last chunk
  * @tail_base: start of the last chunk (for its size)
@@ -77,13 +84,17 @@
  * @dead: unpreserved (or failed to preserve): hooks must do nothing
  * @frozen: frozen for the reboot: no folio may be added
  * @was_locked: SHMEM_F_LOCKED was set before preservation
+ * @nr_pending: folios added since PRESERVE_FD, not described yet
+ * @node: in mfp_list
  */
 struct memfd_preserved {
 	struct mutex lock;		/* see the kernel-doc above */
 	refcount_t ref;
 	struct rcu_head rcu;
+	struct list_head node;
+	unsigned long nr_pending;
 	struct file *file;
-	struct xarray pins;
+	struct xarray added;
 	struct memfd_preserve_file *hdr;
 	struct memfd_preserve_chunk *tail;
 	void *tail_base;
@@ -107,6 +118,7 @@ struct memfd_preserved {
  * @mode: permission bits
  * @uid: owner
  * @gid: group
+ * @flags: MEMFD_PRESERVE_F_*
  * @name: the memfd's name
  */
 struct mfp_in {
@@ -121,8 +133,13 @@ struct mfp_in {
 	umode_t mode;
 	kuid_t uid;
 	kgid_t gid;
+	u32 flags;
 	char name[MEMFD_PRESERVE_NAME_LENGTH];
 };
+
+/* Outgoing preserved memfds, for the debugfs statistics. */
+static LIST_HEAD(mfp_list);
+static DEFINE_MUTEX(mfp_list_lock);
 
 /* ---- outgoing: the metadata writer ---- */
 
@@ -248,27 +265,42 @@ struct mfp_run {
 	unsigned long nr;
 };
 
+/*
+ * Describe the run.  The references of its folios pass to the metadata;
+ * those of folios that could not be described are dropped.
+ */
 static int mfp_flush_run(struct memfd_preserved *p, struct mfp_run *run)
 {
 	struct page *page = pfn_to_page(run->pfn);
-	unsigned long i;
+	unsigned long i = 0;
 	int err = 0;
 
 	if (run->nr >= MFP_RUN_MIN) {
 		err = kho_preserve_pages(page, run->nr);
-		if (err)
-			return err;
-		err = mfp_emit_run(p, run->index, run->pfn, run->nr, 0);
-		if (err)
-			kho_unpreserve_pages(page, run->nr);
+		if (!err) {
+			err = mfp_emit_run(p, run->index, run->pfn, run->nr, 0);
+			if (err)
+				kho_unpreserve_pages(page, run->nr);
+			else
+				i = run->nr;
+		}
 	} else {
-		for (i = 0; i < run->nr && !err; i++)
+		for (; i < run->nr; i++) {
 			err = mfp_add_page(p, page_folio(page + i));
+			if (err)
+				break;
+		}
 	}
+	for (; i < run->nr; i++)
+		folio_put(page_folio(page + i));
 	run->nr = 0;
 	return err;
 }
 
+/*
+ * Take @folio, and our reference on it, into the metadata; on error the
+ * reference is dropped.
+ */
 static int mfp_add_scanned(struct memfd_preserved *p, struct mfp_run *run,
 			   struct folio *folio)
 {
@@ -276,8 +308,10 @@ static int mfp_add_scanned(struct memfd_preserved *p, struct mfp_run *run,
 	int err;
 
 	if (folio_test_large(folio)) {
-		err = mfp_flush_run(p, run);
-		return err ?: mfp_add_large(p, folio);
+		err = mfp_flush_run(p, run) ?: mfp_add_large(p, folio);
+		if (err)
+			folio_put(folio);
+		return err;
 	}
 	if (run->nr && folio->index == run->index + run->nr &&
 	    pfn == run->pfn + run->nr && run->nr < U32_MAX) {
@@ -285,41 +319,57 @@ static int mfp_add_scanned(struct memfd_preserved *p, struct mfp_run *run,
 		return 0;
 	}
 	err = mfp_flush_run(p, run);
+	if (err) {
+		folio_put(folio);
+		return err;
+	}
 	run->index = folio->index;
 	run->pfn = pfn;
 	run->nr = 1;
-	return err;
+	return 0;
 }
 
-/* Undo the KHO preservation of everything a chunk describes. */
+/*
+ * Undo the KHO preservation of everything a chunk describes, and drop the
+ * references the metadata holds.
+ */
 static void mfp_unpreserve_entries(struct memfd_preserve_chunk *c)
 {
 	struct memfd_preserve_entry *e;
 	struct memfd_preserve_pages *pages;
 	struct memfd_preserve_run *run;
+	struct folio *folio;
 	u32 off, i;
 
 	for (off = 0; off < c->used; ) {
 		e = (void *)(c + 1) + off;
 		if (e->type == MEMFD_PRESERVE_ENTRY_RUN) {
 			run = (void *)e;
-			if (e->order)
-				kho_unpreserve_folio(pfn_folio(run->pfn));
-			else
+			if (e->order) {
+				folio = pfn_folio(run->pfn);
+				kho_unpreserve_folio(folio);
+				folio_put(folio);
+			} else {
 				kho_unpreserve_pages(pfn_to_page(run->pfn),
 						     e->nr);
+				for (i = 0; i < e->nr; i++)
+					folio_put(pfn_folio(run->pfn + i));
+			}
 			off += sizeof(*run);
 		} else {
 			pages = (void *)e;
-			for (i = 0; i < e->nr; i++)
-				kho_unpreserve_folio(pfn_folio(pages->words[i] &
-						     MEMFD_PRESERVE_PFN_MASK));
+			for (i = 0; i < e->nr; i++) {
+				folio = pfn_folio(pages->words[i] &
+						  MEMFD_PRESERVE_PFN_MASK);
+				kho_unpreserve_folio(folio);
+				folio_put(folio);
+			}
 			off += struct_size(pages, words, e->nr);
 		}
 	}
 }
 
-/* Release everything: KHO preservations, pins, metadata.  @p is dead. */
+/* Release everything: KHO preservations, references, metadata.  @p is dead. */
 static void mfp_release(struct memfd_preserved *p)
 {
 	struct memfd_preserve_chunk *c = &p->hdr->chunk, *next;
@@ -336,12 +386,12 @@ static void mfp_release(struct memfd_preserved *p)
 	kho_unpreserve_free(p->hdr);
 	p->hdr = NULL;
 
-	xa_for_each(&p->pins, index, folio) {
-		if (xa_get_mark(&p->pins, index, MFP_PENDING))
-			kho_unpreserve_folio(folio);
-		unpin_folio(folio);
+	/* Folios seen while locked hold no reference here. */
+	xa_for_each_marked(&p->added, index, folio, MFP_PENDING) {
+		kho_unpreserve_folio(folio);
+		folio_put(folio);
 	}
-	xa_destroy(&p->pins);
+	xa_destroy(&p->added);
 }
 
 static void mfp_put(struct memfd_preserved *p)
@@ -384,38 +434,30 @@ static int mfp_swapin(struct inode *inode)
 }
 
 /*
- * Make fallocated, never written folios uptodate (zero), so that the next
- * kernel can treat every folio alike.  Called with the inode locked and the
- * mapping frozen: no fallocate can make new ones.
+ * Make a fallocated, never written folio uptodate (zero), so that the next
+ * kernel can treat every folio alike.  The mapping is frozen: no fallocate
+ * can make new ones.
  */
-static void mfp_zero_fallocated(struct address_space *mapping)
+static void mfp_zero_fallocated(struct address_space *mapping,
+				struct folio *folio)
 {
-	struct folio_batch fbatch;
-	pgoff_t start = 0;
-	unsigned int i;
-
-	folio_batch_init(&fbatch);
-	while (filemap_get_folios(mapping, &start, (pgoff_t)-1, &fbatch)) {
-		for (i = 0; i < folio_batch_count(&fbatch); i++) {
-			struct folio *folio = fbatch.folios[i];
-
-			if (folio_test_uptodate(folio))
-				continue;
-			folio_lock(folio);
-			if (!folio_test_uptodate(folio) &&
-			    folio->mapping == mapping) {
-				folio_zero_range(folio, 0, folio_size(folio));
-				flush_dcache_folio(folio);
-				folio_mark_uptodate(folio);
-			}
-			folio_unlock(folio);
-		}
-		folio_batch_release(&fbatch);
-		cond_resched();
+	folio_lock(folio);
+	if (!folio_test_uptodate(folio) && folio->mapping == mapping) {
+		folio_zero_range(folio, 0, folio_size(folio));
+		flush_dcache_folio(folio);
+		folio_mark_uptodate(folio);
 	}
+	folio_unlock(folio);
 }
 
-/* Take pinned folios into @p, dropping pins the hook already holds. */
+/*
+ * Take a batch of folios, and our references on them, into @p.  A folio
+ * the hook already took is dropped.  A locked folio may be one being added
+ * whose hook is still to come: it is recorded in @p->added (with no
+ * reference) for the hook to find.  An unlocked one that is not in
+ * @p->added has no hook to come: it was added before ->preserved was
+ * published, or its hook has already run, under @p->lock.
+ */
 static int mfp_scan_batch(struct memfd_preserved *p, struct mfp_run *run,
 			  struct folio **folios, unsigned int nr)
 {
@@ -426,24 +468,27 @@ static int mfp_scan_batch(struct memfd_preserved *p, struct mfp_run *run,
 	for (i = 0; i < nr; i++) {
 		struct folio *folio = folios[i];
 
-		if (err || xa_load(&p->pins, folio->index) == folio) {
-			unpin_folio(folio);
+		if (!folio)
+			continue;
+		if (err || xa_load(&p->added, folio->index) == folio) {
+			folio_put(folio);
 			continue;
 		}
-		err = xa_err(xa_store(&p->pins, folio->index, folio,
-				      GFP_KERNEL));
-		if (err) {
-			unpin_folio(folio);
-			continue;
+		if (folio_test_locked(folio)) {
+			err = xa_err(xa_store(&p->added, folio->index, folio,
+					      GFP_KERNEL));
+			if (err) {
+				folio_put(folio);
+				continue;
+			}
 		}
-		/* The pin now belongs to @p->pins. */
 		err = mfp_add_scanned(p, run, folio);
 	}
 	return err;
 }
 
-/* Migrate the folio at @index out of CMA and pin it. */
-static int mfp_pin_migrated(struct file *file, pgoff_t index, loff_t isize,
+/* Migrate the folio at @index out of CMA; take a reference on it. */
+static int mfp_get_migrated(struct file *file, pgoff_t index, loff_t isize,
 			    struct folio **foliop)
 {
 	loff_t end = min_t(loff_t, ((loff_t)index + 1) << PAGE_SHIFT, isize);
@@ -454,25 +499,30 @@ static int mfp_pin_migrated(struct file *file, pgoff_t index, loff_t isize,
 			      foliop, 1, &off);
 	if (nr < 0)
 		return nr;
-	return nr == 1 ? 0 : -EAGAIN;
+	if (nr != 1)
+		return -EAGAIN;
+	folio_get(*foliop);
+	unpin_folio(*foliop);
+	return 0;
 }
 
 /*
- * Pin and describe every folio in the page cache up to i_size; folios wholly
- * beyond it can only be fallocated ones, zero and invisible, and are left
- * out.  A folio in CMA, where the KHO scratch areas the next kernel boots
- * from live, is first migrated out by memfd_pin_folios().  Called without
- * @p->lock: migration locks folios, and a folio being added waits for
- * @p->lock in the hook with its lock held.
+ * Describe every folio in the page cache up to i_size, keeping the lookup's
+ * reference on each; folios wholly beyond i_size can only be fallocated
+ * ones, zero and invisible, and are left out.  A folio in CMA, where the KHO
+ * scratch areas the next kernel boots from live, is first migrated out by
+ * memfd_pin_folios().  Folios are locked (to zero or migrate them) without
+ * @p->lock held: a folio being added waits for @p->lock in the hook with
+ * its lock held.
  */
 static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 {
 	loff_t isize = i_size_read(file_inode(p->file));
-	struct folio *pinned[FOLIO_BATCH_SIZE];
 	pgoff_t moved[FOLIO_BATCH_SIZE];
-	unsigned int i, nr_pinned, nr_moved;
+	unsigned int i, nr, nr_moved;
 	struct mfp_run run = {};
 	struct folio_batch fbatch;
+	struct folio *folio;
 	pgoff_t start = 0;
 	int err = 0;
 
@@ -481,36 +531,35 @@ static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 	folio_batch_init(&fbatch);
 	while (!err && filemap_get_folios(mapping, &start,
 					  (isize - 1) >> PAGE_SHIFT, &fbatch)) {
-		nr_pinned = 0;
+		nr = folio_batch_count(&fbatch);
 		nr_moved = 0;
-		for (i = 0; i < folio_batch_count(&fbatch); i++) {
-			struct folio *folio = fbatch.folios[i];
-
+		for (i = 0; i < nr; i++) {
+			folio = fbatch.folios[i];
+			if (!folio_test_uptodate(folio))
+				mfp_zero_fallocated(mapping, folio);
 			/* Our reference keeps @folio where it is meanwhile. */
-			if (!folio_is_longterm_pinnable(folio))
+			if (!folio_is_longterm_pinnable(folio)) {
 				moved[nr_moved++] = folio->index;
-			else if (!try_grab_folio(folio, 1, FOLL_PIN))
-				pinned[nr_pinned++] = folio;
-			else
-				err = -EAGAIN;
+				folio_put(folio);
+				fbatch.folios[i] = NULL;
+			}
 		}
-		folio_batch_release(&fbatch);
-		if (err) {
-			unpin_folios(pinned, nr_pinned);
-			break;
-		}
-		err = mfp_scan_batch(p, &run, pinned, nr_pinned);
+		err = mfp_scan_batch(p, &run, fbatch.folios, nr);
+		folio_batch_reinit(&fbatch);
 		for (i = 0; !err && i < nr_moved; i++) {
-			err = mfp_pin_migrated(p->file, moved[i], isize,
-					       &pinned[0]);
+			err = mfp_get_migrated(p->file, moved[i], isize, &folio);
 			if (!err)
-				err = mfp_scan_batch(p, &run, pinned, 1);
+				err = mfp_scan_batch(p, &run, &folio, 1);
 		}
 		cond_resched();
 	}
-	if (err)
-		return err;
 	guard(mutex)(&p->lock);
+	if (err) {
+		/* The run's folios are not described: drop them. */
+		for (i = 0; i < run.nr; i++)
+			folio_put(pfn_folio(run.pfn + i));
+		return err;
+	}
 	return mfp_flush_run(p, &run);
 }
 
@@ -522,7 +571,7 @@ static int mfp_flush_pending(struct memfd_preserved *p)
 	int err;
 
 	p->open = NULL;
-	xa_for_each_marked(&p->pins, index, folio, MFP_PENDING) {
+	xa_for_each_marked(&p->added, index, folio, MFP_PENDING) {
 		if (folio_test_large(folio))
 			err = mfp_emit_run(p, index, folio_pfn(folio),
 					   folio_nr_pages(folio),
@@ -531,10 +580,28 @@ static int mfp_flush_pending(struct memfd_preserved *p)
 			err = mfp_emit_page(p, index, folio_pfn(folio));
 		if (err)
 			return err;
-		xa_clear_mark(&p->pins, index, MFP_PENDING);
+		xa_clear_mark(&p->added, index, MFP_PENDING);
+		p->nr_pending--;
 	}
 	p->open = NULL;
 	return 0;
+}
+
+/* The open file's mode and status flags, in the format's own bits. */
+static u32 mfp_file_flags(struct file *file)
+{
+	unsigned int f_flags = READ_ONCE(file->f_flags);
+	u32 flags = 0;
+
+	if (file->f_mode & FMODE_READ)
+		flags |= MEMFD_PRESERVE_F_READ;
+	if (file->f_mode & FMODE_WRITE)
+		flags |= MEMFD_PRESERVE_F_WRITE;
+	if (f_flags & O_APPEND)
+		flags |= MEMFD_PRESERVE_F_APPEND;
+	if (f_flags & O_NONBLOCK)
+		flags |= MEMFD_PRESERVE_F_NONBLOCK;
+	return flags;
 }
 
 /* The attributes that can change while preserved; @p->lock held. */
@@ -549,6 +616,7 @@ static void mfp_fill_attrs(struct memfd_preserved *p)
 	hdr->mode = READ_ONCE(inode->i_mode) & 07777;
 	hdr->uid = from_kuid(&init_user_ns, inode->i_uid);
 	hdr->gid = from_kgid(&init_user_ns, inode->i_gid);
+	hdr->flags = mfp_file_flags(p->file);
 }
 
 /**
@@ -558,13 +626,14 @@ static void mfp_fill_attrs(struct memfd_preserved *p)
  *
  * Called by shmem (through memfd_preserve_folio_added()) after @folio was
  * added to the page cache of an inode that is, or was a moment ago,
- * preserved.  Pins and preserves @folio, to be described in the metadata at
- * freeze.  The barrier before the check of ->preserved in the caller pairs
- * with the one in mfp_preserve(): either the scan there sees @folio, or we
- * see ->preserved (or both, hence the check of @pins).
+ * preserved.  Holds and preserves @folio, to be described in the metadata
+ * at freeze.  The barrier before the check of ->preserved in the caller
+ * pairs with the one in mfp_preserve(): either the scan there sees @folio,
+ * or we see ->preserved (or both, hence the check of @added).
  *
- * Return: 0, -EPERM once frozen for the reboot, or -ENOMEM; on error the
- * caller removes @folio again and the write or fault fails.
+ * Return: 0; -EEXIST for a folio in CMA, to have shmem allocate it again,
+ * unmovable; -EPERM once frozen for the reboot; or -ENOMEM.  On error the
+ * caller removes @folio again.
  */
 int __memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
 {
@@ -581,7 +650,7 @@ int __memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
 		return 0;
 
 	mutex_lock(&p->lock);
-	if (p->dead || xa_load(&p->pins, folio->index) == folio)
+	if (p->dead || xa_load(&p->added, folio->index) == folio)
 		goto out;
 	err = -EPERM;
 	if (p->frozen)
@@ -590,20 +659,17 @@ int __memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
 	err = -EEXIST;
 	if (!folio_is_longterm_pinnable(folio))
 		goto out;
-	err = try_grab_folio(folio, 1, FOLL_PIN);
-	if (err)
-		goto out;
 	err = kho_preserve_folio(folio);
 	if (err)
-		goto out_unpin;
-	err = xa_err(xa_store(&p->pins, folio->index, folio, GFP_KERNEL));
-	if (!err) {
-		xa_set_mark(&p->pins, folio->index, MFP_PENDING);
+		goto out;
+	err = xa_err(xa_store(&p->added, folio->index, folio, GFP_KERNEL));
+	if (err) {
+		kho_unpreserve_folio(folio);
 		goto out;
 	}
-	kho_unpreserve_folio(folio);
-out_unpin:
-	unpin_folio(folio);
+	xa_set_mark(&p->added, folio->index, MFP_PENDING);
+	p->nr_pending++;
+	folio_get(folio);
 out:
 	mutex_unlock(&p->lock);
 	mfp_put(p);
@@ -644,7 +710,7 @@ static struct memfd_preserved *mfp_alloc(struct file *file)
 	}
 	mutex_init(&p->lock);
 	refcount_set(&p->ref, 1);
-	xa_init(&p->pins);
+	xa_init(&p->added);
 	p->file = file;
 	p->hdr = hdr;
 	hdr->magic = MEMFD_PRESERVE_MAGIC;
@@ -697,7 +763,6 @@ static int mfp_preserve(struct liveupdate_file *lf)
 	err = mfp_swapin(inode);
 	if (err)
 		goto err_thaw;
-	mfp_zero_fallocated(inode->i_mapping);
 
 	rcu_assign_pointer(info->preserved, p);
 	/* Pairs with memfd_preserve_folio_added(). */
@@ -721,6 +786,8 @@ static int mfp_preserve(struct liveupdate_file *lf)
 
 	lf->data = virt_to_phys(p->hdr);
 	lf->private = p;
+	scoped_guard(mutex, &mfp_list_lock)
+		list_add_tail(&p->node, &mfp_list);
 	return 0;
 
 err_thaw:
@@ -740,6 +807,8 @@ static void mfp_unpreserve(struct liveupdate_file *lf)
 	struct inode *inode = file_inode(p->file);
 	struct shmem_inode_info *info = SHMEM_I(inode);
 
+	scoped_guard(mutex, &mfp_list_lock)
+		list_del(&p->node);
 	inode_lock(inode);
 	mutex_lock(&p->lock);
 	RCU_INIT_POINTER(info->preserved, NULL);
@@ -947,6 +1016,8 @@ static int mfp_parse_header(struct mfp_in *in,
 	    len == sizeof(hdr->name) ||
 	    strncmp(hdr->name, MFP_NAME_PREFIX, strlen(MFP_NAME_PREFIX)) ||
 	    hdr->seals & ~MFP_SEALS || hdr->mode & ~07777 ||
+	    hdr->flags & ~MEMFD_PRESERVE_F_ALL ||
+	    !(hdr->flags & (MEMFD_PRESERVE_F_READ | MEMFD_PRESERVE_F_WRITE)) ||
 	    hdr->size > MAX_LFS_FILESIZE || hdr->pos > MAX_LFS_FILESIZE ||
 	    hdr->nr_folios > hdr->nr_pages ||
 	    hdr->nr_pages > totalram_pages())
@@ -959,6 +1030,7 @@ static int mfp_parse_header(struct mfp_in *in,
 	in->pos = hdr->pos;
 	in->seals = hdr->seals;
 	in->mode = hdr->mode;
+	in->flags = hdr->flags;
 	memcpy(in->name, hdr->name, len + 1);
 	return 0;
 }
@@ -1083,12 +1155,40 @@ static void mfp_uninsert(struct folio *folio)
 	folio_unlock(folio);
 }
 
+/*
+ * The file to hand out: @file itself if the memfd was open read-write, else
+ * a file of its own on the same inode, open read-only or write-only as it
+ * was; with the status flags it had.
+ */
+static struct file *mfp_open_as(struct file *file, u32 flags)
+{
+	u32 rw = flags & (MEMFD_PRESERVE_F_READ | MEMFD_PRESERVE_F_WRITE);
+	struct file *as = file;
+
+	if (rw != (MEMFD_PRESERVE_F_READ | MEMFD_PRESERVE_F_WRITE)) {
+		as = dentry_open(&file->f_path, O_LARGEFILE |
+				 (rw == MEMFD_PRESERVE_F_READ ? O_RDONLY :
+							       O_WRONLY),
+				 current_cred());
+		if (IS_ERR(as))
+			return as;
+	}
+	spin_lock(&as->f_lock);
+	if (flags & MEMFD_PRESERVE_F_APPEND)
+		as->f_flags |= O_APPEND;
+	if (flags & MEMFD_PRESERVE_F_NONBLOCK)
+		as->f_flags |= O_NONBLOCK;
+	as->f_iocb_flags = iocb_flags(as);
+	spin_unlock(&as->f_lock);
+	return as;
+}
+
 static int mfp_retrieve(struct liveupdate_file *lf)
 {
 	struct address_space *mapping;
+	struct file *file, *as;
 	struct inode *inode;
 	struct mfp_in *in;
-	struct file *file;
 	unsigned long i;
 	int err = 0;
 
@@ -1099,6 +1199,11 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 	file = memfd_alloc_file(in->name, 0);
 	if (IS_ERR(file))
 		return PTR_ERR(file);
+	as = mfp_open_as(file, in->flags);
+	if (IS_ERR(as)) {
+		fput(file);
+		return PTR_ERR(as);
+	}
 	inode = file_inode(file);
 	mapping = file->f_mapping;
 
@@ -1115,6 +1220,8 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 		while (i--)
 			mfp_uninsert(in->folios[i]);
 		inode_unlock(inode);
+		if (as != file)
+			fput(as);
 		fput(file);
 		/* Overlapping entries. */
 		return err == -EEXIST ? -EBADMSG : err;
@@ -1129,7 +1236,9 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 	if (in->seals & F_SEAL_WRITE)
 		WARN_ON_ONCE(mapping_deny_writable(mapping));
 	inode_unlock(inode);
-	file->f_pos = in->pos;
+	as->f_pos = in->pos;
+	if (as != file)
+		fput(file);
 
 	for (i = 0; i < in->nr; i++) {
 		folio_add_lru(in->folios[i]);
@@ -1139,7 +1248,7 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 	mfp_in_put_folios(in);
 	kfree(in);
 	lf->private = NULL;
-	lf->file = file;
+	lf->file = as;
 	return 0;
 }
 
@@ -1176,12 +1285,48 @@ static struct liveupdate_file_handler mfp_handler = {
 	.owner		= THIS_MODULE,
 };
 
+/* ---- statistics ---- */
+
+/*
+ * One line per outgoing preserved memfd: what its metadata costs, in bytes
+ * used by the header and entries and in bytes of chunks allocated.
+ */
+static int mfp_stats_show(struct seq_file *m, void *unused)
+{
+	struct memfd_preserve_chunk *c;
+	struct memfd_preserved *p;
+	size_t used, alloc;
+
+	seq_puts(m, "# inode pages folios pending chunks meta_used meta_alloc\n");
+	guard(mutex)(&mfp_list_lock);
+	list_for_each_entry(p, &mfp_list, node) {
+		guard(mutex)(&p->lock);
+		used = offsetof(struct memfd_preserve_file, chunk);
+		alloc = 0;
+		for (c = &p->hdr->chunk; c;
+		     c = c->next ? phys_to_virt(c->next) : NULL) {
+			used += sizeof(*c) + c->used;
+			alloc += PAGE_SIZE << c->order;
+		}
+		seq_printf(m, "%llu %llu %llu %lu %u %zu %zu\n",
+			   file_inode(p->file)->i_ino, p->hdr->nr_pages,
+			   p->hdr->nr_folios, p->nr_pending, p->hdr->nr_chunks,
+			   used, alloc);
+	}
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(mfp_stats);
+
 static int __init memfd_preserve_init(void)
 {
 	int err = liveupdate_register_file_handler(&mfp_handler);
 
-	if (err)
+	if (err) {
 		pr_err("cannot register the memfd handler: %d\n", err);
-	return err;
+		return err;
+	}
+	debugfs_create_file("memfd_preserve", 0400, NULL, NULL,
+			    &mfp_stats_fops);
+	return 0;
 }
 late_initcall(memfd_preserve_init);

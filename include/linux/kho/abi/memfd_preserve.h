@@ -56,6 +56,13 @@
 #define MEMFD_PRESERVE_MAGIC		0x4d454d4644505231ULL	/* "MEMFDPR1" */
 #define MEMFD_PRESERVE_NAME_LENGTH	256
 
+/* &memfd_preserve_file.flags: the open file's mode and status flags. */
+#define MEMFD_PRESERVE_F_READ		0x1
+#define MEMFD_PRESERVE_F_WRITE		0x2
+#define MEMFD_PRESERVE_F_APPEND		0x4
+#define MEMFD_PRESERVE_F_NONBLOCK	0x8
+#define MEMFD_PRESERVE_F_ALL		0xf
+
 #define MEMFD_PRESERVE_ENTRY_RUN	1
 #define MEMFD_PRESERVE_ENTRY_PAGES	2
 
@@ -88,6 +95,8 @@ struct memfd_preserve_chunk {
  * @mode: permission bits of the inode (07777)
  * @uid: owner, in the initial user namespace
  * @gid: group, in the initial user namespace
+ * @flags: how the file was open: %MEMFD_PRESERVE_F_READ, ..._WRITE,
+ *	..._APPEND, ..._NONBLOCK
  * @reserved: zero
  * @name: NUL-terminated name of the memfd ("memfd:" and the user's name)
  * @chunk: the chunk header of this, the first, chunk
@@ -104,7 +113,8 @@ struct memfd_preserve_file {
 	__u32 mode;
 	__u32 uid;
 	__u32 gid;
-	__u64 reserved;
+	__u32 flags;
+	__u32 reserved;
 	char name[MEMFD_PRESERVE_NAME_LENGTH];
 	struct memfd_preserve_chunk chunk;
 };

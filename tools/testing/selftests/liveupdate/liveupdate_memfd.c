@@ -74,7 +74,7 @@ static const struct sparse sparse4t = {
 
 enum {
 	T_FULL = 1, T_SPARSE64G, T_SPARSE4T, T_ZERO, T_BYTE, T_PAGE, T_ODD,
-	T_NOEXEC, T_EXEC, T_LATE, T_THP, T_SEALS,
+	T_NOEXEC, T_EXEC, T_LATE, T_THP, T_RDONLY, T_APPEND, T_SEALS,
 };
 
 static const unsigned int seals[] = {
@@ -333,7 +333,8 @@ static int retrieve(int sfd, __u64 token)
 static void core_0(void)
 {
 	int sfd, usfd, full, s64, s4t, zero, byte, page, odd, noexec, exec;
-	int late, thp, unret, sealfd[NR_SEALS], n;
+	int late, thp, unret, sealfd[NR_SEALS], rdonly, append, n;
+	char path[64];
 	long free0, free1, thp_kb = 0;
 	bool ok = true;
 	long long t;
@@ -377,6 +378,16 @@ static void core_0(void)
 	late = new_memfd("late", 0, LATE_SIZE);
 	put(late, 0, MiB, 6);
 
+	/* Open modes: read-only (reopened), and O_APPEND | O_NONBLOCK. */
+	n = new_memfd("rdonly", 0, 0);
+	put(n, 0, PG, 15);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", n);
+	rdonly = open(path, O_RDONLY);
+	close(n);
+	append = new_memfd("append", 0, 0);
+	put(append, 0, PG, 16);
+	fcntl(append, F_SETFL, O_APPEND | O_NONBLOCK);
+
 	thp = -1;
 	if (thp_available()) {
 		luo_write_file("/sys/kernel/mm/transparent_hugepage/shmem_enabled",
@@ -403,7 +414,8 @@ static void core_0(void)
 	ok &= preserve(sfd, zero, T_ZERO) && preserve(sfd, byte, T_BYTE) &&
 	      preserve(sfd, page, T_PAGE) && preserve(sfd, odd, T_ODD) &&
 	      preserve(sfd, noexec, T_NOEXEC) && preserve(sfd, exec, T_EXEC) &&
-	      preserve(sfd, late, T_LATE) && preserve(usfd, unret, 1);
+	      preserve(sfd, late, T_LATE) && preserve(usfd, unret, 1) &&
+	      preserve(sfd, rdonly, T_RDONLY) && preserve(sfd, append, T_APPEND);
 	for (unsigned int i = 0; i < NR_SEALS; i++)
 		ok &= preserve(sfd, sealfd[i], T_SEALS + i);
 	if (thp >= 0)
@@ -475,7 +487,7 @@ static void core_1(void)
 	long long t;
 	bool ok;
 
-	ksft_set_plan(18);
+	ksft_set_plan(19);
 	luo_retrieve_session(dev, "memfd", &sfd);
 	luo_retrieve_session(dev, "memfd-unret", &usfd);
 	if (sfd < 0 || usfd < 0)
@@ -545,6 +557,19 @@ static void core_1(void)
 	       check(fd, 8 * MiB, 2 * PG, 9) && check(fd, 12 * MiB, MiB, 11) &&
 	       blocks_of(fd) == (MiB + 2 * PG + MiB) / 512,
 	       "writes after PRESERVE_FD survived, holes stay holes");
+
+	fd = retrieve(sfd, T_RDONLY);
+	got = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+	ok = fd >= 0 && (got & O_ACCMODE) == O_RDONLY && check(fd, 0, PG, 15) &&
+	     pwrite(fd, "z", 1, 0) < 0 && errno == EBADF;
+	if (!ok)
+		ksft_print_msg("read-only memfd: flags 0%o\n", got);
+	fd = retrieve(sfd, T_APPEND);
+	got = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+	result(ok && (got & O_ACCMODE) == O_RDWR && (got & O_APPEND) &&
+	       (got & O_NONBLOCK) && write(fd, "z", 1) == 1 &&
+	       size_is(fd, PG + 1) && check(fd, 0, PG, 16),
+	       "open modes: read-only stays read-only, O_APPEND|O_NONBLOCK kept");
 
 	if (!thp_available()) {
 		ksft_test_result_skip("THP: no shmem THP\n");

@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Benchmark our LUO against the upstream 7.2.11 one, side by side.
+
+Both kernels are built from the same base with the same config fragments
+and booted in the same QEMU setup with the same initramfs contents; only
+the kernel differs.  Each scenario runs liveupdate_bench (common uAPI only)
+across one kexec, alternating kernels within every repetition.  The guest
+prints "luobench: KEY VALUE" lines; the host timestamps serial lines as they
+arrive to measure the blackout: from "luo-kexec: reboot" (printed just before
+reboot(LINUX_REBOOT_CMD_KEXEC)) to the new kernel's first userspace line and
+to "luobench: retrieved".
+
+Writes out/bench/results.md (medians, min-max, ours/upstream), raw.json,
+the serial logs, and PNG plots of the size and count sweeps (gnuplot).
+"""
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+OUT = os.path.join(REPO, "out")
+BENCH = os.path.join(OUT, "bench")
+
+spec = importlib.util.spec_from_file_location(
+    "run_suite", os.path.join(HERE, "run-suite.py"))
+rs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rs)
+
+KERNELS = {
+    "ours": ("bzImage", "initramfs-fast.cpio"),
+    "upstream": ("bzImage-upstream", "initramfs-upstream.cpio"),
+}
+
+# name, liveupdate_bench arguments, guest memory, timeout (s)
+FULL = [
+    ("memfd 16 MiB", "memfd,16", "2G", 300),
+    ("memfd 256 MiB", "memfd,256", "2G", 300),
+    ("memfd 1 GiB", "memfd,1024", "3G", 600),
+    ("memfd 4 GiB", "memfd,4096", "7G", 1200),
+    ("memfd 1 GiB THP", "memfd,1024,thp", "3G", 600),
+    ("sparse 4 GiB 1%", "sparse,4,1", "7G", 900),
+    ("sparse 64 GiB 1%", "sparse,64,1", "4G", 900),
+    ("sessions 1000", "sessions,1000", "2G", 600),
+    ("sessions 10000", "sessions,10000", "2G", 900),
+    ("files 1000", "files,1000", "2G", 600),
+    ("files 10000", "files,10000", "2G", 900),
+    ("files 100000 in 100 sessions", "spread,100000,100", "4G", 1800),
+    ("nothing preserved", "none", "2G", 300),
+]
+# A few minutes: the small sizes and counts, and a sparse memfd that fits
+# the yardstick's hole-filling in a small guest.
+QUICK = [s for s in FULL if s[0] in ("memfd 16 MiB", "memfd 256 MiB",
+                                     "sessions 1000", "files 1000",
+                                     "nothing preserved")]
+QUICK.insert(2, ("sparse 1 GiB 1%", "sparse,1,1", "2G", 300))
+
+# Metrics worth a row, in table order: key -> (label, unit)
+METRICS = {
+    "preserve_us": ("PRESERVE_FD", "ms"),
+    "create_preserve_us": ("create + preserve all", "ms"),
+    "preserve_only_us": ("CREATE_SESSION + PRESERVE_FD ioctls", "ms"),
+    "preserve_kb": ("MemFree consumed by PRESERVE_FD", "kB"),
+    "meta_used_bytes": ("metadata, header and entries (ours: debugfs)", "B"),
+    "meta_alloc_bytes": ("metadata, chunks allocated (ours: debugfs)", "B"),
+    "open_us": ("first open of /dev/liveupdate", "ms"),
+    "retrieve_session_us": ("RETRIEVE_SESSION", "ms"),
+    "retrieve_fd_us": ("RETRIEVE_FD", "ms"),
+    "retrieve_all_us": ("retrieve all", "ms"),
+    "first_read_us": ("first read of every page", "ms"),
+    "retrieve_kb": ("MemFree consumed by RETRIEVE_FD", "kB"),
+    "check_us": ("read every written page", "ms"),
+    "finish_us": ("FINISH", "ms"),
+    "shmem_huge_kb": ("ShmemHugePages after retrieve", "kB"),
+    "blocks_pages": ("pages allocated after retrieve", ""),
+    "blackout_user_us": ("blackout to new userspace", "ms"),
+    "blackout_retrieved_us": ("blackout to all fds retrieved", "ms"),
+}
+
+
+def run(kernel, scenario, mem, timeout, accel, log):
+    """One boot + kexec; returns (metrics, error)."""
+    image, initrd = KERNELS[kernel]
+    append = ("console=ttyS0 quiet panic=-1 oops=panic kho=on liveupdate=on "
+              f"luotest.name=bench luotest.stage=0 luotest.bench={scenario}")
+    cmd = rs.qemu_cmd(os.path.join(OUT, image), os.path.join(OUT, initrd),
+                      mem, append, accel)
+    metrics, stamps, error = {}, {}, None
+    stage = 0
+    deadline = time.monotonic() + timeout
+    with open(log, "w") as f:
+        f.write(" ".join(cmd) + "\n")
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+        for raw in p.stdout:
+            now = time.monotonic()
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            f.write(f"{now:.6f} {line}\n")
+            if now > deadline:
+                error = f"timed out after {timeout}s"
+                break
+            if "luo-kexec: reboot" in line:
+                stamps["reboot"] = now
+            elif "luotest: start" in line:
+                stage = int(line.split()[-1])
+                if stage == 1:
+                    stamps["user"] = now
+            elif line.startswith("luobench: "):
+                words = line.split()
+                if words[1] == "error":
+                    error = " ".join(words[2:])
+                elif words[1] == "retrieved":
+                    stamps["retrieved"] = now
+                elif words[1] == "done":
+                    stamps["done"] = now
+                elif len(words) == 3:
+                    # A key printed in both stages keeps stage 1's value.
+                    metrics[words[1]] = int(words[2])
+            elif "luotest: done" in line and not line.endswith("rc=0"):
+                error = error or line.split("luotest: ")[1]
+        p.kill()
+        p.wait()
+    if "reboot" in stamps:
+        for k in ("user", "retrieved"):
+            if k in stamps:
+                metrics[f"blackout_{k}_us"] = int(
+                    (stamps[k] - stamps["reboot"]) * 1e6)
+    if not error and "done" not in stamps:
+        error = "no 'luobench: done' (crash or hang?)"
+    return metrics, error
+
+
+def summarize(samples):
+    """samples: list of ints -> (median, min, max)."""
+    return statistics.median(samples), min(samples), max(samples)
+
+
+def fmt(value, unit):
+    if unit == "ms":
+        return f"{value / 1000:.1f}"
+    return f"{value:.0f}"
+
+
+def table(results, scenarios):
+    out = ["| scenario | metric | ours: median (min-max) "
+           "| upstream: median (min-max) | ours/upstream |",
+           "| --- | --- | --- | --- | --- |"]
+    for name, *_ in scenarios:
+        r = results[name]
+        runs = r["ours"]["runs"] + r["upstream"]["runs"]
+        keys = [k for k in METRICS if any(k in m for m in runs)]
+        for kern in ("ours", "upstream"):
+            if r[kern]["errors"]:
+                out.append(f"| {name} | **{kern} failed** | "
+                           f"{'; '.join(sorted(set(r[kern]['errors'])))} "
+                           "| | |")
+        for key in keys:
+            label, unit = METRICS[key]
+            cells, meds = [], []
+            for kern in ("ours", "upstream"):
+                vals = [m[key] for m in r[kern]["runs"] if key in m]
+                if not vals:
+                    cells.append("-")
+                    meds.append(None)
+                    continue
+                med, lo, hi = summarize(vals)
+                meds.append(med)
+                cells.append(f"{fmt(med, unit)} ({fmt(lo, unit)}-"
+                             f"{fmt(hi, unit)})")
+            ratio = "-"
+            if None not in meds and meds[1]:
+                ratio = f"{meds[0] / meds[1]:.2f}"
+            u = f" [{unit}]" if unit else ""
+            out.append(f"| {name} | {label}{u} | {cells[0]} | {cells[1]} "
+                       f"| {ratio} |")
+    return "\n".join(out) + "\n"
+
+
+def plot(results, scenarios, prefix, xlabel, keys, png):
+    """A gnuplot PNG of @keys against the sweep parameter, both kernels."""
+    points = []
+    for name, args, *_ in scenarios:
+        if not args.startswith(prefix + ","):
+            continue
+        parts = args.split(",")
+        if len(parts) != 2:
+            continue
+        x = int(parts[1])
+        row = [x]
+        for key in keys:
+            for kern in ("ours", "upstream"):
+                vals = [m[key] for m in results[name][kern]["runs"]
+                        if key in m]
+                row.append(statistics.median(vals) / 1000 if vals else "NaN")
+        points.append(row)
+    if len(points) < 2:
+        return False
+    data = png + ".dat"
+    with open(data, "w") as f:
+        for row in sorted(points):
+            f.write(" ".join(str(v) for v in row) + "\n")
+    lines = []
+    col = 2
+    for key in keys:
+        for kern in ("ours", "upstream"):
+            lines.append(f"'{data}' using 1:{col} with linespoints "
+                         f"title '{kern} {METRICS[key][0]}'")
+            col += 1
+    script = (f"set terminal png size 900,600; set output '{png}'; "
+              "set logscale xy; set key left top; "
+              f"set xlabel '{xlabel}'; set ylabel 'ms (median)'; "
+              f"plot {', '.join(lines)}\n")
+    subprocess.run(["gnuplot"], input=script.encode(), check=True)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes, one repetition: a few minutes")
+    ap.add_argument("-r", "--reps", type=int, help="repetitions")
+    ap.add_argument("only", nargs="*", help="scenario names (default: all)")
+    args = ap.parse_args()
+    scenarios = QUICK if args.quick else FULL
+    if args.only:
+        scenarios = [s for s in scenarios if s[0] in args.only]
+    reps = args.reps or (1 if args.quick else 3)
+    accel = "kvm" if rs.kvm_works() else "tcg"
+    os.makedirs(os.path.join(BENCH, "logs"), exist_ok=True)
+    print(f"bench: {len(scenarios)} scenarios x {reps} repetitions x 2 "
+          f"kernels, QEMU {accel}", flush=True)
+    results = {s[0]: {k: {"runs": [], "errors": []} for k in KERNELS}
+               for s in scenarios}
+    start = time.monotonic()
+    for rep in range(reps):
+        for name, scenario, mem, timeout in scenarios:
+            # Alternate which kernel goes first, against drift on a shared
+            # machine.
+            order = list(KERNELS) if rep % 2 == 0 else list(KERNELS)[::-1]
+            for kern in order:
+                slug = name.replace(" ", "_").replace("%", "pc")
+                log = os.path.join(BENCH, "logs", f"{slug}.{kern}.{rep}.log")
+                metrics, error = run(kern, scenario, mem, timeout, accel, log)
+                r = results[name][kern]
+                if error:
+                    r["errors"].append(error)
+                else:
+                    r["runs"].append(metrics)
+                shown = ", ".join(f"{k}={v}" for k, v in metrics.items())
+                print(f"bench: [{rep + 1}/{reps}] {name} {kern}: "
+                      f"{'FAILED: ' + error if error else shown}", flush=True)
+    with open(os.path.join(BENCH, "raw.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    md = [f"# LUO benchmark: ours / upstream 7.2.11\n",
+          f"{reps} repetition(s) per kernel, QEMU {accel}, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}, "
+          f"{(time.monotonic() - start) / 60:.0f} min.  Medians, min-max.\n",
+          table(results, scenarios)]
+    plots = [("memfd", "memfd size (MiB)", ["preserve_us", "retrieve_fd_us",
+                                            "first_read_us"], "memfd.png"),
+             ("sessions", "sessions", ["preserve_only_us", "retrieve_all_us"],
+              "sessions.png"),
+             ("files", "files in one session",
+              ["preserve_only_us", "retrieve_all_us"], "files.png")]
+    for prefix, xlabel, keys, png in plots:
+        if plot(results, scenarios, prefix, xlabel, keys,
+                os.path.join(BENCH, png)):
+            md.append(f"\n![{prefix}]({png})\n")
+    with open(os.path.join(BENCH, "results.md"), "w") as f:
+        f.write("\n".join(md))
+    print("".join(md[2:3]))
+    print(f"bench: results in {os.path.relpath(BENCH, REPO)}/results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,590 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Live Update Orchestrator benchmark: what preserving and retrieving costs.
+ *
+ *   liveupdate_bench SCENARIO ARGS...     (LUO_STAGE=0 or 1)
+ *
+ * One stage per boot: stage 0 sets up, preserves and kexecs (through
+ * luo-next-stage, while it keeps holding its session fds); stage 1, in the
+ * new kernel, retrieves, checks and finishes.  Only the first LUO interface
+ * is used (CREATE_SESSION, RETRIEVE_SESSION, PRESERVE_FD, RETRIEVE_FD,
+ * FINISH), so the same binary runs on any LUO kernel.
+ *
+ * Every page written holds a 64-bit word at its start, its index XOR
+ * 0x5a5a5a5a5a5a5a5a (for the one-page memfds: the index of the file), and
+ * 0xa5 bytes after it.  Scenarios and the keys they print:
+ *
+ * memfd SIZE_MIB [thp]  one memfd of SIZE_MIB MiB, every page written (with
+ *	thp, shmem_enabled is set to "always" first), in session "bench".
+ *	0: preserve_us, memfree_before_kb, memfree_after_kb, preserve_kb
+ *	   (MemFree consumed across PRESERVE_FD), shmem_huge_kb (thp only).
+ *	1: open_us, retrieve_session_us, retrieve_fd_us, first_read_us (read
+ *	   and check the first word of every page through a shared mapping),
+ *	   retrieve_kb (MemFree consumed from before RETRIEVE_FD to after the
+ *	   first read and munmap; may be negative), finish_us, shmem_huge_kb
+ *	   (thp only).
+ * sparse SIZE_GIB PERCENT  a SIZE_GIB GiB memfd of which every
+ *	(100 / PERCENT)-th page is written, in session "bench".
+ *	0: preserve_us, memfree_before_kb, memfree_after_kb, preserve_kb,
+ *	   written_pages.
+ *	1: open_us, retrieve_session_us, retrieve_fd_us, retrieve_kb (across
+ *	   RETRIEVE_FD), check_us (pread and check every written page),
+ *	   blocks_pages (st_blocks / 8: the host compares it with
+ *	   written_pages), finish_us.
+ * sessions N  N sessions "s0".."sN-1", each with one one-page memfd.
+ * files N  one session "files" with N one-page memfds, tokens 1..N.
+ * spread FILES SESSIONS  FILES one-page memfds dealt round-robin into
+ *	SESSIONS sessions "p0".., tokens 1.. in each.
+ *	0: create_preserve_us (memfd_create, write, CREATE_SESSION and
+ *	   PRESERVE_FD of everything), preserve_only_us (the sum of the
+ *	   CREATE_SESSION and PRESERVE_FD ioctls alone).
+ *	1: open_us, retrieve_all_us (every RETRIEVE_SESSION and RETRIEVE_FD),
+ *	   finish_us (FINISH of every session).  Every file is checked.
+ * none  nothing preserved: the blackout baseline.
+ *
+ * Output, one line each, flushed at once: "luobench: KEY VALUE" with an
+ * integer VALUE (microseconds for *_us keys, kB for *_kb keys, counts
+ * otherwise); "luobench: kexec" just before kexecing; in stage 1
+ * "luobench: retrieved" as soon as every fd is retrieved (printed before
+ * the keys measured so far, since the host timestamps it for the
+ * blackout) and "luobench: done" at the end.  Any failure prints
+ * "luobench: error WHAT[: strerror]" and exits 1.  Times are
+ * CLOCK_MONOTONIC.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "liveupdate_test.h"
+
+#define PAGE		4096ULL
+#define MiB		(1024ULL * 1024)
+#define GiB		(1024 * MiB)
+#define PATTERN		0x5a5a5a5a5a5a5a5aULL
+#define FILL		0xa5
+#define THP_SHMEM	"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define SESSION		"bench"
+#define TOKEN		1
+
+typedef unsigned long long u64;
+
+static int dev = -1;
+static int sfd = -1;	/* memfd and sparse: the session "bench" */
+
+static void __attribute__((noreturn, format(printf, 2, 3)))
+fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("luobench: error ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	if (err)
+		printf(": %s", strerror(err));
+	printf("\n");
+	fflush(stdout);
+	exit(1);
+}
+
+static void say(const char *what)
+{
+	printf("luobench: %s\n", what);
+	fflush(stdout);
+}
+
+static void put(const char *key, long long value)
+{
+	printf("luobench: %s %lld\n", key, value);
+	fflush(stdout);
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void put_us(const char *key, long long ns)
+{
+	put(key, ns / 1000);
+}
+
+/* A /proc/meminfo field, in kB. */
+static long long meminfo_kb(const char *key)
+{
+	char *buf = luo_read_file("/proc/meminfo"), *line, *next;
+	char name[64];
+	long long kb;
+
+	if (!buf)
+		fail(errno ? errno : EIO, "read /proc/meminfo");
+	for (line = buf; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (sscanf(line, "%63[^:]: %lld", name, &kb) == 2 &&
+		    !strcmp(name, key)) {
+			free(buf);
+			return kb;
+		}
+	}
+	free(buf);
+	fail(ENOENT, "%s in /proc/meminfo", key);
+}
+
+/* Make room for @n open fds. */
+static void raise_nofile(rlim_t n)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		fail(errno, "getrlimit");
+	if (rl.rlim_cur >= n)
+		return;
+	rl.rlim_cur = n;
+	if (rl.rlim_max < n)
+		rl.rlim_max = n;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		fail(errno, "setrlimit RLIMIT_NOFILE %llu", (u64)n);
+}
+
+static long long arg_num(const char *s, long long min, long long max)
+{
+	long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		fail(EINVAL, "argument %s (%lld..%lld)", s, min, max);
+	return v;
+}
+
+static u64 pattern(u64 idx)
+{
+	return idx ^ PATTERN;
+}
+
+static int make_memfd(u64 size)
+{
+	int fd = memfd_create("bench", MFD_CLOEXEC);
+
+	if (fd < 0)
+		fail(errno, "memfd_create");
+	if (ftruncate(fd, size))
+		fail(errno, "ftruncate %llu", size);
+	return fd;
+}
+
+static void write_at(int fd, const void *buf, u64 len, u64 off)
+{
+	ssize_t ret = pwrite(fd, buf, len, off);
+
+	if (ret < 0 || (u64)ret != len)
+		fail(ret < 0 ? errno : EIO, "write at %llu", off);
+}
+
+/* Write the page at @off: @word, then FILL. */
+static void write_page(int fd, u64 off, u64 word)
+{
+	static u64 page[PAGE / 8];
+
+	memset(page, FILL, sizeof(page));
+	page[0] = word;
+	write_at(fd, page, PAGE, off);
+}
+
+static void check_word(int fd, u64 off, u64 want, const char *what, u64 idx)
+{
+	ssize_t ret;
+	u64 word;
+
+	ret = pread(fd, &word, sizeof(word), off);
+	if (ret != sizeof(word))
+		fail(ret < 0 ? errno : EIO, "read %s %llu", what, idx);
+	if (word != want)
+		fail(0, "%s %llu: read %#llx, expected %#llx", what, idx, word,
+		     want);
+}
+
+static void open_dev(void)
+{
+	dev = luo_open_device();
+	if (dev < 0)
+		fail(-dev, "open " LUO_DEVICE);
+}
+
+/* Time the first open of /dev/liveupdate in the new kernel. */
+static long long open_dev_timed(void)
+{
+	long long t = now_ns();
+
+	open_dev();
+	return now_ns() - t;
+}
+
+static void __attribute__((noreturn)) kexec(void)
+{
+	int ret;
+
+	say("kexec");
+	ret = next_stage();
+	if (ret < 0)
+		fail(-ret, "kexec");
+	fail(0, "kexec: luo-next-stage exited with %d", ret);
+}
+
+/*
+ * Our kernel's memfd handler lists what each preserved memfd's metadata
+ * costs in debugfs (upstream has no such file; the host estimates its cost
+ * from preserve_kb): meta_used_bytes of header and entries, meta_alloc_bytes
+ * of chunks.
+ */
+static void put_meta(void)
+{
+	unsigned long long v[7];
+	char line[256];
+	FILE *f = fopen("/sys/kernel/debug/memfd_preserve", "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%llu %llu %llu %llu %llu %llu %llu", &v[0],
+			   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6]) == 7) {
+			put("meta_used_bytes", v[5]);
+			put("meta_alloc_bytes", v[6]);
+		}
+	fclose(f);
+}
+
+/* Stage 0 of memfd and sparse: preserve @fd into the session "bench". */
+static void preserve_bench(int fd)
+{
+	long long before, after, t;
+	int ret;
+
+	open_dev();
+	ret = luo_create_session(dev, SESSION, &sfd);
+	if (ret)
+		fail(-ret, "create session " SESSION);
+	before = meminfo_kb("MemFree");
+	t = now_ns();
+	ret = luo_preserve_fd(sfd, fd, TOKEN);
+	t = now_ns() - t;
+	if (ret)
+		fail(-ret, "preserve fd");
+	after = meminfo_kb("MemFree");
+	put_us("preserve_us", t);
+	put("memfree_before_kb", before);
+	put("memfree_after_kb", after);
+	put("preserve_kb", before - after);
+	put_meta();
+}
+
+/*
+ * Stage 1 of memfd and sparse: retrieve the memfd of @size bytes; *@memfree
+ * is MemFree just before RETRIEVE_FD.
+ */
+static int retrieve_bench(u64 size, long long *memfree)
+{
+	long long t_open, t_session, t_fd;
+	struct stat st;
+	int ret, fd = -1;
+
+	t_open = open_dev_timed();
+	t_session = now_ns();
+	ret = luo_retrieve_session(dev, SESSION, &sfd);
+	t_session = now_ns() - t_session;
+	if (ret)
+		fail(-ret, "retrieve session " SESSION);
+	*memfree = meminfo_kb("MemFree");
+	t_fd = now_ns();
+	ret = luo_retrieve_fd(sfd, TOKEN, &fd);
+	t_fd = now_ns() - t_fd;
+	if (ret)
+		fail(-ret, "retrieve fd");
+	say("retrieved");
+	put_us("open_us", t_open);
+	put_us("retrieve_session_us", t_session);
+	put_us("retrieve_fd_us", t_fd);
+	if (fstat(fd, &st))
+		fail(errno, "fstat");
+	if ((u64)st.st_size != size)
+		fail(0, "size %lld, expected %llu", (long long)st.st_size,
+		     size);
+	return fd;
+}
+
+static void finish_bench(void)
+{
+	long long t = now_ns();
+	int ret = luo_finish(sfd);
+
+	t = now_ns() - t;
+	if (ret)
+		fail(-ret, "finish");
+	put_us("finish_us", t);
+}
+
+static void memfd_0(u64 size, bool thp)
+{
+	static u64 chunk[MiB / 8];
+	u64 off, i;
+	int fd, ret;
+
+	if (thp) {
+		ret = luo_write_file(THP_SHMEM, "always");
+		if (ret)
+			fail(-ret, "write " THP_SHMEM);
+	}
+	fd = make_memfd(size);
+	memset(chunk, FILL, sizeof(chunk));
+	for (off = 0; off < size; off += MiB) {
+		for (i = 0; i < MiB / PAGE; i++)
+			chunk[i * (PAGE / 8)] = pattern(off / PAGE + i);
+		write_at(fd, chunk, MiB, off);
+	}
+	preserve_bench(fd);
+	if (thp)
+		put("shmem_huge_kb", meminfo_kb("ShmemHugePages"));
+	kexec();
+}
+
+static void memfd_1(u64 size, bool thp)
+{
+	const u64 *map;
+	u64 i, pages = size / PAGE;
+	long long before, t;
+	int fd;
+
+	fd = retrieve_bench(size, &before);
+	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		fail(errno, "mmap");
+	t = now_ns();
+	for (i = 0; i < pages; i++)
+		if (map[i * (PAGE / 8)] != pattern(i))
+			break;
+	t = now_ns() - t;
+	if (i < pages)
+		fail(0, "page %llu: read %#llx, expected %#llx", i,
+		     map[i * (PAGE / 8)], pattern(i));
+	put_us("first_read_us", t);
+	if (munmap((void *)map, size))
+		fail(errno, "munmap");
+	put("retrieve_kb", before - meminfo_kb("MemFree"));
+	finish_bench();
+	if (thp)
+		put("shmem_huge_kb", meminfo_kb("ShmemHugePages"));
+	say("done");
+}
+
+static void sparse_0(u64 size, u64 step)
+{
+	u64 idx, written = 0;
+	int fd = make_memfd(size);
+
+	for (idx = 0; idx < size / PAGE; idx += step, written++)
+		write_page(fd, idx * PAGE, pattern(idx));
+	preserve_bench(fd);
+	put("written_pages", written);
+	kexec();
+}
+
+static void sparse_1(u64 size, u64 step)
+{
+	long long before, t;
+	struct stat st;
+	u64 idx;
+	int fd;
+
+	fd = retrieve_bench(size, &before);
+	put("retrieve_kb", before - meminfo_kb("MemFree"));
+	t = now_ns();
+	for (idx = 0; idx < size / PAGE; idx += step)
+		check_word(fd, idx * PAGE, pattern(idx), "page", idx);
+	put_us("check_us", now_ns() - t);
+	if (fstat(fd, &st))
+		fail(errno, "fstat");
+	put("blocks_pages", st.st_blocks / 8);
+	finish_bench();
+	say("done");
+}
+
+/*
+ * sessions, files and spread: file i (one page) goes to session
+ * i % sessions with token i / sessions + 1.
+ */
+struct spread {
+	int files, sessions;
+	char prefix;	/* sessions are "%c%d", or the one "files" if 0 */
+};
+
+static void session_name(const struct spread *s, int j, char *name)
+{
+	if (s->prefix)
+		snprintf(name, LUO_NAME_LEN, "%c%d", s->prefix, j);
+	else
+		snprintf(name, LUO_NAME_LEN, "files");
+}
+
+static void spread_alloc(const struct spread *s, int **fds, int **sfds)
+{
+	raise_nofile((rlim_t)s->files + s->sessions + 64);
+	*fds = calloc(s->files, sizeof(int));
+	*sfds = calloc(s->sessions, sizeof(int));
+	if (!*fds || !*sfds)
+		fail(ENOMEM, "calloc");
+}
+
+static void spread_0(const struct spread *s)
+{
+	long long t, t1, ioctl_ns = 0;
+	char name[LUO_NAME_LEN];
+	int *fds, *sfds, i, j, ret;
+
+	spread_alloc(s, &fds, &sfds);
+	open_dev();
+	t = now_ns();
+	for (i = 0; i < s->files; i++) {
+		j = i % s->sessions;
+		fds[i] = make_memfd(PAGE);
+		write_page(fds[i], 0, pattern(i));
+		if (i < s->sessions) {
+			session_name(s, j, name);
+			t1 = now_ns();
+			ret = luo_create_session(dev, name, &sfds[j]);
+			ioctl_ns += now_ns() - t1;
+			if (ret)
+				fail(-ret, "create session %s", name);
+		}
+		t1 = now_ns();
+		ret = luo_preserve_fd(sfds[j], fds[i], i / s->sessions + 1);
+		ioctl_ns += now_ns() - t1;
+		if (ret)
+			fail(-ret, "preserve file %d", i);
+	}
+	t = now_ns() - t;
+	/* The sessions hold the files: keep only the session fds. */
+	for (i = 0; i < s->files; i++)
+		close(fds[i]);
+	put_us("create_preserve_us", t);
+	put_us("preserve_only_us", ioctl_ns);
+	kexec();
+}
+
+static void spread_1(const struct spread *s)
+{
+	char name[LUO_NAME_LEN];
+	int *fds, *sfds, i, j, ret;
+	long long t_open, t;
+
+	spread_alloc(s, &fds, &sfds);
+	t_open = open_dev_timed();
+	t = now_ns();
+	for (j = 0; j < s->sessions; j++) {
+		session_name(s, j, name);
+		ret = luo_retrieve_session(dev, name, &sfds[j]);
+		if (ret)
+			fail(-ret, "retrieve session %s", name);
+		for (i = j; i < s->files; i += s->sessions) {
+			ret = luo_retrieve_fd(sfds[j], i / s->sessions + 1,
+					      &fds[i]);
+			if (ret)
+				fail(-ret, "retrieve file %d", i);
+		}
+	}
+	t = now_ns() - t;
+	say("retrieved");
+	put_us("open_us", t_open);
+	put_us("retrieve_all_us", t);
+	for (i = 0; i < s->files; i++) {
+		check_word(fds[i], 0, pattern(i), "file", i);
+		close(fds[i]);
+	}
+	t = now_ns();
+	for (j = 0; j < s->sessions; j++) {
+		ret = luo_finish(sfds[j]);
+		if (ret)
+			fail(-ret, "finish session %d", j);
+	}
+	put_us("finish_us", now_ns() - t);
+	say("done");
+}
+
+static void __attribute__((noreturn)) usage(const char *prog)
+{
+	fprintf(stderr,
+		"usage: LUO_STAGE=0|1 %s memfd SIZE_MIB [thp]\n"
+		"       | sparse SIZE_GIB PERCENT | sessions N | files N\n"
+		"       | spread FILES SESSIONS | none\n", prog);
+	fail(EINVAL, "usage");
+}
+
+int main(int argc, char **argv)
+{
+	const char *scenario = argc > 1 ? argv[1] : "";
+	int stage = luo_stage(), nargs = argc - 2;
+	struct spread s;
+
+	if (stage != 0 && stage != 1)
+		fail(EINVAL, "stage %d", stage);
+	if (!strcmp(scenario, "memfd") && (nargs == 1 || nargs == 2)) {
+		u64 size = arg_num(argv[2], 1, 1 << 24) * MiB;
+		bool thp = nargs == 2;
+
+		if (thp && strcmp(argv[3], "thp"))
+			usage(argv[0]);
+		if (stage)
+			memfd_1(size, thp);
+		else
+			memfd_0(size, thp);
+	} else if (!strcmp(scenario, "sparse") && nargs == 2) {
+		u64 size = arg_num(argv[2], 1, 1 << 14) * GiB;
+		u64 step = 100 / arg_num(argv[3], 1, 100);
+
+		if (stage)
+			sparse_1(size, step);
+		else
+			sparse_0(size, step);
+	} else if ((!strcmp(scenario, "sessions") ||
+		    !strcmp(scenario, "files")) && nargs == 1) {
+		s.files = arg_num(argv[2], 1, 1 << 24);
+		s.sessions = scenario[0] == 's' ? s.files : 1;
+		s.prefix = scenario[0] == 's' ? 's' : 0;
+		if (stage)
+			spread_1(&s);
+		else
+			spread_0(&s);
+	} else if (!strcmp(scenario, "spread") && nargs == 2) {
+		s.files = arg_num(argv[2], 1, 1 << 24);
+		s.sessions = arg_num(argv[3], 1, s.files);
+		s.prefix = 'p';
+		if (stage)
+			spread_1(&s);
+		else
+			spread_0(&s);
+	} else if (!strcmp(scenario, "none") && nargs == 0) {
+		if (!stage)
+			kexec();
+		say("retrieved");
+		say("done");
+	} else {
+		usage(argv[0]);
+	}
+	return 0;
+}
