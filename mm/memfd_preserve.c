@@ -1123,36 +1123,57 @@ static struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
 	return in;
 }
 
-static int mfp_insert(struct address_space *mapping, struct folio *folio,
-		      pgoff_t index)
+/* Undo mfp_insert() for the first @added (@charged) folios of @in. */
+static void mfp_uninsert(struct mfp_in *in, unsigned long added,
+			 unsigned long charged)
 {
-	int err;
+	struct folio *folio;
+	unsigned long i;
 
-	folio_lock(folio);
-	__folio_set_swapbacked(folio);
-	folio_mark_uptodate(folio);
-	err = mem_cgroup_charge(folio, current->mm, GFP_KERNEL);
-	if (err)
-		goto out;
-	err = shmem_add_to_page_cache(folio, mapping, index, NULL,
-				      mapping_gfp_mask(mapping));
-	if (err) {
-		mem_cgroup_uncharge(folio);
-		goto out;
+	for (i = 0; i < in->nr; i++) {
+		folio = in->folios[i];
+		folio_lock(folio);
+		if (i < added)
+			filemap_remove_folio(folio);
+		if (i < charged)
+			mem_cgroup_uncharge(folio);
+		folio_clear_dirty(folio);
+		folio_unlock(folio);
 	}
-	folio_mark_dirty(folio);
-out:
-	folio_unlock(folio);
-	return err;
 }
 
-static void mfp_uninsert(struct folio *folio)
+/*
+ * Fill the new memfd's page cache with the restored folios, charged to the
+ * caller's memcg.  The file is not published yet: nobody else can see the
+ * folios, hence the non-atomic flag updates.  On error everything is undone
+ * and the folios stay in @in for another try.
+ */
+static int mfp_insert(struct address_space *mapping, struct mfp_in *in)
 {
-	folio_lock(folio);
-	folio_clear_dirty(folio);
-	filemap_remove_folio(folio);
-	mem_cgroup_uncharge(folio);
-	folio_unlock(folio);
+	unsigned long charged, added = 0;
+	struct folio *folio;
+	int err = 0;
+
+	for (charged = 0; charged < in->nr; charged++) {
+		folio = in->folios[charged];
+		__folio_set_swapbacked(folio);
+		__folio_mark_uptodate(folio);
+		/* Shmem folios are dirty: clean ones would just be dropped. */
+		folio_mark_dirty(folio);
+		err = mem_cgroup_charge(folio, current->mm, GFP_KERNEL);
+		if (err)
+			break;
+	}
+	if (!err)
+		added = shmem_add_restored_folios(mapping, in->folios,
+						  in->indices, in->nr,
+						  mapping_gfp_mask(mapping),
+						  &err);
+	if (!err)
+		return 0;
+	mfp_uninsert(in, added, charged);
+	/* Overlapping entries. */
+	return err == -EEXIST ? -EBADMSG : err;
 }
 
 /*
@@ -1208,23 +1229,18 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 	mapping = file->f_mapping;
 
 	inode_lock(inode);
-	for (i = 0; i < in->nr; i++) {
-		err = mfp_insert(mapping, in->folios[i], in->indices[i]);
-		if (err)
-			break;
-		cond_resched();
-	}
-	if (!err)
+	err = mfp_insert(mapping, in);
+	if (!err) {
 		err = shmem_inode_acct_blocks(inode, in->nr_pages);
+		if (err)
+			mfp_uninsert(in, in->nr, in->nr);
+	}
 	if (err) {
-		while (i--)
-			mfp_uninsert(in->folios[i]);
 		inode_unlock(inode);
 		if (as != file)
 			fput(as);
 		fput(file);
-		/* Overlapping entries. */
-		return err == -EEXIST ? -EBADMSG : err;
+		return err;
 	}
 	shmem_recalc_inode(inode, in->nr_pages, 0);
 	i_size_write(inode, in->size);

@@ -590,7 +590,8 @@ static void core_1(void)
 	free1 = meminfo_kb("MemFree");
 	ksft_print_msg("MemFree: %ld kB before, %ld kB after FINISH\n", free0,
 		       free1);
-	result(!got && free1 - free0 >= (long)(UNRET_SIZE / 1024) * 9 / 10,
+	/* Up to a few MiB of what is freed can sit in per-CPU page lists. */
+	result(!got && free1 - free0 >= (long)(UNRET_SIZE / 1024) * 3 / 4,
 	       "the never retrieved memfd is freed at FINISH");
 	result(retrieve(usfd, 1) < 0, "nothing to retrieve after FINISH");
 	ksft_finished();
