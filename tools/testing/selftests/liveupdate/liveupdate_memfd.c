@@ -16,6 +16,8 @@
  * hops:  three consecutive kexecs; each stage verifies the checksums of
  *        everything, changes some of it, and preserves it again into the
  *        same session after FINISH.
+ * memcg: a retrieved memfd is charged to the memory cgroup of the task that
+ *        retrieves it, and uncharged when it is freed (needs CONFIG_MEMCG).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -737,14 +739,72 @@ static void hops(void)
 	kexec_next();
 }
 
+/* ---- memcg ---- */
+
+#define MEMCG_SIZE	(32 * MiB)
+#define CGROOT		"/sys/fs/cgroup"
+#define CG		CGROOT "/luo-memcg"
+
+static long long memcg_current(void)
+{
+	char *v = luo_read_file(CG "/memory.current");
+	long long n = v ? atoll(v) : -1;
+
+	free(v);
+	return n;
+}
+
+static void memcg(void)
+{
+	long long before, charged, after;
+	char pid[32];
+	int sfd, fd;
+
+	if (!stage) {
+		ksft_set_plan(1);
+		luo_create_session(dev, "memcg", &sfd);
+		fd = new_memfd("memcg", 0, 0);
+		result(!put(fd, 0, MEMCG_SIZE, 31) && preserve(sfd, fd, 1),
+		       "preserve 32 MiB");
+		kexec_next();
+	}
+	ksft_set_plan(4);
+	mkdir(CGROOT, 0755);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	if ((mount("cgroup2", CGROOT, "cgroup2", 0, NULL) && errno != EBUSY) ||
+	    luo_write_file(CGROOT "/cgroup.subtree_control", "+memory") ||
+	    (mkdir(CG, 0755) && errno != EEXIST) ||
+	    luo_write_file(CG "/cgroup.procs", pid))
+		ksft_exit_fail_msg("cannot set up a memory cgroup: %s\n",
+				   strerror(errno));
+	luo_retrieve_session(dev, "memcg", &sfd);
+	before = memcg_current();
+	fd = retrieve(sfd, 1);
+	charged = memcg_current();
+	ksft_print_msg("memory.current: %lld before RETRIEVE_FD, %lld after\n",
+		       before, charged);
+	result(fd >= 0 && charged - before >= (long long)MEMCG_SIZE &&
+	       charged - before < (long long)(MEMCG_SIZE + 4 * MiB),
+	       "32 MiB charged to the retriever's memory cgroup");
+	result(fd >= 0 && check(fd, 0, MEMCG_SIZE, 31), "contents intact");
+	result(!luo_finish(sfd), "finish");
+	close(fd);
+	after = memcg_current();
+	ksft_print_msg("memory.current: %lld after close\n", after);
+	/* Per-CPU LRU batches may still hold a few folios for a moment. */
+	result(charged - after >= (long long)(MEMCG_SIZE - 4 * MiB),
+	       "uncharged when the memfd is freed");
+	ksft_finished();
+}
+
 int main(int argc, char **argv)
 {
 	const char *scenario = argc == 2 ? argv[1] : "";
 
 	stage = luo_stage();
 	if (strcmp(scenario, "core") && strcmp(scenario, "paths") &&
-	    strcmp(scenario, "hops")) {
-		fprintf(stderr, "%s core|paths|hops, with LUO_STAGE=N\n",
+	    strcmp(scenario, "hops") && strcmp(scenario, "memcg")) {
+		fprintf(stderr, "%s core|paths|hops|memcg, with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
 	}
@@ -758,6 +818,8 @@ int main(int argc, char **argv)
 		paths();
 	else if (!strcmp(scenario, "hops"))
 		hops();
+	else if (!strcmp(scenario, "memcg"))
+		memcg();
 	else if (stage == 0)
 		core_0();
 	else if (stage == 1)
