@@ -6,7 +6,9 @@
 #ifndef _LINUX_LIVEUPDATE_H
 #define _LINUX_LIVEUPDATE_H
 
+#include <linux/errno.h>
 #include <linux/list.h>
+#include <linux/mutex.h>
 #include <linux/types.h>
 #include <uapi/linux/liveupdate.h>
 
@@ -15,6 +17,8 @@ struct kimage;
 struct module;
 struct liveupdate_file;
 struct liveupdate_file_handler;
+struct liveupdate_flb;
+struct luo_flb_in;
 
 /**
  * struct liveupdate_file_ops - what a file handler implements
@@ -72,9 +76,10 @@ struct liveupdate_file_handler {
 	const struct liveupdate_file_ops *ops;
 	struct module *owner;
 
-	/* private: registry linkage, and files bound to the handler */
+	/* private: registry linkage, files and FLBs bound to the handler */
 	struct list_head list;
 	unsigned long nr_files;
+	struct list_head flbs;
 };
 
 /**
@@ -99,12 +104,108 @@ struct liveupdate_file {
 	void *private;
 };
 
+/**
+ * struct liveupdate_flb_state - one kernel's side of an FLB
+ * @data: handle to the serialized state, passed unchanged to the next
+ *	kernel (typically the physical address of preserved memory).
+ *	Outgoing: set by @preserve, final after @freeze.  Incoming: what the
+ *	previous kernel left.
+ * @version: format version.  Outgoing: the FLB's @version.  Incoming: the
+ *	one the previous kernel wrote.
+ * @obj: the live object.  Outgoing: set by @preserve.  Incoming: set by
+ *	@retrieve, NULL until then.
+ */
+struct liveupdate_flb_state {
+	u64 data;
+	u32 version;
+	void *obj;
+};
+
+/**
+ * struct liveupdate_flb_ops - what the owner of an FLB implements
+ * @preserve: the first dependent file is being preserved: preserve the
+ *	global state and fill in @out->data and @out->obj.  On error nothing
+ *	may be left behind; the file's preserve then fails with this error.
+ *	Required.
+ * @unpreserve: the last dependent file was unpreserved (or its preserve
+ *	failed): undo @preserve.  Required.
+ * @freeze: at reboot, after every file that depends on the FLB was frozen:
+ *	make @out->data final.  A failure fails the reboot, as a file's does.
+ *	Optional.
+ * @unfreeze: undo @freeze after a later freeze failed.  Optional.
+ * @retrieve: in the new kernel, on first use: rebuild the object from
+ *	@in->data and @in->version and set @in->obj.  On error nothing may be
+ *	consumed: the next use retries.  Required.
+ * @finish: the last dependent file was finished: release everything.  If
+ *	@retrieved is false @retrieve never succeeded and the object must be
+ *	released from @in->data alone.  Called exactly once.  Required.
+ *
+ * Callbacks run in process context, may sleep, and are serialized per FLB;
+ * they must not bind or unbind FLBs or file handlers.
+ */
+struct liveupdate_flb_ops {
+	int (*preserve)(struct liveupdate_flb *flb,
+			struct liveupdate_flb_state *out);
+	void (*unpreserve)(struct liveupdate_flb *flb,
+			   struct liveupdate_flb_state *out);
+	int (*freeze)(struct liveupdate_flb *flb,
+		      struct liveupdate_flb_state *out);
+	void (*unfreeze)(struct liveupdate_flb *flb,
+			 struct liveupdate_flb_state *out);
+	int (*retrieve)(struct liveupdate_flb *flb,
+			struct liveupdate_flb_state *in);
+	void (*finish)(struct liveupdate_flb *flb,
+		       struct liveupdate_flb_state *in, bool retrieved);
+};
+
+/**
+ * struct liveupdate_flb - file-lifecycle-bound global state
+ * @compatible: name of the serialization format, matched between the old
+ *	and the new kernel (at most LIVEUPDATE_COMPATIBLE_LENGTH - 1 bytes),
+ *	unique among FLBs
+ * @version: format version this kernel writes
+ * @ops: the callbacks
+ * @owner: module implementing @ops, pinned while the FLB is preserved or
+ *	its incoming state is live
+ *
+ * Global state that several preserved files depend on, for example an
+ * IOMMU's tables that every preserved iommufd refers to.  Bound to one or
+ * more file handlers with liveupdate_register_flb(): every preserved file of
+ * those handlers holds a reference on it.  It is preserved with the first
+ * of them and unpreserved with the last; in the next kernel it is
+ * retrieved on first use (liveupdate_flb_get_incoming()) and finished after
+ * the last file that depended on it is finished.
+ */
+struct liveupdate_flb {
+	const char *compatible;
+	u32 version;
+	const struct liveupdate_flb_ops *ops;
+	struct module *owner;
+
+	/* private: the core's state */
+	struct list_head list;
+	unsigned int nr_handlers;
+	struct mutex lock;	/* serializes the callbacks */
+	unsigned long nr_files;
+	struct liveupdate_flb_state out;
+	bool frozen;
+	u32 out_id;
+	u64 out_files;
+	struct luo_flb_in *in;
+};
+
 #ifdef CONFIG_LIVEUPDATE
 
 bool liveupdate_enabled(void);
 int liveupdate_reboot(struct kimage *image);
 int liveupdate_register_file_handler(struct liveupdate_file_handler *handler);
 int liveupdate_unregister_file_handler(struct liveupdate_file_handler *handler);
+int liveupdate_register_flb(struct liveupdate_file_handler *handler,
+			    struct liveupdate_flb *flb);
+int liveupdate_unregister_flb(struct liveupdate_file_handler *handler,
+			      struct liveupdate_flb *flb);
+int liveupdate_flb_get_outgoing(struct liveupdate_flb *flb, void **objp);
+int liveupdate_flb_get_incoming(struct liveupdate_flb *flb, void **objp);
 
 #else
 
@@ -128,6 +229,31 @@ static inline int
 liveupdate_unregister_file_handler(struct liveupdate_file_handler *handler)
 {
 	return 0;
+}
+
+static inline int liveupdate_register_flb(struct liveupdate_file_handler *handler,
+					  struct liveupdate_flb *flb)
+{
+	return 0;
+}
+
+static inline int
+liveupdate_unregister_flb(struct liveupdate_file_handler *handler,
+			  struct liveupdate_flb *flb)
+{
+	return 0;
+}
+
+static inline int liveupdate_flb_get_outgoing(struct liveupdate_flb *flb,
+					      void **objp)
+{
+	return -EOPNOTSUPP;
+}
+
+static inline int liveupdate_flb_get_incoming(struct liveupdate_flb *flb,
+					      void **objp)
+{
+	return -EOPNOTSUPP;
 }
 
 #endif /* CONFIG_LIVEUPDATE */

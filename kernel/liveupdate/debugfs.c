@@ -2,7 +2,7 @@
 /*
  * Live Update Orchestrator: read-only debugfs view of the sessions and
  * their files, incoming ones included (an incoming session closed without
- * FINISH stays visible here until the next update).
+ * FINISH stays visible here until the next update), and of the FLBs.
  */
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
@@ -47,9 +47,17 @@ static int luo_sessions_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(luo_sessions);
 
+static int luo_flbs_dbg_show(struct seq_file *m, void *unused)
+{
+	luo_flbs_show(m);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(luo_flbs_dbg);
+
 void luo_debugfs_init(void)
 {
 	struct dentry *dir = debugfs_create_dir("liveupdate", NULL);
 
 	debugfs_create_file("sessions", 0400, dir, NULL, &luo_sessions_fops);
+	debugfs_create_file("flbs", 0400, dir, NULL, &luo_flbs_dbg_fops);
 }

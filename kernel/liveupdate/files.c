@@ -15,9 +15,13 @@
 #define CREATE_TRACE_POINTS
 #include <trace/events/liveupdate.h>
 
-/* Few handlers exist (one per file type): a list is the right structure. */
+/*
+ * Few handlers and FLBs exist (one per file type or subsystem): lists are
+ * the right structure.
+ */
 static LIST_HEAD(luo_handlers);
-static DEFINE_MUTEX(luo_handlers_lock);
+/* Protects luo_handlers, the FLB registry and every binding. */
+DEFINE_MUTEX(luo_handlers_lock);
 
 /*
  * Every preserved file, across sessions, so that none is preserved twice.
@@ -34,6 +38,23 @@ static struct liveupdate_file_handler *luo_handler_find(const char *compatible)
 		if (!strcmp(h->compatible, compatible))
 			return h;
 	return NULL;
+}
+
+/**
+ * luo_handler_registered() - is a handler in the registry
+ * @handler: the handler
+ *
+ * Return: true if @handler is registered; luo_handlers_lock must be held.
+ */
+bool luo_handler_registered(struct liveupdate_file_handler *handler)
+{
+	struct liveupdate_file_handler *h;
+
+	lockdep_assert_held(&luo_handlers_lock);
+	list_for_each_entry(h, &luo_handlers, list)
+		if (h == handler)
+			return true;
+	return false;
 }
 
 /**
@@ -63,6 +84,7 @@ int liveupdate_register_file_handler(struct liveupdate_file_handler *handler)
 	if (luo_handler_find(handler->compatible))
 		return -EEXIST;
 	handler->nr_files = 0;
+	INIT_LIST_HEAD(&handler->flbs);
 	list_add_tail(&handler->list, &luo_handlers);
 	return 0;
 }
@@ -72,14 +94,19 @@ EXPORT_SYMBOL_GPL(liveupdate_register_file_handler);
  * liveupdate_unregister_file_handler() - withdraw a file handler
  * @handler: a registered handler
  *
- * Return: 0, or -EBUSY while files bound to the handler are live
- * (preserved, or restored and not finished).
+ * Its FLB bindings go with it.
+ *
+ * Return: 0, -ENOENT if @handler is not registered, or -EBUSY while files
+ * bound to the handler are live (preserved, or restored and not finished).
  */
 int liveupdate_unregister_file_handler(struct liveupdate_file_handler *handler)
 {
 	guard(mutex)(&luo_handlers_lock);
+	if (!luo_handler_registered(handler))
+		return -ENOENT;
 	if (handler->nr_files)
 		return -EBUSY;
+	luo_flbs_unbind_all(handler);
 	list_del_init(&handler->list);
 	return 0;
 }
@@ -199,7 +226,13 @@ int luo_file_preserve(struct luo_session *session, int fd, u64 token)
 	err = luo_object_claim(lfile);
 	if (err)
 		goto err_free;
-	err = h->ops->preserve(&lfile->lf);
+	/* The FLBs first: the file's preserve may use them. */
+	err = luo_flbs_get(h);
+	if (!err) {
+		err = h->ops->preserve(&lfile->lf);
+		if (err)
+			luo_flbs_put(h);
+	}
 	trace_liveupdate_preserve(session->name, token, h->compatible, err);
 	if (err)
 		goto err_release;
@@ -237,6 +270,7 @@ void luo_file_unpreserve(struct luo_file *lfile)
 	struct liveupdate_file_handler *h = lfile->lf.handler;
 
 	h->ops->unpreserve(&lfile->lf);
+	luo_flbs_put(h);
 	trace_liveupdate_unpreserve(lfile->session->name, lfile->lf.token,
 				    h->compatible);
 	luo_file_remove(lfile);
@@ -359,6 +393,8 @@ int luo_files_finish(struct luo_session *session)
 				lfile->compatible,
 				ERR_PTR(lfile->error ?: -EOPNOTSUPP));
 		}
+		/* Its FLBs after it, retrieved or not, broken or not. */
+		luo_file_put_flbs(lfile);
 		trace_liveupdate_finish(session->name, lfile->lf.token,
 					lfile->compatible, 0);
 		if (lfile->state == LIVEUPDATE_FILE_RETRIEVED)

@@ -30,6 +30,9 @@ static_assert(sizeof(struct luo_abi_header) == 40);
 static_assert(sizeof(struct luo_abi_handler) == 64);
 static_assert(sizeof(struct luo_abi_session) == 80);
 static_assert(sizeof(struct luo_abi_file) == 32);
+static_assert(sizeof(struct luo_abi_flb) == 80);
+static_assert(sizeof(struct luo_abi_file_flb) == 16);
+static_assert(sizeof(struct luo_abi_flb) <= LUO_RECORD_MAX);
 static_assert(LUO_ABI_COMPATIBLE_LENGTH == LIVEUPDATE_COMPATIBLE_LENGTH);
 static_assert(LUO_ABI_NAME_LENGTH == LIVEUPDATE_SESSION_NAME_LENGTH);
 
@@ -169,6 +172,7 @@ static int luo_writer_prepare(struct luo_writer *w, u32 *nr_sessions,
 
 	*nr_sessions = 0;
 	*nr_files = 0;
+	bytes += luo_flbs_prepare() * sizeof(struct luo_abi_flb);
 	for (node = rb_first(&luo_sessions); node; node = rb_next(node)) {
 		struct luo_session *s = rb_entry(node, struct luo_session, node);
 
@@ -178,9 +182,14 @@ static int luo_writer_prepare(struct luo_writer *w, u32 *nr_sessions,
 		bytes += sizeof(struct luo_abi_session);
 		list_for_each_entry(lfile, &s->files, list) {
 			unsigned long key = (unsigned long)lfile->lf.handler;
+			struct luo_flb_link *link;
 
 			(*nr_files)++;
 			bytes += sizeof(struct luo_abi_file);
+			list_for_each_entry(link, &lfile->lf.handler->flbs, node) {
+				bytes += sizeof(struct luo_abi_file_flb);
+				link->flb->out_files++;
+			}
 			if (xa_load(&w->handler_ids, key))
 				continue;
 			err = xa_err(xa_store(&w->handler_ids, key,
@@ -193,11 +202,39 @@ static int luo_writer_prepare(struct luo_writer *w, u32 *nr_sessions,
 	return luo_writer_alloc(w, bytes);
 }
 
+static void luo_writer_flb(void *arg, struct liveupdate_flb *flb)
+{
+	struct luo_abi_flb *rec;
+
+	rec = luo_writer_record(arg, LUO_ABI_RECORD_FLB, sizeof(*rec));
+	rec->id = flb->out_id;
+	rec->version = flb->out.version;
+	rec->data = flb->out.data;
+	rec->nr_files = flb->out_files;
+	strscpy(rec->compatible, flb->compatible);
+}
+
+/* The dependencies of the file just written on its handler's FLBs. */
+static void luo_writer_file_flbs(struct luo_writer *w, struct luo_file *lfile)
+{
+	struct luo_flb_link *link;
+
+	list_for_each_entry(link, &lfile->lf.handler->flbs, node) {
+		struct luo_abi_file_flb *rec;
+
+		rec = luo_writer_record(w, LUO_ABI_RECORD_FILE_FLB,
+					sizeof(*rec));
+		rec->flb_id = link->flb->out_id;
+	}
+}
+
 static void luo_writer_write(struct luo_writer *w)
 {
 	struct rb_node *node;
 	struct luo_file *lfile;
 
+	/* FLBs before every file that refers to them. */
+	luo_flbs_write(luo_writer_flb, w);
 	for (node = rb_first(&luo_sessions); node; node = rb_next(node)) {
 		struct luo_session *s = rb_entry(node, struct luo_session, node);
 		struct luo_abi_session *srec;
@@ -222,6 +259,7 @@ static void luo_writer_write(struct luo_writer *w)
 			frec->version = lfile->lf.version;
 			frec->token = lfile->lf.token;
 			frec->data = lfile->lf.data;
+			luo_writer_file_flbs(w, lfile);
 		}
 	}
 }
@@ -283,6 +321,12 @@ int luo_handover_write(struct kimage *image)
 	err = luo_files_freeze();
 	if (err)
 		goto out_free;
+	/* The FLBs after the files that depend on them. */
+	err = luo_flbs_freeze();
+	if (err) {
+		luo_files_unfreeze();
+		goto out_free;
+	}
 
 	luo_writer_write(&w);
 	w.hdr->version = LUO_ABI_VERSION;
@@ -311,6 +355,10 @@ out:
 struct luo_reader {
 	/* Handler id -> compatible string (pointing into a chunk copy). */
 	struct xarray handlers;
+	/* FLB id -> struct luo_flb_in. */
+	struct xarray flbs;
+	/* The file record just read, for the file-FLB records after it. */
+	struct luo_file *file;
 	struct luo_session *session;
 	u32 session_files;
 	bool session_damaged;
@@ -408,7 +456,56 @@ static void luo_reader_file(struct luo_reader *r,
 		r->session_damaged = true;
 		return;
 	}
+	r->file = lfile;
 	r->nr_files++;
+}
+
+static void luo_reader_flb(struct luo_reader *r, const struct luo_abi_flb *rec)
+{
+	struct luo_flb_in *in;
+
+	if (rec->hdr.size < sizeof(*rec) ||
+	    !luo_string_ok(rec->compatible, sizeof(rec->compatible))) {
+		pr_err("damaged FLB record %u\n", rec->id);
+		return;
+	}
+	in = kzalloc_obj(*in);
+	if (!in) {
+		pr_err("FLB %s: out of memory: skipped\n", rec->compatible);
+		return;
+	}
+	strscpy(in->compatible, rec->compatible);
+	in->state.data = rec->data;
+	in->state.version = rec->version;
+	in->claimed_files = rec->nr_files;
+	if (xa_insert(&r->flbs, rec->id, in, GFP_KERNEL)) {
+		pr_err("duplicate or unstorable FLB record %u\n", rec->id);
+		kfree(in);
+		return;
+	}
+	luo_flb_in_add(in);
+}
+
+static void luo_reader_file_flb(struct luo_reader *r,
+				const struct luo_abi_file_flb *rec)
+{
+	struct luo_file *lfile = r->file;
+	struct luo_flb_in *in;
+	int err = -EBADMSG;
+
+	if (!lfile)
+		return;		/* its file was skipped, and said so */
+	in = xa_load(&r->flbs, rec->flb_id);
+	if (rec->hdr.size >= sizeof(*rec) && in)
+		err = luo_file_add_flb(lfile, in);
+	if (err) {
+		/* Its FLB will not be finished: better known than silent. */
+		pr_err("session '%s': token %llu: FLB dependency %u: %pe\n",
+		       r->session->name, lfile->lf.token, rec->flb_id,
+		       ERR_PTR(err));
+		lfile->state = LIVEUPDATE_FILE_BROKEN;
+		lfile->error = err;
+	}
 }
 
 static void luo_reader_handler(struct luo_reader *r,
@@ -442,6 +539,8 @@ static bool luo_reader_chunk(struct luo_reader *r, const void *chunk,
 		if (used - off < sizeof(*rec) || rec->size < sizeof(*rec) ||
 		    rec->size % 8 || rec->size > used - off)
 			return false;
+		if (rec->type != LUO_ABI_RECORD_FILE_FLB)
+			r->file = NULL;
 		switch (rec->type) {
 		case LUO_ABI_RECORD_HANDLER:
 			luo_reader_handler(r, chunk + off);
@@ -451,6 +550,12 @@ static bool luo_reader_chunk(struct luo_reader *r, const void *chunk,
 			break;
 		case LUO_ABI_RECORD_FILE:
 			luo_reader_file(r, chunk + off);
+			break;
+		case LUO_ABI_RECORD_FLB:
+			luo_reader_flb(r, chunk + off);
+			break;
+		case LUO_ABI_RECORD_FILE_FLB:
+			luo_reader_file_flb(r, chunk + off);
 			break;
 		default:
 			if (!(rec->type & LUO_ABI_RECORD_OPTIONAL)) {
@@ -546,10 +651,14 @@ void luo_handover_restore(void)
 	}
 
 	xa_init(&r.handlers);
+	xa_init(&r.flbs);
 	luo_reader_chunks(&r, hdr);
 	xa_for_each(&r.handlers, id, compatible)
 		kfree(compatible);
 	xa_destroy(&r.handlers);
+	/* The incoming FLBs are on their own list now. */
+	xa_destroy(&r.flbs);
+	luo_flbs_in_check();
 	if (r.nr_sessions != hdr->nr_sessions || r.nr_files != hdr->nr_files)
 		pr_err("restored %u of %u sessions, %llu of %llu files\n",
 		       r.nr_sessions, hdr->nr_sessions, r.nr_files,

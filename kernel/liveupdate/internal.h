@@ -56,6 +56,8 @@ struct luo_session {
  * @error: LIVEUPDATE_FILE_BROKEN: the negative errno a retrieve gets
  * @frozen: outgoing: frozen for the reboot in progress
  * @compatible: incoming: the handler's format name from the old kernel
+ * @flbs: incoming: the FLBs the file depends on, one reference on each
+ * @nr_flbs: incoming: entries in @flbs
  */
 struct luo_file {
 	struct liveupdate_file lf;
@@ -67,6 +69,42 @@ struct luo_file {
 	u32 state;
 	int error;
 	bool frozen;
+	char compatible[LIVEUPDATE_COMPATIBLE_LENGTH];
+	struct luo_flb_in **flbs;
+	unsigned int nr_flbs;
+};
+
+/**
+ * struct luo_flb_link - an FLB bound to a file handler
+ * @node: in the handler's list of FLBs
+ * @flb: the FLB
+ */
+struct luo_flb_link {
+	struct list_head node;
+	struct liveupdate_flb *flb;
+};
+
+/**
+ * struct luo_flb_in - an FLB handed over by the previous kernel
+ * @list: in the list of incoming FLBs
+ * @lock: serializes retrieve and finish, protects the fields below
+ * @state: what the previous kernel left, and the retrieved object
+ * @flb: the FLB of this kernel that took the state over, once one did
+ * @nr_files: dependent files not finished yet
+ * @claimed_files: dependent files the previous kernel says it handed over
+ * @retrieved: @state.obj is live, and the FLB's module pinned for it
+ * @finished: released, never used again
+ * @compatible: the FLB's format name
+ */
+struct luo_flb_in {
+	struct list_head list;
+	struct mutex lock;	/* see the kernel-doc above */
+	struct liveupdate_flb_state state;
+	struct liveupdate_flb *flb;
+	unsigned long nr_files;
+	u64 claimed_files;
+	bool retrieved;
+	bool finished;
 	char compatible[LIVEUPDATE_COMPATIBLE_LENGTH];
 };
 
@@ -95,6 +133,24 @@ int luo_files_freeze(void);
 void luo_files_unfreeze(void);
 struct liveupdate_file_handler *luo_handler_get(const char *compatible);
 void luo_handler_put(struct liveupdate_file_handler *handler);
+/* Protects the handler and FLB registries and their bindings. */
+extern struct mutex luo_handlers_lock;
+bool luo_handler_registered(struct liveupdate_file_handler *handler);
+
+/* flb.c */
+void luo_flbs_unbind_all(struct liveupdate_file_handler *h);
+int luo_flbs_get(struct liveupdate_file_handler *h);
+void luo_flbs_put(struct liveupdate_file_handler *h);
+u32 luo_flbs_prepare(void);
+int luo_flbs_freeze(void);
+void luo_flbs_write(void (*fn)(void *arg, struct liveupdate_flb *flb),
+		    void *arg);
+void luo_flb_in_add(struct luo_flb_in *in);
+void luo_flbs_in_check(void);
+int luo_file_add_flb(struct luo_file *lfile, struct luo_flb_in *in);
+void luo_file_put_flbs(struct luo_file *lfile);
+struct seq_file;
+void luo_flbs_show(struct seq_file *m);
 
 /* handover.c */
 int luo_handover_init(void);

@@ -18,6 +18,15 @@
  * events: one "OP VALUE" line per callback; any write clears it.
  * live: preserved pages this kernel holds (outgoing and incoming).
  * objects: test files in existence.
+ *
+ * Both handlers are bound to one FLB, "liveupdate-test-flb", whose state is
+ * a preserved page carrying a value.  Its callbacks log "flb_OP VALUE"
+ * events, and it is driven through debugfs:
+ * flb: write "value=N", "fail=OP,ERRNO,COUNT" (OP: preserve, freeze or
+ *	retrieve) or "fail=none"; "get" asks for the incoming object, as a
+ *	subsystem would (the write fails with the error).  read() gives
+ *	"out=VALUE" while the FLB is preserved, else "out=none".
+ * flb_live: preserved pages of the FLB this kernel holds.
  */
 
 #define pr_fmt(fmt) "liveupdate_test: " fmt
@@ -49,6 +58,8 @@
 #define LUT_CMD_MAX		64
 #define LUT_NR_EVENTS		256
 #define LUT_EVENT_LEN		40
+#define LUT_FLB_MAGIC		0x4c554f54464c4231ULL	/* "LUOTFLB1" */
+#define LUT_FLB_VERSION		1
 
 enum lut_op {
 	LUT_PRESERVE,
@@ -120,6 +131,35 @@ struct lut_ser {
 
 static_assert(sizeof(struct lut_ser) == 40);
 
+enum lut_flb_op {
+	LUT_FLB_PRESERVE,
+	LUT_FLB_FREEZE,
+	LUT_FLB_RETRIEVE,
+	LUT_FLB_NR_OPS,
+};
+
+static const char * const lut_flb_op_names[LUT_FLB_NR_OPS] = {
+	[LUT_FLB_PRESERVE]	= "preserve",
+	[LUT_FLB_FREEZE]	= "freeze",
+	[LUT_FLB_RETRIEVE]	= "retrieve",
+};
+
+/**
+ * struct lut_flb_ser - serialized state of the test FLB, one preserved page
+ * @magic: LUT_FLB_MAGIC
+ * @value: lut_flb_value at freeze time
+ * @fail_retrieve_errno: retrieve failure injection, as in struct lut_fail
+ * @fail_retrieve_count: see @fail_retrieve_errno
+ */
+struct lut_flb_ser {
+	u64 magic;
+	u64 value;
+	u32 fail_retrieve_errno;
+	u32 fail_retrieve_count;
+};
+
+static_assert(sizeof(struct lut_flb_ser) == 24);
+
 /* Protects every struct lut_obj and the contents of every struct lut_ser. */
 static DEFINE_MUTEX(lut_lock);
 
@@ -135,8 +175,17 @@ static unsigned int lut_events_nr;
 static DEFINE_MUTEX(lut_ghost_lock);
 static bool lut_ghost_registered;
 
+/* The test FLB's settings and outgoing object, under lut_lock. */
+static u64 lut_flb_value;
+static struct lut_flb_ser *lut_flb_out;
+static struct lut_fail lut_flb_fail[LUT_FLB_NR_OPS];
+/* Incoming: the restored page, kept so that a failed retrieve is retried. */
+static struct folio *lut_flb_in_folio;
+static atomic_t lut_flb_live = ATOMIC_INIT(0);
+
 static const struct file_operations liveupdate_test_fops;
 static struct liveupdate_file_handler lut_ghost_handler;
+static struct liveupdate_flb lut_flb;
 
 static void lut_log(const char *op, u64 value)
 {
@@ -215,7 +264,12 @@ static ssize_t lut_read(struct file *file, char __user *ubuf, size_t count,
 	return simple_read_from_buffer(ubuf, count, ppos, buf, len);
 }
 
-static int lut_cmd_fail(struct lut_obj *obj, char *arg)
+/*
+ * Set @fail (indexed by the position in @names) from "OP,ERRNO,COUNT", or
+ * clear it for "none".
+ */
+static int lut_set_fail(struct lut_fail *fail, const char * const *names,
+			size_t nr, char *arg)
 {
 	char *op, *err_str;
 	u32 err, count;
@@ -223,7 +277,7 @@ static int lut_cmd_fail(struct lut_obj *obj, char *arg)
 
 	if (!strcmp(arg, "none")) {
 		guard(mutex)(&lut_lock);
-		memset(obj->fail, 0, sizeof(obj->fail));
+		memset(fail, 0, nr * sizeof(*fail));
 		return 0;
 	}
 
@@ -231,7 +285,7 @@ static int lut_cmd_fail(struct lut_obj *obj, char *arg)
 	err_str = strsep(&arg, ",");
 	if (!arg)
 		return -EINVAL;
-	i = match_string(lut_op_names, LUT_NR_OPS, op);
+	i = match_string(names, nr, op);
 	if (i < 0)
 		return i;
 	ret = kstrtou32(err_str, 10, &err);
@@ -244,8 +298,8 @@ static int lut_cmd_fail(struct lut_obj *obj, char *arg)
 		return ret;
 
 	guard(mutex)(&lut_lock);
-	obj->fail[i].err = err;
-	obj->fail[i].count = count;
+	fail[i].err = err;
+	fail[i].count = count;
 	return 0;
 }
 
@@ -267,7 +321,7 @@ static int lut_cmd(struct lut_obj *obj, char *cmd)
 		guard(mutex)(&lut_lock);
 		obj->value = value;
 	} else if (!strcmp(key, "fail")) {
-		return lut_cmd_fail(obj, cmd);
+		return lut_set_fail(obj->fail, lut_op_names, LUT_NR_OPS, cmd);
 	} else if (!strcmp(key, "version")) {
 		ret = kstrtou32(cmd, 10, &version);
 		if (ret)
@@ -462,7 +516,17 @@ static int lut_retrieve(struct liveupdate_file *lf)
 	struct lut_ser *ser;
 	struct lut_obj *obj;
 	struct file *file;
+	void *flb_obj;
 	int ret;
+
+	/*
+	 * Every test file depends on the FLB: its first retrieve retrieves
+	 * the FLB, and an FLB failure fails the file's retrieve.  Not under
+	 * lut_lock, which the FLB's callbacks take.
+	 */
+	ret = liveupdate_flb_get_incoming(&lut_flb, &flb_obj);
+	if (ret)
+		return ret;
 
 	guard(mutex)(&lut_lock);
 	ser = lut_in_ser(lf);
@@ -565,6 +629,212 @@ static struct liveupdate_file_handler lut_ghost_handler = {
 	.owner		= THIS_MODULE,
 };
 
+/* ---- the test FLB ---- */
+
+static void lut_flb_ser_fill(struct lut_flb_ser *ser)
+{
+	ser->magic = LUT_FLB_MAGIC;
+	ser->value = lut_flb_value;
+	ser->fail_retrieve_errno = lut_flb_fail[LUT_FLB_RETRIEVE].err;
+	ser->fail_retrieve_count = lut_flb_fail[LUT_FLB_RETRIEVE].count;
+}
+
+static int lut_flb_preserve(struct liveupdate_flb *flb,
+			    struct liveupdate_flb_state *out)
+{
+	struct lut_flb_ser *ser;
+	int ret;
+
+	guard(mutex)(&lut_lock);
+	lut_log("flb_preserve", lut_flb_value);
+	ret = lut_inject(&lut_flb_fail[LUT_FLB_PRESERVE].err,
+			 &lut_flb_fail[LUT_FLB_PRESERVE].count);
+	if (ret)
+		return ret;
+	ser = kho_alloc_preserve(PAGE_SIZE);
+	if (IS_ERR(ser))
+		return PTR_ERR(ser);
+	lut_flb_ser_fill(ser);
+	out->data = virt_to_phys(ser);
+	out->obj = ser;
+	lut_flb_out = ser;
+	atomic_inc(&lut_flb_live);
+	return 0;
+}
+
+static void lut_flb_unpreserve(struct liveupdate_flb *flb,
+			       struct liveupdate_flb_state *out)
+{
+	struct lut_flb_ser *ser = out->obj;
+
+	guard(mutex)(&lut_lock);
+	lut_log("flb_unpreserve", ser->value);
+	lut_flb_out = NULL;
+	kho_unpreserve_free(ser);
+	atomic_dec(&lut_flb_live);
+}
+
+static int lut_flb_freeze(struct liveupdate_flb *flb,
+			  struct liveupdate_flb_state *out)
+{
+	int ret;
+
+	guard(mutex)(&lut_lock);
+	lut_log("flb_freeze", lut_flb_value);
+	ret = lut_inject(&lut_flb_fail[LUT_FLB_FREEZE].err,
+			 &lut_flb_fail[LUT_FLB_FREEZE].count);
+	if (ret)
+		return ret;
+	/* The settings may have changed since preserve. */
+	lut_flb_ser_fill(out->obj);
+	return 0;
+}
+
+static void lut_flb_unfreeze(struct liveupdate_flb *flb,
+			     struct liveupdate_flb_state *out)
+{
+	guard(mutex)(&lut_lock);
+	lut_log("flb_unfreeze", lut_flb_value);
+}
+
+/* Incoming: the validated page, restored once; lut_lock held. */
+static struct lut_flb_ser *lut_flb_in_ser(struct liveupdate_flb_state *in)
+{
+	struct lut_flb_ser *ser;
+
+	if (!lut_flb_in_folio) {
+		if (in->version != LUT_FLB_VERSION || !in->data ||
+		    !PAGE_ALIGNED(in->data))
+			return ERR_PTR(-EBADMSG);
+		lut_flb_in_folio = kho_restore_folio(in->data);
+		if (!lut_flb_in_folio)
+			return ERR_PTR(-EBADMSG);
+		atomic_inc(&lut_flb_live);
+	}
+	ser = folio_address(lut_flb_in_folio);
+	if (folio_order(lut_flb_in_folio) || ser->magic != LUT_FLB_MAGIC ||
+	    ser->fail_retrieve_errno > MAX_ERRNO)
+		return ERR_PTR(-EBADMSG);
+	return ser;
+}
+
+static int lut_flb_retrieve(struct liveupdate_flb *flb,
+			    struct liveupdate_flb_state *in)
+{
+	struct lut_flb_ser *ser;
+	int ret;
+
+	guard(mutex)(&lut_lock);
+	ser = lut_flb_in_ser(in);
+	lut_log("flb_retrieve", IS_ERR(ser) ? 0 : ser->value);
+	if (IS_ERR(ser))
+		return PTR_ERR(ser);
+	ret = lut_inject(&ser->fail_retrieve_errno, &ser->fail_retrieve_count);
+	if (ret)
+		return ret;
+	in->obj = ser;
+	return 0;
+}
+
+static void lut_flb_finish(struct liveupdate_flb *flb,
+			   struct liveupdate_flb_state *in, bool retrieved)
+{
+	struct lut_flb_ser *ser;
+
+	guard(mutex)(&lut_lock);
+	/* Never retrieved: the page is restored here to be released. */
+	ser = lut_flb_in_ser(in);
+	lut_log(retrieved ? "flb_finish" : "flb_finish_unretrieved",
+		IS_ERR(ser) ? 0 : ser->value);
+	if (WARN_ON_ONCE(retrieved && in->obj != ser))
+		return;
+	if (lut_flb_in_folio) {
+		folio_put(lut_flb_in_folio);
+		lut_flb_in_folio = NULL;
+		atomic_dec(&lut_flb_live);
+	}
+}
+
+static const struct liveupdate_flb_ops lut_flb_ops = {
+	.preserve	= lut_flb_preserve,
+	.unpreserve	= lut_flb_unpreserve,
+	.freeze		= lut_flb_freeze,
+	.unfreeze	= lut_flb_unfreeze,
+	.retrieve	= lut_flb_retrieve,
+	.finish		= lut_flb_finish,
+};
+
+static struct liveupdate_flb lut_flb = {
+	.compatible	= "liveupdate-test-flb",
+	.version	= LUT_FLB_VERSION,
+	.ops		= &lut_flb_ops,
+	.owner		= THIS_MODULE,
+};
+
+static ssize_t lut_flb_write(struct file *file, const char __user *ubuf,
+			     size_t count, loff_t *ppos)
+{
+	char *cmd __free(kfree) = NULL;
+	char *arg;
+	void *obj;
+	u64 value;
+	int ret;
+
+	if (!count || count >= LUT_CMD_MAX)
+		return -EINVAL;
+	cmd = memdup_user_nul(ubuf, count);
+	if (IS_ERR(cmd))
+		return PTR_ERR(cmd);
+	arg = strim(cmd);
+
+	if (!strcmp(arg, "get")) {
+		ret = liveupdate_flb_get_incoming(&lut_flb, &obj);
+	} else if (str_has_prefix(arg, "fail=")) {
+		ret = lut_set_fail(lut_flb_fail, lut_flb_op_names,
+				   LUT_FLB_NR_OPS, arg + strlen("fail="));
+	} else if (str_has_prefix(arg, "value=")) {
+		ret = kstrtou64(arg + strlen("value="), 10, &value);
+		if (!ret) {
+			guard(mutex)(&lut_lock);
+			lut_flb_value = value;
+		}
+	} else {
+		ret = -EINVAL;
+	}
+	return ret ? ret : count;
+}
+
+static ssize_t lut_flb_read(struct file *file, char __user *ubuf,
+			    size_t count, loff_t *ppos)
+{
+	struct lut_flb_ser *ser;
+	char buf[32];
+	int len;
+
+	/*
+	 * The accessor, checked against our own record under lut_lock (which
+	 * we may not hold while calling it): @ser may be unpreserved meanwhile.
+	 */
+	if (liveupdate_flb_get_outgoing(&lut_flb, (void **)&ser))
+		ser = NULL;
+	scoped_guard(mutex, &lut_lock) {
+		if (ser && ser == lut_flb_out)
+			len = scnprintf(buf, sizeof(buf), "out=%llu\n",
+					ser->value);
+		else
+			len = scnprintf(buf, sizeof(buf), "out=none\n");
+	}
+	return simple_read_from_buffer(ubuf, count, ppos, buf, len);
+}
+
+static const struct file_operations lut_flb_fops = {
+	.owner		= THIS_MODULE,
+	.open		= simple_open,
+	.read		= lut_flb_read,
+	.write		= lut_flb_write,
+	.llseek		= default_llseek,
+};
+
 static int lut_events_show(struct seq_file *m, void *v)
 {
 	unsigned int i;
@@ -626,10 +896,19 @@ static ssize_t lut_ghost_write(struct file *file, const char __user *ubuf,
 	guard(mutex)(&lut_ghost_lock);
 	if (on == lut_ghost_registered)
 		return count;
-	if (on)
+	if (on) {
 		ret = liveupdate_register_file_handler(&lut_ghost_handler);
-	else
+		/* The FLB is shared by both handlers. */
+		if (!ret) {
+			ret = liveupdate_register_flb(&lut_ghost_handler,
+						      &lut_flb);
+			if (ret)
+				liveupdate_unregister_file_handler(&lut_ghost_handler);
+		}
+	} else {
+		/* Unbinds the FLB too. */
 		ret = liveupdate_unregister_file_handler(&lut_ghost_handler);
+	}
 	if (ret)
 		return ret;
 	lut_ghost_registered = on;
@@ -660,6 +939,12 @@ static int __init lut_init(void)
 		pr_err("cannot register the file handler: %d\n", ret);
 		return ret;
 	}
+	ret = liveupdate_register_flb(&lut_handler, &lut_flb);
+	if (ret) {
+		pr_err("cannot bind the FLB: %d\n", ret);
+		liveupdate_unregister_file_handler(&lut_handler);
+		return ret;
+	}
 	ret = misc_register(&lut_misc);
 	if (ret) {
 		pr_err("cannot register the device: %d\n", ret);
@@ -673,6 +958,8 @@ static int __init lut_init(void)
 	debugfs_create_file("events", 0600, dir, NULL, &lut_events_fops);
 	debugfs_create_atomic_t("live", 0400, dir, &lut_nr_live);
 	debugfs_create_atomic_t("objects", 0400, dir, &lut_nr_objects);
+	debugfs_create_file("flb", 0600, dir, NULL, &lut_flb_fops);
+	debugfs_create_atomic_t("flb_live", 0400, dir, &lut_flb_live);
 	return 0;
 }
 late_initcall(lut_init);

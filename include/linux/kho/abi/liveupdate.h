@@ -21,7 +21,11 @@
  * each starting with a &struct luo_abi_record and padded to 8 bytes; records
  * never cross a chunk.  A session record is followed by the records of its
  * files.  A handler record gives a compatible string an id that file
- * records refer to; it comes before the first file that uses it.
+ * records refer to; it comes before the first file that uses it.  An FLB
+ * record describes global state that files depend on (see struct
+ * liveupdate_flb); every FLB record comes before the first session record,
+ * and a file's dependencies on FLBs are the file-FLB records that directly
+ * follow its file record.
  *
  * Fields are in the CPU's native byte order (both kernels run on the same
  * machine); the format is versioned by
@@ -91,6 +95,8 @@ struct luo_abi_record {
 #define LUO_ABI_RECORD_HANDLER		1
 #define LUO_ABI_RECORD_SESSION		2
 #define LUO_ABI_RECORD_FILE		3
+#define LUO_ABI_RECORD_FLB		4
+#define LUO_ABI_RECORD_FILE_FLB		5
 /* A reader that does not know the type may skip the record. */
 #define LUO_ABI_RECORD_OPTIONAL		0x8000
 
@@ -139,6 +145,37 @@ struct luo_abi_file {
 	__u32 version;
 	__u64 token;
 	__u64 data;
+};
+
+/**
+ * struct luo_abi_flb - file-lifecycle-bound global state
+ * @hdr: type %LUO_ABI_RECORD_FLB
+ * @id: id the file-FLB records use, unique in the state
+ * @version: the FLB's format version
+ * @data: the FLB's handle to its own serialized state
+ * @nr_files: number of files that depend on it; a cross-check only, the
+ *	reader counts the file-FLB records
+ * @compatible: NUL-terminated compatible string
+ */
+struct luo_abi_flb {
+	struct luo_abi_record hdr;
+	__u32 id;
+	__u32 version;
+	__u64 data;
+	__u64 nr_files;
+	char compatible[LUO_ABI_COMPATIBLE_LENGTH];
+};
+
+/**
+ * struct luo_abi_file_flb - the file record before this one depends on an FLB
+ * @hdr: type %LUO_ABI_RECORD_FILE_FLB
+ * @flb_id: id of the FLB record
+ * @reserved: zero
+ */
+struct luo_abi_file_flb {
+	struct luo_abi_record hdr;
+	__u32 flb_id;
+	__u32 reserved;
 };
 
 #endif /* _LINUX_KHO_ABI_LIVEUPDATE_H */

@@ -1284,6 +1284,287 @@ static void unretrieved_1(void)
 	ksft_finished();
 }
 
+/* ---- FLBs: the test FLB, shared by the test and ghost handlers ---- */
+
+/* LUO's debugfs line for the test FLB in @dir is "@dir <compatible> @want". */
+static bool flb_is(const char *dir, const char *want)
+{
+	char *line = luo_flb_line(dir, LUO_TEST_FLB_COMPATIBLE);
+	size_t skip = strlen(dir) + strlen(LUO_TEST_FLB_COMPATIBLE) + 2;
+	bool ok = line && !strcmp(line + skip, want);
+
+	if (!ok)
+		ksft_print_msg("%s test FLB: '%s', want '%s'\n", dir,
+			       line ? line + skip : "(none)", want);
+	free(line);
+	return ok;
+}
+
+/* The test module's own view: its outgoing object and its preserved pages. */
+static bool flb_out_is(const char *want, int live)
+{
+	char *got = luo_read_file(LUO_TEST_FLB);
+	int got_live = luo_test_flb_live();
+	bool ok = got && !strcmp(got, want) && got_live == live;
+
+	if (!ok)
+		ksft_print_msg("test FLB: %s, %d pages live; want %s, %d\n",
+			       got ? strtok(got, "\n") : "(unreadable)",
+			       got_live, want, live);
+	free(got);
+	return ok;
+}
+
+static int event_count(const char *op)
+{
+	char *ev = events();
+	int n = luo_event_values(ev, op, NULL, 0);
+
+	free(ev);
+	return n;
+}
+
+static void flb_cmd(const char *cmd)
+{
+	int ret = luo_test_flb_cmd(cmd);
+
+	if (ret)
+		bail("test FLB command %s: %s", cmd, strerror(-ret));
+}
+
+/*
+ * flb: the lifecycle of an FLB shared by two handlers, across a kexec.
+ * Session flb-a holds a test file (value 1), session flb-b a ghost one
+ * (value 2); the FLB carries 600 and fails its first retrieve.
+ */
+static void flb_0(void)
+{
+	int sa, sb, sc, a1, a2, b1, c1;
+	bool ok;
+	char *ev;
+	int ret;
+
+	ksft_set_plan(17);
+	result(flb_is("outgoing", "handlers=1 files=0"),
+	       "FLB bound to the test handler, not preserved");
+	require(!luo_test_enable_ghost(), "register the ghost handler");
+	result(flb_is("outgoing", "handlers=2 files=0"),
+	       "FLB bound to both handlers");
+	result(flb_out_is("out=none\n", 0), "FLB: no outgoing object");
+
+	/* A failing FLB preserve fails the file's, leaving nothing behind. */
+	flb_cmd("value=500");
+	flb_cmd("fail=preserve,5,1");
+	clear_events();
+	sa = create_session("flb-a");
+	a1 = new_object(1);
+	check_ret(luo_preserve_fd(sa, a1, 1), -EIO,
+		  "preserve: the FLB's preserve fails with EIO");
+	ok = event_count("flb_preserve") == 1 && event_count("preserve") == 0 &&
+	     luo_file_count(sa) == 0 && flb_out_is("out=none\n", 0) &&
+	     flb_is("outgoing", "handlers=2 files=0");
+	result(ok, "the file's preserve never ran, nothing is preserved");
+
+	/* First file preserves the FLB, last unpreserve releases it. */
+	ok = preserve(sa, a1, 1) && event_count("flb_preserve") == 2 &&
+	     flb_out_is("out=500\n", 1) &&
+	     flb_is("outgoing", "handlers=2 files=1");
+	result(ok, "retry: the FLB is preserved with the first file");
+	ok = !luo_unpreserve_fd(sa, 1) && event_count("flb_unpreserve") == 1 &&
+	     flb_out_is("out=none\n", 0) &&
+	     flb_is("outgoing", "handlers=2 files=0");
+	result(ok, "unpreserving the last file unpreserves the FLB");
+	clear_events();
+	ok = preserve(sa, a1, 1) && event_count("flb_preserve") == 1;
+	result(ok, "preserve again: the FLB is preserved again");
+
+	/* Shared: a ghost file in another session takes a reference. */
+	sb = create_session("flb-b");
+	b1 = new_object(2);
+	object_cmd(b1, "ghost=1");
+	ok = preserve(sb, b1, 1) && event_count("flb_preserve") == 1 &&
+	     flb_is("outgoing", "handlers=2 files=2");
+	result(ok, "a ghost-handler file shares the preserved FLB");
+	a2 = new_object(3);
+	sc = create_session("flb-c");
+	c1 = new_object(4);
+	ok = preserve(sa, a2, 2) && preserve(sc, c1, 1) &&
+	     flb_is("outgoing", "handlers=2 files=4");
+	result(ok, "two more files: 4 references");
+	ok = !luo_unpreserve_fd(sa, 2) && !close(sc) &&
+	     flb_is("outgoing", "handlers=2 files=2") &&
+	     event_count("flb_unpreserve") == 0;
+	result(ok, "unpreserve one, close a session: 2 references, still preserved");
+	check_ret(luo_write_file(LUO_TEST_GHOST, "0"), -EBUSY,
+		  "the ghost handler cannot go while its file is preserved");
+
+	/* The FLB freezes after the files; its failure fails the reboot. */
+	flb_cmd("value=600");
+	flb_cmd("fail=freeze,5,1");
+	clear_events();
+	ret = next_stage();
+	ksft_print_msg("%s exited %d\n", LUO_NEXT_STAGE, ret);
+	result(ret > 0 && ret < 127, "%s fails when the FLB fails to freeze",
+	       LUO_NEXT_STAGE);
+	ev = events();
+	ok = luo_event_find(ev, "flb_freeze", 600, 0) >
+	     luo_event_find(ev, "freeze", 1, 0) &&
+	     luo_event_find(ev, "flb_freeze", 600, 0) >
+	     luo_event_find(ev, "freeze", 2, 0) &&
+	     luo_event_find(ev, "freeze", 2, 0) >= 0 &&
+	     luo_event_count(ev, "unfreeze", 1) == 1 &&
+	     luo_event_count(ev, "unfreeze", 2) == 1 &&
+	     luo_event_values(ev, "flb_unfreeze", NULL, 0) == 0;
+	if (!ok)
+		dump_events(ev, NULL);
+	free(ev);
+	result(ok, "FLB frozen after both files; files unfrozen after its failure");
+	/* The failed freeze did not write 600: the next one does. */
+	result(flb_is("outgoing", "handlers=2 files=2") &&
+	       flb_out_is("out=500\n", 1) && luo_file_count(sa) == 1 &&
+	       luo_file_count(sb) == 1,
+	       "everything still preserved after the failed reboot");
+	close(a2);
+	close(c1);
+
+	/* Crosses the kexec in the FLB's state: its first retrieve fails. */
+	flb_cmd("fail=retrieve,5,1");
+	kexec_next();
+}
+
+static void flb_1(void)
+{
+	int sa, sb, fd;
+	bool ok;
+
+	ksft_set_plan(14);
+	result(flb_is("incoming", "files=2 pending"),
+	       "incoming FLB: 2 dependent files, not retrieved");
+	require(!luo_test_enable_ghost(), "register the ghost handler");
+	sa = retrieve_session("flb-a");
+	require(sa >= 0, "retrieve session flb-a");
+	clear_events();
+	check_ret(luo_retrieve_fd(sa, 1, &fd), -EIO,
+		  "the file's retrieve fails with the FLB's retrieve");
+	result(flb_is("incoming", "files=2 pending"),
+	       "the FLB is still to be retrieved");
+	ok = retrieve_value(sa, 1, 1, &fd) &&
+	     event_count("flb_retrieve") == 2 &&
+	     flb_is("incoming", "files=2 retrieved");
+	result(ok, "retry: file and FLB (value 600) retrieved");
+	ok = !luo_test_flb_cmd("get") && event_count("flb_retrieve") == 2;
+	result(ok, "a subsystem gets the retrieved FLB without a new retrieve");
+	ok = !luo_finish(sa) && event_count("finish") == 1 &&
+	     event_count("flb_finish") == 0 &&
+	     flb_is("incoming", "files=1 retrieved");
+	result(ok, "finish flb-a: the FLB stays, one file depends on it");
+
+	sb = retrieve_session("flb-b");
+	require(sb >= 0, "retrieve session flb-b");
+	clear_events();
+	ok = !luo_finish(sb);
+	result(ok, "finish flb-b without retrieving its file");
+	{
+		char *ev = events();
+
+		ok = luo_event_find(ev, "finish", 2, 0) >= 0 &&
+		     luo_event_find(ev, "flb_finish", 600, 0) >
+		     luo_event_find(ev, "finish", 2, 0) &&
+		     luo_event_values(ev, "flb_finish", NULL, 0) == 1;
+		if (!ok)
+			dump_events(ev, NULL);
+		free(ev);
+	}
+	result(ok, "the FLB is finished once, after its last file");
+	result(flb_is("incoming", "files=0 finished") && luo_test_flb_live() == 0,
+	       "FLB finished, its page released");
+	check_ret(luo_test_flb_cmd("get"), -ENOENT,
+		  "a finished FLB cannot be got: ENOENT");
+	result(live_is(0), "no test objects live");
+	ksft_finished();
+}
+
+/*
+ * flb-unretrieved: nobody asks for the FLB; finishing its files finishes
+ * it from its serialized state alone.
+ */
+static void flb_unretrieved_0(void)
+{
+	int sfd, a, b;
+	bool ok;
+
+	ksft_set_plan(3);
+	flb_cmd("value=700");
+	sfd = create_session("flb-u");
+	a = new_object(7);
+	b = new_object(8);
+	ok = preserve(sfd, a, 1) && preserve(sfd, b, 2);
+	result(ok, "preserve 2 files");
+	result(flb_out_is("out=700\n", 1), "FLB preserved with value 700");
+	kexec_next();
+}
+
+static void flb_unretrieved_1(void)
+{
+	static const unsigned long long order[] = { 8, 7 };
+	int sfd;
+	bool ok;
+
+	ksft_set_plan(6);
+	result(flb_is("incoming", "files=2 pending"),
+	       "incoming FLB: 2 dependent files");
+	sfd = retrieve_session("flb-u");
+	require(sfd >= 0, "retrieve session flb-u");
+	clear_events();
+	check_ret(luo_finish(sfd), 0, "finish without retrieving anything");
+	ok = events_are("finish", order, 2) &&
+	     events_are("flb_finish_unretrieved", (unsigned long long[]){ 700 },
+			1) &&
+	     event_count("flb_retrieve") == 0;
+	result(ok, "files finished, then the FLB, never retrieved");
+	result(flb_is("incoming", "files=0 finished") &&
+	       luo_test_flb_live() == 0 && live_is(0),
+	       "everything released");
+	check_ret(luo_test_flb_cmd("get"), -ENOENT, "get after finish: ENOENT");
+	ksft_finished();
+}
+
+/* flb-first-use: a subsystem retrieves the FLB before any file does. */
+static void flb_first_use_0(void)
+{
+	int sfd, a;
+
+	ksft_set_plan(2);
+	flb_cmd("value=900");
+	sfd = create_session("flb-f");
+	a = new_object(9);
+	result(preserve(sfd, a, 1), "preserve a file");
+	kexec_next();
+}
+
+static void flb_first_use_1(void)
+{
+	int sfd, fd;
+	bool ok;
+
+	ksft_set_plan(5);
+	clear_events();
+	ok = !luo_test_flb_cmd("get") &&
+	     events_are("flb_retrieve", (unsigned long long[]){ 900 }, 1) &&
+	     flb_is("incoming", "files=1 retrieved");
+	result(ok, "a subsystem retrieves the FLB first");
+	sfd = retrieve_session("flb-f");
+	require(sfd >= 0, "retrieve session flb-f");
+	ok = retrieve_value(sfd, 1, 9, &fd) && event_count("flb_retrieve") == 1;
+	result(ok, "the file's retrieve reuses it");
+	ok = !luo_finish(sfd) &&
+	     events_are("flb_finish", (unsigned long long[]){ 900 }, 1);
+	result(ok, "finish: the FLB is finished once");
+	result(luo_test_flb_live() == 0 && flb_is("incoming", "files=0 finished"),
+	       "FLB released");
+	ksft_finished();
+}
+
 typedef void (*stage_fn)(void);
 
 struct scenario {
@@ -1308,6 +1589,9 @@ static const struct scenario scenarios[] = {
 	{ "unretrieved", 1, { unretrieved_0, unretrieved_1 } },
 	{ "no-kho-image", 1, { no_kho_image_0, no_kho_image_1 } },
 	{ "disabled", 1, { disabled_0, disabled_1 } },
+	{ "flb", 1, { flb_0, flb_1 } },
+	{ "flb-unretrieved", 1, { flb_unretrieved_0, flb_unretrieved_1 } },
+	{ "flb-first-use", 1, { flb_first_use_0, flb_first_use_1 } },
 };
 
 static void usage(const char *prog)

@@ -38,6 +38,10 @@
 #define LUO_TEST_COMPATIBLE	"liveupdate-test"
 #define LUO_TEST_GHOST_COMPATIBLE "liveupdate-test-ghost"
 #define LUO_NEXT_STAGE		"luo-next-stage"
+#define LUO_TEST_FLB		LUO_TEST_DEBUGFS "/flb"
+#define LUO_TEST_FLB_LIVE	LUO_TEST_DEBUGFS "/flb_live"
+#define LUO_TEST_FLB_COMPATIBLE	"liveupdate-test-flb"
+#define LUO_DEBUGFS_FLBS	"/sys/kernel/debug/liveupdate/flbs"
 
 #define LUO_NAME_LEN		LIVEUPDATE_SESSION_NAME_LENGTH
 
@@ -314,19 +318,62 @@ static inline int luo_test_enable_ghost(void)
 	return luo_write_file(LUO_TEST_GHOST, "1");
 }
 
-/* Number of test objects still preserved or pending, or -errno. */
-static inline int luo_test_live(void)
+/* A file holding one non-negative number: the number, or -errno. */
+static inline int luo_read_count(const char *path)
 {
-	char *buf = luo_read_file(LUO_TEST_LIVE), *end;
-	long live;
+	char *buf = luo_read_file(path), *end;
+	long n;
 
 	if (!buf)
 		return -EIO;
-	live = strtol(buf, &end, 10);
-	if (end == buf || live < 0 || live > INT_MAX)
-		live = -EPROTO;
+	n = strtol(buf, &end, 10);
+	if (end == buf || n < 0 || n > INT_MAX)
+		n = -EPROTO;
 	free(buf);
-	return live;
+	return n;
+}
+
+/* Number of test objects still preserved or pending, or -errno. */
+static inline int luo_test_live(void)
+{
+	return luo_read_count(LUO_TEST_LIVE);
+}
+
+/* Preserved pages of the test FLB, or -errno. */
+static inline int luo_test_flb_live(void)
+{
+	return luo_read_count(LUO_TEST_FLB_LIVE);
+}
+
+/* Send one command ("value=N", "fail=...", "get") to the test FLB. */
+static inline int luo_test_flb_cmd(const char *cmd)
+{
+	return luo_write_file(LUO_TEST_FLB, cmd);
+}
+
+/*
+ * The line of LUO's debugfs FLB list for @compatible in direction @dir
+ * ("outgoing" or "incoming"), without its newline, malloc()ed; NULL if
+ * there is none.
+ */
+static inline char *luo_flb_line(const char *dir, const char *compatible)
+{
+	char *buf = luo_read_file(LUO_DEBUGFS_FLBS), *line, *next, *ret = NULL;
+	size_t dlen = strlen(dir), clen = strlen(compatible);
+
+	for (line = buf; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (!strncmp(line, dir, dlen) && line[dlen] == ' ' &&
+		    !strncmp(line + dlen + 1, compatible, clen) &&
+		    line[dlen + 1 + clen] == ' ') {
+			ret = strdup(line);
+			break;
+		}
+	}
+	free(buf);
+	return ret;
 }
 
 static inline int luo_test_clear_events(void)
