@@ -19,8 +19,13 @@
  * from shmem, are held and preserved at once and marked pending; freeze
  * describes only the pending ones.
  *
+ * Metadata: each memfd's header and its first, small chunks of entries come
+ * from a pool of preserved pages shared by every preserved memfd, an FLB
+ * bound to the handler; larger chunks are preserved blocks of their own.
+ *
  * Incoming: the first retrieve (or finish) restores every folio from KHO
- * into an array kept in @lf->private, and frees the metadata.  A retrieve
+ * into an array kept in @lf->private, and frees the chunks of its own; the
+ * pool goes when the last memfd is finished.  A retrieve
  * builds a new memfd from that array; if it fails, the new memfd is torn
  * down and the folios stay in the array, so the retrieve can be retried.
  */
@@ -55,8 +60,11 @@
 #include "internal.h"
 
 #define MFP_NAME_PREFIX		"memfd:"
-/* Chunks grow from one page up to 64 KiB. */
+/* Chunks grow from 64 bytes (in the pool) up to 64 KiB (of their own). */
+#define MFP_CHUNK_MIN		64U
 #define MFP_CHUNK_MAX_ORDER	4U
+#define MFP_POOL_ROOM		(PAGE_SIZE - \
+				 sizeof(struct memfd_preserve_pool_page))
 /* Shorter runs of contiguous pages are cheaper as PAGES words. */
 #define MFP_RUN_MIN		3
 /* In @added: preserved and held, not yet described in the metadata. */
@@ -76,9 +84,10 @@
  *	%MFP_PENDING (and holding a reference) until freeze describes them;
  *	also folios the scan found locked, which may still have a hook to
  *	come (no reference: the metadata holds it)
- * @hdr: the first chunk, with the file header
- * @tail: the chunk header of the last chunk
- * @tail_base: start of the last chunk (for its size)
+ * @pool: the metadata pool @hdr and the small chunks come from
+ * @hdr: the file header, in the pool
+ * @hdr_size: bytes allocated for @hdr
+ * @tail: the last chunk, or NULL before the first entry
  * @open: the PAGES entry words can be appended to, or NULL
  * @open_next: index after the last page of @open
  * @dead: unpreserved (or failed to preserve): hooks must do nothing
@@ -95,9 +104,10 @@ struct memfd_preserved {
 	unsigned long nr_pending;
 	struct file *file;
 	struct xarray added;
+	struct mfp_pool *pool;
 	struct memfd_preserve_file *hdr;
+	size_t hdr_size;
 	struct memfd_preserve_chunk *tail;
-	void *tail_base;
 	struct memfd_preserve_pages *open;
 	pgoff_t open_next;
 	bool dead;
@@ -141,33 +151,333 @@ struct mfp_in {
 static LIST_HEAD(mfp_list);
 static DEFINE_MUTEX(mfp_list_lock);
 
+/* ---- the metadata pool: an FLB shared by every preserved memfd ---- */
+
+/**
+ * struct mfp_pool_page - a page of the outgoing metadata pool
+ * @node: in &mfp_pool.pages, in the order of the handed-over list
+ * @base: the page, starting with a struct memfd_preserve_pool_page
+ * @used: bytes handed out so far (allocation only bumps)
+ * @live: objects handed out and not freed yet
+ */
+struct mfp_pool_page {
+	struct list_head node;
+	void *base;
+	u32 used;
+	u32 live;
+};
+
+/**
+ * struct mfp_pool - the outgoing metadata pool
+ * @lock: protects everything below and the links between pool pages
+ * @pages: the pages, in list order
+ * @by_pfn: PFN -> struct mfp_pool_page, for freeing objects
+ * @cur: the page objects are allocated from
+ */
+struct mfp_pool {
+	struct mutex lock;	/* see the kernel-doc above */
+	struct list_head pages;
+	struct xarray by_pfn;
+	struct mfp_pool_page *cur;
+};
+
+/* Unlink @pg from the handed-over list and free it; @pool->lock held. */
+static void mfp_pool_page_free(struct mfp_pool *pool, struct mfp_pool_page *pg)
+{
+	struct memfd_preserve_pool_page *hdr = pg->base, *prev;
+
+	if (!list_is_first(&pg->node, &pool->pages)) {
+		prev = list_prev_entry(pg, node)->base;
+		prev->next = hdr->next;
+	}
+	list_del(&pg->node);
+	xa_erase(&pool->by_pfn, PHYS_PFN(virt_to_phys(pg->base)));
+	if (pool->cur == pg)
+		pool->cur = NULL;
+	kho_unpreserve_free(pg->base);
+	kfree(pg);
+}
+
+static struct mfp_pool_page *mfp_pool_page_new(struct mfp_pool *pool)
+{
+	struct memfd_preserve_pool_page *tail;
+	struct mfp_pool_page *pg;
+	int err;
+
+	pg = kzalloc_obj(*pg, GFP_KERNEL_ACCOUNT);
+	if (!pg)
+		return ERR_PTR(-ENOMEM);
+	pg->base = kho_alloc_preserve(PAGE_SIZE);
+	if (IS_ERR(pg->base)) {
+		err = PTR_ERR(pg->base);
+		goto err_free;
+	}
+	err = xa_err(xa_store(&pool->by_pfn, PHYS_PFN(virt_to_phys(pg->base)),
+			      pg, GFP_KERNEL));
+	if (err)
+		goto err_unpreserve;
+	pg->used = sizeof(struct memfd_preserve_pool_page);
+	if (!list_empty(&pool->pages)) {
+		tail = list_last_entry(&pool->pages, struct mfp_pool_page,
+				       node)->base;
+		tail->next = virt_to_phys(pg->base);
+	}
+	list_add_tail(&pg->node, &pool->pages);
+	return pg;
+
+err_unpreserve:
+	kho_unpreserve_free(pg->base);
+err_free:
+	kfree(pg);
+	return ERR_PTR(err);
+}
+
+/* @len zeroed bytes, 8-byte aligned, within one preserved pool page. */
+static void *mfp_pool_alloc(struct mfp_pool *pool, size_t len)
+{
+	struct mfp_pool_page *pg, *old;
+	void *obj;
+
+	len = ALIGN(len, 8);
+	if (WARN_ON_ONCE(len > MFP_POOL_ROOM))
+		return ERR_PTR(-E2BIG);
+	guard(mutex)(&pool->lock);
+	pg = pool->cur;
+	if (!pg || pg->used + len > PAGE_SIZE) {
+		pg = mfp_pool_page_new(pool);
+		if (IS_ERR(pg))
+			return pg;
+		old = pool->cur;
+		pool->cur = pg;
+		if (old && !old->live)
+			mfp_pool_page_free(pool, old);
+	}
+	obj = pg->base + pg->used;
+	memset(obj, 0, len);
+	pg->used += len;
+	pg->live++;
+	return obj;
+}
+
+static void mfp_pool_free(struct mfp_pool *pool, void *obj)
+{
+	struct mfp_pool_page *pg;
+
+	guard(mutex)(&pool->lock);
+	pg = xa_load(&pool->by_pfn, PHYS_PFN(virt_to_phys(obj)));
+	if (WARN_ON_ONCE(!pg || !pg->live) || --pg->live)
+		return;
+	if (pg == pool->cur)
+		pg->used = sizeof(struct memfd_preserve_pool_page);
+	else
+		mfp_pool_page_free(pool, pg);
+}
+
+static int mfp_pool_preserve(struct liveupdate_flb *flb,
+			     struct liveupdate_flb_state *out)
+{
+	struct mfp_pool *pool = kzalloc_obj(*pool, GFP_KERNEL_ACCOUNT);
+
+	if (!pool)
+		return -ENOMEM;
+	mutex_init(&pool->lock);
+	INIT_LIST_HEAD(&pool->pages);
+	xa_init(&pool->by_pfn);
+	out->obj = pool;
+	return 0;
+}
+
+static void mfp_pool_unpreserve(struct liveupdate_flb *flb,
+				struct liveupdate_flb_state *out)
+{
+	struct mfp_pool *pool = out->obj;
+	struct mfp_pool_page *pg, *tmp;
+
+	/* Every memfd freed its objects before its reference went. */
+	scoped_guard(mutex, &pool->lock) {
+		list_for_each_entry_safe(pg, tmp, &pool->pages, node) {
+			WARN_ON_ONCE(pg->live);
+			mfp_pool_page_free(pool, pg);
+		}
+	}
+	xa_destroy(&pool->by_pfn);
+	mutex_destroy(&pool->lock);
+	kfree(pool);
+}
+
+static int mfp_pool_freeze(struct liveupdate_flb *flb,
+			   struct liveupdate_flb_state *out)
+{
+	struct mfp_pool *pool = out->obj;
+	struct mfp_pool_page *first;
+
+	guard(mutex)(&pool->lock);
+	first = list_first_entry_or_null(&pool->pages, struct mfp_pool_page,
+					 node);
+	out->data = first ? virt_to_phys(first->base) : 0;
+	return 0;
+}
+
+/**
+ * struct mfp_pool_in - the incoming metadata pool
+ * @pages: PFN -> restored pool page
+ * @walked: the handed-over list was walked (KHO restores a page only once)
+ * @err: the walk's error, for every later use: the list was damaged
+ *
+ * Used by the FLB's callbacks, which the core serializes, and read by the
+ * memfd retrieves once the FLB is retrieved.
+ */
+struct mfp_pool_in {
+	struct xarray pages;
+	bool walked;
+	int err;
+};
+
+static struct mfp_pool_in mfp_pool_incoming = {
+	.pages = XARRAY_INIT(mfp_pool_incoming.pages, 0),
+};
+
+/* Restore every pool page the previous kernel listed. */
+static int mfp_pool_walk(struct liveupdate_flb_state *in)
+{
+	struct mfp_pool_in *pool = &mfp_pool_incoming;
+	const struct memfd_preserve_pool_page *hdr;
+	unsigned long nr = 0;
+	u64 phys = in->data;
+	struct folio *folio;
+	int err = 0;
+
+	if (pool->walked)
+		return pool->err;
+	pool->walked = true;
+	if (in->version != MEMFD_PRESERVE_POOL_VERSION) {
+		phys = 0;
+		err = -EOPNOTSUPP;
+	}
+	while (phys) {
+		err = -EBADMSG;
+		/* A cycle ends at a page restored already. */
+		if (!PAGE_ALIGNED(phys) || nr++ > totalram_pages())
+			break;
+		folio = kho_restore_folio(phys);
+		if (!folio)
+			break;
+		err = xa_err(xa_store(&pool->pages, PHYS_PFN(phys), folio,
+				      GFP_KERNEL));
+		if (err || folio_order(folio)) {
+			folio_put(folio);
+			err = err ?: -EBADMSG;
+			break;
+		}
+		hdr = folio_address(folio);
+		phys = hdr->next;
+		err = 0;
+	}
+	if (err)
+		pr_warn("metadata pool: %pe\n", ERR_PTR(err));
+	pool->err = err;
+	return err;
+}
+
+static int mfp_pool_retrieve(struct liveupdate_flb *flb,
+			     struct liveupdate_flb_state *in)
+{
+	int err = mfp_pool_walk(in);
+
+	if (!err)
+		in->obj = &mfp_pool_incoming;
+	return err;
+}
+
+static void mfp_pool_finish(struct liveupdate_flb *flb,
+			    struct liveupdate_flb_state *in, bool retrieved)
+{
+	struct mfp_pool_in *pool = &mfp_pool_incoming;
+	struct folio *folio;
+	unsigned long pfn;
+
+	/* Never retrieved: restore the pages only to free them. */
+	mfp_pool_walk(in);
+	xa_for_each(&pool->pages, pfn, folio)
+		folio_put(folio);
+	xa_destroy(&pool->pages);
+}
+
+/* @len bytes at @phys, if they lie in one incoming pool page. */
+static void *mfp_pool_in_ptr(struct mfp_pool_in *pool, u64 phys, size_t len)
+{
+	size_t off = offset_in_page(phys);
+	struct folio *folio;
+
+	if (!IS_ALIGNED(phys, 8) ||
+	    off < sizeof(struct memfd_preserve_pool_page) ||
+	    len > PAGE_SIZE - off)
+		return NULL;
+	folio = xa_load(&pool->pages, PHYS_PFN(phys));
+	return folio ? folio_address(folio) + off : NULL;
+}
+
+static const struct liveupdate_flb_ops mfp_pool_ops = {
+	.preserve	= mfp_pool_preserve,
+	.unpreserve	= mfp_pool_unpreserve,
+	.freeze		= mfp_pool_freeze,
+	.retrieve	= mfp_pool_retrieve,
+	.finish		= mfp_pool_finish,
+};
+
+static struct liveupdate_flb mfp_pool_flb = {
+	.compatible	= MEMFD_PRESERVE_POOL_COMPATIBLE,
+	.version	= MEMFD_PRESERVE_POOL_VERSION,
+	.ops		= &mfp_pool_ops,
+	.owner		= THIS_MODULE,
+};
+
 /* ---- outgoing: the metadata writer ---- */
 
 static bool mfp_room(struct memfd_preserved *p, size_t len)
 {
 	struct memfd_preserve_chunk *c = p->tail;
-	void *end = (void *)(c + 1) + c->used;
 
-	return end + len <= p->tail_base + (PAGE_SIZE << c->order);
+	return c && sizeof(*c) + c->used + len <= c->size;
+}
+
+static u32 mfp_next_chunk_size(u32 prev)
+{
+	if (!prev)
+		return MFP_CHUNK_MIN;
+	if (prev < PAGE_SIZE)
+		return min_t(u32, prev * 4, PAGE_SIZE);
+	return min_t(u32, prev * 2, PAGE_SIZE << MFP_CHUNK_MAX_ORDER);
+}
+
+static void mfp_chunk_free(struct memfd_preserved *p,
+			   struct memfd_preserve_chunk *c)
+{
+	if (c->size < PAGE_SIZE)
+		mfp_pool_free(p->pool, c);
+	else
+		kho_unpreserve_free(c);
 }
 
 /* Reserve @len bytes of entries, in a new chunk if needed. */
 static void *mfp_reserve(struct memfd_preserved *p, size_t len)
 {
 	struct memfd_preserve_chunk *c = p->tail, *nc;
-	unsigned int order;
+	u32 size;
 	void *mem;
 
 	if (!mfp_room(p, len)) {
-		order = min(c->order + 1, MFP_CHUNK_MAX_ORDER);
-		mem = kho_alloc_preserve(PAGE_SIZE << order);
-		if (IS_ERR(mem))
-			return mem;
-		nc = mem;
-		nc->order = order;
-		c->next = virt_to_phys(nc);
+		size = mfp_next_chunk_size(c ? c->size : 0);
+		nc = size < PAGE_SIZE ? mfp_pool_alloc(p->pool, size) :
+					kho_alloc_preserve(size);
+		if (IS_ERR(nc))
+			return nc;
+		nc->size = size;
+		if (c)
+			c->next = virt_to_phys(nc);
+		else
+			p->hdr->chunks = virt_to_phys(nc);
 		p->tail = nc;
-		p->tail_base = mem;
 		p->hdr->nr_chunks++;
 		p->open = NULL;
 		c = nc;
@@ -227,29 +537,31 @@ static int mfp_emit_page(struct memfd_preserved *p, pgoff_t index,
 	return 0;
 }
 
-/* One order-0 folio, preserved on its own and described by a word. */
-static int mfp_add_page(struct memfd_preserved *p, struct folio *folio)
+/* One order-0 page, preserved on its own and described by a word. */
+static int mfp_add_page(struct memfd_preserved *p, pgoff_t index,
+			unsigned long pfn)
 {
-	int err = kho_preserve_folio(folio);
+	int err = kho_preserve_pages(pfn_to_page(pfn), 1);
 
 	if (err)
 		return err;
-	err = mfp_emit_page(p, folio->index, folio_pfn(folio));
+	err = mfp_emit_page(p, index, pfn);
 	if (err)
-		kho_unpreserve_folio(folio);
+		kho_unpreserve_pages(pfn_to_page(pfn), 1);
 	return err;
 }
 
-static int mfp_add_large(struct memfd_preserved *p, struct folio *folio)
+/* A large folio: one naturally aligned block, one KHO call. */
+static int mfp_add_large(struct memfd_preserved *p, pgoff_t index,
+			 unsigned long pfn, unsigned int order)
 {
-	int err = kho_preserve_folio(folio);
+	int err = kho_preserve_pages(pfn_to_page(pfn), 1UL << order);
 
 	if (err)
 		return err;
-	err = mfp_emit_run(p, folio->index, folio_pfn(folio),
-			   folio_nr_pages(folio), folio_order(folio));
+	err = mfp_emit_run(p, index, pfn, 1UL << order, order);
 	if (err)
-		kho_unpreserve_folio(folio);
+		kho_unpreserve_pages(pfn_to_page(pfn), 1UL << order);
 	return err;
 }
 
@@ -265,105 +577,72 @@ struct mfp_run {
 	unsigned long nr;
 };
 
-/*
- * Describe the run.  The references of its folios pass to the metadata;
- * those of folios that could not be described are dropped.
- */
+/* Describe the run: one KHO call and one entry, or words if it is short. */
 static int mfp_flush_run(struct memfd_preserved *p, struct mfp_run *run)
 {
 	struct page *page = pfn_to_page(run->pfn);
-	unsigned long i = 0;
+	unsigned long i, nr = run->nr;
 	int err = 0;
 
-	if (run->nr >= MFP_RUN_MIN) {
-		err = kho_preserve_pages(page, run->nr);
-		if (!err) {
-			err = mfp_emit_run(p, run->index, run->pfn, run->nr, 0);
-			if (err)
-				kho_unpreserve_pages(page, run->nr);
-			else
-				i = run->nr;
-		}
-	} else {
-		for (; i < run->nr; i++) {
-			err = mfp_add_page(p, page_folio(page + i));
-			if (err)
-				break;
-		}
-	}
-	for (; i < run->nr; i++)
-		folio_put(page_folio(page + i));
 	run->nr = 0;
+	if (nr < MFP_RUN_MIN) {
+		for (i = 0; !err && i < nr; i++)
+			err = mfp_add_page(p, run->index + i, run->pfn + i);
+		return err;
+	}
+	err = kho_preserve_pages(page, nr);
+	if (err)
+		return err;
+	err = mfp_emit_run(p, run->index, run->pfn, nr, 0);
+	if (err)
+		kho_unpreserve_pages(page, nr);
 	return err;
 }
 
-/*
- * Take @folio, and our reference on it, into the metadata; on error the
- * reference is dropped.
- */
-static int mfp_add_scanned(struct memfd_preserved *p, struct mfp_run *run,
-			   struct folio *folio)
+/* Describe the folio of order @order at @index and @pfn; @p->lock held. */
+static int mfp_describe(struct memfd_preserved *p, struct mfp_run *run,
+			pgoff_t index, unsigned long pfn, unsigned int order)
 {
-	unsigned long pfn = folio_pfn(folio);
 	int err;
 
-	if (folio_test_large(folio)) {
-		err = mfp_flush_run(p, run) ?: mfp_add_large(p, folio);
-		if (err)
-			folio_put(folio);
-		return err;
-	}
-	if (run->nr && folio->index == run->index + run->nr &&
+	if (order)
+		return mfp_flush_run(p, run) ?:
+		       mfp_add_large(p, index, pfn, order);
+	if (run->nr && index == run->index + run->nr &&
 	    pfn == run->pfn + run->nr && run->nr < U32_MAX) {
 		run->nr++;
 		return 0;
 	}
 	err = mfp_flush_run(p, run);
-	if (err) {
-		folio_put(folio);
+	if (err)
 		return err;
-	}
-	run->index = folio->index;
+	run->index = index;
 	run->pfn = pfn;
 	run->nr = 1;
 	return 0;
 }
 
-/*
- * Undo the KHO preservation of everything a chunk describes, and drop the
- * references the metadata holds.
- */
+/* Undo the KHO preservation of everything a chunk describes. */
 static void mfp_unpreserve_entries(struct memfd_preserve_chunk *c)
 {
 	struct memfd_preserve_entry *e;
 	struct memfd_preserve_pages *pages;
 	struct memfd_preserve_run *run;
-	struct folio *folio;
 	u32 off, i;
 
 	for (off = 0; off < c->used; ) {
 		e = (void *)(c + 1) + off;
 		if (e->type == MEMFD_PRESERVE_ENTRY_RUN) {
 			run = (void *)e;
-			if (e->order) {
-				folio = pfn_folio(run->pfn);
-				kho_unpreserve_folio(folio);
-				folio_put(folio);
-			} else {
-				kho_unpreserve_pages(pfn_to_page(run->pfn),
-						     e->nr);
-				for (i = 0; i < e->nr; i++)
-					folio_put(pfn_folio(run->pfn + i));
-			}
+			/* By pages: a large folio may have been split since. */
+			kho_unpreserve_pages(pfn_to_page(run->pfn), e->nr);
 			off += sizeof(*run);
 		} else {
 			pages = (void *)e;
-			for (i = 0; i < e->nr; i++) {
-				folio = pfn_folio(pages->words[i] &
-						  MEMFD_PRESERVE_PFN_MASK);
-				kho_unpreserve_folio(folio);
-				folio_put(folio);
-			}
+			for (i = 0; i < e->nr; i++)
+				kho_unpreserve_pages(pfn_to_page(pages->words[i] &
+								 MEMFD_PRESERVE_PFN_MASK),
+						     1);
 			off += struct_size(pages, words, e->nr);
 		}
 	}
@@ -372,23 +651,26 @@ static void mfp_unpreserve_entries(struct memfd_preserve_chunk *c)
 /* Release everything: KHO preservations, references, metadata.  @p is dead. */
 static void mfp_release(struct memfd_preserved *p)
 {
-	struct memfd_preserve_chunk *c = &p->hdr->chunk, *next;
+	struct memfd_preserve_chunk *c, *next;
 	struct folio *folio;
 	unsigned long index;
 
-	while (c) {
+	for (c = p->hdr->chunks ? phys_to_virt(p->hdr->chunks) : NULL; c;
+	     c = next) {
 		mfp_unpreserve_entries(c);
 		next = c->next ? phys_to_virt(c->next) : NULL;
-		if (c != &p->hdr->chunk)
-			kho_unpreserve_free(c);
-		c = next;
+		mfp_chunk_free(p, c);
 	}
-	kho_unpreserve_free(p->hdr);
+	mfp_pool_free(p->pool, p->hdr);
 	p->hdr = NULL;
+	p->tail = NULL;
 
-	/* Folios seen while locked hold no reference here. */
-	xa_for_each_marked(&p->added, index, folio, MFP_PENDING) {
-		kho_unpreserve_folio(folio);
+	/* Every folio in @added holds a reference; pending ones are not
+	 * described, and were preserved on their own.
+	 */
+	xa_for_each(&p->added, index, folio) {
+		if (xa_get_mark(&p->added, index, MFP_PENDING))
+			kho_unpreserve_folio(folio);
 		folio_put(folio);
 	}
 	xa_destroy(&p->added);
@@ -433,58 +715,111 @@ static int mfp_swapin(struct inode *inode)
 	return 0;
 }
 
-/*
- * Make a fallocated, never written folio uptodate (zero), so that the next
- * kernel can treat every folio alike.  The mapping is frozen: no fallocate
- * can make new ones.
+/* Folios taken per batch of the walk. */
+#define MFP_WALK_BATCH		64
+
+/**
+ * struct mfp_walk - one batch of the page cache walk
+ * @start: the next index to look at
+ * @end: the last index to look at
+ * @nr: folios in @index, @pfn and @order, taken the fast way
+ * @nr_slow: indices in @slow, to take the careful way
+ * @index: page index of each folio
+ * @pfn: its first PFN
+ * @order: its order
+ * @slow: indices of folios that need more care
  */
-static void mfp_zero_fallocated(struct address_space *mapping,
-				struct folio *folio)
+struct mfp_walk {
+	pgoff_t start;
+	pgoff_t end;
+	unsigned int nr;
+	unsigned int nr_slow;
+	pgoff_t index[MFP_WALK_BATCH];
+	unsigned long pfn[MFP_WALK_BATCH];
+	u8 order[MFP_WALK_BATCH];
+	pgoff_t slow[MFP_WALK_BATCH];
+};
+
+/*
+ * Whether @folio may stay where it is: not in CMA (the KHO scratch areas
+ * the next kernel boots from) nor otherwise movable.  Order-0 folios of one
+ * pageblock share the answer, cached in *@block and *@ok.
+ */
+static bool mfp_stays(struct folio *folio, unsigned long *block, bool *ok)
 {
-	folio_lock(folio);
-	if (!folio_test_uptodate(folio) && folio->mapping == mapping) {
-		folio_zero_range(folio, 0, folio_size(folio));
-		flush_dcache_folio(folio);
-		folio_mark_uptodate(folio);
+	unsigned long pb = folio_pfn(folio) >> pageblock_order;
+
+	if (folio_test_large(folio))
+		return folio_is_longterm_pinnable(folio);
+	if (pb != *block) {
+		*block = pb;
+		*ok = folio_is_longterm_pinnable(folio);
 	}
-	folio_unlock(folio);
+	return *ok;
 }
 
 /*
- * Take a batch of folios, and our references on them, into @p.  A folio
- * the hook already took is dropped.  A locked folio may be one being added
- * whose hook is still to come: it is recorded in @p->added (with no
- * reference) for the hook to find.  An unlocked one that is not in
- * @p->added has no hook to come: it was added before ->preserved was
- * published, or its hook has already run, under @p->lock.
+ * Take the next batch of folios, without references: ->preserved is
+ * published, so no folio of the mapping can be migrated, swapped out or
+ * collapsed any more (see memfd_preserve_pinned()).  Such an operation
+ * that started earlier holds the folio lock until it is done: a folio that
+ * is unlocked, and still in place after that check, stays.  Locked folios,
+ * folios that must move or be zeroed, and folios replaced under us go to
+ * the careful path.  Swapped out entries are skipped: the caller fails on
+ * them.
  */
-static int mfp_scan_batch(struct memfd_preserved *p, struct mfp_run *run,
-			  struct folio **folios, unsigned int nr)
+static void mfp_walk_batch(struct address_space *mapping, struct mfp_walk *w)
 {
-	unsigned int i;
-	int err = 0;
+	XA_STATE(xas, &mapping->i_pages, w->start);
+	unsigned long block = ULONG_MAX;
+	struct folio *folio;
+	bool ok = false;
 
-	guard(mutex)(&p->lock);
-	for (i = 0; i < nr; i++) {
-		struct folio *folio = folios[i];
+	w->nr = 0;
+	w->nr_slow = 0;
+	rcu_read_lock();
+	xas_for_each(&xas, folio, w->end) {
+		unsigned int i = w->nr;
 
-		if (!folio)
+		if (xas_retry(&xas, folio) || xa_is_value(folio))
 			continue;
-		if (err || xa_load(&p->added, folio->index) == folio) {
-			folio_put(folio);
-			continue;
-		}
-		if (folio_test_locked(folio)) {
-			err = xa_err(xa_store(&p->added, folio->index, folio,
-					      GFP_KERNEL));
-			if (err) {
-				folio_put(folio);
-				continue;
-			}
-		}
-		err = mfp_add_scanned(p, run, folio);
+		w->index[i] = folio->index;
+		w->pfn[i] = folio_pfn(folio);
+		w->order[i] = folio_order(folio);
+		if (folio_test_locked(folio) || !folio_test_uptodate(folio) ||
+		    !mfp_stays(folio, &block, &ok))
+			goto slow;
+		/* What we read of it is valid if it is still there. */
+		smp_rmb();
+		if (unlikely(xas_reload(&xas) != folio))
+			goto slow;
+		w->start = w->index[i] + (1UL << w->order[i]);
+		if (++w->nr == MFP_WALK_BATCH)
+			break;
+		continue;
+slow:
+		w->slow[w->nr_slow++] = xas.xa_index;
+		w->start = xas.xa_index + 1;
+		if (w->nr_slow == MFP_WALK_BATCH)
+			break;
 	}
-	return err;
+	if (!w->nr && !w->nr_slow)
+		w->start = w->end + 1;
+	rcu_read_unlock();
+}
+
+/*
+ * Make a fallocated, never written folio uptodate (zero), so that the next
+ * kernel can treat every folio alike.  The mapping is frozen: no fallocate
+ * can make new ones.  @folio is locked.
+ */
+static void mfp_zero_fallocated(struct folio *folio)
+{
+	if (folio_test_uptodate(folio))
+		return;
+	folio_zero_range(folio, 0, folio_size(folio));
+	flush_dcache_folio(folio);
+	folio_mark_uptodate(folio);
 }
 
 /* Migrate the folio at @index out of CMA; take a reference on it. */
@@ -506,61 +841,115 @@ static int mfp_get_migrated(struct file *file, pgoff_t index, loff_t isize,
 	return 0;
 }
 
+/* Whether the walk's batch took @folio the fast way. */
+static bool mfp_walk_took(const struct mfp_walk *w, struct folio *folio)
+{
+	unsigned long pfn = folio_pfn(folio);
+	unsigned int i;
+
+	for (i = 0; i < w->nr; i++)
+		if (pfn < w->pfn[i] + (1UL << w->order[i]) &&
+		    w->pfn[i] < pfn + folio_nr_pages(folio))
+			return true;
+	return false;
+}
+
 /*
- * Describe every folio in the page cache up to i_size, keeping the lookup's
- * reference on each; folios wholly beyond i_size can only be fallocated
- * ones, zero and invisible, and are left out.  A folio in CMA, where the KHO
- * scratch areas the next kernel boots from live, is first migrated out by
- * memfd_pin_folios().  Folios are locked (to zero or migrate them) without
- * @p->lock held: a folio being added waits for @p->lock in the hook with
- * its lock held.
+ * The careful way, for the folio at @index: with a reference, kept in
+ * @p->added until unpreserve.  Locking it waits for whoever holds it: an
+ * add whose hook is still to come, or a migration, collapse or swap-out
+ * that started before ->preserved was published and may replace it
+ * (filemap_lock_folio() then finds the replacement, which may cover
+ * indices the walk has yet to reach: it skips them).  Folios are locked
+ * without @p->lock held: a folio being added waits for @p->lock in the
+ * hook with its lock held.
+ */
+static int mfp_take_slow(struct memfd_preserved *p, struct mfp_run *run,
+			 struct mfp_walk *w, pgoff_t index, loff_t isize,
+			 pgoff_t *next)
+{
+	struct folio *folio;
+	int err;
+
+	*next = index + 1;
+	folio = filemap_lock_folio(p->file->f_mapping, index);
+	if (IS_ERR(folio))
+		return 0;	/* swapped out meanwhile: the caller checks */
+	mfp_zero_fallocated(folio);
+	folio_unlock(folio);
+	if (!folio_is_longterm_pinnable(folio)) {
+		folio_put(folio);
+		err = mfp_get_migrated(p->file, index, isize, &folio);
+		if (err)
+			return err;
+	}
+
+	guard(mutex)(&p->lock);
+	*next = folio->index + folio_nr_pages(folio);
+	/* Taken already: by the hook, for another index, or the fast way. */
+	if (xa_load(&p->added, folio->index) == folio ||
+	    mfp_walk_took(w, folio)) {
+		folio_put(folio);
+		return 0;
+	}
+	err = xa_err(xa_store(&p->added, folio->index, folio, GFP_KERNEL));
+	if (!err) {
+		err = mfp_describe(p, run, folio->index, folio_pfn(folio),
+				   folio_order(folio));
+		if (err)
+			xa_erase(&p->added, folio->index);
+	}
+	if (err)
+		folio_put(folio);
+	return err;
+}
+
+/*
+ * Describe every folio in the page cache up to i_size; folios wholly
+ * beyond i_size can only be fallocated ones, zero and invisible, and are
+ * left out.  Nearly all folios are taken by mfp_walk_batch(), without a
+ * reference or a lock; the others by mfp_take_slow().
  */
 static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 {
 	loff_t isize = i_size_read(file_inode(p->file));
-	pgoff_t moved[FOLIO_BATCH_SIZE];
-	unsigned int i, nr, nr_moved;
+	struct mfp_walk *w __free(kfree) = NULL;
 	struct mfp_run run = {};
-	struct folio_batch fbatch;
-	struct folio *folio;
-	pgoff_t start = 0;
+	pgoff_t next;
+	unsigned int i;
 	int err = 0;
 
 	if (!isize)
 		return 0;
-	folio_batch_init(&fbatch);
-	while (!err && filemap_get_folios(mapping, &start,
-					  (isize - 1) >> PAGE_SHIFT, &fbatch)) {
-		nr = folio_batch_count(&fbatch);
-		nr_moved = 0;
-		for (i = 0; i < nr; i++) {
-			folio = fbatch.folios[i];
-			if (!folio_test_uptodate(folio))
-				mfp_zero_fallocated(mapping, folio);
-			/* Our reference keeps @folio where it is meanwhile. */
-			if (!folio_is_longterm_pinnable(folio)) {
-				moved[nr_moved++] = folio->index;
-				folio_put(folio);
-				fbatch.folios[i] = NULL;
+	w = kmalloc_obj(*w);
+	if (!w)
+		return -ENOMEM;
+	w->start = 0;
+	w->end = (isize - 1) >> PAGE_SHIFT;
+	while (!err && w->start <= w->end) {
+		mfp_walk_batch(mapping, w);
+		scoped_guard(mutex, &p->lock) {
+			for (i = 0; !err && i < w->nr; i++) {
+				/* Added since ->preserved: the hook took it. */
+				if (xa_load(&p->added, w->index[i]))
+					continue;
+				err = mfp_describe(p, &run, w->index[i],
+						   w->pfn[i], w->order[i]);
 			}
 		}
-		err = mfp_scan_batch(p, &run, fbatch.folios, nr);
-		folio_batch_reinit(&fbatch);
-		for (i = 0; !err && i < nr_moved; i++) {
-			err = mfp_get_migrated(p->file, moved[i], isize, &folio);
-			if (!err)
-				err = mfp_scan_batch(p, &run, &folio, 1);
+		/* A folio taken the careful way may cover later indices. */
+		next = 0;
+		for (i = 0; !err && i < w->nr_slow; i++) {
+			if (w->slow[i] < next)
+				continue;
+			err = mfp_take_slow(p, &run, w, w->slow[i], isize,
+					    &next);
+			w->start = max(w->start, next);
 		}
 		cond_resched();
 	}
 	guard(mutex)(&p->lock);
-	if (err) {
-		/* The run's folios are not described: drop them. */
-		for (i = 0; i < run.nr; i++)
-			folio_put(pfn_folio(run.pfn + i));
-		return err;
-	}
-	return mfp_flush_run(p, &run);
+	return err ?: mfp_flush_run(p, &run);
 }
 
 /* Describe the folios added since the last time; @p->lock held. */
@@ -580,6 +969,7 @@ static int mfp_flush_pending(struct memfd_preserved *p)
 			err = mfp_emit_page(p, index, folio_pfn(folio));
 		if (err)
 			return err;
+		/* Still holding its reference, until unpreserve. */
 		xa_clear_mark(&p->added, index, MFP_PENDING);
 		p->nr_pending--;
 	}
@@ -697,13 +1087,21 @@ static struct memfd_preserved *mfp_alloc(struct file *file)
 	const struct qstr *name = &file->f_path.dentry->d_name;
 	struct memfd_preserve_file *hdr;
 	struct memfd_preserved *p;
+	struct mfp_pool *pool;
+	size_t size;
+	int err;
 
 	if (name->len >= MEMFD_PRESERVE_NAME_LENGTH)
 		return ERR_PTR(-ENAMETOOLONG);
+	/* The core preserved the pool before calling us. */
+	err = liveupdate_flb_get_outgoing(&mfp_pool_flb, (void **)&pool);
+	if (WARN_ON_ONCE(err))
+		return ERR_PTR(err);
 	p = kzalloc_obj(*p, GFP_KERNEL_ACCOUNT);
 	if (!p)
 		return ERR_PTR(-ENOMEM);
-	hdr = kho_alloc_preserve(PAGE_SIZE);
+	size = struct_size(hdr, name, name->len + 1);
+	hdr = mfp_pool_alloc(pool, size);
 	if (IS_ERR(hdr)) {
 		kfree(p);
 		return ERR_CAST(hdr);
@@ -712,13 +1110,13 @@ static struct memfd_preserved *mfp_alloc(struct file *file)
 	refcount_set(&p->ref, 1);
 	xa_init(&p->added);
 	p->file = file;
+	p->pool = pool;
 	p->hdr = hdr;
+	p->hdr_size = ALIGN(size, 8);
 	hdr->magic = MEMFD_PRESERVE_MAGIC;
 	hdr->header_size = sizeof(*hdr);
-	hdr->nr_chunks = 1;
+	hdr->name_len = name->len;
 	memcpy(hdr->name, name->name, name->len);
-	p->tail = &hdr->chunk;
-	p->tail_base = hdr;
 	return p;
 }
 
@@ -796,7 +1194,7 @@ err_thaw:
 	inode_unlock(inode);
 err_free:
 	if (p->hdr)
-		kho_unpreserve_free(p->hdr);
+		mfp_pool_free(p->pool, p->hdr);
 	mfp_put(p);
 	return err;
 }
@@ -1005,22 +1403,19 @@ static int mfp_parse_chunk(struct mfp_parse *ps,
 }
 
 static int mfp_parse_header(struct mfp_in *in,
-			    const struct memfd_preserve_file *hdr,
-			    unsigned int order)
+			    const struct memfd_preserve_file *hdr)
 {
-	size_t len = strnlen(hdr->name, sizeof(hdr->name));
-
-	if (hdr->magic != MEMFD_PRESERVE_MAGIC ||
-	    hdr->header_size != sizeof(*hdr) || hdr->reserved ||
-	    hdr->chunk.order != order || !hdr->nr_chunks ||
-	    len == sizeof(hdr->name) ||
+	if (hdr->magic != MEMFD_PRESERVE_MAGIC || hdr->reserved ||
+	    hdr->name[hdr->name_len] ||
+	    strnlen(hdr->name, hdr->name_len) != hdr->name_len ||
 	    strncmp(hdr->name, MFP_NAME_PREFIX, strlen(MFP_NAME_PREFIX)) ||
 	    hdr->seals & ~MFP_SEALS || hdr->mode & ~07777 ||
 	    hdr->flags & ~MEMFD_PRESERVE_F_ALL ||
 	    !(hdr->flags & (MEMFD_PRESERVE_F_READ | MEMFD_PRESERVE_F_WRITE)) ||
 	    hdr->size > MAX_LFS_FILESIZE || hdr->pos > MAX_LFS_FILESIZE ||
 	    hdr->nr_folios > hdr->nr_pages ||
-	    hdr->nr_pages > totalram_pages())
+	    hdr->nr_pages > totalram_pages() ||
+	    !hdr->chunks != !hdr->nr_chunks)
 		return -EBADMSG;
 	in->uid = make_kuid(&init_user_ns, hdr->uid);
 	in->gid = make_kgid(&init_user_ns, hdr->gid);
@@ -1031,87 +1426,106 @@ static int mfp_parse_header(struct mfp_in *in,
 	in->seals = hdr->seals;
 	in->mode = hdr->mode;
 	in->flags = hdr->flags;
-	memcpy(in->name, hdr->name, len + 1);
+	memcpy(in->name, hdr->name, hdr->name_len + 1);
 	return 0;
 }
 
-/* Restore everything from KHO into @in, freeing the metadata. */
-static int mfp_in_restore(struct mfp_in *in, phys_addr_t phys)
+/*
+ * The chunk at @phys: in the pool, or a block of its own, restored into
+ * *@foliop for the caller to free.  NULL if it is neither.
+ */
+static const struct memfd_preserve_chunk *
+mfp_in_chunk(struct mfp_pool_in *pool, u64 phys, struct folio **foliop)
+{
+	const struct memfd_preserve_chunk *c;
+	struct folio *folio;
+
+	*foliop = NULL;
+	c = mfp_pool_in_ptr(pool, phys, sizeof(*c));
+	if (c)
+		return c->size >= MFP_CHUNK_MIN && c->size < PAGE_SIZE &&
+		       mfp_pool_in_ptr(pool, phys, c->size) ? c : NULL;
+	if (!PAGE_ALIGNED(phys))
+		return NULL;
+	folio = kho_restore_folio(phys);
+	if (!folio)
+		return NULL;
+	c = folio_address(folio);
+	if (c->size != folio_size(folio)) {
+		folio_put(folio);
+		return NULL;
+	}
+	*foliop = folio;
+	return c;
+}
+
+/* Restore everything from KHO into @in, freeing the chunks of their own. */
+static int mfp_in_restore(struct mfp_in *in, struct mfp_pool_in *pool,
+			  u64 phys)
 {
 	const struct memfd_preserve_file *hdr;
 	const struct memfd_preserve_chunk *c;
 	struct mfp_parse ps = { .in = in };
-	struct folio *folio, *next;
-	u64 nr_chunks, nr_pages;
-	u64 i;
+	u64 nr_chunks, nr_pages, i;
+	struct folio *folio;
 	int err;
 
-	if (!phys || !PAGE_ALIGNED(phys))
+	hdr = mfp_pool_in_ptr(pool, phys, sizeof(*hdr));
+	if (!hdr || hdr->header_size != sizeof(*hdr) ||
+	    hdr->name_len >= MEMFD_PRESERVE_NAME_LENGTH ||
+	    !mfp_pool_in_ptr(pool, phys, sizeof(*hdr) + hdr->name_len + 1))
 		return -EBADMSG;
-	folio = kho_restore_folio(phys);
-	if (!folio)
-		return -EBADMSG;
-	hdr = folio_address(folio);
-	err = mfp_parse_header(in, hdr, folio_order(folio));
+	err = mfp_parse_header(in, hdr);
 	if (err)
-		goto out_put;
+		return err;
 	ps.max = hdr->nr_folios;
 	nr_chunks = hdr->nr_chunks;
 	nr_pages = hdr->nr_pages;
-	err = -ENOMEM;
 	in->folios = kvmalloc_array(ps.max ?: 1, sizeof(*in->folios),
 				    GFP_KERNEL);
 	in->indices = kvmalloc_array(ps.max ?: 1, sizeof(*in->indices),
 				     GFP_KERNEL);
 	if (!in->folios || !in->indices)
-		goto out_put;
+		return -ENOMEM;
 
-	c = &hdr->chunk;
-	for (i = 0; ; i++) {
-		size_t room = folio_size(folio) -
-			      ((void *)(c + 1) - folio_address(folio));
-
-		err = mfp_parse_chunk(&ps, c, room);
+	for (i = 0, phys = hdr->chunks; phys; i++) {
+		if (i == nr_chunks)
+			return -EBADMSG;
+		c = mfp_in_chunk(pool, phys, &folio);
+		if (!c)
+			return -EBADMSG;
+		err = mfp_parse_chunk(&ps, c, c->size - sizeof(*c));
+		phys = c->next;
+		if (folio)
+			folio_put(folio);
 		if (err)
-			goto out_put;
-		if (!c->next)
-			break;
-		err = -EBADMSG;
-		if (i + 1 >= nr_chunks || !PAGE_ALIGNED(c->next))
-			goto out_put;
-		next = kho_restore_folio(c->next);
-		if (!next)
-			goto out_put;
-		folio_put(folio);
-		folio = next;
-		c = folio_address(folio);
-		if (c->order != folio_order(folio))
-			goto out_put;
+			return err;
 	}
-	err = -EBADMSG;
-	if (i + 1 != nr_chunks || in->nr != ps.max || in->nr_pages != nr_pages)
-		goto out_put;
-	err = 0;
-out_put:
-	folio_put(folio);
-	return err;
+	if (i != nr_chunks || in->nr != ps.max || in->nr_pages != nr_pages)
+		return -EBADMSG;
+	return 0;
 }
 
 /* The incoming state, restored on first use. */
 static struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
 {
 	struct mfp_in *in = lf->private;
+	struct mfp_pool_in *pool;
 	int err;
 
 	if (in)
 		return in->err ? ERR_PTR(in->err) : in;
 	if (lf->version != MEMFD_PRESERVE_VERSION)
 		return ERR_PTR(-EOPNOTSUPP);
+	/* Not part of the sticky state: a failure here can be retried. */
+	err = liveupdate_flb_get_incoming(&mfp_pool_flb, (void **)&pool);
+	if (err)
+		return ERR_PTR(err == -ENOENT ? -EBADMSG : err);
 	in = kzalloc_obj(*in);
 	if (!in)
 		return ERR_PTR(-ENOMEM);
 	lf->private = in;
-	err = mfp_in_restore(in, lf->data);
+	err = mfp_in_restore(in, pool, lf->data);
 	if (err) {
 		/* Partly consumed: what was restored is freed, for good. */
 		mfp_in_put_folios(in);
@@ -1317,12 +1731,12 @@ static int mfp_stats_show(struct seq_file *m, void *unused)
 	guard(mutex)(&mfp_list_lock);
 	list_for_each_entry(p, &mfp_list, node) {
 		guard(mutex)(&p->lock);
-		used = offsetof(struct memfd_preserve_file, chunk);
-		alloc = 0;
-		for (c = &p->hdr->chunk; c;
-		     c = c->next ? phys_to_virt(c->next) : NULL) {
+		used = struct_size(p->hdr, name, p->hdr->name_len + 1);
+		alloc = p->hdr_size;
+		for (c = p->hdr->chunks ? phys_to_virt(p->hdr->chunks) : NULL;
+		     c; c = c->next ? phys_to_virt(c->next) : NULL) {
 			used += sizeof(*c) + c->used;
-			alloc += PAGE_SIZE << c->order;
+			alloc += c->size;
 		}
 		seq_printf(m, "%llu %llu %llu %lu %u %zu %zu\n",
 			   file_inode(p->file)->i_ino, p->hdr->nr_pages,
@@ -1339,6 +1753,12 @@ static int __init memfd_preserve_init(void)
 
 	if (err) {
 		pr_err("cannot register the memfd handler: %d\n", err);
+		return err;
+	}
+	err = liveupdate_register_flb(&mfp_handler, &mfp_pool_flb);
+	if (err) {
+		pr_err("cannot bind the metadata pool: %d\n", err);
+		liveupdate_unregister_file_handler(&mfp_handler);
 		return err;
 	}
 	debugfs_create_file("memfd_preserve", 0400, NULL, NULL,

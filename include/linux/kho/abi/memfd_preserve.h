@@ -11,13 +11,21 @@
 /**
  * DOC: memfd preservation format
  *
- * A preserved memfd is handed over as a chain of chunks: preserved,
- * physically contiguous, naturally aligned blocks of 2^order pages
- * allocated with kho_alloc_preserve().  The LUO file handle
- * (&liveupdate_file.data) is the physical address of the first chunk,
- * which starts with a &struct memfd_preserve_file; every other chunk
- * starts with a &struct memfd_preserve_chunk.  Both are followed by the
- * chunk's entries, each 8-byte aligned and never crossing a chunk.
+ * Small things live in a metadata pool shared by every preserved memfd, so
+ * that a small memfd costs tens of bytes rather than a page: the pool is an
+ * FLB (see struct liveupdate_flb), %MEMFD_PRESERVE_POOL_COMPATIBLE, bound
+ * to the memfd handler.  Its handle is the physical address of the first
+ * pool page; pool pages are preserved order-0 pages, each starting with a
+ * &struct memfd_preserve_pool_page that links it to the next.  Objects in
+ * the pool are 8-byte aligned and never cross a pool page.
+ *
+ * The LUO file handle (&liveupdate_file.data) of a memfd is the physical
+ * address of its &struct memfd_preserve_file, in the pool.  Its entries
+ * are in a chain of chunks, each starting with a &struct
+ * memfd_preserve_chunk: chunks smaller than a page live in the pool,
+ * larger ones are preserved, naturally aligned blocks of 2^order pages of
+ * their own (kho_alloc_preserve()).  Entries are 8-byte aligned and never
+ * cross a chunk.
  *
  * The file's contents are described by entries of two kinds:
  *
@@ -36,17 +44,18 @@
  *
  * Pages written after PRESERVE_FD: shmem calls the handler whenever a folio
  * is added to the page cache of a preserved memfd (see
- * memfd_preserve_folio_added()).  The handler pins and preserves that
+ * memfd_preserve_folio_added()).  The handler holds and preserves that
  * folio at once, and remembers it; freeze only appends entries for the
  * folios added since the last time, so the blackout costs nothing for
  * memory that was already described.  The size of a preserved memfd cannot
- * change, swapping its pages out is disabled, and its folios are pinned, so
+ * change, swapping its pages out is disabled, and its folios are held, so
  * no folio disappears from the page cache while it is preserved.  Once
  * frozen, adding a folio fails (the write gets an error rather than being
  * silently lost).
  *
- * All fields are little-endian.  The format is versioned by the LUO file
- * version (%MEMFD_PRESERVE_VERSION); &memfd_preserve_file.header_size lets
+ * Fields are in the CPU's byte order.  The format is versioned by the LUO
+ * file version (%MEMFD_PRESERVE_VERSION) and the pool's FLB version
+ * (%MEMFD_PRESERVE_POOL_VERSION); &memfd_preserve_file.header_size lets
  * later versions grow the header.  The next kernel validates every field
  * and fails the file with -EBADMSG on anything inconsistent.
  */
@@ -55,6 +64,8 @@
 #define MEMFD_PRESERVE_VERSION		1
 #define MEMFD_PRESERVE_MAGIC		0x4d454d4644505231ULL	/* "MEMFDPR1" */
 #define MEMFD_PRESERVE_NAME_LENGTH	256
+#define MEMFD_PRESERVE_POOL_COMPATIBLE	"memfd-metadata"
+#define MEMFD_PRESERVE_POOL_VERSION	1
 
 /* &memfd_preserve_file.flags: the open file's mode and status flags. */
 #define MEMFD_PRESERVE_F_READ		0x1
@@ -71,35 +82,49 @@
 #define MEMFD_PRESERVE_SKIP_MAX		((1ULL << (64 - MEMFD_PRESERVE_PFN_BITS)) - 1)
 
 /**
+ * struct memfd_preserve_pool_page - start of a page of the metadata pool
+ * @next: physical address of the next pool page, 0 for the last one
+ * @reserved: zero
+ */
+struct memfd_preserve_pool_page {
+	__u64 next;
+	__u64 reserved;
+};
+
+/**
  * struct memfd_preserve_chunk - start of every chunk
  * @next: physical address of the next chunk, 0 for the last one
- * @order: the chunk is 2^@order pages
+ * @size: bytes of the chunk, this structure included: below PAGE_SIZE a
+ *	chunk lives in the pool, else it is a block of its own of that size
  * @used: bytes of entries that follow this structure
  */
 struct memfd_preserve_chunk {
 	__u64 next;
-	__u32 order;
+	__u32 size;
 	__u32 used;
 };
 
 /**
- * struct memfd_preserve_file - a preserved memfd; starts the first chunk
+ * struct memfd_preserve_file - a preserved memfd, in the pool
  * @magic: %MEMFD_PRESERVE_MAGIC
- * @header_size: sizeof(struct memfd_preserve_file) of the writer
+ * @header_size: sizeof(struct memfd_preserve_file) of the writer; @name
+ *	starts there
  * @seals: the memfd's seals (F_SEAL_*)
  * @size: i_size in bytes
  * @pos: the file position
  * @nr_folios: number of folios described by all entries
  * @nr_pages: number of pages in those folios
- * @nr_chunks: number of chunks including this one
+ * @chunks: physical address of the first chunk, 0 if there is none
+ * @nr_chunks: number of chunks
  * @mode: permission bits of the inode (07777)
  * @uid: owner, in the initial user namespace
  * @gid: group, in the initial user namespace
  * @flags: how the file was open: %MEMFD_PRESERVE_F_READ, ..._WRITE,
  *	..._APPEND, ..._NONBLOCK
+ * @name_len: length of @name, less than %MEMFD_PRESERVE_NAME_LENGTH
  * @reserved: zero
- * @name: NUL-terminated name of the memfd ("memfd:" and the user's name)
- * @chunk: the chunk header of this, the first, chunk
+ * @name: the memfd's name ("memfd:" and the user's name), @name_len
+ *	bytes and a NUL
  */
 struct memfd_preserve_file {
 	__u64 magic;
@@ -109,14 +134,15 @@ struct memfd_preserve_file {
 	__u64 pos;
 	__u64 nr_folios;
 	__u64 nr_pages;
+	__u64 chunks;
 	__u32 nr_chunks;
 	__u32 mode;
 	__u32 uid;
 	__u32 gid;
 	__u32 flags;
-	__u32 reserved;
-	char name[MEMFD_PRESERVE_NAME_LENGTH];
-	struct memfd_preserve_chunk chunk;
+	__u16 name_len;
+	__u16 reserved;
+	char name[];
 };
 
 /**

@@ -1286,18 +1286,9 @@ static void unretrieved_1(void)
 
 /* ---- FLBs: the test FLB, shared by the test and ghost handlers ---- */
 
-/* LUO's debugfs line for the test FLB in @dir is "@dir <compatible> @want". */
 static bool flb_is(const char *dir, const char *want)
 {
-	char *line = luo_flb_line(dir, LUO_TEST_FLB_COMPATIBLE);
-	size_t skip = strlen(dir) + strlen(LUO_TEST_FLB_COMPATIBLE) + 2;
-	bool ok = line && !strcmp(line + skip, want);
-
-	if (!ok)
-		ksft_print_msg("%s test FLB: '%s', want '%s'\n", dir,
-			       line ? line + skip : "(none)", want);
-	free(line);
-	return ok;
+	return luo_flb_is(dir, LUO_TEST_FLB_COMPATIBLE, want);
 }
 
 /* The test module's own view: its outgoing object and its preserved pages. */

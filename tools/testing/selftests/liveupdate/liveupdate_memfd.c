@@ -332,18 +332,53 @@ static int retrieve(int sfd, __u64 token)
 
 /* ---- core ---- */
 
+/*
+ * The metadata bytes used and allocated for the preserved memfd @fd, from
+ * the handler's debugfs statistics; false if it is not listed.
+ */
+static bool memfd_meta(int fd, long *used, long *alloc)
+{
+	char *buf = luo_read_file("/sys/kernel/debug/memfd_preserve");
+	unsigned long long ino, pages, folios, pending;
+	char *line, *next;
+	struct stat st;
+	bool found = false;
+	unsigned int chunks;
+
+	if (!buf || fstat(fd, &st)) {
+		free(buf);
+		return false;
+	}
+	for (line = buf; !found && line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			next++;
+		found = sscanf(line, "%llu %llu %llu %llu %u %ld %ld", &ino,
+			       &pages, &folios, &pending, &chunks, used,
+			       alloc) == 7 && ino == st.st_ino;
+	}
+	free(buf);
+	return found;
+}
+
+static bool pool_is(const char *dir, const char *want)
+{
+	return luo_flb_is(dir, "memfd-metadata", want);
+}
+
 static void core_0(void)
 {
 	int sfd, usfd, full, s64, s4t, zero, byte, page, odd, noexec, exec;
 	int late, thp, unret, sealfd[NR_SEALS], rdonly, append, n;
 	char path[64];
-	long free0, free1, thp_kb = 0;
+	long free0, free1, thp_kb = 0, used, alloc, zused, zalloc;
+	char want[64];
 	bool ok = true;
 	long long t;
 	char *map;
 	pid_t pid;
 
-	ksft_set_plan(7);
+	ksft_set_plan(9);
 	luo_create_session(dev, "memfd", &sfd);
 	luo_create_session(dev, "memfd-unret", &usfd);
 
@@ -428,6 +463,17 @@ static void core_0(void)
 	result(free0 - free1 < 4096,
 	       "preserving 64 GiB and 4 TiB sparse memfds allocated no holes");
 
+	/* Small memfds share the metadata pool: tens of bytes, not a page. */
+	ok = memfd_meta(zero, &zused, &zalloc) && memfd_meta(page, &used, &alloc);
+	ksft_print_msg("metadata: empty memfd %ld/%ld bytes, one page %ld/%ld bytes (used/allocated)\n",
+		       zused, zalloc, used, alloc);
+	result(ok && zalloc <= 128 && alloc <= 192,
+	       "metadata of an empty and a one-page memfd: at most 128 and 192 bytes");
+	snprintf(want, sizeof(want), "handlers=1 files=%d",
+		 luo_file_count(sfd) + luo_file_count(usfd));
+	result(pool_is("outgoing", want),
+	       "the metadata pool FLB is preserved, one reference per memfd");
+
 	/* Writes after PRESERVE_FD: hole, present page, and from a child. */
 	n = put(late, 8 * MiB, 2 * PG, 9) ?: put(late, 0, PG, 10);
 	pid = fork();
@@ -486,14 +532,19 @@ static void core_1(void)
 	int sfd = -1, usfd = -1, fd, got;
 	long free0, free1, thp0;
 	struct stat st;
+	char want[64];
 	long long t;
 	bool ok;
 
-	ksft_set_plan(19);
+	ksft_set_plan(21);
 	luo_retrieve_session(dev, "memfd", &sfd);
 	luo_retrieve_session(dev, "memfd-unret", &usfd);
 	if (sfd < 0 || usfd < 0)
 		ksft_exit_fail_msg("retrieve sessions\n");
+	snprintf(want, sizeof(want), "files=%d pending",
+		 luo_file_count(sfd) + luo_file_count(usfd));
+	result(pool_is("incoming", want),
+	       "incoming metadata pool: one reference per memfd, not retrieved");
 
 	t = now_us();
 	fd = retrieve(sfd, T_FULL);
@@ -596,6 +647,8 @@ static void core_1(void)
 	result(!got && free1 - free0 >= (long)(UNRET_SIZE / 1024) * 3 / 4,
 	       "the never retrieved memfd is freed at FINISH");
 	result(retrieve(usfd, 1) < 0, "nothing to retrieve after FINISH");
+	result(pool_is("incoming", "files=0 finished"),
+	       "the metadata pool is finished with the last memfd");
 	ksft_finished();
 }
 
@@ -619,11 +672,98 @@ static bool ordinary(int fd, __u64 size)
 			  PG) && !ftruncate(fd, size);
 }
 
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE	25
+#endif
+#define STAY_SIZE	(4 * MiB)
+#define PMD_SIZE_	(2 * MiB)
+
+/* The PFNs behind @len bytes at @map (0 where not present), or false. */
+static bool pfns_of(const char *map, __u64 len, __u64 *pfn)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	__u64 i, n = len / PG;
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = pread(fd, pfn, n * 8, (uintptr_t)map / PG * 8) == (ssize_t)(n * 8);
+	close(fd);
+	for (i = 0; ok && i < n; i++)
+		pfn[i] = (pfn[i] >> 63) ? pfn[i] & ((1ULL << 55) - 1) : 0;
+	return ok;
+}
+
+/* The same, after faulting every page in (a collapse attempt unmaps). */
+static bool pfns_of_mapped(const char *map, __u64 len, __u64 *pfn)
+{
+	for (__u64 off = 0; off < len; off += PG)
+		(void)*(const volatile char *)(map + off);
+	return pfns_of(map, len, pfn);
+}
+
+/*
+ * While preserved, a memfd's folios stay where they are: compaction and
+ * MADV_COLLAPSE move none of them.  After unpreserve MADV_COLLAPSE works
+ * again, which shows the check can see a move.
+ */
+static void stays(int sfd)
+{
+	static __u64 before[STAY_SIZE / PG], after[STAY_SIZE / PG];
+	char *area, *map;
+	int fd, ret;
+	bool ok;
+
+	fd = new_memfd("paths-stay", 0, STAY_SIZE);
+	put(fd, 0, STAY_SIZE, 17);
+	/* A PMD-aligned mapping, so that MADV_COLLAPSE can work at all. */
+	area = mmap(NULL, STAY_SIZE + PMD_SIZE_, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	map = area == MAP_FAILED ? MAP_FAILED :
+	      mmap((char *)(((uintptr_t)area + PMD_SIZE_ - 1) & ~(PMD_SIZE_ - 1)),
+		   STAY_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		   fd, 0);
+	ok = map != MAP_FAILED && preserve(sfd, fd, 4);
+	ok = ok && pfns_of_mapped(map, STAY_SIZE, before) && before[0];
+	luo_write_file("/proc/sys/vm/compact_memory", "1");
+	ret = thp_available() ? madvise(map, PMD_SIZE_, MADV_COLLAPSE) : -1;
+	ksft_print_msg("preserved: MADV_COLLAPSE %d (%s), first PFN %#llx\n",
+		       ret, ret ? strerror(errno) : "done",
+		       (unsigned long long)before[0]);
+	ok = ok && ret && pfns_of_mapped(map, STAY_SIZE, after);
+	for (__u64 i = 0; ok && i < STAY_SIZE / PG; i++) {
+		if (before[i] != after[i]) {
+			ksft_print_msg("page %llu moved: PFN %#llx, now %#llx\n",
+				       (unsigned long long)i,
+				       (unsigned long long)before[i],
+				       (unsigned long long)after[i]);
+			ok = false;
+		}
+	}
+	ok = ok && check(fd, 0, STAY_SIZE, 17);
+	result(ok, "while preserved: compaction and MADV_COLLAPSE move no page");
+	if (!thp_available()) {
+		ksft_test_result_skip("MADV_COLLAPSE after unpreserve: no shmem THP\n");
+	} else {
+		ok = !luo_unpreserve_fd(sfd, 4);
+		ret = madvise(map, PMD_SIZE_, MADV_COLLAPSE);
+		ksft_print_msg("unpreserved: MADV_COLLAPSE %d (%s)\n", ret,
+			       ret ? strerror(errno) : "done");
+		ok = ok && !ret && pfns_of_mapped(map, STAY_SIZE, after) &&
+		     memcmp(before, after, PMD_SIZE_ / PG * 8) &&
+		     after[1] == after[0] + 1 && check(fd, 0, STAY_SIZE, 17);
+		result(ok, "unpreserved: MADV_COLLAPSE moves the pages into a huge one");
+	}
+	if (area != MAP_FAILED)
+		munmap(area, STAY_SIZE + PMD_SIZE_);
+	close(fd);
+}
+
 static void paths(void)
 {
 	int sfd, sfd2, fd, fd2, sealfd, hfd, tmp;
 
-	ksft_set_plan(10);
+	ksft_set_plan(12);
 	luo_create_session(dev, "paths", &sfd);
 	fd = new_memfd("paths", MFD_ALLOW_SEALING, 4 * MiB);
 	put(fd, 0, 2 * MiB, 1);
@@ -641,6 +781,7 @@ static void paths(void)
 	       !fcntl(sealfd, F_ADD_SEALS, F_SEAL_WRITE),
 	       "while preserved: F_SEAL_WRITE EBUSY (pinned), other seals work");
 	close(sealfd);
+	stays(sfd);
 	result(!luo_unpreserve_fd(sfd, 1) && ordinary(fd, 4 * MiB) &&
 	       check(fd, 0, 2 * MiB, 1), "unpreserved: an ordinary memfd again");
 

@@ -376,6 +376,24 @@ static inline char *luo_flb_line(const char *dir, const char *compatible)
 	return ret;
 }
 
+/*
+ * Whether LUO's debugfs line for FLB @compatible in @dir is
+ * "@dir @compatible @want"; prints what it is otherwise.
+ */
+static inline bool luo_flb_is(const char *dir, const char *compatible,
+			      const char *want)
+{
+	char *line = luo_flb_line(dir, compatible);
+	size_t skip = strlen(dir) + strlen(compatible) + 2;
+	bool ok = line && !strcmp(line + skip, want);
+
+	if (!ok)
+		printf("# %s FLB %s: '%s', want '%s'\n", dir, compatible,
+		       line ? line + skip : "(none)", want);
+	free(line);
+	return ok;
+}
+
 static inline int luo_test_clear_events(void)
 {
 	return luo_write_file(LUO_TEST_EVENTS, "clear\n");
