@@ -55,6 +55,7 @@
 #include <linux/shmem_fs.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
+#include <linux/workqueue.h>
 #include <linux/xarray.h>
 
 #include "internal.h"
@@ -1244,12 +1245,20 @@ static void mfp_unfreeze(struct liveupdate_file *lf)
 
 /* ---- incoming ---- */
 
-static void mfp_in_put_folios(struct mfp_in *in)
+static void mfp_put_folios(struct folio **folios, unsigned long nr)
 {
 	unsigned long i;
 
-	for (i = 0; i < in->nr; i++)
-		folio_put(in->folios[i]);
+	for (i = 0; i < nr; i++) {
+		folio_put(folios[i]);
+		if (!(i % SWAP_CLUSTER_MAX))
+			cond_resched();
+	}
+}
+
+static void mfp_in_put_folios(struct mfp_in *in)
+{
+	mfp_put_folios(in->folios, in->nr);
 	kvfree(in->folios);
 	kvfree(in->indices);
 	in->folios = NULL;
@@ -1618,19 +1627,82 @@ static struct file *mfp_open_as(struct file *file, u32 flags)
 	return as;
 }
 
+/**
+ * struct mfp_lru_work - order-0 folios of a retrieved memfd, for the LRU
+ * @work: runs mfp_lru_fn()
+ * @nr: folios in @folios
+ * @folios: the folios, each with a reference of ours
+ *
+ * The order-0 folios of a retrieved memfd go on the LRU after RETRIEVE_FD
+ * has returned, on another CPU if there is one.  The page cache already
+ * lets new order-0 folios wait off the LRU, in the per-CPU batches of
+ * folio_add_lru(); nothing userspace does depends on it, only reclaim and
+ * migration reach them later.  Large folios, which splitting expects on
+ * the LRU, go there at once.
+ */
+struct mfp_lru_work {
+	struct work_struct work;
+	unsigned long nr;
+	struct folio **folios;
+};
+
+static void mfp_lru_fn(struct work_struct *work)
+{
+	struct mfp_lru_work *lw = container_of(work, struct mfp_lru_work, work);
+
+	folios_add_lru(lw->folios, lw->nr);
+	mfp_put_folios(lw->folios, lw->nr);
+	kvfree(lw->folios);
+	kfree(lw);
+}
+
+/*
+ * Put the folios of @in, now in the page cache, on the LRU and drop our
+ * references: large ones now, order-0 ones through @lw if there is one.
+ */
+static void mfp_add_lru(struct mfp_in *in, struct mfp_lru_work **lwp)
+{
+	struct mfp_lru_work *lw = *lwp;
+	unsigned long i, nr = 0;
+	struct folio *folio;
+
+	for (i = 0; i < in->nr; i++) {
+		folio = in->folios[i];
+		if (folio_test_large(folio)) {
+			folios_add_lru(&folio, 1);
+			folio_put(folio);
+		} else {
+			in->folios[nr++] = folio;
+		}
+	}
+	in->nr = 0;
+	if (!lw) {
+		folios_add_lru(in->folios, nr);
+		mfp_put_folios(in->folios, nr);
+		return;
+	}
+	INIT_WORK(&lw->work, mfp_lru_fn);
+	lw->nr = nr;
+	lw->folios = in->folios;
+	in->folios = NULL;
+	queue_work(system_unbound_wq, &lw->work);
+	*lwp = NULL;
+}
+
 static int mfp_retrieve(struct liveupdate_file *lf)
 {
 	struct address_space *mapping;
 	struct file *file, *as;
 	struct inode *inode;
 	struct mfp_in *in;
-	unsigned long i;
 	int err = 0;
 
 	in = mfp_in_get(lf);
 	if (IS_ERR(in))
 		return PTR_ERR(in);
 
+	/* Without it the LRU is filled synchronously, that is all. */
+	struct mfp_lru_work *lw __free(kfree) = kmalloc_obj(*lw);
 	file = memfd_alloc_file(in->name, 0);
 	if (IS_ERR(file))
 		return PTR_ERR(file);
@@ -1670,11 +1742,7 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 	if (as != file)
 		fput(file);
 
-	for (i = 0; i < in->nr; i++) {
-		folio_add_lru(in->folios[i]);
-		folio_put(in->folios[i]);
-	}
-	in->nr = 0;
+	mfp_add_lru(in, &lw);
 	mfp_in_put_folios(in);
 	kfree(in);
 	lf->private = NULL;

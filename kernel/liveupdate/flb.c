@@ -1,19 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Live Update Orchestrator: file-lifecycle-bound global state (FLB).
+ */
+
+/**
+ * DOC: File-lifecycle-bound global state
+ *
+ * Some state is not a file's own but is shared by many preserved files: an
+ * IOMMU's translation tables that every preserved iommufd refers to, a pool
+ * of huge pages, the metadata pool of the memfd handler.  Such state is an
+ * FLB (&struct liveupdate_flb), bound with liveupdate_register_flb() to
+ * each file handler whose files depend on it; a handler may depend on any
+ * number of FLBs and an FLB may be shared by any number of handlers.
  *
  * Outgoing, every preserved file holds a reference on each FLB bound to its
- * handler: the first reference preserves the FLB, the last one dropped
- * unpreserves it.  Bindings cannot change while a handler has live files,
- * so a file's references are always those of its handler's current list.
- * At reboot the FLBs are frozen after every file, and each is handed over
- * with a dependency record after every file that holds a reference on it.
+ * handler: the first reference preserves the FLB (before the file's own
+ * preserve, which may use it through liveupdate_flb_get_outgoing()), the
+ * last one dropped unpreserves it.  Bindings cannot change while a handler
+ * has live files, so a file's references are always those of its handler's
+ * current list.  At reboot the FLBs are frozen after every file, a failure
+ * failing the reboot like a file's, and each FLB is handed over with a
+ * dependency record after every file that holds a reference on it.
+ * References the owning subsystem holds itself are never counted.
  *
- * Incoming, each FLB handed over becomes a struct luo_flb_in whose count is
- * the number of dependency records actually read (never a number the
- * previous kernel claims), so no order of retrieves, finishes and first uses
- * can make it underflow.  It is retrieved on first use and finished once,
- * when the last file that depended on it is finished, retrieved or not.
+ * Incoming, each FLB handed over is counted by the dependency records
+ * actually read, never by a number the previous kernel claims, so no order
+ * of retrieves, finishes and first uses can make the count underflow.  It
+ * is retrieved on first use, by its subsystem or by a dependent file's
+ * retrieve (liveupdate_flb_get_incoming()), and finished exactly once, when
+ * the last file that depended on it is finished, retrieved or not.
  * Finished records are kept (they are small) until the next update, so that
  * a late user gets -ENOENT rather than a dangling pointer.
  */
