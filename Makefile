@@ -81,9 +81,10 @@ $(OUT)/initramfs-%.cpio: FORCE
 # ---- running -----------------------------------------------------------------
 # make test: the whole suite on both kernels.  T="a b" picks tests.
 # The runner's own verdict checks run first, in a blink.
-test: kernel kernel-debug initramfs $(OUT)/initramfs-fast.cpio $(OUT)/initramfs-debug.cpio
+test: kernel kernel-debug initramfs $(OUT)/initramfs-fast.cpio $(OUT)/initramfs-debug.cpio \
+      $(OUT)/initramfs-demo.cpio
 	@$(H)/selftest-runner.py
-	@$(H)/run-suite.py --variant fast --variant debug $(T)
+	@$(H)/run-suite.py --variant fast --variant debug --variant demo $(T)
 
 test-fast: kernel initramfs $(OUT)/initramfs-fast.cpio
 	@$(H)/selftest-runner.py
@@ -93,8 +94,21 @@ test-debug: kernel-debug initramfs $(OUT)/initramfs-debug.cpio
 	@$(H)/selftest-runner.py
 	@$(H)/run-suite.py --variant debug $(T)
 
-demo: kernel initramfs $(OUT)/initramfs-fast.cpio
+demo: kernel initramfs $(OUT)/initramfs-demo.cpio
 	@$(H)/demo.sh
+
+# The demo's kernel B: the fast kernel relinked, in a copy of its build
+# tree, as build #2 by "demo-b", so that its version string shows the
+# update happened.  The demo initramfs carries it as the kexec target.
+$(OUT)/bzImage-demo-b: $(OUT)/bzImage
+	@echo "  KERNEL  demo-b"
+	@rm -rf $(OUT)/build-demo-b
+	@cp -a $(OUT)/build-fast $(OUT)/build-demo-b
+	@$(call KMAKE,demo-b) KBUILD_BUILD_VERSION=2 KBUILD_BUILD_USER=demo-b bzImage
+	@cp $(OUT)/build-demo-b/arch/x86/boot/bzImage $@
+$(OUT)/initramfs-demo.cpio: $(OUT)/bzImage-demo-b FORCE
+	@$(H)/mkinitramfs.sh --kernel $(OUT)/bzImage-demo-b \
+		$(OUT)/initramfs-base.cpio $@
 
 # ---- benchmark: ours against the unmodified 7.2.11 with its upstream LUO ----
 # The yardstick is built from its own unmodified tree with the same fragments

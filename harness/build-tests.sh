@@ -49,6 +49,16 @@ if [ -f "$ST/liveupdate/liveupdate_uapi.c" ]; then
 	build "$ROOT/tests/liveupdate_uapi_32" "$ST/liveupdate/liveupdate_uapi.c" -m32
 fi
 
+# The userspace tools (tools/liveupdate): luod, luoctl and the demo VMM in
+# /bin, their test in /tests.
+TOOLS=$(dirname "$ROOT")/tools
+make -s -C "$SRC/tools/liveupdate" UAPI="$HDR/include" OUTPUT="$TOOLS" \
+	CFLAGS=-O2
+for t in luod luoctl luo-demo-vmm; do
+	cp -u "$TOOLS/$t" "$ROOT/bin/$t"
+done
+cp -u "$TOOLS/luo_tools_test" "$ROOT/tests/luo_tools_test"
+
 # The upstream liveupdate kselftests (compatibility check), built unchanged
 # against our uAPI header; see harness/base.sh.
 UP=${LUO_CACHE:-$HOME/.cache/luo}/upstream-selftests-7.2.11

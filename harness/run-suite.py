@@ -20,7 +20,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, "out")
 
-KERNELS = {"fast": "bzImage", "debug": "bzImage-debug"}
+# The demo boots the fast kernel (A) with an initramfs carrying kernel B.
+KERNELS = {"fast": "bzImage", "debug": "bzImage-debug", "demo": "bzImage"}
 
 # Kernel reports that fail a test wherever they appear.
 SPLAT = re.compile(

@@ -716,6 +716,8 @@ static int mfp_swapin(struct inode *inode)
 	return 0;
 }
 
+/* Fewer order-0 folios than this go on the LRU during RETRIEVE_FD. */
+#define MFP_LRU_DEFER_MIN	512
 /* Folios taken per batch of the walk. */
 #define MFP_WALK_BATCH		64
 
@@ -1676,7 +1678,8 @@ static void mfp_add_lru(struct mfp_in *in, struct mfp_lru_work **lwp)
 		}
 	}
 	in->nr = 0;
-	if (!lw) {
+	/* A work item per small memfd would cost more than it saves. */
+	if (!lw || nr < MFP_LRU_DEFER_MIN) {
 		folios_add_lru(in->folios, nr);
 		mfp_put_folios(in->folios, nr);
 		return;

@@ -1,0 +1,770 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * luo_tools_test: luod, luoctl and luo-demo-vmm across one live update.
+ *
+ *   LUO_STAGE=0|1 luo_tools_test
+ *
+ * Runs once per boot in the test VM (luod, luoctl and luo-demo-vmm in PATH,
+ * luo-next-stage available), printing one KTAP document per stage.
+ *
+ * Stage 0 starts luod; a client (a child process) gets session "tools-test"
+ * through it and preserves a memfd of known contents; then it checks what
+ * luoctl status reports, that bad requests are refused, that an update with
+ * no kernel loaded fails cleanly, starts the demo VMM, loads the next
+ * kernel (luo-next-stage -l), checks that a client that never answers
+ * PREPARE makes the update fail after luod's timeout with everything still
+ * preserved, and finally runs luoctl update, which reboots.  Like the other
+ * multi-stage tests, the last planned result (the reboot) is printed only
+ * if it failed.
+ *
+ * Stage 1 starts luod again, gets "tools-test" back by name, checks the
+ * memfd's contents, finishes the session, checks luoctl status, and resumes
+ * the demo VMM, which verifies all of its guest RAM.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libluo.h"
+
+#define SOCK		"/run/luo-tools-test.sock"
+#define SOCK2		"/run/luo-tools-test-2.sock"
+#define SESSION		"tools-test"
+#define MUTE		"tools-test-mute"
+#define VMM		"tools-test-vmm"
+#define TOKEN		7
+#define DATA_SIZE	(1024 * 1024 + 123)
+#define TIMEOUT_S	4		/* luod -t */
+#define TIMEOUT_ARG	"4"
+#define STAGE0_TESTS	14
+#define STAGE1_TESTS	10
+
+static int test_no, failures;
+static pid_t luod_pid = -1;
+
+/* ---- KTAP ---- */
+
+static void __attribute__((format(printf, 1, 2))) diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("# ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+static bool __attribute__((format(printf, 2, 3))) result(bool ok,
+							  const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s %d ", ok ? "ok" : "not ok", ++test_no);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+	if (!ok)
+		failures++;
+	return ok;
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+bail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("Bail out! ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+	if (luod_pid > 0)
+		kill(luod_pid, SIGTERM);
+	exit(1);
+}
+
+/* A result the rest of the stage depends on. */
+#define require(ok, ...) do {						\
+	if (!result(ok, __VA_ARGS__))					\
+		bail("cannot go on");					\
+} while (0)
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ---- running the tools ---- */
+
+/*
+ * Run @argv (from PATH) with stdout and stderr captured into *@out
+ * (malloc()ed, NUL-terminated, echoed as diagnostics).  Returns its exit
+ * status, 128 + signal, or -errno.
+ */
+static int run_echo(char **out, char *const argv[], bool echo)
+{
+	size_t len = 0, size = 4096;
+	char *buf = malloc(size), *line, *next;
+	int pfd[2], status, i;
+	pid_t pid;
+
+	if (!buf || pipe2(pfd, O_CLOEXEC))
+		bail("out of memory or fds");
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		bail("fork: %s", strerror(errno));
+	if (!pid) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		execvp(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (;;) {
+		ssize_t n;
+
+		if (size - len < 1024) {
+			size *= 2;
+			buf = realloc(buf, size);
+			if (!buf)
+				bail("out of memory");
+		}
+		n = read(pfd[0], buf + len, size - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += n;
+	}
+	buf[len] = '\0';
+	close(pfd[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			bail("waitpid: %s", strerror(errno));
+	*out = buf;
+	if (!echo)
+		goto done;
+	printf("# $");
+	for (i = 0; argv[i]; i++)
+		printf(" %s", argv[i]);
+	putchar('\n');
+	for (line = buf; *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next = '\0';
+		printf("# | %s\n", line);
+		if (!next)
+			break;
+		*next++ = '\n';
+	}
+	fflush(stdout);
+done:
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}
+
+static int run(char **out, char *const argv[])
+{
+	return run_echo(out, argv, true);
+}
+
+static pid_t spawn(char *const argv[])
+{
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		bail("fork: %s", strerror(errno));
+	if (!pid) {
+		execvp(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+static bool alive(pid_t pid)
+{
+	return pid > 0 && waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* Does @text hold a line starting with @prefix? */
+static bool has_line(const char *text, const char *prefix)
+{
+	size_t len = strlen(prefix);
+	const char *p = text;
+
+	while (p && *p) {
+		if (!strncmp(p, prefix, len))
+			return true;
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return false;
+}
+
+/* One request to luod on @sock; the reply line in @line, fd in *@fd. */
+static int ask(int sock, const char *req, char *line, size_t size, int *fd)
+{
+	int ret = luo_send_line(sock, req);
+
+	if (!ret)
+		ret = luo_recv_line(sock, line, size, fd, 10000);
+	if (ret < 0)
+		snprintf(line, size, "(no answer: %s)", strerror(-ret));
+	return ret < 0 ? ret : 0;
+}
+
+/* luoctl status: its output, empty if it failed. */
+static char *status_echo(bool echo)
+{
+	char *argv[] = { "luoctl", "-s", SOCK, "status", NULL };
+	char *out;
+
+	if (run_echo(&out, argv, echo))
+		out[0] = '\0';
+	return out;
+}
+
+static char *status(void)
+{
+	return status_echo(true);
+}
+
+/* Start luod and wait until it answers PING. */
+static bool start_luod(void)
+{
+	char *argv[] = { "luod", "-s", SOCK, "-t", TIMEOUT_ARG, NULL };
+	long long until = now_ms() + 20000;
+	char line[256];
+
+	luod_pid = spawn(argv);
+	while (now_ms() < until && alive(luod_pid)) {
+		int sock = luo_connect(SOCK);
+
+		if (sock >= 0) {
+			bool ok = !ask(sock, "PING", line, sizeof(line), NULL) &&
+				  !strncmp(line, "OK luod ", 8);
+
+			close(sock);
+			if (ok)
+				return true;
+			diag("PING: %s", line);
+		}
+		sleep_ms(100);
+	}
+	diag("luod %s", alive(luod_pid) ? "does not answer" : "exited");
+	return false;
+}
+
+/* ---- the memfd's contents ---- */
+
+static unsigned char data_byte(size_t i)
+{
+	return (unsigned char)(((i * 2654435761u) >> 13) ^ (i >> 16) ^ 0x5a);
+}
+
+/* NULL if @fd holds our DATA_SIZE bytes, else what is wrong. */
+static const char *check_data(int fd)
+{
+	static char why[128];
+	unsigned char *buf;
+	struct stat st;
+	size_t i;
+
+	if (fstat(fd, &st))
+		return "fstat failed";
+	if (st.st_size != DATA_SIZE) {
+		snprintf(why, sizeof(why), "size %lld, want %d",
+			 (long long)st.st_size, DATA_SIZE);
+		return why;
+	}
+	buf = malloc(DATA_SIZE);
+	if (!buf)
+		return "out of memory";
+	if (pread(fd, buf, DATA_SIZE, 0) != DATA_SIZE) {
+		free(buf);
+		return "short read";
+	}
+	for (i = 0; i < DATA_SIZE; i++) {
+		if (buf[i] != data_byte(i)) {
+			snprintf(why, sizeof(why),
+				 "byte %zu is 0x%02x, want 0x%02x", i, buf[i],
+				 data_byte(i));
+			free(buf);
+			return why;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* ---- a client of luod, in a child process ---- */
+
+struct client {
+	pid_t pid;
+	int ctl;	/* to the child: "check" -> "ok|fail ... prepares=P cancels=C" */
+};
+
+static void client_reply(int ctl, int prepares, int cancels, const char *fmt,
+			 ...) __attribute__((format(printf, 4, 5)));
+static void client_reply(int ctl, int prepares, int cancels, const char *fmt,
+			 ...)
+{
+	char buf[300];
+	va_list ap;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (len > 200)
+		len = 200;
+	snprintf(buf + len, sizeof(buf) - len, " prepares=%d cancels=%d",
+		 prepares, cancels);
+	luo_send_line(ctl, buf);
+}
+
+/* What the session and the memfd look like; NULL if as preserved. */
+static const char *client_state(int sfd, int memfd)
+{
+	struct liveupdate_file_info files[4];
+	unsigned int kind, count;
+	int ret = luo_query(sfd, &kind, files, 4, &count);
+
+	if (ret)
+		return "QUERY failed";
+	if (kind != LIVEUPDATE_SESSION_OUTGOING || count != 1 ||
+	    files[0].token != TOKEN ||
+	    files[0].state != LIVEUPDATE_FILE_PRESERVED)
+		return "session is not outgoing with the memfd preserved";
+	return check_data(memfd);
+}
+
+static void __attribute__((noreturn)) client_main(int ctl, const char *name,
+						  bool mute)
+{
+	int sock, sfd = -1, memfd = -1, prepares = 0, cancels = 0, ret;
+	char line[256], got[LUO_NAME_SIZE];
+	unsigned int kind, count;
+	const char *why = NULL;
+	unsigned char *buf;
+	size_t i;
+
+	sock = luo_connect(SOCK);
+	if (sock < 0)
+		why = "cannot connect to luod";
+	if (!why) {
+		snprintf(got, sizeof(got), "SESSION %s outgoing", name);
+		if (ask(sock, got, line, sizeof(line), &sfd) ||
+		    strcmp(line, "OK outgoing") || sfd < 0)
+			why = "luod did not hand an outgoing session";
+	}
+	if (!why && (luo_session_name(sfd, got) || strcmp(got, name)))
+		why = "GET_NAME does not give the session's name";
+	if (!why && (luo_query(sfd, &kind, NULL, 0, &count) ||
+		     kind != LIVEUPDATE_SESSION_OUTGOING || count))
+		why = "the new session is not empty and outgoing";
+	if (!why && !mute) {
+		buf = malloc(DATA_SIZE);
+		memfd = memfd_create("tools-test-data", MFD_CLOEXEC);
+		if (!buf || memfd < 0 || ftruncate(memfd, DATA_SIZE)) {
+			why = "cannot make the memfd";
+		} else {
+			for (i = 0; i < DATA_SIZE; i++)
+				buf[i] = data_byte(i);
+			if (pwrite(memfd, buf, DATA_SIZE, 0) != DATA_SIZE)
+				why = "cannot write the memfd";
+		}
+		free(buf);
+		ret = why ? 0 : luo_preserve_fd(sfd, memfd, TOKEN);
+		if (ret)
+			why = "PRESERVE_FD failed";
+		if (!why)
+			why = client_state(sfd, memfd);
+	}
+	if (why)
+		client_reply(ctl, 0, 0, "setup fail %s", why);
+	else
+		client_reply(ctl, 0, 0, "setup ok");
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = sock, .events = POLLIN },
+			{ .fd = ctl, .events = POLLIN },
+		};
+
+		if (poll(pfd, 2, -1) < 0)
+			continue;
+		/* luod's messages first, so that a check sees them. */
+		while (sock >= 0 && poll(pfd, 1, 0) > 0) {
+			ret = luo_recv_line(sock, line, sizeof(line), NULL,
+					    5000);
+			if (ret < 0) {
+				close(sock);
+				sock = -1;
+				pfd[0].fd = -1;
+				break;
+			}
+			if (!strcmp(line, "PREPARE")) {
+				prepares++;
+				if (!mute)
+					luo_send_line(sock, "READY");
+			} else if (!strcmp(line, "CANCEL")) {
+				cancels++;
+			}
+		}
+		if (!(pfd[1].revents & (POLLIN | POLLHUP)) &&
+		    poll(&pfd[1], 1, 0) <= 0)
+			continue;
+		ret = luo_recv_line(ctl, line, sizeof(line), NULL, 5000);
+		if (ret < 0)
+			_exit(0);
+		if (sock < 0)
+			why = "lost luod";
+		else
+			why = mute ? NULL : client_state(sfd, memfd);
+		if (why)
+			client_reply(ctl, prepares, cancels, "fail %s", why);
+		else
+			client_reply(ctl, prepares, cancels, "ok");
+	}
+}
+
+static struct client start_client(const char *name, bool mute, char *setup,
+				  size_t size)
+{
+	struct client c;
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		bail("socketpair: %s", strerror(errno));
+	fflush(stdout);
+	c.pid = fork();
+	if (c.pid < 0)
+		bail("fork: %s", strerror(errno));
+	if (!c.pid) {
+		close(sv[0]);
+		client_main(sv[1], name, mute);
+	}
+	close(sv[1]);
+	c.ctl = sv[0];
+	if (luo_recv_line(c.ctl, setup, size, NULL, 20000) < 0)
+		snprintf(setup, size, "no answer from the client");
+	return c;
+}
+
+/* Ask the client to check its state: true if "ok" with those counts. */
+static bool client_check(struct client *c, int prepares, int cancels)
+{
+	char line[300], want[64];
+
+	if (luo_send_line(c->ctl, "check") ||
+	    luo_recv_line(c->ctl, line, sizeof(line), NULL, 20000) < 0) {
+		diag("client %d does not answer", (int)c->pid);
+		return false;
+	}
+	snprintf(want, sizeof(want), "ok prepares=%d cancels=%d", prepares,
+		 cancels);
+	if (prepares < 0)	/* any number, as long as each was cancelled */
+		return !strncmp(line, "ok prepares=", 12) &&
+		       sscanf(line, "ok prepares=%d cancels=%d", &prepares,
+			      &cancels) == 2 && prepares == cancels;
+	if (strcmp(line, want))
+		diag("client %d: '%s', want '%s'", (int)c->pid, line, want);
+	return !strcmp(line, want);
+}
+
+/* ---- stage 0 ---- */
+
+static void stage0(void)
+{
+	char *luod2[] = { "luod", "-s", SOCK2, NULL };
+	char *update[] = { "luoctl", "-s", SOCK, "update", NULL };
+	char *load[] = { "luo-next-stage", "-l", NULL };
+	char *vmm[] = { "luo-demo-vmm", "start", "-s", SOCK, "-N", VMM,
+			"-m", "16", "-n", "500", "-r", "20", "-p", "100",
+			NULL };
+	char line[300], *out;
+	struct client good, mute;
+	int loaded, sock, rc, fd;
+	long long t0, until;
+	pid_t vmm_pid;
+	bool ok;
+
+	printf("1..%d\n", STAGE0_TESTS);
+	/* A fresh boot has nothing loaded; make sure. */
+	loaded = luo_kexec_loaded();
+	if (loaded == 1 && luo_kexec_unload())
+		diag("cannot unload the kexec image");
+	loaded = luo_kexec_loaded();
+	diag("kexec image loaded: %d", loaded);
+
+	require(start_luod(), "luod starts and answers PING");
+
+	rc = run(&out, luod2);
+	result(rc == 1 && strstr(out, "busy"),
+	       "a second luod is refused while the first holds /dev/liveupdate");
+	free(out);
+
+	good = start_client(SESSION, false, line, sizeof(line));
+	diag("client: %s", line);
+	require(!strncmp(line, "setup ok", 8),
+		"a client gets session " SESSION " through luod and preserves a memfd in it");
+
+	sock = luo_connect(SOCK);
+	if (sock < 0)
+		bail("connect to luod: %s", strerror(-sock));
+	fd = -1;
+	ask(sock, "SESSION " SESSION, line, sizeof(line), &fd);
+	diag("SESSION " SESSION ": %s", line);
+	result(!strncmp(line, "ERR ", 4) && strstr(line, "held by") &&
+	       fd < 0, "luod refuses a session another client holds");
+	if (fd >= 0)
+		close(fd);
+
+	ok = true;
+	{
+		const char *bad[] = {
+			"SESSION xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+			"SESSION foo sideways", "SESSION nosuch incoming",
+			"SESSION " SESSION " incoming", "FROBNICATE",
+			"RELEASE nosuch", "STATUS extra",
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			fd = -1;
+			ask(sock, bad[i], line, sizeof(line), &fd);
+			if (strncmp(line, "ERR ", 4) || fd >= 0) {
+				diag("'%s' -> '%s'", bad[i], line);
+				ok = false;
+			}
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+	ask(sock, "PING", line, sizeof(line), NULL);
+	result(ok && !strncmp(line, "OK luod", 7),
+	       "luod rejects bad requests and keeps serving");
+	close(sock);
+
+	out = status();
+	result(has_line(out, "session " SESSION " kind=outgoing files=1 client=") &&
+	       has_line(out, "  file token=7 state=preserved ") &&
+	       (loaded < 0 || strstr(out, loaded ? "kexec=loaded" :
+				     "kexec=not-loaded")),
+	       "luoctl status lists the session and its preserved memfd");
+	free(out);
+
+	rc = run(&out, update);
+	result(rc == 1 && has_line(out, "luoctl: update failed: ") &&
+	       strstr(out, "no kernel is loaded"),
+	       "luoctl update with no kernel loaded fails with a clear message");
+	free(out);
+	out = status();
+	result(client_check(&good, loaded < 0 ? -1 : 0, loaded < 0 ? -1 : 0) &&
+	       has_line(out, "session " SESSION " kind=outgoing files=1 client="),
+	       "after that failed update the memfd is still preserved and intact");
+	free(out);
+
+	vmm_pid = spawn(vmm);
+	until = now_ms() + 60000;
+	ok = false;
+	while (!ok && now_ms() < until && alive(vmm_pid)) {
+		sleep_ms(500);
+		out = status_echo(false);
+		ok = has_line(out, "session " VMM " kind=outgoing files=2 client=");
+		free(out);
+	}
+	result(ok, "the demo VMM preserves its two memfds through luod");
+
+	rc = run(&out, load);
+	free(out);
+	require(rc == 0 && luo_kexec_loaded() != 0,
+		"luo-next-stage -l loads the next kernel");
+
+	mute = start_client(MUTE, true, line, sizeof(line));
+	diag("silent client: %s", line);
+	t0 = now_ms();
+	rc = run(&out, update);
+	t0 = now_ms() - t0;
+	diag("update took %lld ms", t0);
+	result(rc == 1 && t0 >= TIMEOUT_S * 1000 - 500 &&
+	       strstr(out, "timed out") && strstr(out, MUTE),
+	       "a client that never answers PREPARE makes the update fail after the timeout");
+	free(out);
+
+	out = status();
+	result(client_check(&good, 1, 1) && client_check(&mute, 1, 1) &&
+	       alive(vmm_pid) &&
+	       has_line(out, "session " SESSION " kind=outgoing files=1 client=") &&
+	       has_line(out, "session " VMM " kind=outgoing files=2 client="),
+	       "every client got PREPARE then CANCEL, and all stays preserved");
+	free(out);
+
+	kill(mute.pid, SIGKILL);
+	waitpid(mute.pid, NULL, 0);
+	close(mute.ctl);
+	until = now_ms() + 10000;
+	ok = false;
+	while (!ok && now_ms() < until) {
+		out = status_echo(false);
+		ok = has_line(out, "session " MUTE " kind=outgoing files=0 client=none");
+		free(out);
+		if (!ok)
+			sleep_ms(200);
+	}
+	result(ok, "luod keeps the session of a client that died");
+
+	/* The good client, the VMM and luod hold their sessions: go. */
+	diag("updating: the next stage checks what came through");
+	rc = run(&out, update);
+	result(false, "luoctl update reboots into the next stage (exit %d)",
+	       rc);
+	bail("still running after luoctl update");
+}
+
+/* ---- stage 1 ---- */
+
+static void stage1(void)
+{
+	char *resume[] = { "luo-demo-vmm", "resume", "-s", SOCK, "-N", VMM,
+			   "-n", "200", "-p", "100", NULL };
+	struct liveupdate_file_info files[4];
+	char line[300], name[LUO_NAME_SIZE], want[128], *out;
+	unsigned int kind = 0, count = 0;
+	int sock, sfd = -1, memfd = -1, rc, st;
+	const char *why;
+
+	printf("1..%d\n", STAGE1_TESTS);
+	require(start_luod(), "luod starts after the update and answers PING");
+
+	out = status();
+	result(has_line(out, "session " SESSION " kind=incoming files=1 client=none") &&
+	       has_line(out, "  file token=7 state=incoming ") &&
+	       has_line(out, "session " VMM " kind=incoming files=2 client=none") &&
+	       has_line(out, "session " MUTE " kind=incoming files=0 client=none"),
+	       "luoctl status lists the three incoming sessions");
+	free(out);
+
+	sock = luo_connect(SOCK);
+	if (sock < 0)
+		bail("connect to luod: %s", strerror(-sock));
+	ask(sock, "SESSION " SESSION " incoming", line, sizeof(line), &sfd);
+	diag("SESSION " SESSION " incoming: %s", line);
+	require(!strcmp(line, "OK incoming") && sfd >= 0 &&
+		!luo_session_name(sfd, name) && !strcmp(name, SESSION) &&
+		!luo_query(sfd, &kind, files, 4, &count) &&
+		kind == LIVEUPDATE_SESSION_INCOMING && count == 1 &&
+		files[0].token == TOKEN &&
+		files[0].state == LIVEUPDATE_FILE_INCOMING,
+		"luod hands the incoming session back by name, with its memfd");
+
+	rc = luo_retrieve_fd(sfd, TOKEN, &memfd);
+	why = rc ? strerror(-rc) : check_data(memfd);
+	if (why)
+		diag("memfd: %s", why);
+	result(!why, "the memfd comes back with its %d bytes intact",
+	       DATA_SIZE);
+
+	rc = luo_finish(sfd);
+	if (rc)
+		diag("FINISH: %s", strerror(-rc));
+	result(!rc && !luo_query(sfd, &kind, NULL, 0, &count) &&
+	       kind == LIVEUPDATE_SESSION_OUTGOING && !count &&
+	       (memfd < 0 || !check_data(memfd)),
+	       "FINISH makes it an empty outgoing session; the memfd stays usable");
+
+	out = status();
+	snprintf(want, sizeof(want), "session " SESSION " kind=outgoing files=0 client=%d",
+		 (int)getpid());
+	result(has_line(out, want), "luoctl status shows the finished session");
+	free(out);
+
+	rc = run(&out, resume);
+	result(rc == 0 && strstr(out, "guest RAM intact") &&
+	       strstr(out, "vmm: final step"),
+	       "the demo VMM resumes with all of its guest RAM verified");
+	free(out);
+
+	out = status();
+	result(*out && !strstr(out, "session " VMM " "),
+	       "the VMM released its finished session");
+	result(has_line(out, "session " MUTE " kind=incoming files=0 client=none"),
+	       "luod keeps holding an incoming session nobody claimed");
+	free(out);
+
+	close(sock);
+	kill(luod_pid, SIGTERM);
+	rc = waitpid(luod_pid, &st, 0);
+	luod_pid = -1;
+	result(rc > 0 && WIFEXITED(st) && !WEXITSTATUS(st) &&
+	       access(SOCK, F_OK) && errno == ENOENT,
+	       "luod exits cleanly on SIGTERM and removes its socket");
+}
+
+int main(void)
+{
+	const char *env = getenv("LUO_STAGE");
+	int stage = env ? atoi(env) : 0, plan;
+
+	signal(SIGPIPE, SIG_IGN);
+	printf("TAP version 13\n");
+	if (access(LUO_DEVICE, F_OK)) {
+		printf("1..0 # SKIP %s missing: live update is off\n",
+		       LUO_DEVICE);
+		return 0;
+	}
+	if (stage == 0) {
+		stage0();
+		plan = STAGE0_TESTS;
+	} else if (stage == 1) {
+		stage1();
+		plan = STAGE1_TESTS;
+	} else {
+		printf("1..0 # SKIP no stage %d\n", stage);
+		return 0;
+	}
+	if (test_no != plan) {
+		diag("ran %d tests, planned %d", test_no, plan);
+		failures++;
+	}
+	diag("stage %d: %d failure(s)", stage, failures);
+	return failures ? 1 : 0;
+}
