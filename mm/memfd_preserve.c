@@ -358,7 +358,7 @@ static int mfp_pool_walk(struct liveupdate_flb_state *in)
 	while (phys) {
 		err = -EBADMSG;
 		/* A cycle ends at a page restored already. */
-		if (!PAGE_ALIGNED(phys) || nr++ > totalram_pages())
+		if (!PAGE_ALIGNED(phys) || nr++ > get_num_physpages())
 			break;
 		folio = kho_restore_folio(phys);
 		if (!folio)
@@ -1425,7 +1425,8 @@ static int mfp_parse_header(struct mfp_in *in,
 	    !(hdr->flags & (MEMFD_PRESERVE_F_READ | MEMFD_PRESERVE_F_WRITE)) ||
 	    hdr->size > MAX_LFS_FILESIZE || hdr->pos > MAX_LFS_FILESIZE ||
 	    hdr->nr_folios > hdr->nr_pages ||
-	    hdr->nr_pages > totalram_pages() ||
+	    /* Not totalram: preserved pages join it only once restored. */
+	    hdr->nr_pages > get_num_physpages() ||
 	    !hdr->chunks != !hdr->nr_chunks)
 		return -EBADMSG;
 	in->uid = make_kuid(&init_user_ns, hdr->uid);

@@ -53,6 +53,8 @@
 #define GiB		(1024 * MiB)
 #define TiB		(1024 * GiB)
 #define PG		4096ULL
+/* Page 64^3: the page cache needs one more level from there on. */
+#define EDGE_OFF	(262144 * PG)
 
 #define FULL_SIZE	(256 * MiB)
 #define FULL_POS	12345
@@ -76,7 +78,7 @@ static const struct sparse sparse4t = {
 
 enum {
 	T_FULL = 1, T_SPARSE64G, T_SPARSE4T, T_ZERO, T_BYTE, T_PAGE, T_ODD,
-	T_NOEXEC, T_EXEC, T_LATE, T_THP, T_RDONLY, T_APPEND, T_SEALS,
+	T_NOEXEC, T_EXEC, T_LATE, T_THP, T_RDONLY, T_APPEND, T_EDGE, T_SEALS,
 };
 
 static const unsigned int seals[] = {
@@ -369,7 +371,7 @@ static bool pool_is(const char *dir, const char *want)
 static void core_0(void)
 {
 	int sfd, usfd, full, s64, s4t, zero, byte, page, odd, noexec, exec;
-	int late, thp, unret, sealfd[NR_SEALS], rdonly, append, n;
+	int late, thp, unret, edge, sealfd[NR_SEALS], rdonly, append, n;
 	char path[64];
 	long free0, free1, thp_kb = 0, used, alloc, zused, zalloc;
 	char want[64];
@@ -440,6 +442,9 @@ static void core_0(void)
 
 	unret = new_memfd("unret", 0, 0);
 	put(unret, 0, UNRET_SIZE, 8);
+	/* Two pages either side of 64^3 entries: the page cache grows a level. */
+	edge = new_memfd("edge", 0, EDGE_OFF + 2 * PG);
+	put(edge, EDGE_OFF - PG, 2 * PG, 18);
 
 	t = now_us();
 	ok = preserve(sfd, full, T_FULL);
@@ -452,7 +457,8 @@ static void core_0(void)
 	      preserve(sfd, page, T_PAGE) && preserve(sfd, odd, T_ODD) &&
 	      preserve(sfd, noexec, T_NOEXEC) && preserve(sfd, exec, T_EXEC) &&
 	      preserve(sfd, late, T_LATE) && preserve(usfd, unret, 1) &&
-	      preserve(sfd, rdonly, T_RDONLY) && preserve(sfd, append, T_APPEND);
+	      preserve(sfd, rdonly, T_RDONLY) && preserve(sfd, append, T_APPEND) &&
+	      preserve(sfd, edge, T_EDGE);
 	for (unsigned int i = 0; i < NR_SEALS; i++)
 		ok &= preserve(sfd, sealfd[i], T_SEALS + i);
 	if (thp >= 0)
@@ -536,7 +542,7 @@ static void core_1(void)
 	long long t;
 	bool ok;
 
-	ksft_set_plan(21);
+	ksft_set_plan(22);
 	luo_retrieve_session(dev, "memfd", &sfd);
 	luo_retrieve_session(dev, "memfd-unret", &usfd);
 	if (sfd < 0 || usfd < 0)
@@ -617,6 +623,10 @@ static void core_1(void)
 	     pwrite(fd, "z", 1, 0) < 0 && errno == EBADF;
 	if (!ok)
 		ksft_print_msg("read-only memfd: flags 0%o\n", got);
+	fd = retrieve(sfd, T_EDGE);
+	result(fd >= 0 && check(fd, EDGE_OFF - PG, 2 * PG, 18) &&
+	       blocks_of(fd) == 2 * PG / 512,
+	       "two pages either side of 64^3 pages intact");
 	fd = retrieve(sfd, T_APPEND);
 	got = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
 	result(ok && (got & O_ACCMODE) == O_RDWR && (got & O_APPEND) &&
