@@ -21,7 +21,7 @@ export KBUILD_BUILD_HOST := luo
 KMAKE        = $(MAKE) -s -C $(SRC) O=$(OUT)/build-$(1) CC="ccache gcc" -j$(JOBS)
 
 .PHONY: all deps assemble kernel kernel-debug headers initramfs selftests test \
-        test-fast test-debug demo kernel-upstream bench bench-quick clean \
+        test-fast test-debug retest-fast retest-debug demo kernel-upstream bench bench-quick clean \
         distclean FORCE
 
 all: kernel
@@ -93,6 +93,15 @@ test-fast: kernel initramfs $(OUT)/initramfs-fast.cpio
 test-debug: kernel-debug initramfs $(OUT)/initramfs-debug.cpio
 	@$(H)/selftest-runner.py
 	@$(H)/run-suite.py --variant debug $(T)
+
+# Only test programs changed: rebuild them and the initramfs, and rerun
+# against the kernels already built (out/bzImage, out/bzImage-debug).
+retest-fast retest-debug: retest-%: assemble
+	@$(H)/build-tests.sh $(SRC) $(OUT)/headers $(OUT)/initramfs/root
+	@$(H)/mkinitramfs.sh $(OUT)/initramfs/root $(OUT)/initramfs-base.cpio
+	@$(H)/mkinitramfs.sh --kernel $(OUT)/$(if $(filter debug,$*),bzImage-debug,bzImage) \
+		$(OUT)/initramfs-base.cpio $(OUT)/initramfs-$*.cpio
+	@$(H)/run-suite.py --variant $* $(T)
 
 demo: kernel initramfs $(OUT)/initramfs-demo.cpio
 	@$(H)/demo.sh
