@@ -60,4 +60,5 @@ void luo_debugfs_init(void)
 
 	debugfs_create_file("sessions", 0400, dir, NULL, &luo_sessions_fops);
 	debugfs_create_file("flbs", 0400, dir, NULL, &luo_flbs_dbg_fops);
+	luo_damage_debugfs_init(dir);
 }

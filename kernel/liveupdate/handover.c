@@ -339,6 +339,7 @@ int luo_handover_write(struct kimage *image)
 	pr_info("handing over %u sessions, %llu files (%zu bytes of state, %llu us)\n",
 		nr_sessions, nr_files, luo_state_bytes(w.hdr),
 		div_u64(ktime_get_ns() - start, NSEC_PER_USEC));
+	luo_handover_damage(w.hdr);
 	kfree(w.chunks);
 	goto out;
 

@@ -157,6 +157,17 @@ int luo_handover_init(void);
 int luo_handover_write(struct kimage *image);
 void luo_handover_restore(void);
 
+/* handover_damage.c: test kernels only */
+struct dentry;
+struct luo_abi_header;
+#if defined(CONFIG_LIVEUPDATE_TEST) && defined(CONFIG_DEBUG_FS)
+void luo_handover_damage(struct luo_abi_header *hdr);
+void luo_damage_debugfs_init(struct dentry *dir);
+#else
+static inline void luo_handover_damage(struct luo_abi_header *hdr) { }
+static inline void luo_damage_debugfs_init(struct dentry *dir) { }
+#endif
+
 /* ioctl.c */
 long luo_dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
 long luo_session_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
