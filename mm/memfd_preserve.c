@@ -731,6 +731,10 @@ static int mfp_swapin(struct inode *inode)
  * @pfn: its first PFN
  * @order: its order
  * @slow: indices of folios that need more care
+ * @nr_spans: entries in @spans
+ * @spans: runs of contiguous present folios holding folios to move out of
+ *	CMA, as [first, last] page indices
+ * @pinned: room for memfd_pin_folios() while moving them
  */
 struct mfp_walk {
 	pgoff_t start;
@@ -741,7 +745,44 @@ struct mfp_walk {
 	unsigned long pfn[MFP_WALK_BATCH];
 	u8 order[MFP_WALK_BATCH];
 	pgoff_t slow[MFP_WALK_BATCH];
+	unsigned int nr_spans;
+	struct {
+		pgoff_t first;
+		pgoff_t last;
+	} spans[MFP_WALK_BATCH];
+	struct folio *pinned[MFP_WALK_BATCH];
 };
+
+/*
+ * Track the runs of contiguous folios that hold folios to move: @span_start
+ * and @span_next bound the current run, @span_move says it has one.
+ */
+struct mfp_span_state {
+	pgoff_t start;
+	pgoff_t next;
+	bool move;
+};
+
+static void mfp_span_close(struct mfp_walk *w, struct mfp_span_state *st)
+{
+	if (st->move) {
+		w->spans[w->nr_spans].first = st->start;
+		w->spans[w->nr_spans].last = st->next - 1;
+		w->nr_spans++;
+	}
+	st->move = false;
+}
+
+static void mfp_span_add(struct mfp_walk *w, struct mfp_span_state *st,
+			 struct folio *folio, bool move)
+{
+	if (folio->index != st->next) {
+		mfp_span_close(w, st);
+		st->start = folio->index;
+	}
+	st->next = folio->index + folio_nr_pages(folio);
+	st->move |= move;
+}
 
 /*
  * Whether @folio may stay where it is: not in CMA (the KHO scratch areas
@@ -774,23 +815,28 @@ static bool mfp_stays(struct folio *folio, unsigned long *block, bool *ok)
 static void mfp_walk_batch(struct address_space *mapping, struct mfp_walk *w)
 {
 	XA_STATE(xas, &mapping->i_pages, w->start);
+	struct mfp_span_state span = { .next = ULONG_MAX };
 	unsigned long block = ULONG_MAX;
 	struct folio *folio;
 	bool ok = false;
 
 	w->nr = 0;
 	w->nr_slow = 0;
+	w->nr_spans = 0;
 	rcu_read_lock();
 	xas_for_each(&xas, folio, w->end) {
 		unsigned int i = w->nr;
+		bool stays;
 
 		if (xas_retry(&xas, folio) || xa_is_value(folio))
 			continue;
 		w->index[i] = folio->index;
 		w->pfn[i] = folio_pfn(folio);
 		w->order[i] = folio_order(folio);
+		stays = mfp_stays(folio, &block, &ok);
+		mfp_span_add(w, &span, folio, !stays);
 		if (folio_test_locked(folio) || !folio_test_uptodate(folio) ||
-		    !mfp_stays(folio, &block, &ok))
+		    !stays)
 			goto slow;
 		/* What we read of it is valid if it is still there. */
 		smp_rmb();
@@ -806,9 +852,44 @@ slow:
 		if (w->nr_slow == MFP_WALK_BATCH)
 			break;
 	}
+	mfp_span_close(w, &span);
 	if (!w->nr && !w->nr_slow)
 		w->start = w->end + 1;
 	rcu_read_unlock();
+}
+
+/*
+ * Move the batch's folios out of CMA, one memfd_pin_folios() call per run
+ * of contiguous folios, so that they migrate together rather than one
+ * migration per folio.  The runs hold no hole (memfd_pin_folios() would
+ * fill it) and none can appear: the mapping is frozen.  Best effort: the
+ * folios are checked again when taken.
+ */
+static void mfp_move_spans(struct file *file, struct mfp_walk *w,
+			   loff_t isize)
+{
+	unsigned int i;
+	pgoff_t off;
+	long nr;
+
+	for (i = 0; i < w->nr_spans; i++) {
+		loff_t start = (loff_t)w->spans[i].first << PAGE_SHIFT;
+		loff_t end = min_t(loff_t, isize,
+				   (loff_t)(w->spans[i].last + 1) << PAGE_SHIFT);
+
+		while (start < end) {
+			struct folio *last;
+
+			nr = memfd_pin_folios(file, start, end - 1, w->pinned,
+					      MFP_WALK_BATCH, &off);
+			if (nr <= 0)
+				break;
+			last = w->pinned[nr - 1];
+			start = (loff_t)(last->index + folio_nr_pages(last)) <<
+				PAGE_SHIFT;
+			unpin_folios(w->pinned, nr);
+		}
+	}
 }
 
 /*
@@ -918,6 +999,7 @@ static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 	loff_t isize = i_size_read(file_inode(p->file));
 	struct mfp_walk *w __free(kfree) = NULL;
 	struct mfp_run run = {};
+	bool moved = false;
 	pgoff_t next;
 	unsigned int i;
 	int err = 0;
@@ -930,7 +1012,17 @@ static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 	w->start = 0;
 	w->end = (isize - 1) >> PAGE_SHIFT;
 	while (!err && w->start <= w->end) {
+		pgoff_t start = w->start;
+
 		mfp_walk_batch(mapping, w);
+		/* Once per batch: moved, its folios can be taken without refs. */
+		if (w->nr_spans && !moved) {
+			mfp_move_spans(p->file, w, isize);
+			w->start = start;
+			moved = true;
+			continue;
+		}
+		moved = false;
 		scoped_guard(mutex, &p->lock) {
 			for (i = 0; !err && i < w->nr; i++) {
 				/* Added since ->preserved: the hook took it. */
