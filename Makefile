@@ -21,7 +21,7 @@ export KBUILD_BUILD_HOST := luo
 KMAKE        = $(MAKE) -s -C $(SRC) O=$(OUT)/build-$(1) CC="ccache gcc" -j$(JOBS)
 
 .PHONY: all deps assemble kernel kernel-debug headers initramfs selftests test \
-        test-fast test-debug retest-fast retest-debug demo kernel-upstream bench bench-quick clean \
+        lint test-fast test-debug retest-fast retest-debug demo kernel-upstream bench bench-quick clean \
         distclean FORCE
 
 all: kernel
@@ -77,6 +77,10 @@ initramfs: selftests
 $(OUT)/initramfs-%.cpio: FORCE
 	@$(H)/mkinitramfs.sh --kernel $(OUT)/$(if $(filter debug,$*),bzImage-debug,bzImage) \
 		$(OUT)/initramfs-base.cpio $@
+
+# ---- static checks: checkpatch, kernel-doc, W=1 (and sparse if usable) ----
+lint: kernel
+	@$(H)/lint.sh $(SRC) $(OUT)/build-fast
 
 # ---- running -----------------------------------------------------------------
 # make test: the whole suite on both kernels.  T="a b" picks tests.

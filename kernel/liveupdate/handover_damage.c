@@ -42,7 +42,7 @@ static char *luo_damage_lines[LUO_DAMAGE_MAX];
 static unsigned int luo_damage_nr;
 
 /* A physical address far beyond any test machine's memory. */
-#define LUO_DAMAGE_WILD_PHYS	(1ULL << 44)
+#define LUO_DAMAGE_WILD_PHYS	BIT_ULL(44)
 
 struct luo_damage_walk {
 	const char *kind;	/* "session", "file", "handler" or "flb" */
