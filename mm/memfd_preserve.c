@@ -322,60 +322,79 @@ static int mfp_pool_freeze(struct liveupdate_flb *flb,
 /**
  * struct mfp_pool_in - the incoming metadata pool
  * @pages: PFN -> restored pool page
- * @walked: the handed-over list was walked (KHO restores a page only once)
+ * @started: the walk of the handed-over list has begun
+ * @walked: it is over, and @err says how it ended
  * @err: the walk's error, for every later use: the list was damaged
+ * @next: physical address of the next page to restore
+ * @nr: pages restored so far, a bound against cycles
+ * @folio: a page restored but not stored yet (out of memory): KHO restores
+ *	a page only once, so it is kept for the next try
  *
  * Used by the FLB's callbacks, which the core serializes, and read by the
  * memfd retrieves once the FLB is retrieved.
  */
 struct mfp_pool_in {
 	struct xarray pages;
+	bool started;
 	bool walked;
 	int err;
+	u64 next;
+	unsigned long nr;
+	struct folio *folio;
 };
 
 static struct mfp_pool_in mfp_pool_incoming = {
 	.pages = XARRAY_INIT(mfp_pool_incoming.pages, 0),
 };
 
-/* Restore every pool page the previous kernel listed. */
+/*
+ * Restore every pool page the previous kernel listed.  Running out of
+ * memory is not final: the walk resumes where it stopped on the next call.
+ */
 static int mfp_pool_walk(struct liveupdate_flb_state *in)
 {
 	struct mfp_pool_in *pool = &mfp_pool_incoming;
 	const struct memfd_preserve_pool_page *hdr;
-	unsigned long nr = 0;
-	u64 phys = in->data;
-	struct folio *folio;
 	int err = 0;
 
 	if (pool->walked)
 		return pool->err;
-	pool->walked = true;
-	if (in->version != MEMFD_PRESERVE_POOL_VERSION) {
-		phys = 0;
-		err = -EOPNOTSUPP;
-	}
-	while (phys) {
-		err = -EBADMSG;
-		/* A cycle ends at a page restored already. */
-		if (!PAGE_ALIGNED(phys) || nr++ > get_num_physpages())
-			break;
-		folio = kho_restore_folio(phys);
-		if (!folio)
-			break;
-		err = xa_err(xa_store(&pool->pages, PHYS_PFN(phys), folio,
-				      GFP_KERNEL));
-		if (err || folio_order(folio)) {
-			folio_put(folio);
-			err = err ?: -EBADMSG;
-			break;
+	if (!pool->started) {
+		pool->started = true;
+		pool->next = in->data;
+		if (in->version != MEMFD_PRESERVE_POOL_VERSION) {
+			pool->next = 0;
+			err = -EOPNOTSUPP;
 		}
-		hdr = folio_address(folio);
-		phys = hdr->next;
+	}
+	while (pool->next) {
+		if (!pool->folio) {
+			err = -EBADMSG;
+			/* A cycle ends at a page restored already. */
+			if (!PAGE_ALIGNED(pool->next) ||
+			    pool->nr++ > get_num_physpages())
+				break;
+			pool->folio = kho_restore_folio(pool->next);
+			if (!pool->folio)
+				break;
+			if (folio_order(pool->folio)) {
+				folio_put(pool->folio);
+				pool->folio = NULL;
+				break;
+			}
+		}
+		err = xa_err(xa_store(&pool->pages, PHYS_PFN(pool->next),
+				      pool->folio, GFP_KERNEL));
+		if (err)
+			return err;
+		hdr = folio_address(pool->folio);
+		pool->folio = NULL;
+		pool->next = hdr->next;
 		err = 0;
 	}
 	if (err)
 		pr_warn("metadata pool: %pe\n", ERR_PTR(err));
+	pool->walked = true;
 	pool->err = err;
 	return err;
 }
@@ -402,6 +421,10 @@ static void mfp_pool_finish(struct liveupdate_flb *flb,
 	xa_for_each(&pool->pages, pfn, folio)
 		folio_put(folio);
 	xa_destroy(&pool->pages);
+	/* Out of memory even now: what is left of the list is lost. */
+	if (pool->folio)
+		folio_put(pool->folio);
+	pool->folio = NULL;
 }
 
 /* @len bytes at @phys, if they lie in one incoming pool page. */
@@ -1585,6 +1608,7 @@ static int mfp_in_restore(struct mfp_in *in, struct mfp_pool_in *pool,
 	ps.max = hdr->nr_folios;
 	nr_chunks = hdr->nr_chunks;
 	nr_pages = hdr->nr_pages;
+	/* The last allocation: nothing after it returns -ENOMEM. */
 	in->folios = kvmalloc_array(ps.max ?: 1, sizeof(*in->folios),
 				    GFP_KERNEL);
 	in->indices = kvmalloc_array(ps.max ?: 1, sizeof(*in->indices),
@@ -1630,6 +1654,13 @@ static struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
 		return ERR_PTR(-ENOMEM);
 	lf->private = in;
 	err = mfp_in_restore(in, pool, lf->data);
+	if (err == -ENOMEM) {
+		/* Nothing was restored yet (see mfp_in_restore()): retry. */
+		mfp_in_put_folios(in);
+		kfree(in);
+		lf->private = NULL;
+		return ERR_PTR(err);
+	}
 	if (err) {
 		/* Partly consumed: what was restored is freed, for good. */
 		mfp_in_put_folios(in);
