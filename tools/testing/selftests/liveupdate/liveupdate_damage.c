@@ -194,17 +194,6 @@ static const struct drun runs[] = {
 static int stage;
 static int dev = -1;
 
-static __printf(1, 2) void __noreturn bail(const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ksft_exit_fail_msg("stage %d: %s\n", stage, msg);
-}
-
 /* Contents derived from where a file sits, so nothing needs carrying. */
 static unsigned char pattern(const char *session, __u64 token, size_t i)
 {
@@ -230,14 +219,14 @@ static int make_memfd(const char *session, __u64 token)
 	snprintf(name, sizeof(name), "m%llu", (unsigned long long)token);
 	fd = memfd_create(name, MFD_CLOEXEC);
 	if (fd < 0)
-		bail("memfd_create: %s", strerror(errno));
+		luo_bail("memfd_create: %s", strerror(errno));
 	buf = malloc(size);
 	if (!buf)
-		bail("out of memory");
+		luo_bail("out of memory");
 	for (i = 0; i < size; i++)
 		buf[i] = pattern(session, token, i);
 	if (write(fd, buf, size) != (ssize_t)size)
-		bail("write memfd: %s", strerror(errno));
+		luo_bail("write memfd: %s", strerror(errno));
 	free(buf);
 	return fd;
 }
@@ -255,7 +244,7 @@ static bool memfd_intact(int fd, const char *session, __u64 token)
 
 	buf = malloc(size + 1);
 	if (!buf)
-		bail("out of memory");
+		luo_bail("out of memory");
 	ok = pread(fd, buf, size + 1, 0) == (ssize_t)size;
 	for (i = 0; ok && i < size; i++)
 		ok = buf[i] == pattern(session, token, i);
@@ -272,24 +261,24 @@ static void setup(const struct drun *run)
 
 	ret = luo_write_file(DAMAGE, "clear");
 	if (ret)
-		bail("%s: %s", DAMAGE, strerror(-ret));
+		luo_bail("%s: %s", DAMAGE, strerror(-ret));
 	for (s = run->sessions; s < run->sessions + MAX_SESSIONS && s->name;
 	     s++) {
 		int sfd = -1;
 
 		ret = luo_create_session(dev, s->name, &sfd);
 		if (ret)
-			bail("create session %s: %s", s->name, strerror(-ret));
+			luo_bail("create session %s: %s", s->name, strerror(-ret));
 		for (f = s->files; f < s->files + MAX_FILES && f->kind; f++) {
 			int fd = f->kind == MEMFD ?
 				 make_memfd(s->name, f->token) :
 				 luo_test_new(object_value(s->name, f->token));
 
 			if (fd < 0)
-				bail("new test object: %s", strerror(-fd));
+				luo_bail("new test object: %s", strerror(-fd));
 			ret = luo_preserve_fd(sfd, fd, f->token);
 			if (ret)
-				bail("preserve %s/%llu: %s", s->name,
+				luo_bail("preserve %s/%llu: %s", s->name,
 				     (unsigned long long)f->token,
 				     strerror(-ret));
 			close(fd);
@@ -299,7 +288,7 @@ static void setup(const struct drun *run)
 	for (i = 0; i < ARRAY_SIZE(run->damage) && run->damage[i]; i++) {
 		ret = luo_write_file(DAMAGE, run->damage[i]);
 		if (ret)
-			bail("%s: %s: %s", DAMAGE, run->damage[i],
+			luo_bail("%s: %s: %s", DAMAGE, run->damage[i],
 			     strerror(-ret));
 	}
 }
@@ -311,13 +300,13 @@ static char *kernel_log(void)
 	int n;
 
 	if (size <= 0)
-		bail("klogctl: %s", strerror(errno));
+		luo_bail("klogctl: %s", strerror(errno));
 	buf = malloc(size + 1);
 	if (!buf)
-		bail("out of memory");
+		luo_bail("out of memory");
 	n = klogctl(3, buf, size);		/* SYSLOG_ACTION_READ_ALL */
 	if (n < 0)
-		bail("klogctl: %s", strerror(errno));
+		luo_bail("klogctl: %s", strerror(errno));
 	buf[n] = 0;
 	return buf;
 }

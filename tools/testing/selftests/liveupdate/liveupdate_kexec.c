@@ -40,17 +40,6 @@ static int dev = -1;
 #define result(cond, fmt, ...) \
 	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
 
-static __printf(1, 2) void __noreturn bail(const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ksft_exit_fail_msg("stage %d: %s\n", stage, msg);
-}
-
 /* Report whether @got (0 or -errno) is @want; true if it is. */
 static __printf(3, 4) bool check_ret(int got, int want, const char *fmt, ...)
 {
@@ -78,7 +67,7 @@ static __printf(2, 3) void require(bool ok, const char *fmt, ...)
 	va_end(ap);
 	ksft_test_result(ok, "%s\n", desc);
 	if (!ok)
-		bail("cannot go on after: %s", desc);
+		luo_bail("cannot go on after: %s", desc);
 }
 
 static long long now_ms(void)
@@ -95,7 +84,7 @@ static int create_session(const char *name)
 
 	ret = luo_create_session(dev, name, &sfd);
 	if (ret)
-		bail("create session %s: %s", name, strerror(-ret));
+		luo_bail("create session %s: %s", name, strerror(-ret));
 	return sfd;
 }
 
@@ -104,7 +93,7 @@ static int new_object(unsigned long long value)
 	int fd = luo_test_new(value);
 
 	if (fd < 0)
-		bail("new test object: %s", strerror(-fd));
+		luo_bail("new test object: %s", strerror(-fd));
 	return fd;
 }
 
@@ -113,7 +102,7 @@ static void object_cmd(int fd, const char *cmd)
 	int ret = luo_test_cmd(fd, "%s", cmd);
 
 	if (ret)
-		bail("test object command %s: %s", cmd, strerror(-ret));
+		luo_bail("test object command %s: %s", cmd, strerror(-ret));
 }
 
 /* Preserve @fd as @token and report failures; true on success. */
@@ -206,7 +195,7 @@ static bool query_is(int sfd, __u32 kind, const struct want_file *want,
 
 	info = calloc(n + 1, sizeof(*info));
 	if (!info)
-		bail("out of memory");
+		luo_bail("out of memory");
 	ret = luo_query(sfd, &got_kind, info, &count);
 	if (ret) {
 		ksft_print_msg("query: %s\n", strerror(-ret));
@@ -250,7 +239,7 @@ static bool query_all(int sfd, __u32 kind, unsigned int n, __u32 state)
 	bool ok;
 
 	if (!want)
-		bail("out of memory");
+		luo_bail("out of memory");
 	for (i = 0; i < n; i++) {
 		want[i].token = i + 1;
 		want[i].state = state;
@@ -279,7 +268,7 @@ static char *events(void)
 	char *ev = luo_test_events();
 
 	if (!ev)
-		bail("cannot read %s", LUO_TEST_EVENTS);
+		luo_bail("cannot read %s", LUO_TEST_EVENTS);
 	return ev;
 }
 
@@ -288,7 +277,7 @@ static void clear_events(void)
 	int ret = luo_test_clear_events();
 
 	if (ret)
-		bail("clear %s: %s", LUO_TEST_EVENTS, strerror(-ret));
+		luo_bail("clear %s: %s", LUO_TEST_EVENTS, strerror(-ret));
 }
 
 /* Show (the start of) the event log, or of its @op events, as diagnostics. */
@@ -322,7 +311,7 @@ static bool events_are(const char *op, const unsigned long long *want,
 	bool ok;
 
 	if (!got)
-		bail("out of memory");
+		luo_bail("out of memory");
 	count = luo_event_values(ev, op, got, n + 1);
 	ok = count == n;
 	for (i = 0; ok && i < n; i++)
@@ -350,7 +339,7 @@ static bool events_end_with(const char *op, const unsigned long long *want,
 	bool ok;
 
 	if (!got)
-		bail("out of memory");
+		luo_bail("out of memory");
 	count = luo_event_values(ev, op, got, n + 1);
 	ok = count > 0 && count <= n;
 	for (i = 0; ok && i < count; i++)
@@ -379,7 +368,7 @@ static bool list_is(const char * const *want, unsigned int n)
 
 	names = calloc(n + 1, LUO_NAME_LEN);
 	if (!names)
-		bail("out of memory");
+		luo_bail("out of memory");
 	ret = luo_list_sessions(dev, names, &count);
 	ok = !ret && count == n;
 	if (!ok)
@@ -586,7 +575,7 @@ static void many_sessions_1(void)
 	names = calloc(many + 1, LUO_NAME_LEN);
 	sfd = calloc(many, sizeof(*sfd));
 	if (!names || !sfd)
-		bail("out of memory");
+		luo_bail("out of memory");
 	count = many;
 	ret = luo_list_sessions(dev, names, &count);
 	ok = !ret && count == (__u32)many;
@@ -615,7 +604,7 @@ static void many_sessions_1(void)
 	gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (gone == MAP_FAILED)
-		bail("mmap: %s", strerror(errno));
+		luo_bail("mmap: %s", strerror(errno));
 	munmap(gone, 4096);
 	count = 1;
 	check_ret(luo_list_sessions(dev, gone, &count), -EFAULT,
@@ -704,7 +693,7 @@ static void many_files_1(void)
 	check_ret(luo_finish(sfd), 0, "finish");
 	order = calloc(many, sizeof(*order));
 	if (!order)
-		bail("out of memory");
+		luo_bail("out of memory");
 	for (i = 0; i < many; i++)
 		order[i] = 200000 + many - 1 - i;
 	result(events_end_with("finish", order, many),
@@ -949,7 +938,7 @@ static void freeze_fail_0(void)
 	     preserve(sb, obj[4], 3);
 	result(ok, "preserve 5 files, one failing to freeze (EIO)");
 	if (!ok)
-		bail("setup failed");
+		luo_bail("setup failed");
 	clear_events();
 
 	ret = next_stage();
@@ -1320,7 +1309,7 @@ static void flb_cmd(const char *cmd)
 	int ret = luo_test_flb_cmd(cmd);
 
 	if (ret)
-		bail("test FLB command %s: %s", cmd, strerror(-ret));
+		luo_bail("test FLB command %s: %s", cmd, strerror(-ret));
 }
 
 /*

@@ -72,17 +72,6 @@
 static int stage;
 static int dev = -1;
 
-static __printf(1, 2) void __noreturn bail(const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ksft_exit_fail_msg("stage %d: %s\n", stage, msg);
-}
-
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -158,7 +147,7 @@ static void dbg_open(struct dbg_fds *d)
 {
 	d->sessions = open(LUO_DEBUGFS_SESSIONS, O_RDONLY | O_CLOEXEC);
 	if (d->sessions < 0)
-		bail("open %s: %s", LUO_DEBUGFS_SESSIONS, strerror(errno));
+		luo_bail("open %s: %s", LUO_DEBUGFS_SESSIONS, strerror(errno));
 }
 
 static void dbg_close(struct dbg_fds *d)
@@ -412,13 +401,13 @@ static void ctx_init(struct ctx *c, int tid, bool threaded)
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	c->membuf = malloc(MEMFD_SIZE);
 	if (c->area == MAP_FAILED || !c->membuf)
-		bail("context memory: %s", strerror(errno));
+		luo_bail("context memory: %s", strerror(errno));
 	if (mprotect(c->area + GUARD1_OFF, PAGE, PROT_NONE) ||
 	    mprotect(c->area + GUARD2_OFF, PAGE, PROT_NONE))
-		bail("mprotect: %s", strerror(errno));
+		luo_bail("mprotect: %s", strerror(errno));
 	dbg_open(&c->dbg);
 	if (snap_take(&c->ref, &c->dbg, c->membuf, true, NULL))
-		bail("cannot read the state");
+		luo_bail("cannot read the state");
 }
 
 static void ctx_destroy(struct ctx *c)
@@ -448,7 +437,7 @@ static void check_state(struct ctx *c, const char *what, bool full)
 		if (full)
 			memcpy(&c->ref, &c->now, sizeof(c->ref));
 		else if (snap_take(&c->ref, &c->dbg, c->membuf, true, NULL))
-			bail("cannot read the state");
+			luo_bail("cannot read the state");
 	}
 }
 
@@ -586,12 +575,12 @@ static void run_variant(struct ctx *c, const struct base *b, int v)
 	else if (v == V_NZ_LAST || v == V_NZ_FAR)
 		argp[size - 1] = 0x80;
 	if (ro && mprotect(argp, PAGE, PROT_READ))
-		bail("mprotect: %s", strerror(errno));
+		luo_bail("mprotect: %s", strerror(errno));
 
 	got = ioctl(b->obj, b->req, argp) ? -errno : 0;
 
 	if (ro && mprotect(argp, PAGE, PROT_READ | PROT_WRITE))
-		bail("mprotect: %s", strerror(errno));
+		luo_bail("mprotect: %s", strerror(errno));
 	c->gcases++;
 	c->cases++;
 	if (got != want && !(alt && got == alt)) {
@@ -772,7 +761,7 @@ static void add_bad_fd(const char *desc, int fd)
 static void add_fdtype(const char *desc, int fd, int err)
 {
 	if (fd < 0)
-		bail("fd for %s: %s", desc, strerror(errno));
+		luo_bail("fd for %s: %s", desc, strerror(errno));
 	fdtypes[nr_fdtypes++] = (struct fdtype){ desc, fd, err };
 }
 
@@ -830,11 +819,11 @@ static int new_memfd(const char *name, unsigned int seed)
 	int i;
 
 	if (fd < 0 || !buf)
-		bail("memfd_create %s: %s", name, strerror(errno));
+		luo_bail("memfd_create %s: %s", name, strerror(errno));
 	for (i = 0; i < MEMFD_SIZE; i++)
 		buf[i] = (i * 7 + seed) & 0xff;
 	if (pwrite(fd, buf, MEMFD_SIZE, 0) != MEMFD_SIZE)
-		bail("write memfd %s: %s", name, strerror(errno));
+		luo_bail("write memfd %s: %s", name, strerror(errno));
 	free(buf);
 	return fd;
 }
@@ -856,7 +845,7 @@ static int new_object(unsigned long long value)
 	int fd = luo_test_new(value);
 
 	if (fd < 0)
-		bail("new test object: %s", strerror(-fd));
+		luo_bail("new test object: %s", strerror(-fd));
 	return fd;
 }
 
@@ -866,7 +855,7 @@ static int create_session(const char *name)
 
 	ret = luo_create_session(dev, name, &sfd);
 	if (ret)
-		bail("create session %s: %s", name, strerror(-ret));
+		luo_bail("create session %s: %s", name, strerror(-ret));
 	return sfd;
 }
 
@@ -876,7 +865,7 @@ static int retrieve_session(const char *name)
 
 	ret = luo_retrieve_session(dev, name, &sfd);
 	if (ret)
-		bail("retrieve session %s: %s", name, strerror(-ret));
+		luo_bail("retrieve session %s: %s", name, strerror(-ret));
 	return sfd;
 }
 
@@ -885,7 +874,7 @@ static void preserve(int sfd, int fd, __u64 token)
 	int ret = luo_preserve_fd(sfd, fd, token);
 
 	if (ret)
-		bail("preserve token %llu: %s", (unsigned long long)token,
+		luo_bail("preserve token %llu: %s", (unsigned long long)token,
 		     strerror(-ret));
 }
 
@@ -895,7 +884,7 @@ static int free_fd_number(int n)
 	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0 || dup2(fd, n) != n)
-		bail("dup2: %s", strerror(errno));
+		luo_bail("dup2: %s", strerror(errno));
 	close(fd);
 	close(n);
 	return n;
@@ -910,17 +899,17 @@ static void add_common_fdtypes(int busy_memfd, int busy_obj)
 	add_bad_fd("fd INT_MAX", INT_MAX);
 	add_bad_fd("closed fd", free_fd_number(900));
 	if (pipe2(p, O_CLOEXEC))
-		bail("pipe: %s", strerror(errno));
+		luo_bail("pipe: %s", strerror(errno));
 	add_fdtype("pipe read end", p[0], -ENOENT);
 	add_fdtype("pipe write end", p[1], -ENOENT);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s))
-		bail("socketpair: %s", strerror(errno));
+		luo_bail("socketpair: %s", strerror(errno));
 	add_fdtype("unix socket", s[0], -ENOENT);
 	add_fdtype("eventfd", eventfd(0, EFD_CLOEXEC), -ENOENT);
 	/* /run is a tmpfs (shmem, like a memfd, but not one). */
 	fd = open("/run/misuse-file", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd >= 0 && write(fd, "x", 1) != 1)
-		bail("write /run/misuse-file: %s", strerror(errno));
+		luo_bail("write /run/misuse-file: %s", strerror(errno));
 	add_fdtype("regular tmpfs file", fd, -ENOENT);
 	/* O_PATH fds have no file to preserve: fget() does not see them. */
 	add_fdtype("O_PATH tmpfs file",
@@ -950,7 +939,7 @@ static void add_common_fdtypes(int busy_memfd, int busy_obj)
 		   fcntl(busy_obj, F_DUPFD_CLOEXEC, 0), -EBUSY);
 	fd = new_object(999);
 	if (luo_test_set_fail(fd, "preserve", EIO, 0))
-		bail("test object fail=preserve");
+		luo_bail("test object fail=preserve");
 	add_fdtype("test object failing preserve (EIO)", fd, -EIO);
 	add_fdtype("fresh memfd", new_memfd("misuse-fresh", 3), 0);
 	add_fdtype("fresh test object", new_object(998), 0);
@@ -1121,7 +1110,7 @@ static void session_cases(struct ctx *c, int sfd)
 	int j;
 
 	if (!v)
-		bail("no view of session fd %d", sfd);
+		luo_bail("no view of session fd %d", sfd);
 	in = v->kind == LIVEUPDATE_SESSION_INCOMING;
 
 	group(c, "PRESERVE_FD");
@@ -1461,7 +1450,7 @@ static void run_stage_matrix(void)
 	for (i = 0; i < NR_THREADS; i++)
 		if (pthread_create(&threads[i], NULL, thread_main,
 				   &thread_ctx[i]))
-			bail("pthread_create failed");
+			luo_bail("pthread_create failed");
 	for (i = 0; i < NR_THREADS; i++) {
 		pthread_join(threads[i], NULL);
 		all += thread_ctx[i].cases;
@@ -1496,7 +1485,7 @@ static void stage0(void)
 
 	ret = luo_list_sessions(dev, NULL, &n);
 	if (ret || n)
-		bail("fresh boot: %u incoming sessions (%s)", n,
+		luo_bail("fresh boot: %u incoming sessions (%s)", n,
 		     strerror(-ret));
 
 	s_empty = create_session("mis-out-empty");
@@ -1573,7 +1562,7 @@ static int retrieve_token(int sfd, __u64 token)
 
 	ret = luo_retrieve_fd(sfd, token, &fd);
 	if (ret)
-		bail("retrieve token %llu: %s", (unsigned long long)token,
+		luo_bail("retrieve token %llu: %s", (unsigned long long)token,
 		     strerror(-ret));
 	return fd;
 }
@@ -1597,7 +1586,7 @@ static void stage1(void)
 		ok = !strcmp(list[i], want_list[i]);
 	ksft_test_result(ok, "stage 1: the incoming sessions are listed\n");
 	if (!ok)
-		bail("incoming sessions: %u listed (%s)", n, strerror(-ret));
+		luo_bail("incoming sessions: %u listed (%s)", n, strerror(-ret));
 
 	s_ret = retrieve_session("in-ret");
 	s_files = retrieve_session("in-files");
@@ -1608,13 +1597,13 @@ static void stage1(void)
 	s_fin = retrieve_session("in-fin");
 	ret = luo_finish(s_fin);
 	if (ret)
-		bail("finish in-fin: %s", strerror(-ret));
+		luo_bail("finish in-fin: %s", strerror(-ret));
 	sfd = retrieve_session("in-closed");
 	close(sfd);
 	sfd = retrieve_session("in-finclosed");
 	ret = luo_finish(sfd);
 	if (ret)
-		bail("finish in-finclosed: %s", strerror(-ret));
+		luo_bail("finish in-finclosed: %s", strerror(-ret));
 	close(sfd);
 	closed_fd = free_fd_number(901);
 

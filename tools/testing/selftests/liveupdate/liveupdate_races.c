@@ -10,17 +10,21 @@
  *	test objects, creating and closing sessions, reloading the kexec image
  *	and writing counters into pages of the preserved memfds (holes of
  *	sparse ones included), then calls reboot(KEXEC) itself while they
- *	run.  A reboot that fails (the first one always does: a test object
- *	fails its freeze once) must leave everything as the threads' journals
- *	say, and usable; it is retried.  Stage 1 checks that each page holds
- *	at least the counter published before the reboot call (snapshot in a
- *	preserved manifest memfd), that each racing thread's files are those
- *	of one point of its sequence of operations, and every file's contents.
+ *	run.  A reboot that fails must leave everything as the threads'
+ *	journals say, and usable; it is retried.  One always fails (a test
+ *	object fails its first freeze), others may (EBUSY: a racing
+ *	kexec_file_load).  Stage 1 checks that each page holds at least the
+ *	counter published before the reboot call (snapshot in a preserved
+ *	manifest memfd), that each racing thread's files are those of one
+ *	point of its sequence of operations, and every file's contents.
  * long-run: ten kexec hops with memfds of 0 B, 1 B, 4 KiB, unaligned,
  *	sparse, THP-backed, 64 MiB and MAX_MIB (default 1024) MiB; each hop
- *	checks the checksums kept in a preserved manifest, rewrites some pages,
- *	and preserves everything again; the last one checks that the memory
- *	comes back.  Per-hop times are printed.
+ *	checks the checksums kept in a preserved manifest, rewrites some
+ *	pages, and preserves everything again; the last one checks that the
+ *	memory comes back.  Per-hop times are printed.  The debug kernel's
+ *	suite line uses 256 MiB in a 2G guest: a KASAN kernel kexec'd with
+ *	3G of RAM finds no room for its shadow in the KHO scratch areas, and
+ *	1 GiB takes minutes per hop there.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -82,17 +86,6 @@ static __u64 rnd_next(__u64 *state)
 	return mix(*state);
 }
 
-static __printf(1, 2) void __noreturn bail(const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ksft_exit_fail_msg("stage %d: %s\n", stage, msg);
-}
-
 static long meminfo_kb(const char *key)
 {
 	char line[256];
@@ -114,7 +107,7 @@ static int create_session(const char *name)
 	int sfd = -1, ret = luo_create_session(dev, name, &sfd);
 
 	if (ret)
-		bail("create session %s: %s", name, strerror(-ret));
+		luo_bail("create session %s: %s", name, strerror(-ret));
 	return sfd;
 }
 
@@ -123,7 +116,7 @@ static void preserve(int sfd, int fd, __u64 token)
 	int ret = luo_preserve_fd(sfd, fd, token);
 
 	if (ret)
-		bail("PRESERVE_FD of token %#llx: %s",
+		luo_bail("PRESERVE_FD of token %#llx: %s",
 		     (unsigned long long)token, strerror(-ret));
 }
 
@@ -142,7 +135,7 @@ static int new_memfd(const char *name, __u64 size)
 	int fd = memfd_create(name, MFD_CLOEXEC);
 
 	if (fd < 0 || (size && ftruncate(fd, size)))
-		bail("memfd %s of %llu bytes: %s", name,
+		luo_bail("memfd %s of %llu bytes: %s", name,
 		     (unsigned long long)size, strerror(errno));
 	return fd;
 }
@@ -412,7 +405,7 @@ static bool pg_check(const __u64 *w, int p, __u64 floor, bool exact)
 	return true;
 }
 
-/* ---- files of the racing threads: their contents follow from the token ---- */
+/* ---- files of the racing threads: contents follow from the token ---- */
 
 static __u64 mk_token(int kind, int cls, __u64 seq)
 {
@@ -553,7 +546,8 @@ static void canon(char *out, size_t len, const __u64 *names,
 		for (int k = 0; k < m; k++) {
 			snprintf(one, sizeof(one), "%s%llx", k ? "," : "",
 				 (unsigned long long)t[k]);
-			strncat(ent[i], one, sizeof(ent[i]) - strlen(ent[i]) - 1);
+			strncat(ent[i], one,
+				sizeof(ent[i]) - strlen(ent[i]) - 1);
 		}
 	}
 	qsort(ent, n, sizeof(ent[0]), cmp_str);
@@ -655,11 +649,11 @@ static void *writer(void *arg)
 			n = pwrite(pg_fd(p), rec, sizeof(rec), pg_off(p));
 			if (n != sizeof(rec)) {
 				int err = n < 0 ? errno : EIO;
+				unsigned int now = __atomic_load_n(&reboot_gen,
+							__ATOMIC_ACQUIRE);
 
 				/* Refused while frozen for the reboot. */
-				if (err == EPERM &&
-				    ((gen & 1) || gen != __atomic_load_n(&reboot_gen,
-								  __ATOMIC_ACQUIRE))) {
+				if (err == EPERM && ((gen & 1) || gen != now)) {
 					man->eperm[w]++;
 					continue;
 				}
@@ -826,7 +820,8 @@ static void *reloader(void *arg)
 		for (nap = 50 + rnd_next(&rnd) % 450; nap > 0 && !stopped();
 		     nap -= 10)
 			sleep_ms(10);
-		if (stopped() || !__atomic_load_n(&reloader_on, __ATOMIC_ACQUIRE))
+		if (stopped() ||
+		    !__atomic_load_n(&reloader_on, __ATOMIC_ACQUIRE))
 			continue;
 		kfd = open("/boot/bzImage", O_RDONLY | O_CLOEXEC);
 		ifd = open("/run/next.cpio", O_RDONLY | O_CLOEXEC);
@@ -982,7 +977,8 @@ static bool state_usable(int attempt)
 		canon(a, sizeof(a), cn, ct, nt, nc);
 		snprintf(who, sizeof(who), "churner %d", t);
 		ok &= man->churn[t].pending == man->churn[t].done &&
-		      journal_matches(&man->churn[t], CHURN_SLOTS, true, a, who);
+		      journal_matches(&man->churn[t], CHURN_SLOTS, true, a,
+				      who);
 	}
 	for (i = 0; i < NR_STABLE; i++)
 		ok &= stable_tokens_ok(stable_sfd[i], i);
@@ -1012,11 +1008,11 @@ static void make_next_cmdline(void)
 	char *cmd = luo_read_file("/proc/cmdline"), *at;
 
 	if (!cmd)
-		bail("read /proc/cmdline");
+		luo_bail("read /proc/cmdline");
 	cmd[strcspn(cmd, "\n")] = 0;
 	at = strstr(cmd, "luotest.stage=");
 	if (!at)
-		bail("no luotest.stage= in the command line");
+		luo_bail("no luotest.stage= in the command line");
 	*at = 0;
 	at += strlen("luotest.stage=");
 	snprintf(next_cmdline, sizeof(next_cmdline), "%sluotest.stage=%d%s",
@@ -1034,7 +1030,7 @@ static void races_setup(void)
 	mfd = new_memfd("race-manifest", MAN_SIZE);
 	man = mmap(NULL, MAN_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
 	if (man == MAP_FAILED)
-		bail("mmap the manifest: %s", strerror(errno));
+		luo_bail("mmap the manifest: %s", strerror(errno));
 	memset(man, 0, MAN_SIZE);
 	man->magic = RACE_MAGIC;
 	man->seed = seed;
@@ -1051,7 +1047,7 @@ static void races_setup(void)
 				continue;
 			pg_init(page, p);
 			if (pwrite(pg_fd(p), page, PG, pg_off(p)) != PG)
-				bail("write page %d: %s", p, strerror(errno));
+				luo_bail("write page %d: %s", p, strerror(errno));
 			present[p] = true;
 		}
 		dense_map[s] = mmap(NULL, DENSE_PAGES * PG,
@@ -1060,18 +1056,18 @@ static void races_setup(void)
 		sparse_map[s] = mmap(NULL, SPARSE_SIZE, PROT_READ | PROT_WRITE,
 				     MAP_SHARED, sparse_fd[s], 0);
 		if (dense_map[s] == MAP_FAILED || sparse_map[s] == MAP_FAILED)
-			bail("mmap: %s", strerror(errno));
+			luo_bail("mmap: %s", strerror(errno));
 		preserve(stable_sfd[s], dense_fd[s], T_DENSE);
 		preserve(stable_sfd[s], sparse_fd[s], T_SPARSE);
 		fd = luo_test_new(VAL_MAGIC + s);
 		if (fd < 0)
-			bail("test object: %s", strerror(-fd));
+			luo_bail("test object: %s", strerror(-fd));
 		preserve(stable_sfd[s], fd, T_OBJ);
 	}
 	/* Fails its first freeze: the first reboot cannot go through. */
 	fd = luo_test_new(SAB_VALUE);
 	if (fd < 0 || luo_test_set_fail(fd, "freeze", EIO, 1))
-		bail("saboteur test object");
+		luo_bail("saboteur test object");
 	preserve(stable_sfd[0], fd, T_SAB);
 	probe_fd = new_memfd("race-probe", PROBE_PAGES * PG);
 	preserve(stable_sfd[0], probe_fd, T_PROBE);
@@ -1095,7 +1091,7 @@ static void races_0(void)
 	races_setup();
 	ret = luo_run(load);
 	if (ret)
-		bail("%s -l: %d", LUO_NEXT_STAGE, ret);
+		luo_bail("%s -l: %d", LUO_NEXT_STAGE, ret);
 	make_next_cmdline();
 	ksft_test_result_pass("stage 0: %d stable sessions, %d racing threads, image loaded\n",
 			      NR_STABLE, NR_THREADS);
@@ -1119,7 +1115,7 @@ static void races_0(void)
 			sleep_ms(rnd_next(&seed) % 500);
 		if (stopped() || !progressed(w0, o0)) {
 			stop_threads();
-			bail("attempt %d: %s", attempt,
+			luo_bail("attempt %d: %s", attempt,
 			     nr_thread_err ? thread_err : "the threads made no progress");
 		}
 
@@ -1139,7 +1135,7 @@ static void races_0(void)
 		stop_threads();
 		man->err[attempt - 1] = err;
 		if (nr_thread_err)
-			bail("attempt %d: %s", attempt, thread_err);
+			luo_bail("attempt %d: %s", attempt, thread_err);
 		/*
 		 * Only two things can make it fail here: the test object
 		 * armed to fail its freeze (once), and EBUSY from the kexec
@@ -1148,7 +1144,7 @@ static void races_0(void)
 		ksft_print_msg("attempt %d: reboot(KEXEC) failed: %s\n", attempt,
 			       strerror(err));
 		if (err != EBUSY && (err != EIO || sab_fired))
-			bail("attempt %d: reboot(KEXEC) failed with %s", attempt,
+			luo_bail("attempt %d: reboot(KEXEC) failed with %s", attempt,
 			     strerror(err));
 		sab_fired |= err == EIO;
 		result(state_usable(attempt),
@@ -1156,7 +1152,7 @@ static void races_0(void)
 		       attempt, err == EIO ? "EIO (injected freeze failure)" :
 		       "EBUSY (racing kexec_file_load)");
 	}
-	bail("no reboot went through in %d attempts", MAX_ATTEMPTS);
+	luo_bail("no reboot went through in %d attempts", MAX_ATTEMPTS);
 }
 
 /* ---- stage 1 ---- */
@@ -1167,9 +1163,9 @@ static int incoming(char (*names)[LUO_NAME_LEN], int max)
 	int ret = luo_list_sessions(dev, names, &count);
 
 	if (ret)
-		bail("LIST_SESSIONS: %s", strerror(-ret));
+		luo_bail("LIST_SESSIONS: %s", strerror(-ret));
 	if ((int)count > max)
-		bail("%u incoming sessions, more than %d", count, max);
+		luo_bail("%u incoming sessions, more than %d", count, max);
 	return count;
 }
 
@@ -1233,7 +1229,8 @@ static bool stable_pages_ok(int s, int dfd, int sfd_, int *advanced)
 	if (fstat(sfd_, &st) || (__u64)st.st_blocks != blocks ||
 	    (__u64)st.st_size != SPARSE_SIZE) {
 		ksft_print_msg("sparse memfd %d: %lld blocks, %lld bytes; want %llu blocks\n",
-			       s, (long long)st.st_blocks, (long long)st.st_size,
+			       s, (long long)st.st_blocks,
+			       (long long)st.st_size,
 			       (unsigned long long)blocks);
 		ok = false;
 	}
@@ -1267,7 +1264,7 @@ static void races_1(void)
 	mfd = msfd < 0 ? -1 : retrieve(msfd, 1);
 	if (mfd < 0 || pread(mfd, &m, sizeof(m), 0) != sizeof(m) ||
 	    m.magic != RACE_MAGIC || !m.attempts || m.attempts > MAX_ATTEMPTS)
-		bail("no valid manifest");
+		luo_bail("no valid manifest");
 	man = &m;
 	ksft_print_msg("seed %llu; the reboot went through at attempt %u\n",
 		       (unsigned long long)m.seed, m.attempts);
@@ -1392,8 +1389,8 @@ static void races_1(void)
 			char compat[PRES_SLOTS + 2][48];
 
 			if (sscanf(names[i], "race-churn-%d-%llu", &tt,
-				   (unsigned long long *)&seq) != 2 || tt != t ||
-			    nc == 16)
+				   (unsigned long long *)&seq) != 2 ||
+			    tt != t || nc == 16)
 				continue;
 			sfd = retrieve_session(names[i]);
 			if (sfd < 0) {
@@ -1402,14 +1399,16 @@ static void races_1(void)
 			}
 			open_sfd[nr_open++] = sfd;
 			cn[nc] = seq;
-			nt[nc] = query_tokens(sfd, ct[nc], compat, PRES_SLOTS + 2);
+			nt[nc] = query_tokens(sfd, ct[nc], compat,
+					      PRES_SLOTS + 2);
 			if (nt[nc] < 0 || nt[nc] > 2) {
 				ok = false;
 				continue;
 			}
 			for (int k = 0; k < nt[nc]; k++) {
 				fd = retrieve(sfd, ct[nc][k]);
-				ok &= fd >= 0 && obj_ok(fd, ct[nc][k], compat[k]);
+				ok &= fd >= 0 &&
+				      obj_ok(fd, ct[nc][k], compat[k]);
 				if (fd >= 0)
 					close(fd);
 			}
@@ -1673,7 +1672,7 @@ static bool lr_thp_write(int fd)
 static void lr_save(int mfd, const struct lr_manifest *m)
 {
 	if (pwrite(mfd, m, sizeof(*m), 0) != sizeof(*m))
-		bail("write the manifest: %s", strerror(errno));
+		luo_bail("write the manifest: %s", strerror(errno));
 }
 
 static long long uptime_ms(void)
@@ -1710,7 +1709,8 @@ static void long_run_0(__u64 big)
 	sfd = create_session("long-run");
 	t = now_ms();
 	for (i = 0; i < NR_LR; i++) {
-		fd[i] = new_memfd(lr_names[i], i == LR_THP ? 0 : lr_size(i, big));
+		fd[i] = new_memfd(lr_names[i],
+				  i == LR_THP ? 0 : lr_size(i, big));
 		switch (i) {
 		case LR_ZERO:
 			break;
@@ -1780,11 +1780,11 @@ static void long_run_hop(void)
 	ksft_set_plan(h == HOPS ? 5 : 6);
 	free0 = meminfo_kb("MemFree");
 	if (luo_retrieve_session(dev, "long-run", &sfd))
-		bail("no session long-run");
+		luo_bail("no session long-run");
 	mfd = retrieve(sfd, LR_MAN_TOKEN);
 	if (mfd < 0 || pread(mfd, &m, sizeof(m), 0) != sizeof(m) ||
 	    m.magic != LR_MAGIC || m.hop != (__u32)h - 1)
-		bail("no valid manifest from hop %d", h - 1);
+		luo_bail("no valid manifest from hop %d", h - 1);
 	m.uptime_ms[h] = uptime_ms();
 
 	t = now_ms();
@@ -1799,7 +1799,7 @@ static void long_run_hop(void)
 	}
 	m.ms[h][0] = now_ms() - t;
 	if (!ok)
-		bail("hop %d: retrieve", h);
+		luo_bail("hop %d: retrieve", h);
 	result(ok, "hop %d: retrieve the 8 memfds", h);
 
 	t = now_ms();
@@ -1909,7 +1909,7 @@ int main(int argc, char **argv)
 			long_run_0(big);
 		if (stage <= HOPS)
 			long_run_hop();
-		bail("no stage %d", stage);
+		luo_bail("no stage %d", stage);
 	}
 	if (!stage) {
 		seed = env ? strtoull(env, NULL, 0) : (__u64)time(NULL);
@@ -1920,5 +1920,5 @@ int main(int argc, char **argv)
 	}
 	if (stage == 1)
 		races_1();
-	bail("no stage %d", stage);
+	luo_bail("no stage %d", stage);
 }

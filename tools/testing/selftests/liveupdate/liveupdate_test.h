@@ -29,6 +29,21 @@
 
 #include <linux/liveupdate.h>
 
+#include "kselftest.h"
+
+/* A step the rest of the stage depends on failed: end the program. */
+static inline __printf(1, 2) void __noreturn luo_bail(const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ksft_exit_fail_msg("stage %d: %s\n", atoi(getenv("LUO_STAGE") ?: "0"),
+			   msg);
+}
+
 #define LUO_DEVICE		"/dev/liveupdate"
 #define LUO_TEST_DEVICE		"/dev/liveupdate_test"
 #define LUO_TEST_DEBUGFS	"/sys/kernel/debug/liveupdate_test"
