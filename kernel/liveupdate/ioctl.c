@@ -193,7 +193,14 @@ static int luo_ioctl_retrieve_fd(struct luo_ucmd *ucmd)
 		lfile = luo_session_find_file(session, cmd->token);
 		if (!lfile)
 			return -ENOENT;
-		err = luo_file_retrieve(lfile, &file);
+		/*
+		 * A retrieve cannot be undone: write back the caller's own
+		 * bytes first, so that a reply that cannot be written fails
+		 * before the file changes state.
+		 */
+		err = luo_ucmd_respond(ucmd, sizeof(*cmd));
+		if (!err)
+			err = luo_file_retrieve(lfile, &file);
 	}
 	if (err)
 		return err;

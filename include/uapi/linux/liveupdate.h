@@ -12,6 +12,15 @@
  * larger struct is accepted if its extra bytes are zero (else E2BIG), a
  * smaller one than the first version is rejected (EINVAL).  Reserved
  * members must be zero (EINVAL).  Returned fds are close-on-exec.
+ *
+ * Every command also fails with EFAULT when its struct cannot be read or its
+ * reply cannot be written, and with ENOTTY when it is unknown.  The struct
+ * is read first, then its size, tail and reserved members are checked, then
+ * the command's own errors; a failed command writes nothing back.  A reply
+ * that cannot be written is found before anything changes, except that a
+ * file retrieved by RETRIEVE_FD stays retrieved if no fd can be allocated
+ * (EMFILE) or the struct becomes unwritable meanwhile: retrieving it again
+ * returns it.
  */
 #ifndef _UAPI_LINUX_LIVEUPDATE_H
 #define _UAPI_LINUX_LIVEUPDATE_H
@@ -126,9 +135,10 @@ struct liveupdate_ioctl_list_sessions {
  * usable; what a handler allows meanwhile is its own (a preserved memfd
  * cannot change size, for example).
  *
- * Errors: EINVAL (incoming session), EBADF, EEXIST (token in use in this
- * session), EBUSY (the file is preserved already, in any session), ENOENT
- * (no handler supports this type of file), or the handler's error.
+ * Errors: EINVAL (incoming session), EBADF (not an open fd, or an O_PATH
+ * one), EEXIST (token in use in this session), EBUSY (the file is preserved
+ * already, in any session), ENOENT (no handler supports this type of file),
+ * or the handler's error.
  */
 struct liveupdate_session_preserve_fd {
 	__u32	size;

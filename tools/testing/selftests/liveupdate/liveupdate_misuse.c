@@ -503,14 +503,12 @@ static int variant_want(const struct base *b, int v, int *alt)
 	return b->want;
 }
 
+/* strerrorname_np() returns static strings: several may share a message. */
 static const char *err_name(int err)
 {
-	static __thread char buf[32];
-
 	if (!err)
 		return "success";
-	snprintf(buf, sizeof(buf), "%s", strerrorname_np(-err) ?: "?");
-	return buf;
+	return strerrorname_np(-err) ?: "?";
 }
 
 static void run_variant(struct ctx *c, const struct base *b, int v)
