@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-/*
- * memfd preservation across a live update.
+/**
+ * DOC: memfd preservation
  *
  * A memfd preserved into a LUO session keeps its contents, holes, large
  * folios, size, position, seals, name, mode, owner and open flags (access
@@ -8,26 +8,30 @@
  * The format is described in include/linux/kho/abi/memfd_preserve.h.
  *
  * Outgoing, while preserved: the size is frozen (SHMEM_F_MAPPING_FROZEN),
- * swap-out is off (SHMEM_F_LOCKED), and we hold a reference on every folio
- * in the page cache, so that none can be migrated, split, collapsed or
- * freed while it is described in the metadata.  No folio may sit
- * in CMA: KHO's scratch areas are CMA in this kernel and the next kernel
- * boots from them.  Present folios are migrated out at PRESERVE_FD, and
- * shmem allocates unmovable for a preserved memfd (memfd_preserve_gfp()).
- * Folios present at PRESERVE_FD are described right away; folios added
- * later (writes into holes) reach us through memfd_preserve_folio_added()
- * from shmem, are held and preserved at once and marked pending; freeze
- * describes only the pending ones.
+ * swap-out is off (SHMEM_F_LOCKED), and shmem refuses to migrate, swap out
+ * or collapse a folio of a preserved memfd (memfd_preserve_pinned()), so
+ * every folio described in the metadata stays where it is and none is
+ * freed.  Folios the scan had to lock, and folios added later, are also
+ * held by a reference until unpreserve.  No folio may sit in CMA: KHO's
+ * scratch areas are CMA in this kernel and the next kernel boots from
+ * them.  Present folios are migrated out of it at PRESERVE_FD (the one
+ * migration shmem allows a preserved memfd), and shmem allocates unmovable
+ * for a preserved memfd (memfd_preserve_gfp()).  Folios present at
+ * PRESERVE_FD are described right away; folios added later (writes into
+ * holes) reach us through memfd_preserve_folio_added() from shmem, are
+ * held and preserved at once and marked pending; freeze describes only the
+ * pending ones.
  *
  * Metadata: each memfd's header and its first, small chunks of entries come
  * from a pool of preserved pages shared by every preserved memfd, an FLB
  * bound to the handler; larger chunks are preserved blocks of their own.
  *
  * Incoming: the first retrieve (or finish) restores every folio from KHO
- * into an array kept in @lf->private, and frees the chunks of its own; the
- * pool goes when the last memfd is finished.  A retrieve
- * builds a new memfd from that array; if it fails, the new memfd is torn
- * down and the folios stay in the array, so the retrieve can be retried.
+ * into an array kept in &liveupdate_file.private, and frees the chunks of
+ * its own; the pool goes when the last memfd is finished.  A retrieve
+ * builds a new memfd from that array, its folios charged to the memory
+ * cgroup of the retrieving task; if it fails, the new memfd is torn down
+ * and the folios stay in the array, so the retrieve can be retried.
  */
 #define pr_fmt(fmt) "memfd_preserve: " fmt
 

@@ -458,7 +458,8 @@ static void group(struct ctx *c, const char *name)
 {
 	group_end(c);
 	c->group = name;
-	c->gcases = c->gfails = 0;
+	c->gcases = 0;
+	c->gfails = 0;
 }
 
 static void *out_area(struct ctx *c)
@@ -872,8 +873,8 @@ static void preserve(int sfd, int fd, __u64 token)
 	int ret = luo_preserve_fd(sfd, fd, token);
 
 	if (ret)
-		luo_bail("preserve token %llu: %s", (unsigned long long)token,
-		     strerror(-ret));
+		luo_bail("PRESERVE_FD of token %llu: %s",
+			 (unsigned long long)token, strerror(-ret));
 }
 
 /* An fd number far above what anything here opens, free. */
@@ -985,9 +986,11 @@ static void dev_cases(struct ctx *c)
 		static const struct {
 			const char *desc;
 			__u32 count;
-			int where;	/* 0: none, 1: out area, 2: unmapped,
-					 * 3: room for 1, 4: out area + 1,
-					 * 5: kernel address */
+			/*
+			 * 0: none, 1: out area, 2: unmapped, 3: room for 1,
+			 * 4: out area + 1, 5: kernel address
+			 */
+			int where;
 			__u32 fault_from;	/* EFAULT if this many */
 		} lc[] = {
 			{ "count 0, names 0", 0, 0, 0 },
@@ -1300,6 +1303,7 @@ static void session_cases(struct ctx *c, int sfd)
 			  0 },
 			{ "count 1, files 0, reserved 1", 1, 1, 0, 0, 1 },
 		};
+		const size_t info_size = sizeof(struct liveupdate_file_info);
 		unsigned int k;
 
 		for (k = 0; k < ARRAY_SIZE(qc); k++) {
@@ -1313,8 +1317,7 @@ static void session_cases(struct ctx *c, int sfd)
 				p = unmapped(c);
 				break;
 			case 3:
-				p = out_room1(c,
-					sizeof(struct liveupdate_file_info));
+				p = out_room1(c, info_size);
 				break;
 			case 5:
 				p = (void *)(uintptr_t)0xffff888000000000ULL;
@@ -1431,8 +1434,8 @@ static void run_stage_matrix(void)
 	struct ctx c;
 	int fds, i;
 
-	ksft_print_msg("misuse: stage %d: %d fd types, %d names, %d session states, "
-		       "%d variants, %d threads\n", stage, nr_fdtypes, nr_names, nr_sess_states,
+	ksft_print_msg("misuse: stage %d: %d fd types, %d names, %d session states, %d variants, %d threads\n",
+		       stage, nr_fdtypes, nr_names, nr_sess_states,
 		       NR_VARIANTS, NR_THREADS);
 	ctx_init(&c, 0, false);
 	fds = count_fds();
@@ -1484,7 +1487,7 @@ static void stage0(void)
 	ret = luo_list_sessions(dev, NULL, &n);
 	if (ret || n)
 		luo_bail("fresh boot: %u incoming sessions (%s)", n,
-		     strerror(-ret));
+			 strerror(-ret));
 
 	s_empty = create_session("mis-out-empty");
 	s_files = create_session("mis-out-files");
@@ -1561,7 +1564,7 @@ static int retrieve_token(int sfd, __u64 token)
 	ret = luo_retrieve_fd(sfd, token, &fd);
 	if (ret)
 		luo_bail("retrieve token %llu: %s", (unsigned long long)token,
-		     strerror(-ret));
+			 strerror(-ret));
 	return fd;
 }
 

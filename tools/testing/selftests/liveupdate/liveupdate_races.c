@@ -27,6 +27,7 @@
  *	1 GiB takes minutes per hop there.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -46,8 +47,8 @@
 #include "kselftest.h"
 
 #define PG		4096ULL
-#define MiB		(1024 * 1024ULL)
-#define GiB		(1024 * MiB)
+#define SZ_1M		(1024 * 1024ULL)
+#define SZ_1G		(1024 * SZ_1M)
 
 #define result(cond, fmt, ...) \
 	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
@@ -117,7 +118,7 @@ static void preserve(int sfd, int fd, __u64 token)
 
 	if (ret)
 		luo_bail("PRESERVE_FD of token %#llx: %s",
-		     (unsigned long long)token, strerror(-ret));
+			 (unsigned long long)token, strerror(-ret));
 }
 
 static int retrieve(int sfd, __u64 token)
@@ -136,7 +137,7 @@ static int new_memfd(const char *name, __u64 size)
 
 	if (fd < 0 || (size && ftruncate(fd, size)))
 		luo_bail("memfd %s of %llu bytes: %s", name,
-		     (unsigned long long)size, strerror(errno));
+			 (unsigned long long)size, strerror(errno));
 	return fd;
 }
 
@@ -255,7 +256,7 @@ struct manifest {
 	struct journal churn[NR_CHURN];
 };
 
-_Static_assert(sizeof(struct manifest) <= MAN_SIZE, "manifest too large");
+static_assert(sizeof(struct manifest) <= MAN_SIZE, "manifest too large");
 
 static struct manifest *man;
 static __u64 seed;
@@ -495,7 +496,8 @@ static void j_apply(struct slot *s, __u32 op, __u32 slot, __u32 idx,
 		break;
 	case OP_CREATE:
 		s[slot].name = arg;
-		s[slot].tok[0] = s[slot].tok[1] = 0;
+		s[slot].tok[0] = 0;
+		s[slot].tok[1] = 0;
 		break;
 	case OP_CLOSE:
 		memset(&s[slot], 0, sizeof(s[slot]));
@@ -627,7 +629,7 @@ static bool journal_matches(const struct journal *j, int nr, bool named,
  * counters into it (low byte: writer + 1), through the mapping where the
  * page is present and with pwrite() into holes; then publishes the counter.
  */
-static void *writer(void *arg)
+static void *writer_main(void *arg)
 {
 	int w = (long)arg, p;
 	__u64 rnd = seed ^ mix(w + 100 + man->wseq[w]), c;
@@ -680,7 +682,7 @@ static void *writer(void *arg)
  * Half of the files are closed right after PRESERVE_FD, so unpreserving
  * them frees them.
  */
-static void *preserver(void *arg)
+static void *preserver_main(void *arg)
 {
 	int t = (long)arg, slot, fd, ret;
 	struct journal *j = &man->pres[t];
@@ -752,7 +754,7 @@ static void churn_name(char *name, size_t len, int t, __u64 seq)
  * Churners: sessions created, given a memfd and a test object, and closed
  * (which unpreserves what they hold), in random order over two slots.
  */
-static void *churner(void *arg)
+static void *churner_main(void *arg)
 {
 	int t = (long)arg, slot, fd, ret, idx;
 	struct journal *j = &man->churn[t];
@@ -809,7 +811,7 @@ static void *churner(void *arg)
 }
 
 /* Reloads the kexec image now and then: a racing reboot gets EBUSY. */
-static void *reloader(void *arg)
+static void *reloader_main(void *arg)
 {
 	__u64 rnd = seed ^ mix(400 + man->reloads);
 	int kfd, ifd, ret;
@@ -853,12 +855,12 @@ static void start_threads(void)
 
 	__atomic_store_n(&stop, 0, __ATOMIC_RELEASE);
 	for (i = 0; i < NR_WRITERS; i++)
-		pthread_create(&threads[n++], NULL, writer, (void *)(long)i);
+		pthread_create(&threads[n++], NULL, writer_main, (void *)(long)i);
 	for (i = 0; i < NR_PRES; i++)
-		pthread_create(&threads[n++], NULL, preserver, (void *)(long)i);
+		pthread_create(&threads[n++], NULL, preserver_main, (void *)(long)i);
 	for (i = 0; i < NR_CHURN; i++)
-		pthread_create(&threads[n++], NULL, churner, (void *)(long)i);
-	pthread_create(&threads[n++], NULL, reloader, NULL);
+		pthread_create(&threads[n++], NULL, churner_main, (void *)(long)i);
+	pthread_create(&threads[n++], NULL, reloader_main, NULL);
 }
 
 static void stop_threads(void)
@@ -1083,7 +1085,7 @@ static void races_setup(void)
 static void races_0(void)
 {
 	__u64 w0[NR_WRITERS], o0[NR_PRES + NR_CHURN];
-	char *load[] = { LUO_NEXT_STAGE, "-l", NULL };
+	char *const load[] = { LUO_NEXT_STAGE, "-l", NULL };
 	int attempt, ret, err, i;
 	bool sab_fired = false;
 	long long t0;
@@ -1115,8 +1117,8 @@ static void races_0(void)
 			sleep_ms(rnd_next(&seed) % 500);
 		if (stopped() || !progressed(w0, o0)) {
 			stop_threads();
-			luo_bail("attempt %d: %s", attempt,
-			     nr_thread_err ? thread_err : "the threads made no progress");
+			luo_bail("attempt %d: %s", attempt, nr_thread_err ?
+				 thread_err : "the threads made no progress");
 		}
 
 		/* The expectation the next kernel checks the pages against. */
@@ -1144,8 +1146,8 @@ static void races_0(void)
 		ksft_print_msg("attempt %d: reboot(KEXEC) failed: %s\n", attempt,
 			       strerror(err));
 		if (err != EBUSY && (err != EIO || sab_fired))
-			luo_bail("attempt %d: reboot(KEXEC) failed with %s", attempt,
-			     strerror(err));
+			luo_bail("attempt %d: reboot(KEXEC) failed with %s",
+				 attempt, strerror(err));
 		sab_fired |= err == EIO;
 		result(state_usable(attempt),
 		       "attempt %d: reboot failed with %s: sessions, files and counters as the journals say, holes writable again",
@@ -1157,7 +1159,7 @@ static void races_0(void)
 
 /* ---- stage 1 ---- */
 
-static int incoming(char (*names)[LUO_NAME_LEN], int max)
+static int list_incoming(char (*names)[LUO_NAME_LEN], int max)
 {
 	__u32 count = max;
 	int ret = luo_list_sessions(dev, names, &count);
@@ -1289,18 +1291,22 @@ static void races_1(void)
 	       (m.err[0] == EIO || m.err[0] == EBUSY),
 	       "manifest: %u attempts, the first failed cleanly", m.attempts);
 
-	n = incoming(names, 64);
+	n = list_incoming(names, 64);
 	for (i = 0; i < n; i++) {
 		known = false;
 		for (s = 0; s < NR_STABLE; s++) {
 			snprintf(a, sizeof(a), "race-stable-%d", s);
-			if (!strcmp(names[i], a))
-				known = seen_stable[s] = true;
+			if (!strcmp(names[i], a)) {
+				seen_stable[s] = true;
+				known = true;
+			}
 		}
 		for (t = 0; t < NR_PRES; t++) {
 			snprintf(a, sizeof(a), "race-pres-%d", t);
-			if (!strcmp(names[i], a))
-				known = seen_pres[t] = true;
+			if (!strcmp(names[i], a)) {
+				seen_pres[t] = true;
+				known = true;
+			}
 		}
 		if (sscanf(names[i], "race-churn-%d-%llu", &t,
 			   (unsigned long long *)&seq) == 2 && t >= 0 &&
@@ -1328,7 +1334,9 @@ static void races_1(void)
 		snprintf(a, sizeof(a), "race-stable-%d", s);
 		sfd = retrieve_session(a);
 		if (sfd < 0) {
-			ok = objs = probe_ok = false;
+			ok = false;
+			objs = false;
+			probe_ok = false;
 			continue;
 		}
 		open_sfd[nr_open++] = sfd;
@@ -1423,7 +1431,7 @@ static void races_1(void)
 	ok = !luo_finish(msfd);
 	for (i = 0; i < nr_open; i++)
 		ok &= !luo_finish(open_sfd[i]);
-	n = incoming(names, 64);
+	n = list_incoming(names, 64);
 	result(ok && !n, "finish every session: no incoming session left");
 	close(mfd);
 	close(msfd);
@@ -1440,8 +1448,8 @@ static void races_1(void)
 #define LR_MAGIC	0x4c4f4e4752554e31ULL	/* "LONGRUN1" */
 #define LR_MAN_TOKEN	100
 #define NR_LR		8
-#define LR_THP_SIZE	(8 * MiB)
-#define LR_SPARSE_SIZE	(4 * GiB)
+#define LR_THP_SIZE	(8 * SZ_1M)
+#define LR_SPARSE_SIZE	(4 * SZ_1G)
 #define LR_SPARSE_RUNS	64
 /* Pages rewritten per memfd and hop. */
 #define LR_MOD		64
@@ -1479,10 +1487,10 @@ static __u64 lr_size(int i, __u64 big)
 	case LR_ZERO:	return 0;
 	case LR_BYTE:	return 1;
 	case LR_PAGE:	return PG;
-	case LR_ODD:	return MiB + 12345;
+	case LR_ODD:	return SZ_1M + 12345;
 	case LR_SPARSE:	return LR_SPARSE_SIZE;
 	case LR_THP:	return LR_THP_SIZE;
-	case LR_64M:	return 64 * MiB;
+	case LR_64M:	return 64 * SZ_1M;
 	}
 	return big;
 }
@@ -1498,7 +1506,7 @@ static void lr_fill(__u64 *buf, __u64 off, size_t len, __u64 seed)
 
 static int lr_put(int fd, __u64 off, __u64 len, __u64 seed)
 {
-	static __u64 buf[4 * MiB / 8];
+	static __u64 buf[4 * SZ_1M / 8];
 	__u64 n;
 
 	while (len) {
@@ -1527,7 +1535,7 @@ static void ck_add(struct ck *c, const __u64 *w, size_t n)
 /* Checksum of the data ranges of @fd (each fed with its offset first). */
 static int lr_checksum(int fd, struct ck *c, __u64 *blocks, __u64 *size)
 {
-	static __u64 buf[4 * MiB / 8 + 1];
+	static __u64 buf[4 * SZ_1M / 8 + 1];
 	off_t data = 0, hole;
 	struct stat st;
 	__u64 n, off;
@@ -1545,8 +1553,8 @@ static int lr_checksum(int fd, struct ck *c, __u64 *blocks, __u64 *size)
 		ck_add(c, &n, 1);
 		for (off = data; off < (__u64)hole; off += n) {
 			n = (__u64)hole - off;
-			if (n > 4 * MiB)
-				n = 4 * MiB;
+			if (n > 4 * SZ_1M)
+				n = 4 * SZ_1M;
 			if (pread(fd, buf, n, off) != (ssize_t)n)
 				return -EIO;
 			memset((char *)buf + n, 0, 8);
@@ -1560,13 +1568,13 @@ static int lr_checksum(int fd, struct ck *c, __u64 *blocks, __u64 *size)
 /* The sparse memfd's data at stage 0: a page every 64 MiB + k pages. */
 static __u64 lr_sparse_off(int k)
 {
-	return k * 64 * MiB + k * PG;
+	return k * 64 * SZ_1M + k * PG;
 }
 
 /* A hole filled at hop @h. */
 static __u64 lr_hole_off(int h)
 {
-	return 3 * GiB + h * MiB + (h % 7) * PG;
+	return 3 * SZ_1G + h * SZ_1M + (h % 7) * PG;
 }
 
 static __u64 lr_seed(int i, int h, int k)
@@ -1655,17 +1663,17 @@ static bool lr_thp_write(int fd)
 	char *area, *map;
 	bool ok;
 
-	area = mmap(NULL, LR_THP_SIZE + 2 * MiB, PROT_NONE,
+	area = mmap(NULL, LR_THP_SIZE + 2 * SZ_1M, PROT_NONE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (area == MAP_FAILED)
 		return false;
-	map = mmap((char *)(((uintptr_t)area + 2 * MiB - 1) & ~(2 * MiB - 1)),
+	map = mmap((char *)(((uintptr_t)area + 2 * SZ_1M - 1) & ~(2 * SZ_1M - 1)),
 		   LR_THP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
 		   fd, 0);
 	ok = map != MAP_FAILED && !madvise(map, LR_THP_SIZE, MADV_HUGEPAGE);
 	if (ok)
 		lr_fill((__u64 *)map, 0, LR_THP_SIZE, lr_seed(LR_THP, 0, 0));
-	munmap(area, LR_THP_SIZE + 2 * MiB);
+	munmap(area, LR_THP_SIZE + 2 * SZ_1M);
 	return ok;
 }
 
@@ -1705,7 +1713,7 @@ static void long_run_0(__u64 big)
 	m.uptime_ms[0] = uptime_ms();
 	m.base_free_kb = meminfo_kb("MemFree");
 	ksft_print_msg("memfds up to %llu MiB; MemFree %ld kB\n",
-		       (unsigned long long)(big / MiB), m.base_free_kb);
+		       (unsigned long long)(big / SZ_1M), m.base_free_kb);
 	sfd = create_session("long-run");
 	t = now_ms();
 	for (i = 0; i < NR_LR; i++) {
@@ -1748,7 +1756,7 @@ static void long_run_0(__u64 big)
 		      m.f[i].size == lr_size(i, big);
 	m.ms[0][1] = now_ms() - t;
 	result(ok, "stage 0: 8 memfds written (0 B to %llu MiB), checksummed",
-	       (unsigned long long)(big / MiB));
+	       (unsigned long long)(big / SZ_1M));
 	if (!lr_thp_available())
 		ksft_test_result_skip("THP memfd: no shmem THP\n");
 	else
@@ -1822,7 +1830,7 @@ static void long_run_hop(void)
 	}
 	m.ms[h][1] = now_ms() - t;
 	result(!bad, "hop %d: checksums, sizes and blocks of all 8 memfds (%llu MiB)",
-	       h, (unsigned long long)(total / MiB));
+	       h, (unsigned long long)(total / SZ_1M));
 	if (!m.thp) {
 		ksft_test_result_skip("hop %d: THP memfd: no shmem THP\n", h);
 	} else {
@@ -1885,13 +1893,13 @@ int main(int argc, char **argv)
 {
 	const char *scenario = argc >= 2 ? argv[1] : "";
 	const char *env = getenv("LUO_RACE_SEED");
-	__u64 big = GiB;
+	__u64 big = SZ_1G;
 
 	stage = luo_stage();
 	if (!strcmp(scenario, "long-run") && argc == 3)
-		big = strtoull(argv[2], NULL, 0) * MiB;
+		big = strtoull(argv[2], NULL, 0) * SZ_1M;
 	if ((strcmp(scenario, "reboot-races") || argc != 2) &&
-	    (strcmp(scenario, "long-run") || argc > 3 || big < MiB)) {
+	    (strcmp(scenario, "long-run") || argc > 3 || big < SZ_1M)) {
 		fprintf(stderr, "%s reboot-races | long-run [MAX_MIB], with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
