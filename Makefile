@@ -21,7 +21,7 @@ export KBUILD_BUILD_HOST := luo
 KMAKE        = $(MAKE) -s -C $(SRC) O=$(OUT)/build-$(1) CC="ccache gcc" -j$(JOBS)
 
 .PHONY: all deps assemble kernel kernel-debug headers initramfs selftests test \
-        lint test-fast test-debug retest-fast retest-debug demo kernel-upstream bench bench-quick clean \
+        lint series test-fast test-debug retest-fast retest-debug demo kernel-upstream bench bench-quick clean \
         distclean FORCE
 
 all: kernel
@@ -82,13 +82,23 @@ $(OUT)/initramfs-%.cpio: FORCE
 lint: kernel
 	@$(H)/lint.sh $(SRC) $(OUT)/build-fast
 
+# The series a maintainer would apply: out/series/*.patch, each checked
+# with checkpatch and built on its own (see harness/series.py).
+series: kernel
+	@$(H)/series.py
+
+# make test counts make lint's and make series' checks with the tests.
+$(OUT)/static.results: kernel FORCE
+	@$(H)/static-checks.sh $(SRC) $(OUT)/build-fast $@
+
 # ---- running -----------------------------------------------------------------
 # make test: the whole suite on both kernels.  T="a b" picks tests.
 # The runner's own verdict checks run first, in a blink.
 test: kernel kernel-debug initramfs $(OUT)/initramfs-fast.cpio $(OUT)/initramfs-debug.cpio \
-      $(OUT)/initramfs-demo.cpio
+      $(OUT)/initramfs-demo.cpio $(if $(T),,$(OUT)/static.results)
 	@$(H)/selftest-runner.py
-	@$(H)/run-suite.py --variant fast --variant debug --variant demo $(T)
+	@$(H)/run-suite.py $(if $(T),,--results $(OUT)/static.results) \
+		--variant fast --variant debug --variant demo $(T)
 
 test-fast: kernel initramfs $(OUT)/initramfs-fast.cpio
 	@$(H)/selftest-runner.py

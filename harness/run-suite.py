@@ -185,6 +185,9 @@ def main():
     ap.add_argument("-j", "--jobs", type=int,
                     default=int(os.environ.get("LUO_JOBS", "2")),
                     help="QEMU instances at a time (default 2)")
+    ap.add_argument("--results", action="append", default=[],
+                    help="a file of 'PASS|FAIL|SKIP what' lines from checks "
+                    "run before the suite, counted with it")
     ap.add_argument("tests", nargs="*", help="test names (default: all)")
     args = ap.parse_args()
     variants = args.variant or ["fast"]
@@ -202,6 +205,15 @@ def main():
         os.makedirs(logdir, exist_ok=True)
         runs += [(t, variant, logdir) for t in suite if variant in t["kernels"]]
     passed = failed = skipped = 0
+    for path in args.results:
+        for line in open(path):
+            tag = line.split(" ", 1)[0]
+            if tag not in ("PASS", "FAIL", "SKIP"):
+                continue
+            print(line.rstrip(), flush=True)
+            passed += tag == "PASS"
+            failed += tag == "FAIL"
+            skipped += tag == "SKIP"
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
         futures = [pool.submit(run_one, t, v, accel, d) for t, v, d in runs]
         # Report in suite order, each test as soon as it and those before

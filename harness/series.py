@@ -246,6 +246,14 @@ def build_series(base, steps, cover, ident):
         git_env('add', '-A')
         run(['git', '-C', work, 'commit', '-q', '-s', '-F', '-'], input=msg,
             env=env, text=True)
+    # The series must add up to the tree every test runs on.
+    differ = [f for f in git('ls-files', capture=True).split()
+              if not os.path.exists(os.path.join(OUT, 'src', f)) or
+              open(os.path.join(work, f), 'rb').read() !=
+              open(os.path.join(OUT, 'src', f), 'rb').read()]
+    if differ:
+        sys.exit('series: differs from out/src (run make assemble): ' +
+                 ' '.join(differ))
     first = git('rev-list', '--max-parents=0', 'HEAD', capture=True).strip()
     run(['git', '-C', work, 'format-patch', '-q', '--cover-letter',
          '--no-signature', '-o', SER, f'{first}..HEAD'], env=env)
@@ -338,7 +346,7 @@ def bisect_build(base, patches):
         r = run(['patch', '-s', '-p1', '-F0', '-N', '--no-backup-if-mismatch',
                  '-d', src, '-i', os.path.join(SER, p)], check=False)
         if r.returncode:
-            print(f'series: {p} does not apply')
+            print(f'series: apply {p}: FAILED (does not apply)')
             return bad + 1
         if all(NO_KERNEL.match(f) for f in files):
             print(f'series: build after {p}: no kernel file changed')
@@ -349,7 +357,7 @@ def bisect_build(base, patches):
                  stdout=subprocess.DEVNULL).returncode == 0
         log = os.path.join(SER, p.replace('.patch', '.build.log'))
         with open(log, 'w') as fh:
-            ok = ok and run(kmake + ['W=1', 'bzImage'], env=env, check=False,
+            ok = ok and run(kmake + ['bzImage'], env=env, check=False,
                             stdout=fh, stderr=subprocess.STDOUT).returncode == 0
         warn = [ln for ln in open(log) if 'warning:' in ln or 'error:' in ln]
         if not ok or warn:
