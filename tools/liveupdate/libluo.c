@@ -82,7 +82,7 @@ int luo_retrieve_session(int dev, const char *name, int *sfd)
 	return 0;
 }
 
-int luo_list_sessions(int dev, char (*names)[LUO_NAME_SIZE], unsigned int max,
+int luo_list_sessions(int dev, char names[][LUO_NAME_SIZE], unsigned int max,
 		      unsigned int *count)
 {
 	struct liveupdate_ioctl_list_sessions arg;
@@ -97,8 +97,8 @@ int luo_list_sessions(int dev, char (*names)[LUO_NAME_SIZE], unsigned int max,
 	return 0;
 }
 
-int luo_for_each_session(int dev, int (*fn)(const char *name, void *arg),
-			 void *arg)
+int luo_walk_sessions(int dev, int (*fn)(const char *name, void *arg),
+		      void *arg)
 {
 	char (*names)[LUO_NAME_SIZE] = NULL;
 	unsigned int room = 0, count = 0, i;

@@ -78,11 +78,11 @@ int luo_retrieve_session(int dev, const char *name, int *sfd);
  *
  * Return: 0, -EFAULT, or -ENOTTY on a kernel without this extension.
  */
-int luo_list_sessions(int dev, char (*names)[LUO_NAME_SIZE], unsigned int max,
+int luo_list_sessions(int dev, char names[][LUO_NAME_SIZE], unsigned int max,
 		      unsigned int *count);
 
 /**
- * luo_for_each_session() - call @fn for each incoming session not retrieved
+ * luo_walk_sessions() - call @fn for each incoming session not retrieved
  * @dev: fd from luo_open()
  * @fn: called with each name; a non-zero return stops the walk and is
  *	returned
@@ -92,8 +92,8 @@ int luo_list_sessions(int dev, char (*names)[LUO_NAME_SIZE], unsigned int max,
  *
  * Return: 0, what @fn returned, or a luo_list_sessions() error or -ENOMEM.
  */
-int luo_for_each_session(int dev, int (*fn)(const char *name, void *arg),
-			 void *arg);
+int luo_walk_sessions(int dev, int (*fn)(const char *name, void *arg),
+		      void *arg);
 
 /* ---- session fds ---- */
 

@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools.h"
 #include "libluo.h"
 
 #define DEFAULT_SOCKET	"/run/luod.sock"
@@ -392,7 +393,7 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-static void __attribute__((noreturn)) die(const char *what, int err)
+static __noreturn void die(const char *what, int err)
 {
 	fprintf(stderr, "vmm: %s: %s\n", what, strerror(err));
 	exit(1);
@@ -583,7 +584,7 @@ static void run_steps(struct vm *vm, unsigned long long n, bool can_prepare)
 }
 
 /* Run @rate steps a second for ever, taking part in updates. */
-static void __attribute__((noreturn)) serve(struct vm *vm)
+static __noreturn void serve(struct vm *vm)
 {
 	long long period = rate > 0 ? (long long)(1000 / rate) : 1000;
 	long long next = now_ms();
@@ -822,7 +823,7 @@ static int mode_check(unsigned long long mib, unsigned long long steps)
 	return bad;
 }
 
-static void usage(void)
+static __noreturn void print_usage(void)
 {
 	fprintf(stderr,
 		"usage: luo-demo-vmm start  [-s SOCKET] [-N NAME] [-m MiB] [-n STEPS] [-r RATE] [-p EVERY]\n"
@@ -847,7 +848,7 @@ static unsigned long long number(const char *s, unsigned long long max)
 	errno = 0;
 	n = strtoull(s, &end, 0);
 	if (errno || end == s || *end || n > max || *s == '-')
-		usage();
+		print_usage();
 	return n;
 }
 
@@ -860,7 +861,7 @@ int main(int argc, char **argv)
 	int opt;
 
 	if (argc < 2)
-		usage();
+		print_usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	mode = argv[1];
 	argv++;
@@ -874,12 +875,12 @@ int main(int argc, char **argv)
 			name = optarg;
 			if (!*name || strlen(name) >= LUO_NAME_SIZE ||
 			    strpbrk(name, " \t\n"))
-				usage();
+				print_usage();
 			break;
 		case 'm':
 			mib = number(optarg, 1ULL << 20);
 			if (!mib)
-				usage();
+				print_usage();
 			break;
 		case 'n':
 			steps = number(optarg, 1ULL << 40);
@@ -887,7 +888,7 @@ int main(int argc, char **argv)
 		case 'r':
 			rate = strtod(optarg, &end);
 			if (*end || rate <= 0 || rate > 1e6)
-				usage();
+				print_usage();
 			break;
 		case 'p':
 			print_every = number(optarg, 1ULL << 40);
@@ -896,16 +897,16 @@ int main(int argc, char **argv)
 			again = true;
 			break;
 		default:
-			usage();
+			print_usage();
 		}
 	}
 	if (optind != argc)
-		usage();
+		print_usage();
 	if (!strcmp(mode, "start"))
 		return mode_start(mib, steps);
 	if (!strcmp(mode, "resume"))
 		return mode_resume(steps, again);
 	if (!strcmp(mode, "check"))
 		return mode_check(mib, steps);
-	usage();
+	print_usage();
 }

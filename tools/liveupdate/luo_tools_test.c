@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools.h"
 #include "libluo.h"
 
 #define SOCK		"/run/luo-tools-test.sock"
@@ -59,7 +60,7 @@ static pid_t luod_pid = -1;
 
 /* ---- KTAP ---- */
 
-static void __attribute__((format(printf, 1, 2))) diag(const char *fmt, ...)
+static __printf(1, 2) void diag(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -71,8 +72,7 @@ static void __attribute__((format(printf, 1, 2))) diag(const char *fmt, ...)
 	fflush(stdout);
 }
 
-static bool __attribute__((format(printf, 2, 3))) result(bool ok,
-							  const char *fmt, ...)
+static __printf(2, 3) bool result(bool ok, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -87,8 +87,7 @@ static bool __attribute__((format(printf, 2, 3))) result(bool ok,
 	return ok;
 }
 
-static void __attribute__((noreturn, format(printf, 1, 2)))
-bail(const char *fmt, ...)
+static __noreturn __printf(1, 2) void bail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -131,7 +130,7 @@ static void sleep_ms(int ms)
  * (malloc()ed, NUL-terminated, echoed as diagnostics).  Returns its exit
  * status, 128 + signal, or -errno.
  */
-static int run_echo(char **out, char *const argv[], bool echo)
+static int run_echo(char **out, const char *const argv[], bool echo)
 {
 	size_t len = 0, size = 4096;
 	char *buf = malloc(size), *line, *next;
@@ -147,7 +146,8 @@ static int run_echo(char **out, char *const argv[], bool echo)
 	if (!pid) {
 		dup2(pfd[1], 1);
 		dup2(pfd[1], 2);
-		execvp(argv[0], argv);
+		/* execvp() does not write to the strings it is given. */
+		execvp(argv[0], (char *const *)argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
@@ -196,12 +196,12 @@ done:
 	return 128 + WTERMSIG(status);
 }
 
-static int run(char **out, char *const argv[])
+static int run(char **out, const char *const argv[])
 {
 	return run_echo(out, argv, true);
 }
 
-static pid_t spawn(char *const argv[])
+static pid_t spawn(const char *const argv[])
 {
 	pid_t pid;
 
@@ -210,7 +210,7 @@ static pid_t spawn(char *const argv[])
 	if (pid < 0)
 		bail("fork: %s", strerror(errno));
 	if (!pid) {
-		execvp(argv[0], argv);
+		execvp(argv[0], (char *const *)argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
@@ -253,7 +253,9 @@ static int ask(int sock, const char *req, char *line, size_t size, int *fd)
 /* luoctl status: its output, empty if it failed. */
 static char *status_echo(bool echo)
 {
-	char *argv[] = { "luoctl", "-s", SOCK, "status", NULL };
+	static const char * const argv[] = {
+		"luoctl", "-s", SOCK, "status", NULL
+	};
 	char *out;
 
 	if (run_echo(&out, argv, echo))
@@ -269,7 +271,9 @@ static char *status(void)
 /* Start luod and wait until it answers PING. */
 static bool start_luod(void)
 {
-	char *argv[] = { "luod", "-s", SOCK, "-t", TIMEOUT_ARG, NULL };
+	static const char * const argv[] = {
+		"luod", "-s", SOCK, "-t", TIMEOUT_ARG, NULL
+	};
 	long long until = now_ms() + 20000;
 	char line[256];
 
@@ -341,10 +345,8 @@ struct client {
 	int ctl;	/* to the child: "check" -> "ok|fail ... prepares=P cancels=C" */
 };
 
-static void client_reply(int ctl, int prepares, int cancels, const char *fmt,
-			 ...) __attribute__((format(printf, 4, 5)));
-static void client_reply(int ctl, int prepares, int cancels, const char *fmt,
-			 ...)
+static __printf(4, 5) void client_reply(int ctl, int prepares, int cancels,
+					const char *fmt, ...)
 {
 	char buf[300];
 	va_list ap;
@@ -376,8 +378,7 @@ static const char *client_state(int sfd, int memfd)
 	return check_data(memfd);
 }
 
-static void __attribute__((noreturn)) client_main(int ctl, const char *name,
-						  bool mute)
+static __noreturn void client_main(int ctl, const char *name, bool mute)
 {
 	int sock, sfd = -1, memfd = -1, prepares = 0, cancels = 0, ret;
 	char line[256], got[LUO_NAME_SIZE];
@@ -514,12 +515,15 @@ static bool client_check(struct client *c, int prepares, int cancels)
 
 static void stage0(void)
 {
-	char *luod2[] = { "luod", "-s", SOCK2, NULL };
-	char *update[] = { "luoctl", "-s", SOCK, "update", NULL };
-	char *load[] = { "luo-next-stage", "-l", NULL };
-	char *vmm[] = { "luo-demo-vmm", "start", "-s", SOCK, "-N", VMM,
-			"-m", "16", "-n", "500", "-r", "20", "-p", "100",
-			NULL };
+	static const char * const luod2[] = { "luod", "-s", SOCK2, NULL };
+	static const char * const update[] = {
+		"luoctl", "-s", SOCK, "update", NULL
+	};
+	static const char * const load[] = { "luo-next-stage", "-l", NULL };
+	static const char * const vmm[] = {
+		"luo-demo-vmm", "start", "-s", SOCK, "-N", VMM, "-m", "16",
+		"-n", "500", "-r", "20", "-p", "100", NULL
+	};
 	char line[300], *out;
 	struct client good, mute;
 	int loaded, sock, rc, fd;
@@ -560,7 +564,7 @@ static void stage0(void)
 
 	ok = true;
 	{
-		const char *bad[] = {
+		static const char * const bad[] = {
 			"SESSION xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 			"SESSION foo sideways", "SESSION nosuch incoming",
 			"SESSION " SESSION " incoming", "FROBNICATE",
@@ -568,7 +572,7 @@ static void stage0(void)
 		};
 		size_t i;
 
-		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		for (i = 0; i < ARRAY_SIZE(bad); i++) {
 			fd = -1;
 			ask(sock, bad[i], line, sizeof(line), &fd);
 			if (strncmp(line, "ERR ", 4) || fd >= 0) {
@@ -664,8 +668,10 @@ static void stage0(void)
 
 static void stage1(void)
 {
-	char *resume[] = { "luo-demo-vmm", "resume", "-s", SOCK, "-N", VMM,
-			   "-n", "200", "-p", "100", NULL };
+	static const char * const resume[] = {
+		"luo-demo-vmm", "resume", "-s", SOCK, "-N", VMM,
+		"-n", "200", "-p", "100", NULL
+	};
 	struct liveupdate_file_info files[4];
 	char line[300], name[LUO_NAME_SIZE], want[128], *out;
 	unsigned int kind = 0, count = 0;

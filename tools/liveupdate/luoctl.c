@@ -24,13 +24,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tools.h"
 #include "libluo.h"
 
 #define DEFAULT_SOCKET	"/run/luod.sock"
 
 static const char *sock_path = DEFAULT_SOCKET;
 
-static void __attribute__((format(printf, 1, 2))) err(const char *fmt, ...)
+static __printf(1, 2) void err(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -41,7 +42,7 @@ static void __attribute__((format(printf, 1, 2))) err(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static void usage(void)
+static __noreturn void print_usage(void)
 {
 	fprintf(stderr,
 		"usage: luoctl [-s SOCKET] status\n"
@@ -162,7 +163,7 @@ static const char *load_hint(int ret)
 {
 	switch (ret) {
 	case -EPERM:
-		return " (needs CAP_SYS_BOOT; or kexec is disabled by kernel.kexec_load_disabled or lockdown)";
+		return " (needs CAP_SYS_BOOT; or kernel.kexec_load_disabled or lockdown is on)";
 	case -ENOEXEC:
 		return " (not a kernel image this kernel can load)";
 	case -EINVAL:
@@ -187,22 +188,22 @@ static int cmd_load(int argc, char **argv)
 	for (i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--append")) {
 			if (++i == argc)
-				usage();
+				print_usage();
 			append = argv[i];
 		} else if (!strncmp(argv[i], "--append=", 9)) {
 			append = argv[i] + 9;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
-			usage();
+			print_usage();
 		} else if (!kernel) {
 			kernel = argv[i];
 		} else if (!initrd) {
 			initrd = argv[i];
 		} else {
-			usage();
+			print_usage();
 		}
 	}
 	if (!kernel)
-		usage();
+		print_usage();
 	cmdline = proc_cmdline();
 	if (!cmdline) {
 		err("cannot read /proc/cmdline: %s", strerror(errno));
@@ -278,11 +279,11 @@ int main(int argc, char **argv)
 			sock_path = argv[i] + 2;
 			i++;
 		} else {
-			usage();
+			print_usage();
 		}
 	}
 	if (i == argc)
-		usage();
+		print_usage();
 	cmd = argv[i++];
 	if (!strcmp(cmd, "status") && i == argc)
 		return cmd_status();
@@ -292,6 +293,5 @@ int main(int argc, char **argv)
 		return cmd_unload();
 	if (!strcmp(cmd, "update") && i == argc)
 		return cmd_update();
-	usage();
-	return 2;
+	print_usage();
 }

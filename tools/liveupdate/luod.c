@@ -72,6 +72,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools.h"
 #include "libluo.h"
 
 #define DEFAULT_SOCKET	"/run/luod.sock"
@@ -115,7 +116,7 @@ static unsigned int updater;
 static long long deadline;
 static volatile sig_atomic_t stop;
 
-static void __attribute__((format(printf, 1, 2))) logmsg(const char *fmt, ...)
+static __printf(1, 2) void logmsg(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -145,9 +146,8 @@ static struct conn *conn_by_id(unsigned int id)
 }
 
 /* Send one line, with @fd attached if >= 0; a client that fails is dropped. */
-static bool send_fd_line(struct conn *c, int fd, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static bool send_fd_line(struct conn *c, int fd, const char *fmt, ...)
+static __printf(3, 4) bool send_fd_line(struct conn *c, int fd,
+					 const char *fmt, ...)
 {
 	char buf[LINE_SIZE];
 	va_list ap;
@@ -230,8 +230,7 @@ static void remove_session(struct session *s)
 /* ---- updates ---- */
 
 /* Give up the update in progress: CANCEL the clients, tell the requester. */
-static void __attribute__((format(printf, 1, 2))) update_fail(const char *fmt,
-							       ...)
+static __printf(1, 2) void update_fail(const char *fmt, ...)
 {
 	struct conn *req = conn_by_id(updater);
 	char msg[LINE_SIZE - 8];
@@ -262,13 +261,13 @@ static const char *reboot_error(int err)
 	case -ENOENT:
 		return "no kernel is loaded: load one with 'luoctl load KERNEL [INITRD]'";
 	case -EOPNOTSUPP:
-		return "the loaded kernel cannot receive live update state: load it with kexec_file_load ('luoctl load')";
+		return "the loaded image cannot carry the handover state: use 'luoctl load'";
 	case -EPERM:
 		return "not permitted (luod needs CAP_SYS_BOOT)";
 	case -EBUSY:
 		return "kexec is busy (another reboot in progress?)";
 	}
-	return "a preserved file could not be frozen, or the handover state could not be written (see the kernel log)";
+	return "could not freeze a preserved file or write the handover state (see the kernel log)";
 }
 
 static void do_reboot(void)
@@ -495,9 +494,7 @@ struct text {
 	unsigned int lines;
 };
 
-static void __attribute__((format(printf, 2, 3))) text_add(struct text *t,
-							    const char *fmt,
-							    ...)
+static __printf(2, 3) void text_add(struct text *t, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -514,7 +511,8 @@ static void __attribute__((format(printf, 2, 3))) text_add(struct text *t,
 		t->size = (t->size + n + 1) * 2;
 		t->buf = realloc(t->buf, t->size);
 		if (!t->buf) {
-			t->size = t->len = 0;
+			t->size = 0;
+			t->len = 0;
 			return;
 		}
 	}
@@ -829,7 +827,7 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static void usage(void)
+static __noreturn void print_usage(void)
 {
 	fprintf(stderr,
 		"usage: luod [-s SOCKET] [-t SECONDS]\n"
@@ -858,15 +856,15 @@ int main(int argc, char **argv)
 		case 't':
 			t = strtod(optarg, &end);
 			if (*end || t <= 0 || t > 86400)
-				usage();
+				print_usage();
 			timeout_ms = (int)(t * 1000);
 			break;
 		default:
-			usage();
+			print_usage();
 		}
 	}
 	if (optind != argc)
-		usage();
+		print_usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof(sa));
@@ -891,7 +889,7 @@ int main(int argc, char **argv)
 				" (needs CAP_SYS_ADMIN)" : "");
 		return 1;
 	}
-	ret = luo_for_each_session(dev, adopt, NULL);
+	ret = luo_walk_sessions(dev, adopt, NULL);
 	if (ret == -ENOTTY)
 		logmsg("this kernel cannot list incoming sessions: they are retrieved when asked for");
 	else if (ret)

@@ -71,6 +71,8 @@
 #define PAGE		4096ULL
 #define MiB		(1024ULL * 1024)
 #define GiB		(1024 * MiB)
+/* memfd_0() writes a chunk at a time. */
+#define CHUNK		MiB
 #define PATTERN		0x5a5a5a5a5a5a5a5aULL
 #define FILL		0xa5
 #define THP_SHMEM	"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
@@ -82,8 +84,7 @@ typedef unsigned long long u64;
 static int dev = -1;
 static int sfd = -1;	/* memfd and sparse: the session "bench" */
 
-static void __attribute__((noreturn, format(printf, 2, 3)))
-fail(int err, const char *fmt, ...)
+static __noreturn __printf(2, 3) void fail(int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -237,7 +238,7 @@ static long long open_dev_timed(void)
 	return now_ns() - t;
 }
 
-static void __attribute__((noreturn)) kexec(void)
+static __noreturn void next_kernel(void)
 {
 	int ret;
 
@@ -342,7 +343,7 @@ static void finish_bench(void)
 
 static void memfd_0(u64 size, bool thp)
 {
-	static u64 chunk[MiB / 8];
+	static u64 chunk[CHUNK / 8];
 	u64 off, i;
 	int fd, ret;
 
@@ -353,15 +354,15 @@ static void memfd_0(u64 size, bool thp)
 	}
 	fd = make_memfd(size);
 	memset(chunk, FILL, sizeof(chunk));
-	for (off = 0; off < size; off += MiB) {
-		for (i = 0; i < MiB / PAGE; i++)
+	for (off = 0; off < size; off += CHUNK) {
+		for (i = 0; i < CHUNK / PAGE; i++)
 			chunk[i * (PAGE / 8)] = pattern(off / PAGE + i);
-		write_at(fd, chunk, MiB, off);
+		write_at(fd, chunk, CHUNK, off);
 	}
 	preserve_bench(fd);
 	if (thp)
 		put("shmem_huge_kb", meminfo_kb("ShmemHugePages"));
-	kexec();
+	next_kernel();
 }
 
 static void memfd_1(u64 size, bool thp)
@@ -402,7 +403,7 @@ static void sparse_0(u64 size, u64 step)
 		write_page(fd, idx * PAGE, pattern(idx));
 	preserve_bench(fd);
 	put("written_pages", written);
-	kexec();
+	next_kernel();
 }
 
 static void sparse_1(u64 size, u64 step)
@@ -484,7 +485,7 @@ static void spread_0(const struct spread *s)
 		close(fds[i]);
 	put_us("create_preserve_us", t);
 	put_us("preserve_only_us", ioctl_ns);
-	kexec();
+	next_kernel();
 }
 
 static void spread_1(const struct spread *s)
@@ -526,7 +527,7 @@ static void spread_1(const struct spread *s)
 	say("done");
 }
 
-static void __attribute__((noreturn)) usage(const char *prog)
+static __noreturn void print_usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: LUO_STAGE=0|1 %s memfd SIZE_MIB [thp]\n"
@@ -548,7 +549,7 @@ int main(int argc, char **argv)
 		bool thp = nargs == 2;
 
 		if (thp && strcmp(argv[3], "thp"))
-			usage(argv[0]);
+			print_usage(argv[0]);
 		if (stage)
 			memfd_1(size, thp);
 		else
@@ -580,11 +581,11 @@ int main(int argc, char **argv)
 			spread_0(&s);
 	} else if (!strcmp(scenario, "none") && nargs == 0) {
 		if (!stage)
-			kexec();
+			next_kernel();
 		say("retrieved");
 		say("done");
 	} else {
-		usage(argv[0]);
+		print_usage(argv[0]);
 	}
 	return 0;
 }

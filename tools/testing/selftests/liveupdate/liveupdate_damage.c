@@ -279,8 +279,8 @@ static void setup(const struct drun *run)
 			ret = luo_preserve_fd(sfd, fd, f->token);
 			if (ret)
 				luo_bail("preserve %s/%llu: %s", s->name,
-				     (unsigned long long)f->token,
-				     strerror(-ret));
+					 (unsigned long long)f->token,
+					 strerror(-ret));
 			close(fd);
 		}
 		/* sfd stays open: the session goes with the reboot. */
@@ -289,7 +289,7 @@ static void setup(const struct drun *run)
 		ret = luo_write_file(DAMAGE, run->damage[i]);
 		if (ret)
 			luo_bail("%s: %s: %s", DAMAGE, run->damage[i],
-			     strerror(-ret));
+				 strerror(-ret));
 	}
 }
 
@@ -371,7 +371,7 @@ static void check(const struct drun *run)
 	/* After the retrieves: some damage is only seen by them. */
 	log = kernel_log();
 	for (i = 0; i < MAX_LOGS && run->logs[i]; i++)
-		ksft_test_result(strstr(log, run->logs[i]) != NULL,
+		ksft_test_result(strstr(log, run->logs[i]),
 				 "kernel log says \"%s\"\n", run->logs[i]);
 	free(log);
 }

@@ -31,7 +31,6 @@
 #include "liveupdate_test.h"
 #include "kselftest.h"
 
-
 static int stage;
 /* Sessions or files of the many-* scenarios (second argument). */
 static int many = 1000;
@@ -1166,7 +1165,7 @@ static void retrieve_fail_1(void)
  */
 static void no_kho_image_0(void)
 {
-	char *load_dummy[] = { "luo-kexec", "-c", NULL };
+	static const char * const load_dummy[] = { "luo-kexec", "-c", NULL };
 	int sfd, obj, ret;
 
 	ksft_set_plan(5);
@@ -1218,8 +1217,9 @@ static void disabled_0(void)
 
 static void disabled_1(void)
 {
-	char *restored[] = { "sh", "-c",
-			     "dmesg | grep -q 'liveupdate: restored'", NULL };
+	static const char * const restored[] = {
+		"sh", "-c", "dmesg | grep -q 'liveupdate: restored'", NULL
+	};
 
 	ksft_set_plan(2);
 	result(access(LUO_DEVICE, F_OK) && errno == ENOENT,
@@ -1621,7 +1621,8 @@ int main(int argc, char **argv)
 		ksft_exit_skip("%s missing (CONFIG_LIVEUPDATE_TEST)\n",
 			       LUO_TEST_DEVICE);
 	/* many-*: "many" sessions or files, and as many test objects. */
-	rl.rlim_cur = rl.rlim_max = 3 * many + 1024;
+	rl.rlim_max = 3 * many + 1024;
+	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl))
 		ksft_exit_fail_msg("setrlimit(RLIMIT_NOFILE): %s\n",
 				   strerror(errno));

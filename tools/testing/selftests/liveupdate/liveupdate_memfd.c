@@ -53,6 +53,8 @@
 #define GiB		(1024 * MiB)
 #define TiB		(1024 * GiB)
 #define PG		4096ULL
+/* put() and check() move data a chunk at a time. */
+#define CHUNK		MiB
 /* Page 64^3: the page cache needs one more level from there on. */
 #define EDGE_OFF	(262144 * PG)
 
@@ -72,6 +74,7 @@ struct sparse {
 static const struct sparse sparse64g = {
 	"sparse64g", 64 * GiB, 64 * MiB + 5 * PG, PG, 2
 };
+
 static const struct sparse sparse4t = {
 	"sparse4t", 4 * TiB, 512 * GiB + 3 * PG, MiB, 3
 };
@@ -86,7 +89,7 @@ static const unsigned int seals[] = {
 	F_SEAL_FUTURE_WRITE, F_SEAL_EXEC,
 };
 
-#define NR_SEALS	(sizeof(seals) / sizeof(seals[0]))
+#define NR_SEALS	ARRAY_SIZE(seals)
 #define WRITE_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | \
 			 F_SEAL_FUTURE_WRITE)
 
@@ -135,11 +138,11 @@ static void fill(__u64 *buf, __u64 off, size_t len, __u64 seed)
 /* Write [off, off + len) with the pattern of @seed. */
 static int put(int fd, __u64 off, __u64 len, __u64 seed)
 {
-	static __u64 buf[MiB / 8];
+	static __u64 buf[CHUNK / 8];
 	__u64 n;
 
 	while (len) {
-		n = len < MiB ? len : MiB;
+		n = len < CHUNK ? len : CHUNK;
 		fill(buf, off, n, seed);
 		if (pwrite(fd, buf, n, off) != (ssize_t)n)
 			return -errno;
@@ -152,11 +155,11 @@ static int put(int fd, __u64 off, __u64 len, __u64 seed)
 /* Does [off, off + len) hold the pattern of @seed? */
 static bool check(int fd, __u64 off, __u64 len, __u64 seed)
 {
-	static __u64 buf[MiB / 8 + 1], want[MiB / 8 + 1];
+	static __u64 buf[CHUNK / 8 + 1], want[CHUNK / 8 + 1];
 	__u64 n;
 
 	while (len) {
-		n = len < MiB ? len : MiB;
+		n = len < CHUNK ? len : CHUNK;
 		fill(want, off, n, seed);
 		if (pread(fd, buf, n, off) != (ssize_t)n ||
 		    memcmp(buf, want, n)) {
@@ -769,7 +772,7 @@ static void stays(int sfd)
 	close(fd);
 }
 
-static void paths(void)
+static void paths_0(void)
 {
 	int sfd, sfd2, fd, fd2, sealfd, hfd, tmp;
 
@@ -966,7 +969,7 @@ int main(int argc, char **argv)
 	if (dev < 0)
 		ksft_exit_fail_msg("open %s: %s\n", LUO_DEVICE, strerror(-dev));
 	if (!strcmp(scenario, "paths"))
-		paths();
+		paths_0();
 	else if (!strcmp(scenario, "hops"))
 		hops();
 	else if (!strcmp(scenario, "memcg"))

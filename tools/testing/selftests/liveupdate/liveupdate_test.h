@@ -489,8 +489,12 @@ static inline int luo_stage(void)
 	return stage ? atoi(stage) : 0;
 }
 
-/* Run @argv (searched in PATH) and return its exit status, or -errno. */
-static inline int luo_run(char *const argv[])
+/*
+ * Run @argv (searched in PATH) and return its exit status, or -errno.
+ * Takes static const char * const arrays as well as execvp()'s char *[].
+ */
+#define luo_run(argv)	__luo_run((const char *const *)(argv))
+static inline int __luo_run(const char *const argv[])
 {
 	int status;
 	pid_t pid;
@@ -501,7 +505,8 @@ static inline int luo_run(char *const argv[])
 	if (pid < 0)
 		return -errno;
 	if (!pid) {
-		execvp(argv[0], argv);
+		/* execvp() does not write to the strings it is given. */
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	if (waitpid(pid, &status, 0) != pid)
@@ -519,12 +524,10 @@ static inline int luo_run(char *const argv[])
  */
 static inline int next_stage_append(const char *append)
 {
-	char *argv[] = { LUO_NEXT_STAGE, NULL, NULL, NULL };
+	const char * const argv[] = {
+		LUO_NEXT_STAGE, append ? "-a" : NULL, append, NULL
+	};
 
-	if (append) {
-		argv[1] = "-a";
-		argv[2] = (char *)append;
-	}
 	return luo_run(argv);
 }
 
