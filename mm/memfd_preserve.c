@@ -747,6 +747,13 @@ static int mfp_swapin(struct inode *inode)
 #define MFP_LRU_DEFER_MIN	512
 /* Folios taken per batch of the walk. */
 #define MFP_WALK_BATCH		64
+/*
+ * Folios moved out of CMA per memfd_pin_folios() call, and pages a run to
+ * move is extended by beyond the batch: each call has a fixed cost (pin,
+ * isolate, a migrate_pages() round, pin again), so fewer, larger calls.
+ */
+#define MFP_MOVE_BATCH		512
+#define MFP_MOVE_AHEAD		2048
 
 /**
  * struct mfp_walk - one batch of the page cache walk
@@ -886,35 +893,71 @@ slow:
 }
 
 /*
+ * The last index of the run of contiguous present folios that goes on
+ * after @last, looking no further than @limit.  Read from the xarray alone
+ * (indices and orders, not the folios): the mapping is frozen, so no hole
+ * can appear in what it finds.
+ */
+static pgoff_t mfp_run_end(struct address_space *mapping, pgoff_t last,
+			   pgoff_t limit)
+{
+	XA_STATE(xas, &mapping->i_pages, last + 1);
+	pgoff_t next = last + 1;
+	void *entry;
+
+	rcu_read_lock();
+	xas_for_each(&xas, entry, limit) {
+		if (xas_retry(&xas, entry))
+			continue;
+		if (xas.xa_index != next || xa_is_value(entry))
+			break;
+		next = xas.xa_index + (1UL << xas_get_order(&xas));
+	}
+	rcu_read_unlock();
+	return min(next - 1, limit);
+}
+
+/*
  * Move the batch's folios out of CMA, one memfd_pin_folios() call per run
  * of contiguous folios, so that they migrate together rather than one
- * migration per folio.  The runs hold no hole (memfd_pin_folios() would
- * fill it) and none can appear: the mapping is frozen.  Best effort: the
- * folios are checked again when taken.
+ * migration per folio.  The last run is extended past the batch, where
+ * more folios to move most likely follow (CMA comes in pageblocks).  The
+ * runs hold no hole (memfd_pin_folios() would fill it) and none can
+ * appear: the mapping is frozen.  Best effort: the folios are checked
+ * again when taken.
  */
 static void mfp_move_spans(struct file *file, struct mfp_walk *w,
 			   loff_t isize)
 {
+	pgoff_t eof = (isize - 1) >> PAGE_SHIFT;
+	struct folio **big __free(kfree) =
+		kmalloc_array(MFP_MOVE_BATCH, sizeof(*big), GFP_KERNEL);
+	struct folio **pinned = big ?: w->pinned;
+	unsigned int max = big ? MFP_MOVE_BATCH : MFP_WALK_BATCH;
 	unsigned int i;
 	pgoff_t off;
 	long nr;
 
 	for (i = 0; i < w->nr_spans; i++) {
+		pgoff_t last = w->spans[i].last;
 		loff_t start = (loff_t)w->spans[i].first << PAGE_SHIFT;
-		loff_t end = min_t(loff_t, isize,
-				   (loff_t)(w->spans[i].last + 1) << PAGE_SHIFT);
+		loff_t end;
 
+		if (i == w->nr_spans - 1 && last < eof)
+			last = mfp_run_end(file->f_mapping, last,
+					   min(eof, last + MFP_MOVE_AHEAD));
+		end = min_t(loff_t, isize, (loff_t)(last + 1) << PAGE_SHIFT);
 		while (start < end) {
-			struct folio *last;
+			struct folio *folio;
 
-			nr = memfd_pin_folios(file, start, end - 1, w->pinned,
-					      MFP_WALK_BATCH, &off);
+			nr = memfd_pin_folios(file, start, end - 1, pinned,
+					      max, &off);
 			if (nr <= 0)
 				break;
-			last = w->pinned[nr - 1];
-			start = (loff_t)(last->index + folio_nr_pages(last)) <<
+			folio = pinned[nr - 1];
+			start = (loff_t)(folio->index + folio_nr_pages(folio)) <<
 				PAGE_SHIFT;
-			unpin_folios(w->pinned, nr);
+			unpin_folios(pinned, nr);
 		}
 	}
 }

@@ -17,7 +17,8 @@
  * memfd SIZE_MIB [thp]  one memfd of SIZE_MIB MiB, every page written (with
  *	thp, shmem_enabled is set to "always" first), in session "bench".
  *	0: preserve_us, memfree_before_kb, memfree_after_kb, preserve_kb
- *	   (MemFree consumed across PRESERVE_FD), shmem_huge_kb (thp only).
+ *	   (MemFree consumed across PRESERVE_FD), cma_moved_kb (CmaFree
+ *	   gained: pages moved out of KHO scratch), shmem_huge_kb (thp only).
  *	1: open_us, retrieve_session_us, retrieve_fd_us, first_read_us (read
  *	   and check the first word of every page through a shared mapping),
  *	   retrieve_kb (MemFree consumed from before RETRIEVE_FD to after the
@@ -275,13 +276,14 @@ static void put_meta(void)
 /* Stage 0 of memfd and sparse: preserve @fd into the session "bench". */
 static void preserve_bench(int fd)
 {
-	long long before, after, t;
+	long long before, after, cma, t;
 	int ret;
 
 	open_dev();
 	ret = luo_create_session(dev, SESSION, &sfd);
 	if (ret)
 		fail(-ret, "create session " SESSION);
+	cma = meminfo_kb("CmaFree");
 	before = meminfo_kb("MemFree");
 	t = now_ns();
 	ret = luo_preserve_fd(sfd, fd, TOKEN);
@@ -290,6 +292,8 @@ static void preserve_bench(int fd)
 		fail(-ret, "preserve fd");
 	after = meminfo_kb("MemFree");
 	put_us("preserve_us", t);
+	/* Pages PRESERVE_FD moved out of KHO scratch (CMA), freeing them. */
+	put("cma_moved_kb", meminfo_kb("CmaFree") - cma);
 	put("memfree_before_kb", before);
 	put("memfree_after_kb", after);
 	put("preserve_kb", before - after);

@@ -772,11 +772,109 @@ static void stays(int sfd)
 	close(fd);
 }
 
+/* KHO's scratch areas, which the next kernel boots from: [start, end). */
+#define KHO_OUT		"/sys/kernel/debug/kho/out/"
+#define MAX_SCRATCH	16
+static __u64 scratch_start[MAX_SCRATCH], scratch_end[MAX_SCRATCH];
+static int nr_scratch;
+
+static bool read_scratch(void)
+{
+	char *phys = luo_read_file(KHO_OUT "scratch_phys");
+	char *len = luo_read_file(KHO_OUT "scratch_len");
+	char *p = phys, *l = len;
+
+	nr_scratch = 0;
+	while (p && l && *p && *l && nr_scratch < MAX_SCRATCH) {
+		scratch_start[nr_scratch] = strtoull(p, &p, 16);
+		scratch_end[nr_scratch] = scratch_start[nr_scratch] +
+					  strtoull(l, &l, 16);
+		nr_scratch++;
+		p += strspn(p, "\n");
+		l += strspn(l, "\n");
+	}
+	free(phys);
+	free(len);
+	return nr_scratch > 0;
+}
+
+/* How many of the pages at @map, @len bytes, sit in a scratch area. */
+static long pages_in_scratch(const char *map, __u64 len)
+{
+	__u64 n = len / PG, *pfn = malloc(n * 8);
+	long in = 0;
+
+	if (!pfn || !pfns_of_mapped(map, len, pfn)) {
+		free(pfn);
+		return -1;
+	}
+	for (__u64 i = 0; i < n; i++)
+		for (int a = 0; a < nr_scratch; a++)
+			if (pfn[i] && pfn[i] * PG >= scratch_start[a] &&
+			    pfn[i] * PG < scratch_end[a])
+				in++;
+	free(pfn);
+	return in;
+}
+
+/*
+ * A memfd whose pages sit in KHO scratch (CMA while this kernel runs; the
+ * next kernel boots from it) has them moved out by PRESERVE_FD, contents
+ * intact.  The memfd grows until the allocator puts some of its pages
+ * there: that happens once CMA holds more than half the free memory.
+ */
+#define CMA_STEP	(16 * MiB)
+static void out_of_scratch(int sfd)
+{
+	long avail = meminfo_kb("MemAvailable") * 1024LL - 128 * MiB;
+	long before = 0, after = -1;
+	__u64 size = 0;
+	char *map;
+	int fd;
+
+	if (!read_scratch()) {
+		ksft_test_result_skip("out of KHO scratch: no " KHO_OUT "\n");
+		return;
+	}
+	fd = new_memfd("paths-scratch", 0, 0);
+	while (before == 0 && size + CMA_STEP <= (__u64)avail) {
+		if (ftruncate(fd, size + CMA_STEP) ||
+		    put(fd, size, CMA_STEP, 23))
+			break;
+		map = mmap(NULL, CMA_STEP, PROT_READ, MAP_SHARED, fd, size);
+		if (map == MAP_FAILED)
+			break;
+		before = pages_in_scratch(map, CMA_STEP);
+		munmap(map, CMA_STEP);
+		size += CMA_STEP;
+	}
+	ksft_print_msg("scratch: %d areas; %llu MiB written, %ld pages of the last %llu MiB in scratch\n",
+		       nr_scratch, size / MiB, before, CMA_STEP / MiB);
+	if (before <= 0) {
+		ksft_test_result_skip("out of KHO scratch: no page landed there\n");
+		close(fd);
+		return;
+	}
+	map = preserve(sfd, fd, 5) ?
+	      mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+	if (map != MAP_FAILED) {
+		after = pages_in_scratch(map, size);
+		munmap(map, size);
+	}
+	ksft_print_msg("scratch: after PRESERVE_FD, %ld pages in scratch\n",
+		       after);
+	result(after == 0 && check(fd, 0, size, 23) &&
+	       !luo_unpreserve_fd(sfd, 5),
+	       "PRESERVE_FD moves %ld pages out of KHO scratch, contents intact",
+	       before);
+	close(fd);
+}
+
 static void paths_0(void)
 {
 	int sfd, sfd2, fd, fd2, sealfd, hfd, tmp;
 
-	ksft_set_plan(12);
+	ksft_set_plan(13);
 	luo_create_session(dev, "paths", &sfd);
 	fd = new_memfd("paths", MFD_ALLOW_SEALING, 4 * MiB);
 	put(fd, 0, 2 * MiB, 1);
@@ -795,6 +893,7 @@ static void paths_0(void)
 	       "while preserved: F_SEAL_WRITE EBUSY (pinned), other seals work");
 	close(sealfd);
 	stays(sfd);
+	out_of_scratch(sfd);
 	result(!luo_unpreserve_fd(sfd, 1) && ordinary(fd, 4 * MiB) &&
 	       check(fd, 0, 2 * MiB, 1), "unpreserved: an ordinary memfd again");
 
