@@ -21,6 +21,7 @@
  *	   gained: pages moved out of KHO scratch), shmem_huge_kb (thp only).
  *	1: open_us, retrieve_session_us, retrieve_fd_us, first_read_us (read
  *	   and check the first word of every page through a shared mapping),
+ *	   first_read_faults (minor faults taken doing so),
  *	   retrieve_kb (MemFree consumed from before RETRIEVE_FD to after the
  *	   first read and munmap; may be negative), finish_us, shmem_huge_kb
  *	   (thp only).
@@ -345,6 +346,15 @@ static void finish_bench(void)
 	put_us("finish_us", t);
 }
 
+static long long minor_faults(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		fail(errno, "getrusage");
+	return ru.ru_minflt;
+}
+
 static void memfd_0(u64 size, bool thp)
 {
 	static u64 chunk[CHUNK / 8];
@@ -373,13 +383,14 @@ static void memfd_1(u64 size, bool thp)
 {
 	const u64 *map;
 	u64 i, pages = size / PAGE;
-	long long before, t;
+	long long before, faults, t;
 	int fd;
 
 	fd = retrieve_bench(size, &before);
 	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 		fail(errno, "mmap");
+	faults = minor_faults();
 	t = now_ns();
 	for (i = 0; i < pages; i++)
 		if (map[i * (PAGE / 8)] != pattern(i))
@@ -389,6 +400,8 @@ static void memfd_1(u64 size, bool thp)
 		fail(0, "page %llu: read %#llx, expected %#llx", i,
 		     map[i * (PAGE / 8)], pattern(i));
 	put_us("first_read_us", t);
+	/* Fewer than pages: fault-around maps more than one per fault. */
+	put("first_read_faults", minor_faults() - faults);
 	if (munmap((void *)map, size))
 		fail(errno, "munmap");
 	put("retrieve_kb", before - meminfo_kb("MemFree"));

@@ -798,8 +798,12 @@ static bool read_scratch(void)
 	return nr_scratch > 0;
 }
 
-/* How many of the pages at @map, @len bytes, sit in a scratch area. */
-static long pages_in_scratch(const char *map, __u64 len)
+/*
+ * How many of the pages at @map, @len bytes, sit in a scratch area; and in
+ * *@runs (if not NULL), in how many runs of physically contiguous pages
+ * the whole range lies.
+ */
+static long pages_in_scratch(const char *map, __u64 len, long *runs)
 {
 	__u64 n = len / PG, *pfn = malloc(n * 8);
 	long in = 0;
@@ -813,6 +817,11 @@ static long pages_in_scratch(const char *map, __u64 len)
 			if (pfn[i] && pfn[i] * PG >= scratch_start[a] &&
 			    pfn[i] * PG < scratch_end[a])
 				in++;
+	if (runs) {
+		*runs = 1;
+		for (__u64 i = 1; i < n; i++)
+			*runs += pfn[i] != pfn[i - 1] + 1;
+	}
 	free(pfn);
 	return in;
 }
@@ -827,7 +836,7 @@ static long pages_in_scratch(const char *map, __u64 len)
 static void out_of_scratch(int sfd)
 {
 	long avail = meminfo_kb("MemAvailable") * 1024LL - 128 * MiB;
-	long before = 0, after = -1;
+	long before = 0, after = -1, runs_before = 0, runs_after = 0;
 	__u64 size = 0;
 	char *map;
 	int fd;
@@ -844,7 +853,7 @@ static void out_of_scratch(int sfd)
 		map = mmap(NULL, CMA_STEP, PROT_READ, MAP_SHARED, fd, size);
 		if (map == MAP_FAILED)
 			break;
-		before = pages_in_scratch(map, CMA_STEP);
+		before = pages_in_scratch(map, CMA_STEP, &runs_before);
 		munmap(map, CMA_STEP);
 		size += CMA_STEP;
 	}
@@ -858,11 +867,12 @@ static void out_of_scratch(int sfd)
 	map = preserve(sfd, fd, 5) ?
 	      mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
 	if (map != MAP_FAILED) {
-		after = pages_in_scratch(map, size);
+		after = pages_in_scratch(map, size, NULL);
+		pages_in_scratch(map + size - CMA_STEP, CMA_STEP, &runs_after);
 		munmap(map, size);
 	}
-	ksft_print_msg("scratch: after PRESERVE_FD, %ld pages in scratch\n",
-		       after);
+	ksft_print_msg("scratch: after PRESERVE_FD, %ld pages in scratch; last %llu MiB: %ld runs before, %ld after\n",
+		       after, CMA_STEP / MiB, runs_before, runs_after);
 	result(after == 0 && check(fd, 0, size, 23) &&
 	       !luo_unpreserve_fd(sfd, 5),
 	       "PRESERVE_FD moves %ld pages out of KHO scratch, contents intact",
