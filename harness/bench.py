@@ -196,6 +196,65 @@ def med(results, name, kern, key, plus=None):
     return statistics.median(vals) if vals else None
 
 
+# The README's table: (scenario, label, key, second key added per run).
+SUMMARY = [
+    ("memfd 256 MiB", "PRESERVE_FD", "preserve_us", None),
+    ("memfd 256 MiB", "RETRIEVE_FD", "retrieve_fd_us", None),
+    ("memfd 1 GiB", "PRESERVE_FD", "preserve_us", None),
+    ("memfd 1 GiB", "of which moved out of KHO scratch (kB)",
+     "cma_moved_kb", None),
+    ("memfd 1 GiB", "RETRIEVE_FD", "retrieve_fd_us", None),
+    ("memfd 1 GiB", "RETRIEVE_FD + first read of every page",
+     "retrieve_fd_us", "first_read_us"),
+    ("memfd 4 GiB", "PRESERVE_FD", "preserve_us", None),
+    ("memfd 4 GiB", "RETRIEVE_FD", "retrieve_fd_us", None),
+    ("memfd 4 GiB", "blackout to new userspace", "blackout_user_us", None),
+    ("memfd 1 GiB THP", "PRESERVE_FD", "preserve_us", None),
+    ("memfd 1 GiB THP", "RETRIEVE_FD", "retrieve_fd_us", None),
+    ("sparse 4 GiB 1%", "PRESERVE_FD", "preserve_us", None),
+    ("sparse 4 GiB 1%", "memory PRESERVE_FD consumed (kB)", "preserve_kb",
+     None),
+    ("sparse 64 GiB 1%", "PRESERVE_FD", "preserve_us", None),
+    ("sparse 64 GiB 1%", "memory PRESERVE_FD consumed (kB)", "preserve_kb",
+     None),
+    ("sessions 10000", "create + preserve all", "create_preserve_us", None),
+    ("sessions 10000", "retrieve all", "retrieve_all_us", None),
+    ("files 10000", "create + preserve all", "create_preserve_us", None),
+    ("files 10000", "retrieve all", "retrieve_all_us", None),
+    ("files 100000 in 100 sessions", "blackout to all fds retrieved",
+     "blackout_retrieved_us", None),
+    ("nothing preserved", "blackout to new userspace", "blackout_user_us",
+     None),
+    ("nothing preserved, 7G guest", "blackout to new userspace",
+     "blackout_user_us", None),
+]
+
+
+def human(value, key):
+    """@value of @key for the summary: times in ms or s, sizes in kB."""
+    if value is None:
+        return "failed"
+    if key.endswith("_kb"):
+        return f"{value:,.0f}"
+    ms = value / 1000
+    return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
+
+
+def summary(results):
+    """The headline numbers: medians of both kernels and their ratio."""
+    rows = ["| scenario | metric | ours | upstream | ours/upstream |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, label, key, plus in SUMMARY:
+        if name not in results:
+            continue
+        ours = med(results, name, "ours", key, plus)
+        up = med(results, name, "upstream", key, plus)
+        ratio = f"{ours / up:.3g}" if ours is not None and up else "-"
+        rows.append(f"| {name} | {label} | {human(ours, key)} | "
+                    f"{human(up, key)} | {ratio} |")
+    return "\n".join(rows) + "\n"
+
+
 def goals(results):
     """The issue's goals, each with what this run measured."""
     rows = ["| goal | measured | target | met |",
@@ -275,12 +334,15 @@ def plot(results, scenarios, prefix, xlabel, keys, png):
             f.write(" ".join(str(v) for v in row) + "\n")
     lines = []
     col = 2
-    for key in keys:
-        for kern in ("ours", "upstream"):
+    for color, key in enumerate(keys, 1):
+        # One colour per metric; ours filled points, upstream open ones.
+        for kern, point in (("ours", 7), ("upstream", 6)):
             lines.append(f"'{data}' using 1:{col} with linespoints "
+                         f"lc {color} pt {point} "
                          f"title '{kern} {METRICS[key][0]}'")
             col += 1
-    script = (f"set terminal png size 900,600; set output '{png}'; "
+    script = (f"set terminal png size 900,600 noenhanced; "
+              f"set output '{png}'; "
               "set logscale xy; set key left top; "
               f"set xlabel '{xlabel}'; set ylabel 'ms (median)'; "
               f"plot {', '.join(lines)}\n")
@@ -358,9 +420,12 @@ def main():
           f"{reps} repetition(s) per kernel, QEMU {accel}, {date}"
           f"{f', {minutes:.0f} min' if minutes else ''}.  "
           "Medians, min-max.\n",
-          table(results, scenarios),
+          "\n## Summary\n",
+          summary(results),
           "\n## Goals\n",
-          goals(results)]
+          goals(results),
+          "\n## All metrics\n",
+          table(results, scenarios)]
     plots = [("memfd", "memfd size (MiB)", ["preserve_us", "retrieve_fd_us",
                                             "first_read_us"], "memfd.png"),
              ("sessions", "sessions", ["preserve_only_us", "retrieve_all_us"],
@@ -373,7 +438,7 @@ def main():
             md.append(f"\n![{prefix}]({png})\n")
     with open(os.path.join(BENCH, "results.md"), "w") as f:
         f.write("\n".join(md))
-    print("".join(md[2:5]))
+    print("".join(md[2:6]))
     print(f"bench: results in {os.path.relpath(BENCH, REPO)}/results.md")
     return 0
 
