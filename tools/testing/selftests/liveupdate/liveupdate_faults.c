@@ -497,15 +497,6 @@ static __u32 file_state(int sfd, __u64 token)
 	return 0;
 }
 
-static int create_session(const char *name)
-{
-	int sfd = -1, ret = luo_create_session(dev, name, &sfd);
-
-	if (ret)
-		luo_bail("create session %s: %s", name, strerror(-ret));
-	return sfd;
-}
-
 static void preserve(int sfd, int fd, __u64 token)
 {
 	int ret = luo_preserve_fd(sfd, fd, token);
@@ -513,22 +504,6 @@ static void preserve(int sfd, int fd, __u64 token)
 	if (ret)
 		luo_bail("preserving %llu: %s", (unsigned long long)token,
 			 strerror(-ret));
-}
-
-static long meminfo_kb(const char *key)
-{
-	size_t len = strlen(key);
-	char line[256];
-	long val = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, len) && line[len] == ':')
-			val = atol(line + len + 1);
-	fclose(f);
-	return val;
 }
 
 /* Open fds of this process (a failure must not leak one). */
@@ -708,7 +683,7 @@ static int close_memfd = -1, close_obj = -1;
 
 static void setup_close(void)
 {
-	cur_sfd = create_session("faults-close");
+	cur_sfd = luo_must_create_session(dev, "faults-close");
 	preserve(cur_sfd, close_memfd, 1);
 	preserve(cur_sfd, close_obj, 2);
 }
@@ -730,7 +705,7 @@ static bool close_done(void)
 	    !memfd_intact(close_memfd, K_SMALL, 7) ||
 	    !luo_test_has_value(close_obj, 42))
 		return false;
-	sfd = create_session("faults-close");
+	sfd = luo_must_create_session(dev, "faults-close");
 	ok = !luo_preserve_fd(sfd, close_memfd, 1) &&
 	     !luo_preserve_fd(sfd, close_obj, 2);
 	close(sfd);
@@ -739,7 +714,7 @@ static bool close_done(void)
 
 static void module_preserve_failures(void)
 {
-	int sfd = create_session("faults-module"), obj = new_object(42);
+	int sfd = luo_must_create_session(dev, "faults-module"), obj = new_object(42);
 	int ret;
 	bool ok;
 
@@ -779,7 +754,7 @@ static void build_next_state(void)
 	char name[32];
 	int k, i, obj;
 
-	pool_sfd = create_session("faults-pool");
+	pool_sfd = luo_must_create_session(dev, "faults-pool");
 	for (k = 0; k < NR_KINDS; k++) {
 		if (k == K_THP && !thp_ok)
 			continue;
@@ -797,7 +772,7 @@ static void build_next_state(void)
 
 	for (i = 0; i < POOL; i++) {
 		snprintf(name, sizeof(name), "faults-fin-%d", i);
-		fin_sfd[i] = create_session(name);
+		fin_sfd[i] = luo_must_create_session(dev, name);
 		fin_fd[i] = new_memfd(K_SMALL, seed_of(K_SMALL, 100 + i));
 		preserve(fin_sfd[i], fin_fd[i], 1);
 		/* Never retrieved: FINISH releases it. */
@@ -806,14 +781,14 @@ static void build_next_state(void)
 		close(obj);
 	}
 
-	rs_sfd = create_session("faults-rs");
+	rs_sfd = luo_must_create_session(dev, "faults-rs");
 	rs_fd[0] = new_memfd(K_SMALL, 77);
 	rs_fd[1] = new_object(77);
 	preserve(rs_sfd, rs_fd[0], 1);
 	preserve(rs_sfd, rs_fd[1], 2);
 
 	/* Module failures carried over: retrieve and can_finish, once. */
-	inj_sfd = create_session("faults-inj");
+	inj_sfd = luo_must_create_session(dev, "faults-inj");
 	inj_fd[0] = new_object(300);
 	inj_fd[1] = new_object(301);
 	luo_test_set_fail(inj_fd[0], "retrieve", EIO, 1);
@@ -982,7 +957,7 @@ static void stage0(void)
 	module_preserve_failures();
 
 	sweep(&ops[0]);
-	sfd = create_session("faults-sweep");
+	sfd = luo_must_create_session(dev, "faults-sweep");
 	for (k = K_EMPTY; k <= K_OBJ; k++) {
 		if (k == K_THP && !thp_ok) {
 			result(false, "%s: no shmem THP", op_names[O_PRES_THP]);
@@ -991,10 +966,10 @@ static void stage0(void)
 		cur_sfd = sfd;
 		cur_kind = k;
 		cur_token = 10 + k;
-		thp_kb = meminfo_kb("ShmemHugePages");
+		thp_kb = luo_meminfo_kb("ShmemHugePages");
 		cur_fd = k == K_OBJ ? new_object(42) : new_memfd(k, 7);
 		if (k == K_THP) {
-			thp_kb = meminfo_kb("ShmemHugePages") - thp_kb;
+			thp_kb = luo_meminfo_kb("ShmemHugePages") - thp_kb;
 			result(thp_kb * 1024 == (long)kind_size[k],
 			       "THP memfd: %ld kB in huge pages", thp_kb);
 		}

@@ -77,16 +77,6 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-static int create_session(const char *name)
-{
-	int ret, sfd = -1;
-
-	ret = luo_create_session(dev, name, &sfd);
-	if (ret)
-		luo_bail("create session %s: %s", name, strerror(-ret));
-	return sfd;
-}
-
 static int new_object(unsigned long long value)
 {
 	int fd = luo_test_new(value);
@@ -414,7 +404,7 @@ static void simple_0(void)
 	bool ok = true;
 
 	ksft_set_plan(4);
-	sfd = create_session("simple");
+	sfd = luo_must_create_session(dev, "simple");
 	for (i = 0; i < 3; i++) {
 		obj[i] = new_object(simple_values[i]);
 		ok &= preserve(sfd, obj[i], i + 1);
@@ -543,7 +533,7 @@ static void many_sessions_0(void)
 	start = now_ms();
 	for (i = 0; i < many && ok; i++) {
 		many_sessions_name(name, i);
-		sfd = create_session(name);
+		sfd = luo_must_create_session(dev, name);
 		obj = new_object(100000 + i);
 		ok = preserve(sfd, obj, i + 1);
 	}
@@ -650,7 +640,7 @@ static void many_files_0(void)
 	bool ok = true;
 
 	ksft_set_plan(4);
-	sfd = create_session("many-files");
+	sfd = luo_must_create_session(dev, "many-files");
 	start = now_ms();
 	for (i = 0; i < many && ok; i++) {
 		obj = new_object(200000 + i);
@@ -714,8 +704,8 @@ static void close_no_finish_0(void)
 	bool ok;
 
 	ksft_set_plan(3);
-	sfd = create_session("cnf");
-	left = create_session("cnf-left");
+	sfd = luo_must_create_session(dev, "cnf");
+	left = luo_must_create_session(dev, "cnf-left");
 	obj[0] = new_object(7);
 	obj[1] = new_object(8);
 	obj[2] = new_object(9);
@@ -814,7 +804,7 @@ static void reuse_0(void)
 	int sfd, a, b;
 
 	ksft_set_plan(2);
-	sfd = create_session("reuse");
+	sfd = luo_must_create_session(dev, "reuse");
 	a = new_object(100);
 	b = new_object(200);
 	result(preserve(sfd, a, 1) && preserve(sfd, b, 2),
@@ -876,7 +866,7 @@ static void hops3(void)
 
 	ksft_set_plan(stage == 0 ? 2 : stage < HOPS ? 6 : 4);
 	if (stage == 0) {
-		sfd = create_session("hops");
+		sfd = luo_must_create_session(dev, "hops");
 		f1 = new_object(hop_value(0, 1));
 		f2 = new_object(hop_value(0, 2));
 		result(preserve(sfd, f1, 1) && preserve(sfd, f2, 2),
@@ -926,8 +916,8 @@ static void freeze_fail_0(void)
 	char *ev;
 
 	ksft_set_plan(8);
-	sa = create_session("ff-a");
-	sb = create_session("ff-b");
+	sa = luo_must_create_session(dev, "ff-a");
+	sb = luo_must_create_session(dev, "ff-b");
 	for (i = 0; i < 6; i++)
 		obj[i] = new_object(ff_values[i]);
 	ok = !luo_test_set_fail(obj[FF_FAILING - 1], "freeze", EIO, 0);
@@ -1023,7 +1013,7 @@ static void broken_file_0(bool ghost)
 	bool ok = true;
 
 	ksft_set_plan(4);
-	sfd = create_session("broken");
+	sfd = luo_must_create_session(dev, "broken");
 	for (i = 0; i < 3; i++)
 		obj[i] = new_object(i + 1);
 	if (ghost)
@@ -1090,7 +1080,7 @@ static void finish_refused_0(void)
 	bool ok;
 
 	ksft_set_plan(2);
-	sfd = create_session("refuse");
+	sfd = luo_must_create_session(dev, "refuse");
 	a = new_object(1);
 	b = new_object(2);
 	ok = !luo_test_set_fail(a, "can_finish", EBUSY, 2) &&
@@ -1131,7 +1121,7 @@ static void retrieve_fail_0(void)
 	bool ok;
 
 	ksft_set_plan(2);
-	sfd = create_session("rfail");
+	sfd = luo_must_create_session(dev, "rfail");
 	a = new_object(42);
 	b = new_object(43);
 	ok = !luo_test_set_fail(a, "retrieve", EIO, 1) &&
@@ -1169,7 +1159,7 @@ static void no_kho_image_0(void)
 	int sfd, obj, ret;
 
 	ksft_set_plan(5);
-	sfd = create_session("nokho");
+	sfd = luo_must_create_session(dev, "nokho");
 	obj = new_object(77);
 	result(preserve(sfd, obj, 1), "preserve a file");
 	clear_events();
@@ -1206,7 +1196,7 @@ static void disabled_0(void)
 	int sfd, obj, ret;
 
 	ksft_set_plan(2);
-	sfd = create_session("off");
+	sfd = luo_must_create_session(dev, "off");
 	obj = new_object(5);
 	result(preserve(sfd, obj, 1), "preserve a file");
 	ret = next_stage_append("liveupdate=off");
@@ -1235,7 +1225,7 @@ static void unretrieved_0(void)
 	int sfd, a, b;
 
 	ksft_set_plan(3);
-	sfd = create_session("unretrieved");
+	sfd = luo_must_create_session(dev, "unretrieved");
 	a = new_object(1);
 	b = new_object(2);
 	result(preserve(sfd, a, 1) && preserve(sfd, b, 2),
@@ -1336,7 +1326,7 @@ static void flb_0(void)
 	flb_cmd("value=500");
 	flb_cmd("fail=preserve,5,1");
 	clear_events();
-	sa = create_session("flb-a");
+	sa = luo_must_create_session(dev, "flb-a");
 	a1 = new_object(1);
 	check_ret(luo_preserve_fd(sa, a1, 1), -EIO,
 		  "preserve: the FLB's preserve fails with EIO");
@@ -1359,14 +1349,14 @@ static void flb_0(void)
 	result(ok, "preserve again: the FLB is preserved again");
 
 	/* Shared: a ghost file in another session takes a reference. */
-	sb = create_session("flb-b");
+	sb = luo_must_create_session(dev, "flb-b");
 	b1 = new_object(2);
 	object_cmd(b1, "ghost=1");
 	ok = preserve(sb, b1, 1) && event_count("flb_preserve") == 1 &&
 	     flb_is("outgoing", "handlers=2 files=2");
 	result(ok, "a ghost-handler file shares the preserved FLB");
 	a2 = new_object(3);
-	sc = create_session("flb-c");
+	sc = luo_must_create_session(dev, "flb-c");
 	c1 = new_object(4);
 	ok = preserve(sa, a2, 2) && preserve(sc, c1, 1) &&
 	     flb_is("outgoing", "handlers=2 files=4");
@@ -1475,7 +1465,7 @@ static void flb_unretrieved_0(void)
 
 	ksft_set_plan(3);
 	flb_cmd("value=700");
-	sfd = create_session("flb-u");
+	sfd = luo_must_create_session(dev, "flb-u");
 	a = new_object(7);
 	b = new_object(8);
 	ok = preserve(sfd, a, 1) && preserve(sfd, b, 2);
@@ -1516,7 +1506,7 @@ static void flb_first_use_0(void)
 
 	ksft_set_plan(2);
 	flb_cmd("value=900");
-	sfd = create_session("flb-f");
+	sfd = luo_must_create_session(dev, "flb-f");
 	a = new_object(9);
 	result(preserve(sfd, a, 1), "preserve a file");
 	kexec_next();

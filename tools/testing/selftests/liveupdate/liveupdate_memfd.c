@@ -174,22 +174,6 @@ static bool check(int fd, __u64 off, __u64 len, __u64 seed)
 	return true;
 }
 
-static long meminfo_kb(const char *key)
-{
-	char line[256];
-	long val = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, strlen(key)) &&
-		    line[strlen(key)] == ':')
-			val = atol(line + strlen(key) + 1);
-	fclose(f);
-	return val;
-}
-
 static int new_memfd(const char *name, unsigned int flags, __u64 size)
 {
 	int fd = memfd_create(name, flags);
@@ -434,10 +418,10 @@ static void core_0(void)
 	if (thp_available()) {
 		luo_write_file("/sys/kernel/mm/transparent_hugepage/shmem_enabled",
 			       "always");
-		thp_kb = meminfo_kb("ShmemHugePages");
+		thp_kb = luo_meminfo_kb("ShmemHugePages");
 		thp = new_memfd("thp", 0, THP_SIZE);
 		put(thp, 0, THP_SIZE, 7);
-		thp_kb = meminfo_kb("ShmemHugePages") - thp_kb;
+		thp_kb = luo_meminfo_kb("ShmemHugePages") - thp_kb;
 		luo_write_file("/sys/kernel/mm/transparent_hugepage/shmem_enabled",
 			       "never");
 		ksft_print_msg("THP memfd: %ld kB in huge pages\n", thp_kb);
@@ -453,9 +437,9 @@ static void core_0(void)
 	ok = preserve(sfd, full, T_FULL);
 	t = now_us() - t;
 	ksft_print_msg("PRESERVE_FD of 256 MiB of 4 KiB pages: %lld us\n", t);
-	free0 = meminfo_kb("MemFree");
+	free0 = luo_meminfo_kb("MemFree");
 	ok &= preserve(sfd, s64, T_SPARSE64G) && preserve(sfd, s4t, T_SPARSE4T);
-	free1 = meminfo_kb("MemFree");
+	free1 = luo_meminfo_kb("MemFree");
 	ok &= preserve(sfd, zero, T_ZERO) && preserve(sfd, byte, T_BYTE) &&
 	      preserve(sfd, page, T_PAGE) && preserve(sfd, odd, T_ODD) &&
 	      preserve(sfd, noexec, T_NOEXEC) && preserve(sfd, exec, T_EXEC) &&
@@ -640,9 +624,9 @@ static void core_1(void)
 	if (!thp_available()) {
 		ksft_test_result_skip("THP: no shmem THP\n");
 	} else {
-		thp0 = meminfo_kb("ShmemHugePages");
+		thp0 = luo_meminfo_kb("ShmemHugePages");
 		fd = retrieve(sfd, T_THP);
-		thp0 = meminfo_kb("ShmemHugePages") - thp0;
+		thp0 = luo_meminfo_kb("ShmemHugePages") - thp0;
 		ksft_print_msg("THP memfd: %ld kB in huge pages\n", thp0);
 		result(fd >= 0 && check(fd, 0, THP_SIZE, 7) &&
 		       thp0 == THP_SIZE / 1024, "THP: intact, still huge pages");
@@ -651,9 +635,9 @@ static void core_1(void)
 	result(retrieve(sfd, 1234) < 0, "unknown token fails");
 	result(!luo_finish(sfd), "finish");
 
-	free0 = meminfo_kb("MemFree");
+	free0 = luo_meminfo_kb("MemFree");
 	got = luo_finish(usfd);
-	free1 = meminfo_kb("MemFree");
+	free1 = luo_meminfo_kb("MemFree");
 	ksft_print_msg("MemFree: %ld kB before, %ld kB after FINISH\n", free0,
 		       free1);
 	/* Up to a few MiB of what is freed can sit in per-CPU page lists. */
@@ -835,7 +819,7 @@ static long pages_in_scratch(const char *map, __u64 len, long *runs)
 #define CMA_STEP	(16 * MiB)
 static void out_of_scratch(int sfd)
 {
-	long avail = meminfo_kb("MemAvailable") * 1024LL - 128 * MiB;
+	long avail = luo_meminfo_kb("MemAvailable") * 1024LL - 128 * MiB;
 	long before = 0, after = -1, runs_before = 0, runs_after = 0;
 	__u64 size = 0;
 	char *map;

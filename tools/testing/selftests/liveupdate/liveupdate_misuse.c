@@ -848,16 +848,6 @@ static int new_object(unsigned long long value)
 	return fd;
 }
 
-static int create_session(const char *name)
-{
-	int ret, sfd = -1;
-
-	ret = luo_create_session(dev, name, &sfd);
-	if (ret)
-		luo_bail("create session %s: %s", name, strerror(-ret));
-	return sfd;
-}
-
 static int retrieve_session(const char *name)
 {
 	int ret, sfd = -1;
@@ -1489,13 +1479,13 @@ static void stage0(void)
 		luo_bail("fresh boot: %u incoming sessions (%s)", n,
 			 strerror(-ret));
 
-	s_empty = create_session("mis-out-empty");
-	s_files = create_session("mis-out-files");
+	s_empty = luo_must_create_session(dev, "mis-out-empty");
+	s_files = luo_must_create_session(dev, "mis-out-files");
 	m1 = new_memfd("misuse-m1", 1);
 	t1 = new_object(101);
 	preserve(s_files, t1, 1);
 	preserve(s_files, m1, 2);
-	s_closed = create_session("mis-closed");
+	s_closed = luo_must_create_session(dev, "mis-closed");
 	close(s_closed);
 	closed_fd = free_fd_number(901);
 
@@ -1526,20 +1516,20 @@ static void stage0(void)
 	 * What stage 1 finds: one session per incoming state.  Each test
 	 * object's value says which session it was in.
 	 */
-	sfd = create_session("in-unret");
+	sfd = luo_must_create_session(dev, "in-unret");
 	preserve(sfd, new_object(201), 1);
 	preserve(sfd, new_memfd("misuse-in-unret", 2), 2);
-	sfd = create_session("in-ret");
+	sfd = luo_must_create_session(dev, "in-ret");
 	preserve(sfd, new_object(301), 1);
-	sfd = create_session("in-files");
+	sfd = luo_must_create_session(dev, "in-files");
 	preserve(sfd, new_object(401), 1);
 	preserve(sfd, new_memfd("misuse-in-files", 4), 2);
 	preserve(sfd, new_object(402), 3);
-	sfd = create_session("in-fin");
+	sfd = luo_must_create_session(dev, "in-fin");
 	preserve(sfd, new_object(501), 1);
-	sfd = create_session("in-closed");
+	sfd = luo_must_create_session(dev, "in-closed");
 	preserve(sfd, new_object(601), 1);
-	sfd = create_session("in-finclosed");
+	sfd = luo_must_create_session(dev, "in-finclosed");
 	preserve(sfd, new_object(701), 1);
 	/* Only the in-* sessions go along. */
 	close(s_empty);
@@ -1609,7 +1599,7 @@ static void stage1(void)
 	closed_fd = free_fd_number(901);
 
 	/* Preserved in this kernel: the busy files of PRESERVE_FD. */
-	s_out = create_session("mis-out-s1");
+	s_out = luo_must_create_session(dev, "mis-out-s1");
 	m1 = new_memfd("misuse-s1", 5);
 	t1 = new_object(801);
 	preserve(s_out, t1, 1);

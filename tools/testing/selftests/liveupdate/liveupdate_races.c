@@ -87,31 +87,6 @@ static __u64 rnd_next(__u64 *state)
 	return mix(*state);
 }
 
-static long meminfo_kb(const char *key)
-{
-	char line[256];
-	long val = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, strlen(key)) &&
-		    line[strlen(key)] == ':')
-			val = atol(line + strlen(key) + 1);
-	fclose(f);
-	return val;
-}
-
-static int create_session(const char *name)
-{
-	int sfd = -1, ret = luo_create_session(dev, name, &sfd);
-
-	if (ret)
-		luo_bail("create session %s: %s", name, strerror(-ret));
-	return sfd;
-}
-
 static void preserve(int sfd, int fd, __u64 token)
 {
 	int ret = luo_preserve_fd(sfd, fd, token);
@@ -1036,12 +1011,12 @@ static void races_setup(void)
 	memset(man, 0, MAN_SIZE);
 	man->magic = RACE_MAGIC;
 	man->seed = seed;
-	man_sfd = create_session("race-manifest");
+	man_sfd = luo_must_create_session(dev, "race-manifest");
 	preserve(man_sfd, mfd, 1);
 
 	for (s = 0; s < NR_STABLE; s++) {
 		snprintf(name, sizeof(name), "race-stable-%d", s);
-		stable_sfd[s] = create_session(name);
+		stable_sfd[s] = luo_must_create_session(dev, name);
 		dense_fd[s] = new_memfd("race-dense", DENSE_PAGES * PG);
 		sparse_fd[s] = new_memfd("race-sparse", SPARSE_SIZE);
 		for (p = s * PER_STABLE; p < (s + 1) * PER_STABLE; p++) {
@@ -1076,7 +1051,7 @@ static void races_setup(void)
 
 	for (int t = 0; t < NR_PRES; t++) {
 		snprintf(name, sizeof(name), "race-pres-%d", t);
-		pres_sfd[t] = create_session(name);
+		pres_sfd[t] = luo_must_create_session(dev, name);
 		for (int i = 0; i < PRES_SLOTS; i++)
 			pres_fd[t][i] = -1;
 	}
@@ -1711,10 +1686,10 @@ static void long_run_0(__u64 big)
 	m.magic = LR_MAGIC;
 	m.big = big;
 	m.uptime_ms[0] = uptime_ms();
-	m.base_free_kb = meminfo_kb("MemFree");
+	m.base_free_kb = luo_meminfo_kb("MemFree");
 	ksft_print_msg("memfds up to %llu MiB; MemFree %ld kB\n",
 		       (unsigned long long)(big / SZ_1M), m.base_free_kb);
-	sfd = create_session("long-run");
+	sfd = luo_must_create_session(dev, "long-run");
 	t = now_ms();
 	for (i = 0; i < NR_LR; i++) {
 		fd[i] = new_memfd(lr_names[i],
@@ -1730,10 +1705,10 @@ static void long_run_0(__u64 big)
 		case LR_THP:
 			if (lr_thp_available()) {
 				luo_write_file(SHMEM_THP, "advise");
-				thp_kb = meminfo_kb("ShmemHugePages");
+				thp_kb = luo_meminfo_kb("ShmemHugePages");
 				ok &= !ftruncate(fd[i], LR_THP_SIZE) &&
 				      lr_thp_write(fd[i]);
-				thp_kb = meminfo_kb("ShmemHugePages") - thp_kb;
+				thp_kb = luo_meminfo_kb("ShmemHugePages") - thp_kb;
 				luo_write_file(SHMEM_THP, "never");
 				m.thp = thp_kb == LR_THP_SIZE / 1024;
 				ksft_print_msg("THP memfd: %ld kB in huge pages\n",
@@ -1786,7 +1761,7 @@ static void long_run_hop(void)
 	bool ok;
 
 	ksft_set_plan(h == HOPS ? 5 : 6);
-	free0 = meminfo_kb("MemFree");
+	free0 = luo_meminfo_kb("MemFree");
 	if (luo_retrieve_session(dev, "long-run", &sfd))
 		luo_bail("no session long-run");
 	mfd = retrieve(sfd, LR_MAN_TOKEN);
@@ -1799,10 +1774,10 @@ static void long_run_hop(void)
 	ok = true;
 	for (i = 0; i < NR_LR; i++) {
 		if (i == LR_THP)
-			thp_kb = meminfo_kb("ShmemHugePages");
+			thp_kb = luo_meminfo_kb("ShmemHugePages");
 		fd[i] = retrieve(sfd, i + 1);
 		if (i == LR_THP)
-			thp_kb = meminfo_kb("ShmemHugePages") - thp_kb;
+			thp_kb = luo_meminfo_kb("ShmemHugePages") - thp_kb;
 		ok &= fd[i] >= 0;
 	}
 	m.ms[h][0] = now_ms() - t;
@@ -1848,7 +1823,7 @@ static void long_run_hop(void)
 		close(sfd);
 		/* Freed folios may sit in per-CPU lists for a moment. */
 		sleep_ms(200);
-		free1 = meminfo_kb("MemFree");
+		free1 = luo_meminfo_kb("MemFree");
 		lr_times(&m, h);
 		for (i = 0; i <= HOPS; i++)
 			lr_times(&m, i);

@@ -228,6 +228,33 @@ static inline int luo_write_file(const char *path, const char *str)
 	return ret;
 }
 
+/* A /proc/meminfo field in kB, or -1. */
+static inline long luo_meminfo_kb(const char *key)
+{
+	size_t len = strlen(key);
+	char line[256];
+	long val = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, len) && line[len] == ':')
+			val = atol(line + len + 1);
+	fclose(f);
+	return val;
+}
+
+/* CREATE_SESSION that must work: the session fd, or bail out. */
+static inline int luo_must_create_session(int dev, const char *name)
+{
+	int sfd = -1, ret = luo_create_session(dev, name, &sfd);
+
+	if (ret)
+		luo_bail("create session %s: %s", name, strerror(-ret));
+	return sfd;
+}
+
 /* Read a whole (small or large) file into a malloc()ed string, or NULL. */
 static inline char *luo_read_file(const char *path)
 {
