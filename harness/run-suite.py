@@ -20,8 +20,13 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, "out")
 
-# The demo boots the fast kernel (A) with an initramfs carrying kernel B.
+# The kernel each variant boots, and the one its initramfs carries as
+# /boot/bzImage to kexec into: the demo boots the fast kernel (A) and
+# updates into kernel B.
 KERNELS = {"fast": "bzImage", "debug": "bzImage-debug", "demo": "bzImage"}
+TARGETS = {"fast": "bzImage", "debug": "bzImage-debug",
+           "demo": "bzImage-demo-b"}
+ROOT = os.path.join(OUT, "initramfs", "root")
 
 # Kernel reports that fail a test wherever they appear.
 SPLAT = re.compile(
@@ -47,6 +52,57 @@ def load_suite(path):
             tests.append(dict(name=name, kernels=kernels.split(","),
                               mem=mem, timeout=int(timeout), cmd=cmd))
     return tests
+
+
+def test_entries(test):
+    """The entries of /tests a test needs: those its command names, and
+    those named by the scripts of /tests it runs."""
+    entries = sorted(os.listdir(os.path.join(ROOT, "tests")))
+
+    def named(e, text):
+        return re.search(rf"(?<![\w.-]){re.escape(e)}(?![\w.-])", text)
+    text = test["cmd"]
+    for e in entries:
+        if e.endswith(".sh") and named(e, test["cmd"]):
+            with open(os.path.join(ROOT, "tests", e)) as f:
+                text += "\n" + f.read()
+    return [e for e in entries if named(e, text)]
+
+
+def make_initrds(runs):
+    """Write an initramfs for each (variant, /tests entries) the runs need:
+    the test rootfs with only those entries in /tests, and the kernel to
+    kexec into.  Every boot unpacks it and every kexec hop checksums and
+    copies it again; under TCG, with the debug kernel, the whole rootfs
+    cost seconds per boot.  Returns the initramfs path of each run."""
+    rundir = os.path.join(OUT, "initramfs", "run")
+    os.makedirs(rundir, exist_ok=True)
+    core = subprocess.run("find . -path ./tests -prune -o -print | "
+                          "LC_ALL=C sort", shell=True, cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
+    built = {}
+    paths = []
+    for test, variant, _ in runs:
+        entries = test_entries(test)
+        key = (variant, tuple(entries))
+        if key not in built:
+            path = os.path.join(rundir, f"{variant}-{len(built)}.cpio")
+            listing = core + "./tests\n" + subprocess.run(
+                ["find"] + [f"./tests/{e}" for e in entries], cwd=ROOT,
+                check=True, capture_output=True, text=True).stdout
+            with open(path, "wb") as f:
+                subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"],
+                               cwd=ROOT, input=listing.encode(), stdout=f,
+                               check=True)
+            # The kernel to kexec into, as a second archive: the kernel
+            # unpacks concatenated archives.
+            subprocess.run([os.path.join(REPO, "harness", "mkinitramfs.sh"),
+                            "--kernel", os.path.join(OUT, TARGETS[variant]),
+                            path, path + ".k"], check=True)
+            os.replace(path + ".k", path)
+            built[key] = path
+        paths.append(built[key])
+    return paths
 
 
 def kvm_works():
@@ -94,9 +150,8 @@ def qemu_cmd(kernel, initrd, mem, append, accel):
     return cmd
 
 
-def run_one(test, variant, accel, logdir):
+def run_one(test, variant, accel, logdir, initrd):
     kernel = os.path.join(OUT, KERNELS[variant])
-    initrd = os.path.join(OUT, f"initramfs-{variant}.cpio")
     log = os.path.join(logdir, test["name"] + ".log")
     cmd = qemu_cmd(kernel, initrd, test["mem"], cmdline(test, variant), accel)
     # The suite's timeouts are for the fast kernel; sanitizers under TCG
@@ -214,8 +269,16 @@ def main():
             passed += tag == "PASS"
             failed += tag == "FAIL"
             skipped += tag == "SKIP"
+    initrds = make_initrds(runs)
+    # Longest first (the timeout is the estimate), so that no long test is
+    # left running alone at the end.
+    order = sorted(range(len(runs)), key=lambda k: -runs[k][0]["timeout"] *
+                   (3 if runs[k][1] == "debug" else 1))
+    futures = [None] * len(runs)
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_one, t, v, accel, d) for t, v, d in runs]
+        for k in order:
+            t, v, d = runs[k]
+            futures[k] = pool.submit(run_one, t, v, accel, d, initrds[k])
         # Report in suite order, each test as soon as it and those before
         # it are done.
         for (test, variant, _), future in zip(runs, futures):
