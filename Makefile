@@ -65,8 +65,11 @@ kernel-debug: kernel-debug-build
 
 # ---- test programs and initramfs -------------------------------------------
 # Static test binaries for the guest; the loop's own tools come first.
+# Installed aside and copied by content: a header that did not change keeps
+# its time stamp, so the test programs are not rebuilt for a kernel change.
 headers: kernel-fast-build
-	@$(call KMAKE,fast) headers_install INSTALL_HDR_PATH=$(OUT)/headers
+	@$(call KMAKE,fast) headers_install INSTALL_HDR_PATH=$(OUT)/headers.new
+	@rsync -rc --delete $(OUT)/headers.new/ $(OUT)/headers/
 
 selftests: headers
 	@$(H)/build-tests.sh $(SRC) $(OUT)/headers $(OUT)/initramfs/root
