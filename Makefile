@@ -97,8 +97,9 @@ $(OUT)/static.results: kernel FORCE
 # ---- running -----------------------------------------------------------------
 # make test: the whole suite on both kernels.  T="a b" picks tests.
 # The runner's own verdict checks run first, in a blink.
-test: kernel kernel-debug initramfs $(OUT)/initramfs-fast.cpio $(OUT)/initramfs-debug.cpio \
-      $(OUT)/initramfs-demo.cpio $(if $(T),,$(OUT)/static.results)
+# run-suite.py packs each test's initramfs from out/initramfs/root.
+test: kernel kernel-debug initramfs $(OUT)/bzImage-demo-b \
+      $(if $(T),,$(OUT)/static.results)
 	@$(H)/selftest-runner.py
 	@$(H)/run-suite.py $(if $(T),,--results $(OUT)/static.results) \
 		--variant fast --variant debug --variant demo $(T)
@@ -107,34 +108,29 @@ test-fast: kernel initramfs $(OUT)/initramfs-fast.cpio
 	@$(H)/selftest-runner.py
 	@$(H)/run-suite.py --variant fast $(T)
 
-test-debug: kernel-debug initramfs $(OUT)/initramfs-debug.cpio
+test-debug: kernel-debug initramfs
 	@$(H)/selftest-runner.py
 	@$(H)/run-suite.py --variant debug $(T)
 
-# Only test programs changed: rebuild them and the initramfs, and rerun
-# against the kernels already built (out/bzImage, out/bzImage-debug).
+# Only test programs changed: rebuild them and rerun against the kernels
+# already built (out/bzImage, out/bzImage-debug).
 retest-fast retest-debug: retest-%: assemble
 	@$(H)/build-tests.sh $(SRC) $(OUT)/headers $(OUT)/initramfs/root
-	@$(H)/mkinitramfs.sh $(OUT)/initramfs/root $(OUT)/initramfs-base.cpio
-	@$(H)/mkinitramfs.sh --kernel $(OUT)/$(if $(filter debug,$*),bzImage-debug,bzImage) \
-		$(OUT)/initramfs-base.cpio $(OUT)/initramfs-$*.cpio
 	@$(H)/run-suite.py --variant $* $(T)
 
-demo: kernel initramfs $(OUT)/initramfs-demo.cpio
+demo: kernel initramfs $(OUT)/bzImage-demo-b
 	@$(H)/demo.sh
 
 # The demo's kernel B: the fast kernel relinked, in a copy of its build
 # tree, as build #2 by "demo-b", so that its version string shows the
-# update happened.  The demo initramfs carries it as the kexec target.
+# update happened.  run-suite.py puts it in the demo's initramfs as the
+# kexec target.
 $(OUT)/bzImage-demo-b: $(OUT)/bzImage
 	@echo "  KERNEL  demo-b"
 	@rm -rf $(OUT)/build-demo-b
 	@cp -a $(OUT)/build-fast $(OUT)/build-demo-b
 	@$(call KMAKE,demo-b) KBUILD_BUILD_VERSION=2 KBUILD_BUILD_USER=demo-b bzImage
 	@cp $(OUT)/build-demo-b/arch/x86/boot/bzImage $@
-$(OUT)/initramfs-demo.cpio: $(OUT)/bzImage-demo-b FORCE
-	@$(H)/mkinitramfs.sh --kernel $(OUT)/bzImage-demo-b \
-		$(OUT)/initramfs-base.cpio $@
 
 # ---- benchmark: ours against the unmodified 7.2.11 with its upstream LUO ----
 # The yardstick is built from its own unmodified tree with the same fragments

@@ -150,13 +150,17 @@ def qemu_cmd(kernel, initrd, mem, append, accel):
     return cmd
 
 
+def timeout_of(test, variant):
+    """The suite's timeouts are for the fast kernel; sanitizers under TCG
+    are several times slower."""
+    return test["timeout"] * (3 if variant == "debug" else 1)
+
+
 def run_one(test, variant, accel, logdir, initrd):
     kernel = os.path.join(OUT, KERNELS[variant])
     log = os.path.join(logdir, test["name"] + ".log")
     cmd = qemu_cmd(kernel, initrd, test["mem"], cmdline(test, variant), accel)
-    # The suite's timeouts are for the fast kernel; sanitizers under TCG
-    # are several times slower.
-    timeout = test["timeout"] * (3 if variant == "debug" else 1)
+    timeout = timeout_of(test, variant)
     start = time.monotonic()
     timed_out = False
     with open(log, "wb") as f:
@@ -272,8 +276,7 @@ def main():
     initrds = make_initrds(runs)
     # Longest first (the timeout is the estimate), so that no long test is
     # left running alone at the end.
-    order = sorted(range(len(runs)), key=lambda k: -runs[k][0]["timeout"] *
-                   (3 if runs[k][1] == "debug" else 1))
+    order = sorted(range(len(runs)), key=lambda k: -timeout_of(*runs[k][:2]))
     futures = [None] * len(runs)
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
         for k in order:
