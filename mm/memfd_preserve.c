@@ -32,11 +32,15 @@
  * builds a new memfd from that array, its folios charged to the memory
  * cgroup of the retrieving task; if it fails, the new memfd is torn down
  * and the folios stay in the array, so the retrieve can be retried.
+ * The page cache of a large memfd is filled after RETRIEVE_FD returns, by
+ * a work item; until it is done, shmem makes everything that would look
+ * at the page cache wait (memfd_preserve_wait_restored()).
  */
 #define pr_fmt(fmt) "memfd_preserve: " fmt
 
 #include <linux/cleanup.h>
 #include <linux/debugfs.h>
+#include <linux/fault-inject.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
@@ -743,8 +747,11 @@ static int mfp_swapin(struct inode *inode)
 	return 0;
 }
 
-/* Fewer order-0 folios than this go on the LRU during RETRIEVE_FD. */
-#define MFP_LRU_DEFER_MIN	512
+/*
+ * A memfd of fewer pages than this gets its page cache filled during
+ * RETRIEVE_FD; a larger one in a work item after (see mfp_retrieve()).
+ */
+#define MFP_RESTORE_LATER_MIN	512
 /* Folios taken per batch of the walk. */
 #define MFP_WALK_BATCH		64
 /*
@@ -1306,6 +1313,10 @@ static int mfp_preserve(struct liveupdate_file *lf)
 	/* hugetlb memfds get their own handler, later. */
 	if (is_file_hugepages(file))
 		return -EOPNOTSUPP;
+	/* A memfd retrieved a moment ago may still be getting its folios. */
+	err = memfd_preserve_wait_restored(inode);
+	if (err)
+		return err;
 	info = SHMEM_I(inode);
 
 	p = mfp_alloc(file);
@@ -1719,57 +1730,200 @@ static struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
 	return in;
 }
 
-/* Undo mfp_insert() for the first @added (@charged) folios of @in. */
-static void mfp_uninsert(struct mfp_in *in, unsigned long added,
-			 unsigned long charged)
+/*
+ * debugfs fail_memfd_restore: stop filling a memfd's page cache half way
+ * and fail, as a damaged handover or a lack of memory would.
+ */
+static DECLARE_FAULT_ATTR(fail_memfd_restore);
+
+/* Uncharge the folios of @in, or only the first @nr of them. */
+static void mfp_uncharge(struct mfp_in *in, unsigned long nr)
 {
-	struct folio *folio;
 	unsigned long i;
 
-	for (i = 0; i < in->nr; i++) {
-		folio = in->folios[i];
-		folio_lock(folio);
-		if (i < added)
-			filemap_remove_folio(folio);
-		if (i < charged)
-			mem_cgroup_uncharge(folio);
-		folio_clear_dirty(folio);
-		folio_unlock(folio);
-	}
+	for (i = 0; i < nr; i++)
+		mem_cgroup_uncharge(in->folios[i]);
 }
 
 /*
- * Fill the new memfd's page cache with the restored folios, charged to the
- * caller's memcg.  The file is not published yet: nobody else can see the
- * folios, hence the non-atomic flag updates.  On error everything is undone
- * and the folios stay in @in for another try.
+ * Charge every folio of @in to the caller's memcg, as if the caller had
+ * written them.  Done in RETRIEVE_FD even when the folios go into the page
+ * cache later, so that a memcg limit fails the retrieve, not the memfd.
  */
-static int mfp_insert(struct address_space *mapping, struct mfp_in *in)
+static int mfp_charge(struct mfp_in *in)
 {
-	unsigned long charged, added = 0;
-	struct folio *folio;
-	int err = 0;
+	unsigned long i;
+	int err;
 
-	for (charged = 0; charged < in->nr; charged++) {
-		folio = in->folios[charged];
+	for (i = 0; i < in->nr; i++) {
+		err = mem_cgroup_charge(in->folios[i], current->mm, GFP_KERNEL);
+		if (err) {
+			mfp_uncharge(in, i);
+			return err;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Fill @inode's page cache with the folios of @in, charged already, and
+ * account them to the inode, whose blocks are reserved already.  Nobody
+ * can look the folios up before they are in the page cache: hence the
+ * non-atomic flag updates.  On error every folio is removed again and the
+ * reserved blocks are given back; the folios stay in @in, still charged.
+ */
+static int mfp_fill(struct inode *inode, struct mfp_in *in)
+{
+	struct address_space *mapping = inode->i_mapping;
+	unsigned long added, i;
+	struct folio *folio;
+	int err;
+
+	for (i = 0; i < in->nr; i++) {
+		folio = in->folios[i];
 		__folio_set_swapbacked(folio);
 		__folio_mark_uptodate(folio);
 		/* Shmem folios are dirty: clean ones would just be dropped. */
 		folio_mark_dirty(folio);
-		err = mem_cgroup_charge(folio, current->mm, GFP_KERNEL);
-		if (err)
-			break;
 	}
-	if (!err)
-		added = shmem_add_restored_folios(mapping, in->folios,
-						  in->indices, in->nr,
-						  mapping_gfp_mask(mapping),
-						  &err);
-	if (!err)
-		return 0;
-	mfp_uninsert(in, added, charged);
+	i = should_fail(&fail_memfd_restore, 1) ? in->nr / 2 : in->nr;
+	added = shmem_add_restored_folios(mapping, in->folios, in->indices, i,
+					  mapping_gfp_mask(mapping), &err);
+	if (!err && added < in->nr)
+		err = -ENOMEM;
+	for (i = 0; err && i < in->nr; i++) {
+		folio = in->folios[i];
+		folio_lock(folio);
+		if (i < added)
+			filemap_remove_folio(folio);
+		folio_clear_dirty(folio);
+		folio_unlock(folio);
+	}
+	/* Takes the blocks back if the folios were removed again. */
+	shmem_recalc_inode(inode, in->nr_pages, 0);
 	/* Overlapping entries. */
 	return err == -EEXIST ? -EBADMSG : err;
+}
+
+/* Put the folios of @in, in the page cache now, on the LRU. */
+static void mfp_add_lru(struct mfp_in *in)
+{
+	folios_add_lru(in->folios, in->nr);
+}
+
+/* Restores that finished in the background, and accesses that waited. */
+static atomic_long_t mfp_nr_background;
+static atomic_long_t mfp_nr_waits;
+
+/**
+ * struct mfp_restore - a retrieved memfd getting its folios in the background
+ * @work: runs mfp_restore_fn()
+ * @inode: the new memfd's inode; not evicted before the work is done
+ * @memcg: the retrieving task's memcg, for the page cache's own allocations
+ * @in: the folios, charged already
+ *
+ * The work holds no reference to the memfd: userspace may close it at
+ * once, and then shmem_evict_inode() waits for the work to be done.
+ */
+struct mfp_restore {
+	struct work_struct work;
+	struct inode *inode;
+	struct mem_cgroup *memcg;
+	struct mfp_in *in;
+};
+
+/*
+ * Open the gate memfd_preserve_wait_restored() keeps, or with @err fail
+ * every access.  The last touch of @inode: once open, it may be evicted.
+ * Nothing else changes the flags while they hold %SHMEM_F_RESTORING: all
+ * who would wait for the gate first.
+ */
+static void mfp_restore_done(struct inode *inode, int err)
+{
+	struct shmem_inode_info *info = SHMEM_I(inode);
+	unsigned long flags = READ_ONCE(info->flags) & ~SHMEM_F_RESTORING;
+
+	if (err)
+		flags |= SHMEM_F_RESTORE_FAILED;
+	/* The folios first: pairs with memfd_preserve_wait_restored(). */
+	store_release_wake_up(&info->flags, flags);
+}
+
+static void mfp_restore_fn(struct work_struct *work)
+{
+	struct mfp_restore *r = container_of(work, struct mfp_restore, work);
+	struct inode *inode = r->inode;
+	struct mfp_in *in = r->in;
+	struct mem_cgroup *old;
+	int err;
+
+	/* The xarray's nodes are charged to the retrieving task's memcg too. */
+	old = set_active_memcg(r->memcg);
+	err = mfp_fill(inode, in);
+	set_active_memcg(old);
+	mem_cgroup_put(r->memcg);
+	if (err) {
+		pr_err("%s (inode %llu): cannot restore its folios: %pe; it fails with EIO\n",
+		       in->name, (u64)inode->i_ino, ERR_PTR(err));
+		mfp_uncharge(in, in->nr);
+	} else {
+		mfp_add_lru(in);
+	}
+	/* The page cache holds the folios now: ours go before the gate. */
+	mfp_in_put_folios(in);
+	kfree(in);
+	atomic_long_inc(&mfp_nr_background);
+	mfp_restore_done(inode, err);
+	kfree(r);
+}
+
+static bool mfp_restoring(struct shmem_inode_info *info)
+{
+	/* The folios after the flag: pairs with mfp_restore_done(). */
+	return smp_load_acquire(&info->flags) & SHMEM_F_RESTORING;
+}
+
+static int mfp_wait_restoring(struct shmem_inode_info *info, bool killable)
+{
+	atomic_long_inc(&mfp_nr_waits);
+	if (!killable) {
+		wait_var_event(&info->flags, !mfp_restoring(info));
+		return 0;
+	}
+	return wait_var_event_killable(&info->flags, !mfp_restoring(info));
+}
+
+/**
+ * __memfd_preserve_wait_restored() - wait for a memfd's restored folios
+ * @inode: a shmem inode with %SHMEM_F_RESTORING or %SHMEM_F_RESTORE_FAILED
+ *
+ * Called by shmem (through memfd_preserve_wait_restored()) before anything
+ * that looks at or changes the page cache of a memfd whose folios may
+ * still be on their way in, from the work item RETRIEVE_FD queued.
+ *
+ * Return: 0 once they are all in; -EIO if they could not be put in;
+ * -EINTR if a fatal signal came first.
+ */
+int __memfd_preserve_wait_restored(struct inode *inode)
+{
+	struct shmem_inode_info *info = SHMEM_I(inode);
+
+	if (mfp_restoring(info) && mfp_wait_restoring(info, true))
+		return -EINTR;
+	return READ_ONCE(info->flags) & SHMEM_F_RESTORE_FAILED ? -EIO : 0;
+}
+
+/**
+ * __memfd_preserve_wait_evict() - wait before evicting a restoring memfd
+ * @inode: a shmem inode being evicted, with %SHMEM_F_RESTORING
+ *
+ * Called by shmem_evict_inode() (through memfd_preserve_wait_evict()):
+ * the work item filling the page cache uses the inode until it is done.
+ * Not killable: the inode must not go before.
+ */
+void __memfd_preserve_wait_evict(struct inode *inode)
+{
+	mfp_wait_restoring(SHMEM_I(inode), false);
 }
 
 /*
@@ -1800,109 +1954,69 @@ static struct file *mfp_open_as(struct file *file, u32 flags)
 	return as;
 }
 
-/**
- * struct mfp_lru_work - order-0 folios of a retrieved memfd, for the LRU
- * @work: runs mfp_lru_fn()
- * @nr: folios in @folios
- * @folios: the folios, each with a reference of ours
- *
- * The order-0 folios of a retrieved memfd go on the LRU after RETRIEVE_FD
- * has returned, on another CPU if there is one.  The page cache already
- * lets new order-0 folios wait off the LRU, in the per-CPU batches of
- * folio_add_lru(); nothing userspace does depends on it, only reclaim and
- * migration reach them later.  Large folios, which splitting expects on
- * the LRU, go there at once.
- */
-struct mfp_lru_work {
-	struct work_struct work;
-	unsigned long nr;
-	struct folio **folios;
-};
-
-static void mfp_lru_fn(struct work_struct *work)
-{
-	struct mfp_lru_work *lw = container_of(work, struct mfp_lru_work, work);
-
-	folios_add_lru(lw->folios, lw->nr);
-	mfp_put_folios(lw->folios, lw->nr);
-	kvfree(lw->folios);
-	kfree(lw);
-}
-
 /*
- * Put the folios of @in, now in the page cache, on the LRU and drop our
- * references: large ones now, order-0 ones through @lw if there is one.
+ * Charge the folios and reserve their blocks, then either fill the page
+ * cache now (a small memfd) or close the gate and leave that to @r.
  */
-static void mfp_add_lru(struct mfp_in *in, struct mfp_lru_work **lwp)
+static int mfp_populate(struct inode *inode, struct mfp_in *in,
+			struct mfp_restore *r)
 {
-	struct mfp_lru_work *lw = *lwp;
-	unsigned long i, nr = 0;
-	struct folio *folio;
+	int err;
 
-	for (i = 0; i < in->nr; i++) {
-		folio = in->folios[i];
-		if (folio_test_large(folio)) {
-			folios_add_lru(&folio, 1);
-			folio_put(folio);
-		} else {
-			in->folios[nr++] = folio;
-		}
+	err = mfp_charge(in);
+	if (err)
+		return err;
+	err = shmem_inode_acct_blocks(inode, in->nr_pages);
+	if (err)
+		goto uncharge;
+	if (r) {
+		/* Nobody else sees the inode yet. */
+		SHMEM_I(inode)->flags |= SHMEM_F_RESTORING;
+		return 0;
 	}
-	in->nr = 0;
-	/* A work item per small memfd would cost more than it saves. */
-	if (!lw || nr < MFP_LRU_DEFER_MIN) {
-		folios_add_lru(in->folios, nr);
-		mfp_put_folios(in->folios, nr);
-		return;
-	}
-	INIT_WORK(&lw->work, mfp_lru_fn);
-	lw->nr = nr;
-	lw->folios = in->folios;
-	in->folios = NULL;
-	queue_work(system_unbound_wq, &lw->work);
-	*lwp = NULL;
+	err = mfp_fill(inode, in);
+	if (!err)
+		return 0;
+uncharge:
+	mfp_uncharge(in, in->nr);
+	return err;
 }
 
 static int mfp_retrieve(struct liveupdate_file *lf)
 {
-	struct address_space *mapping;
+	struct mfp_restore *r = NULL;
 	struct file *file, *as;
 	struct inode *inode;
 	struct mfp_in *in;
-	int err = 0;
+	int err;
 
 	in = mfp_in_get(lf);
 	if (IS_ERR(in))
 		return PTR_ERR(in);
 
-	/* Without it the LRU is filled synchronously, that is all. */
-	struct mfp_lru_work *lw __free(kfree) = kmalloc_obj(*lw);
+	/* Without a work item the folios go in now, that is all. */
+	if (in->nr_pages >= MFP_RESTORE_LATER_MIN)
+		r = kmalloc_obj(*r);
 	file = memfd_alloc_file(in->name, 0);
-	if (IS_ERR(file))
-		return PTR_ERR(file);
+	if (IS_ERR(file)) {
+		err = PTR_ERR(file);
+		goto err_free;
+	}
 	as = mfp_open_as(file, in->flags);
 	if (IS_ERR(as)) {
-		fput(file);
-		return PTR_ERR(as);
+		err = PTR_ERR(as);
+		goto err_fput;
 	}
 	inode = file_inode(file);
-	mapping = file->f_mapping;
 
 	inode_lock(inode);
-	err = mfp_insert(mapping, in);
-	if (!err) {
-		err = shmem_inode_acct_blocks(inode, in->nr_pages);
-		if (err)
-			mfp_uninsert(in, in->nr, in->nr);
-	}
+	err = mfp_populate(inode, in, r);
 	if (err) {
 		inode_unlock(inode);
 		if (as != file)
 			fput(as);
-		fput(file);
-		return err;
+		goto err_fput;
 	}
-	shmem_recalc_inode(inode, in->nr_pages, 0);
 	i_size_write(inode, in->size);
 	inode->i_mode = S_IFREG | in->mode;
 	inode->i_uid = in->uid;
@@ -1910,18 +2024,32 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 	SHMEM_I(inode)->seals = in->seals;
 	/* A fresh file has no writable mapping: this cannot fail. */
 	if (in->seals & F_SEAL_WRITE)
-		WARN_ON_ONCE(mapping_deny_writable(mapping));
+		WARN_ON_ONCE(mapping_deny_writable(file->f_mapping));
 	inode_unlock(inode);
 	as->f_pos = in->pos;
-	if (as != file)
-		fput(file);
-
-	mfp_add_lru(in, &lw);
-	mfp_in_put_folios(in);
-	kfree(in);
 	lf->private = NULL;
 	lf->file = as;
+
+	if (as != file)
+		fput(file);
+	if (r) {
+		INIT_WORK(&r->work, mfp_restore_fn);
+		r->inode = inode;
+		r->memcg = get_mem_cgroup_from_mm(current->mm);
+		r->in = in;
+		queue_work(system_unbound_wq, &r->work);
+		return 0;
+	}
+	mfp_add_lru(in);
+	mfp_in_put_folios(in);
+	kfree(in);
 	return 0;
+
+err_fput:
+	fput(file);
+err_free:
+	kfree(r);
+	return err;
 }
 
 static void mfp_finish(struct liveupdate_file *lf)
@@ -1985,6 +2113,9 @@ static int mfp_stats_show(struct seq_file *m, void *unused)
 			   p->hdr->nr_folios, p->nr_pending, p->hdr->nr_chunks,
 			   used, alloc);
 	}
+	seq_printf(m, "# restored_in_background %ld accesses_waited %ld\n",
+		   atomic_long_read(&mfp_nr_background),
+		   atomic_long_read(&mfp_nr_waits));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(mfp_stats);
@@ -2005,6 +2136,8 @@ static int __init memfd_preserve_init(void)
 	}
 	debugfs_create_file("memfd_preserve", 0400, NULL, NULL,
 			    &mfp_stats_fops);
+	fault_create_debugfs_attr("fail_memfd_restore", NULL,
+				  &fail_memfd_restore);
 	return 0;
 }
 late_initcall(memfd_preserve_init);

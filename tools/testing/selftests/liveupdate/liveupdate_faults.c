@@ -147,7 +147,7 @@ static void fi_setup(void)
 {
 	static const char * const quiet[] = {
 		"failslab", "fail_page_alloc", "fail_usercopy", "fail_futex",
-		"fail_function",
+		"fail_function", "fail_memfd_restore",
 	};
 	char path[128];
 	unsigned int i;

@@ -18,17 +18,24 @@
  *        same session after FINISH.
  * memcg: a retrieved memfd is charged to the memory cgroup of the task that
  *        retrieves it, and uncharged when it is freed (needs CONFIG_MEMCG).
+ * lazy:  memfds whose page cache is filled after RETRIEVE_FD returns, each
+ *        used at once in one way (read, fault, write, SEEK_DATA, punch,
+ *        truncate, splice, preserve again, collapse, stat, close): each
+ *        must see the whole memfd, as if it had been filled before; with
+ *        debugfs fail_memfd_restore, one whose filling fails gives EIO.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -44,6 +51,9 @@
 #endif
 #ifndef MFD_EXEC
 #define MFD_EXEC	0x0010U
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE	25
 #endif
 
 #include "liveupdate_test.h"
@@ -543,10 +553,11 @@ static void core_1(void)
 	t = now_us();
 	fd = retrieve(sfd, T_FULL);
 	t = now_us() - t;
-	shmem1 = luo_meminfo_kb("Shmem");
 	ksft_print_msg("RETRIEVE_FD of 256 MiB of 4 KiB pages: %lld us\n", t);
 	result(fd >= 0 && size_is(fd, FULL_SIZE) && check(fd, 0, FULL_SIZE, 1),
 	       "full: 256 MiB intact");
+	/* Once read, the page cache is filled and counted. */
+	shmem1 = luo_meminfo_kb("Shmem");
 	ok = fd >= 0 && !fstat(fd, &st);
 	result(ok && lseek(fd, 0, SEEK_CUR) == FULL_POS &&
 	       (st.st_mode & 07777) == 0640 && st.st_uid == 1000 &&
@@ -635,10 +646,11 @@ static void core_1(void)
 	} else {
 		thp0 = luo_meminfo_kb("ShmemHugePages");
 		fd = retrieve(sfd, T_THP);
+		ok = fd >= 0 && check(fd, 0, THP_SIZE, 7);
 		thp0 = luo_meminfo_kb("ShmemHugePages") - thp0;
 		ksft_print_msg("THP memfd: %ld kB in huge pages\n", thp0);
-		result(fd >= 0 && check(fd, 0, THP_SIZE, 7) &&
-		       thp0 == THP_SIZE / 1024, "THP: intact, still huge pages");
+		result(ok && thp0 == THP_SIZE / 1024,
+		       "THP: intact, still huge pages");
 	}
 
 	result(retrieve(sfd, 1234) < 0, "unknown token fails");
@@ -1053,14 +1065,327 @@ static void memcg(void)
 	ksft_finished();
 }
 
+/* ---- lazy ---- */
+
+/* [0, 8 MiB) and [12 MiB, 24 MiB) hold data: 5120 pages, filled later. */
+#define LAZY_SIZE	(24 * MiB)
+#define LAZY_HOLE	(8 * MiB)
+#define LAZY_HOLE_END	(12 * MiB)
+#define LAZY_BLOCKS	((LAZY_SIZE - (LAZY_HOLE_END - LAZY_HOLE)) / 512)
+#define THP_PATH	"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define FAIL_PATH	"/sys/kernel/debug/fail_memfd_restore"
+
+enum lazy_use {
+	LAZY_CLOSE, LAZY_STAT, LAZY_READ, LAZY_FAULT, LAZY_WRITE, LAZY_SEEK,
+	LAZY_PUNCH, LAZY_TRUNCATE, LAZY_SPLICE, LAZY_PRESERVE, LAZY_COLLAPSE,
+	LAZY_FAIL, NR_LAZY
+};
+
+static const char * const lazy_names[NR_LAZY] = {
+	"close", "stat", "read", "fault", "write", "seek", "punch", "truncate",
+	"splice", "preserve", "collapse", "fail",
+};
+
+static __u64 lazy_seed(int use)
+{
+	return 40 + use;
+}
+
+/* The data of lazy memfd @use in [@from, @to), holes excepted. */
+static bool lazy_data(int fd, int use, __u64 from, __u64 to)
+{
+	__u64 a = from, b = to < LAZY_HOLE ? to : LAZY_HOLE;
+
+	if (a < b && !check(fd, a, b - a, lazy_seed(use)))
+		return false;
+	a = from > LAZY_HOLE_END ? from : LAZY_HOLE_END;
+	return a >= to || check(fd, a, to - a, lazy_seed(use));
+}
+
+static bool is_zero(int fd, __u64 off, __u64 len)
+{
+	static char buf[CHUNK], zero[CHUNK];
+
+	return len <= CHUNK && pread(fd, buf, len, off) == (ssize_t)len &&
+	       !memcmp(buf, zero, len);
+}
+
+/* All of lazy memfd @use, the hole included, as stage 0 wrote it. */
+static bool lazy_intact(int fd, int use)
+{
+	return size_is(fd, LAZY_SIZE) && blocks_of(fd) == LAZY_BLOCKS &&
+	       lazy_data(fd, use, 0, LAZY_SIZE) &&
+	       is_zero(fd, LAZY_HOLE, PG) &&
+	       is_zero(fd, LAZY_HOLE_END - PG, PG) &&
+	       lseek(fd, 0, SEEK_HOLE) == LAZY_HOLE &&
+	       lseek(fd, LAZY_HOLE, SEEK_DATA) == LAZY_HOLE_END;
+}
+
+static bool lazy_fault(int fd, int use)
+{
+	__u64 want[PG / 8];
+	char *map = mmap(NULL, LAZY_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+	bool ok;
+
+	if (map == MAP_FAILED)
+		return false;
+	/* The last page first, then a hole, then the first page. */
+	fill(want, LAZY_SIZE - PG, PG, lazy_seed(use));
+	ok = !memcmp(map + LAZY_SIZE - PG, want, PG) && !map[LAZY_HOLE];
+	fill(want, 0, PG, lazy_seed(use));
+	ok = ok && !memcmp(map, want, PG);
+	munmap(map, LAZY_SIZE);
+	/* The hole's page faulted in is a page of the memfd now. */
+	return ok && lazy_data(fd, use, 0, LAZY_SIZE) &&
+	       is_zero(fd, LAZY_HOLE, 2 * PG) &&
+	       blocks_of(fd) == LAZY_BLOCKS + PG / 512;
+}
+
+static bool lazy_write(int fd, int use)
+{
+	return !put(fd, LAZY_HOLE + MiB, PG, 90) && !put(fd, MiB, PG, 90) &&
+	       check(fd, MiB, PG, 90) && check(fd, LAZY_HOLE + MiB, PG, 90) &&
+	       lazy_data(fd, use, 0, MiB) &&
+	       lazy_data(fd, use, MiB + PG, LAZY_SIZE) &&
+	       blocks_of(fd) == LAZY_BLOCKS + PG / 512;
+}
+
+static bool lazy_seek(int fd, int use)
+{
+	return lseek(fd, 0, SEEK_HOLE) == LAZY_HOLE &&
+	       lseek(fd, LAZY_HOLE, SEEK_DATA) == LAZY_HOLE_END &&
+	       lseek(fd, LAZY_HOLE_END, SEEK_HOLE) == LAZY_SIZE &&
+	       lazy_intact(fd, use);
+}
+
+static bool lazy_punch(int fd, int use)
+{
+	return !fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			  MiB) &&
+	       is_zero(fd, 0, MiB) && lseek(fd, 0, SEEK_DATA) == MiB &&
+	       lazy_data(fd, use, MiB, LAZY_SIZE) &&
+	       blocks_of(fd) == LAZY_BLOCKS - MiB / 512;
+}
+
+static bool lazy_truncate(int fd, int use)
+{
+	return !ftruncate(fd, 4 * MiB) && size_is(fd, 4 * MiB) &&
+	       blocks_of(fd) == 4 * MiB / 512 && lazy_data(fd, use, 0, 4 * MiB);
+}
+
+/* 64 KiB from the second data range, through a pipe. */
+static bool lazy_splice(int fd, int use)
+{
+	static __u64 buf[8192], want[8192];
+	loff_t off = LAZY_HOLE_END;
+	int p[2];
+	bool ok;
+
+	if (pipe(p))
+		return false;
+	fill(want, LAZY_HOLE_END, sizeof(want), lazy_seed(use));
+	ok = sendfile(p[1], fd, &off, sizeof(buf)) == sizeof(buf) &&
+	     read(p[0], buf, sizeof(buf)) == sizeof(buf) &&
+	     !memcmp(buf, want, sizeof(buf));
+	close(p[0]);
+	close(p[1]);
+	return ok && lazy_intact(fd, use);
+}
+
+static bool lazy_preserve(int fd, int use)
+{
+	int sfd = -1, ret;
+	bool ok;
+
+	luo_create_session(dev, "lazy-again", &sfd);
+	ret = luo_preserve_fd(sfd, fd, 1);
+	if (ret)
+		ksft_print_msg("PRESERVE_FD: %s\n", strerror(-ret));
+	ok = !ret && lazy_intact(fd, use);
+	close(sfd);
+	return ok;
+}
+
+/* khugepaged's collapse of the first 2 MiB, which would fill holes. */
+static bool lazy_collapse(int fd, int use)
+{
+	char *map = mmap(NULL, 2 * MiB, PROT_READ, MAP_SHARED, fd, 0);
+	int ret;
+
+	if (map == MAP_FAILED)
+		return false;
+	ret = madvise(map, 2 * MiB, MADV_COLLAPSE);
+	ksft_print_msg("MADV_COLLAPSE: %s\n", ret ? strerror(errno) : "done");
+	munmap(map, 2 * MiB);
+	return lazy_intact(fd, use);
+}
+
+/* Does reading the first byte of a mapping of @fd raise SIGBUS? */
+static bool fault_sigbus(int fd)
+{
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	if (!pid) {
+		volatile char *map = mmap(NULL, PG, PROT_READ, MAP_SHARED,
+					  fd, 0);
+
+		if (map != MAP_FAILED)
+			(void)map[0];
+		_exit(0);
+	}
+	return pid > 0 && waitpid(pid, &status, 0) == pid &&
+	       WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS;
+}
+
+/*
+ * The page cache could not be filled (fault injection): the memfd keeps
+ * its size, and everything that would see its contents fails with EIO.
+ */
+static bool lazy_fail(int fd)
+{
+	char c;
+	int sfd = -1, ret;
+	bool ok;
+
+	ok = size_is(fd, LAZY_SIZE) && pread(fd, &c, 1, 0) < 0 &&
+	     errno == EIO && pwrite(fd, &c, 1, LAZY_HOLE) < 0 &&
+	     errno == EIO && lseek(fd, 0, SEEK_DATA) < 0 && errno == EIO &&
+	     ftruncate(fd, MiB) && errno == EIO &&
+	     fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+		       MiB) && errno == EIO && fault_sigbus(fd);
+	luo_create_session(dev, "lazy-fail", &sfd);
+	ret = luo_preserve_fd(sfd, fd, 1);
+	close(sfd);
+	if (ret != -EIO)
+		ksft_print_msg("PRESERVE_FD of the failed memfd: %d\n", ret);
+	return ok && ret == -EIO && !close(fd);
+}
+
+static bool lazy_use(int fd, int use)
+{
+	switch (use) {
+	case LAZY_CLOSE:
+		return !close(fd);
+	case LAZY_STAT:
+		/* The size and the blocks are there before the folios. */
+		return size_is(fd, LAZY_SIZE) &&
+		       blocks_of(fd) == LAZY_BLOCKS && lazy_intact(fd, use);
+	case LAZY_READ:
+		/* Timed by the caller up to here. */
+		return lazy_data(fd, use, LAZY_SIZE - PG, LAZY_SIZE);
+	case LAZY_FAULT:
+		return lazy_fault(fd, use);
+	case LAZY_WRITE:
+		return lazy_write(fd, use);
+	case LAZY_SEEK:
+		return lazy_seek(fd, use);
+	case LAZY_PUNCH:
+		return lazy_punch(fd, use);
+	case LAZY_TRUNCATE:
+		return lazy_truncate(fd, use);
+	case LAZY_SPLICE:
+		return lazy_splice(fd, use);
+	case LAZY_PRESERVE:
+		return lazy_preserve(fd, use);
+	case LAZY_COLLAPSE:
+		return lazy_collapse(fd, use);
+	case LAZY_FAIL:
+		return lazy_fail(fd);
+	}
+	return false;
+}
+
+/* The counters of the handler's debugfs statistics, or false. */
+static bool lazy_counters(long *background, long *waited)
+{
+	char *buf = luo_read_file("/sys/kernel/debug/memfd_preserve");
+	char *line = buf ? strstr(buf, "# restored_in_background") : NULL;
+	bool ok = line && sscanf(line,
+				 "# restored_in_background %ld accesses_waited %ld",
+				 background, waited) == 2;
+
+	free(buf);
+	return ok;
+}
+
+static void lazy(void)
+{
+	long bg0, bg1, waited0, waited1;
+	bool thp = thp_available(), fail = !access(FAIL_PATH, F_OK);
+	long long t, first;
+	bool ok = true;
+	int sfd, fd;
+
+	if (!stage) {
+		ksft_set_plan(1);
+		luo_create_session(dev, "lazy", &sfd);
+		for (int use = 0; use < NR_LAZY; use++) {
+			fd = new_memfd(lazy_names[use], 0, LAZY_SIZE);
+			ok &= !put(fd, 0, LAZY_HOLE, lazy_seed(use)) &&
+			      !put(fd, LAZY_HOLE_END, LAZY_SIZE - LAZY_HOLE_END,
+				   lazy_seed(use)) &&
+			      preserve(sfd, fd, use + 1);
+			close(fd);
+		}
+		result(ok, "%d memfds of 24 MiB with a 4 MiB hole preserved",
+		       NR_LAZY);
+		kexec_next();
+	}
+
+	ksft_set_plan(NR_LAZY + 1);
+	luo_retrieve_session(dev, "lazy", &sfd);
+	if (sfd < 0 || !lazy_counters(&bg0, &waited0))
+		ksft_exit_fail_msg("retrieve the session, read the counters\n");
+	if (thp)
+		luo_write_file(THP_PATH, "advise");
+	for (int use = 0; use < NR_LAZY; use++) {
+		if (use == LAZY_FAIL && fail &&
+		    (luo_write_file(FAIL_PATH "/verbose", "0") ||
+		     luo_write_file(FAIL_PATH "/probability", "100") ||
+		     luo_write_file(FAIL_PATH "/times", "1")))
+			ksft_exit_fail_msg("cannot set up %s\n", FAIL_PATH);
+		t = now_us();
+		fd = retrieve(sfd, use + 1);
+		first = now_us();
+		t = first - t;
+		if ((use == LAZY_COLLAPSE && !thp) || (use == LAZY_FAIL && !fail)) {
+			result(lazy_intact(fd, use), "%s: %s, intact",
+			       lazy_names[use], use == LAZY_FAIL ?
+			       "no fault injection" : "no shmem THP");
+			continue;
+		}
+		ok = fd >= 0 && lazy_use(fd, use);
+		if (use == LAZY_READ) {
+			ksft_print_msg("RETRIEVE_FD of 24 MiB: %lld us, its first read %lld us after\n",
+				       t, now_us() - first);
+			ok = ok && lazy_intact(fd, use);
+		}
+		result(ok, "%s at once", lazy_names[use]);
+	}
+	if (thp)
+		luo_write_file(THP_PATH, "never");
+	if (!lazy_counters(&bg1, &waited1)) {
+		bg1 = -1;
+		waited1 = -1;
+	}
+	ksft_print_msg("filled after RETRIEVE_FD: %ld memfds; accesses that waited: %ld\n",
+		       bg1 - bg0, waited1 - waited0);
+	result(bg1 - bg0 == NR_LAZY && waited1 > waited0,
+	       "all %d filled after RETRIEVE_FD, some accesses waited", NR_LAZY);
+	ksft_finished();
+}
+
 int main(int argc, char **argv)
 {
 	const char *scenario = argc == 2 ? argv[1] : "";
 
 	stage = luo_stage();
 	if (strcmp(scenario, "core") && strcmp(scenario, "paths") &&
-	    strcmp(scenario, "hops") && strcmp(scenario, "memcg")) {
-		fprintf(stderr, "%s core|paths|hops|memcg, with LUO_STAGE=N\n",
+	    strcmp(scenario, "hops") && strcmp(scenario, "memcg") &&
+	    strcmp(scenario, "lazy")) {
+		fprintf(stderr, "%s core|paths|hops|memcg|lazy, with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
 	}
@@ -1076,6 +1401,8 @@ int main(int argc, char **argv)
 		hops();
 	else if (!strcmp(scenario, "memcg"))
 		memcg();
+	else if (!strcmp(scenario, "lazy"))
+		lazy();
 	else if (stage == 0)
 		core_0();
 	else if (stage == 1)
