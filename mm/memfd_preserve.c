@@ -14,13 +14,14 @@
  * freed.  Folios the scan had to lock, and folios added later, are also
  * held by a reference until unpreserve.  No folio may sit in CMA: KHO's
  * scratch areas are CMA in this kernel and the next kernel boots from
- * them.  Present folios are migrated out of it at PRESERVE_FD (the one
- * migration shmem allows a preserved memfd), and shmem allocates unmovable
- * for a preserved memfd (memfd_preserve_gfp()).  Folios present at
- * PRESERVE_FD are described right away; folios added later (writes into
- * holes) reach us through memfd_preserve_folio_added() from shmem, are
- * held and preserved at once and marked pending; freeze describes only the
- * pending ones.
+ * them.  Folios present at PRESERVE_FD are described right away, except
+ * those in CMA: a work item migrates them out of it after PRESERVE_FD
+ * returns (the one migration shmem allows a preserved memfd), then
+ * describes them, and freeze waits for it.  shmem allocates unmovable for
+ * a preserved memfd (memfd_preserve_gfp()).  Folios added later (writes
+ * into holes) reach us through memfd_preserve_folio_added() from shmem,
+ * are held and preserved at once and marked pending; freeze describes only
+ * the pending ones.
  *
  * Metadata: each memfd's header and its first, small chunks of entries come
  * from a pool of preserved pages shared by every preserved memfd, an FLB
@@ -84,15 +85,24 @@
 #define MFP_MAX_INDEX		((u64)(MAX_LFS_FILESIZE >> PAGE_SHIFT))
 
 /**
+ * struct mfp_span - the pages @first to @last of a memfd
+ * @first: first page index
+ * @last: last page index
+ */
+struct mfp_span {
+	pgoff_t first;
+	pgoff_t last;
+};
+
+/**
  * struct memfd_preserved - an outgoing preserved memfd
  * @lock: protects everything below and the metadata
  * @ref: references: the LUO file, and shmem hooks in flight
  * @rcu: for freeing after shmem hooks stop seeing it
  * @file: the memfd
  * @added: page index -> folio, for folios added after PRESERVE_FD: marked
- *	%MFP_PENDING (and holding a reference) until freeze describes them;
- *	also folios the scan found locked, which may still have a hook to
- *	come (no reference: the metadata holds it)
+ *	%MFP_PENDING until freeze describes them; also folios the scan took
+ *	the careful way and folios moved out of CMA; each holds a reference
  * @pool: the metadata pool @hdr and the small chunks come from
  * @hdr: the file header, in the pool
  * @hdr_size: bytes allocated for @hdr
@@ -104,6 +114,14 @@
  * @was_locked: SHMEM_F_LOCKED was set before preservation
  * @nr_pending: folios added since PRESERVE_FD, not described yet
  * @node: in mfp_list
+ * @move_work: moves the folios in @moves out of CMA after PRESERVE_FD
+ * @moves: runs of contiguous folios the scan found in CMA, in index order
+ * @nr_moves: entries in @moves
+ * @max_moves: room in @moves
+ * @nr_moving: pages of @moves not moved and described yet
+ * @move_err: why @move_work stopped short, or 0
+ * @moving: @move_work is queued or running
+ * @cancel: unpreserving: @move_work stops at its next batch
  */
 struct memfd_preserved {
 	struct mutex lock;		/* see the kernel-doc above */
@@ -122,6 +140,14 @@ struct memfd_preserved {
 	bool dead;
 	bool frozen;
 	bool was_locked;
+	struct work_struct move_work;
+	struct mfp_span *moves;
+	unsigned int nr_moves;
+	unsigned int max_moves;
+	unsigned long nr_moving;
+	int move_err;
+	bool moving;
+	bool cancel;
 };
 
 /**
@@ -706,6 +732,10 @@ static void mfp_release(struct memfd_preserved *p)
 		folio_put(folio);
 	}
 	xa_destroy(&p->added);
+	kfree(p->moves);
+	p->moves = NULL;
+	p->nr_moves = 0;
+	p->nr_moving = 0;
 }
 
 static void mfp_put(struct memfd_preserved *p)
@@ -755,12 +785,11 @@ static int mfp_swapin(struct inode *inode)
 /* Folios taken per batch of the walk. */
 #define MFP_WALK_BATCH		64
 /*
- * Folios moved out of CMA per memfd_pin_folios() call, and pages a run to
- * move is extended by beyond the batch: each call has a fixed cost (pin,
- * isolate, a migrate_pages() round, pin again), so fewer, larger calls.
+ * Folios moved out of CMA per memfd_pin_folios() call: each call has a
+ * fixed cost (pin, isolate, a migrate_pages() round, pin again), so fewer,
+ * larger calls.
  */
 #define MFP_MOVE_BATCH		512
-#define MFP_MOVE_AHEAD		2048
 
 /**
  * struct mfp_walk - one batch of the page cache walk
@@ -772,10 +801,6 @@ static int mfp_swapin(struct inode *inode)
  * @pfn: its first PFN
  * @order: its order
  * @slow: indices of folios that need more care
- * @nr_spans: entries in @spans
- * @spans: runs of contiguous present folios holding folios to move out of
- *	CMA, as [first, last] page indices
- * @pinned: room for memfd_pin_folios() while moving them
  */
 struct mfp_walk {
 	pgoff_t start;
@@ -786,44 +811,7 @@ struct mfp_walk {
 	unsigned long pfn[MFP_WALK_BATCH];
 	u8 order[MFP_WALK_BATCH];
 	pgoff_t slow[MFP_WALK_BATCH];
-	unsigned int nr_spans;
-	struct {
-		pgoff_t first;
-		pgoff_t last;
-	} spans[MFP_WALK_BATCH];
-	struct folio *pinned[MFP_WALK_BATCH];
 };
-
-/*
- * Track the runs of contiguous folios that hold folios to move: @span_start
- * and @span_next bound the current run, @span_move says it has one.
- */
-struct mfp_span_state {
-	pgoff_t start;
-	pgoff_t next;
-	bool move;
-};
-
-static void mfp_span_close(struct mfp_walk *w, struct mfp_span_state *st)
-{
-	if (st->move) {
-		w->spans[w->nr_spans].first = st->start;
-		w->spans[w->nr_spans].last = st->next - 1;
-		w->nr_spans++;
-	}
-	st->move = false;
-}
-
-static void mfp_span_add(struct mfp_walk *w, struct mfp_span_state *st,
-			 struct folio *folio, bool move)
-{
-	if (folio->index != st->next) {
-		mfp_span_close(w, st);
-		st->start = folio->index;
-	}
-	st->next = folio->index + folio_nr_pages(folio);
-	st->move |= move;
-}
 
 /*
  * Whether @folio may stay where it is: not in CMA (the KHO scratch areas
@@ -856,28 +844,23 @@ static bool mfp_stays(struct folio *folio, unsigned long *block, bool *ok)
 static void mfp_walk_batch(struct address_space *mapping, struct mfp_walk *w)
 {
 	XA_STATE(xas, &mapping->i_pages, w->start);
-	struct mfp_span_state span = { .next = ULONG_MAX };
 	unsigned long block = ULONG_MAX;
 	struct folio *folio;
 	bool ok = false;
 
 	w->nr = 0;
 	w->nr_slow = 0;
-	w->nr_spans = 0;
 	rcu_read_lock();
 	xas_for_each(&xas, folio, w->end) {
 		unsigned int i = w->nr;
-		bool stays;
 
 		if (xas_retry(&xas, folio) || xa_is_value(folio))
 			continue;
 		w->index[i] = folio->index;
 		w->pfn[i] = folio_pfn(folio);
 		w->order[i] = folio_order(folio);
-		stays = mfp_stays(folio, &block, &ok);
-		mfp_span_add(w, &span, folio, !stays);
 		if (folio_test_locked(folio) || !folio_test_uptodate(folio) ||
-		    !stays)
+		    !mfp_stays(folio, &block, &ok))
 			goto slow;
 		/* What we read of it is valid if it is still there. */
 		smp_rmb();
@@ -893,80 +876,9 @@ slow:
 		if (w->nr_slow == MFP_WALK_BATCH)
 			break;
 	}
-	mfp_span_close(w, &span);
 	if (!w->nr && !w->nr_slow)
 		w->start = w->end + 1;
 	rcu_read_unlock();
-}
-
-/*
- * The last index of the run of contiguous present folios that goes on
- * after @last, looking no further than @limit.  Read from the xarray alone
- * (indices and orders, not the folios): the mapping is frozen, so no hole
- * can appear in what it finds.
- */
-static pgoff_t mfp_run_end(struct address_space *mapping, pgoff_t last,
-			   pgoff_t limit)
-{
-	XA_STATE(xas, &mapping->i_pages, last + 1);
-	pgoff_t next = last + 1;
-	void *entry;
-
-	rcu_read_lock();
-	xas_for_each(&xas, entry, limit) {
-		if (xas_retry(&xas, entry))
-			continue;
-		if (xas.xa_index != next || xa_is_value(entry))
-			break;
-		next = xas.xa_index + (1UL << xas_get_order(&xas));
-	}
-	rcu_read_unlock();
-	return min(next - 1, limit);
-}
-
-/*
- * Move the batch's folios out of CMA, one memfd_pin_folios() call per run
- * of contiguous folios, so that they migrate together rather than one
- * migration per folio.  The last run is extended past the batch, where
- * more folios to move most likely follow (CMA comes in pageblocks).  The
- * runs hold no hole (memfd_pin_folios() would fill it) and none can
- * appear: the mapping is frozen.  Best effort: the folios are checked
- * again when taken.
- */
-static void mfp_move_spans(struct file *file, struct mfp_walk *w,
-			   loff_t isize)
-{
-	pgoff_t eof = (isize - 1) >> PAGE_SHIFT;
-	struct folio **big __free(kfree) =
-		kmalloc_array(MFP_MOVE_BATCH, sizeof(*big), GFP_KERNEL);
-	struct folio **pinned = big ?: w->pinned;
-	unsigned int max = big ? MFP_MOVE_BATCH : MFP_WALK_BATCH;
-	unsigned int i;
-	pgoff_t off;
-	long nr;
-
-	for (i = 0; i < w->nr_spans; i++) {
-		pgoff_t last = w->spans[i].last;
-		loff_t start = (loff_t)w->spans[i].first << PAGE_SHIFT;
-		loff_t end;
-
-		if (i == w->nr_spans - 1 && last < eof)
-			last = mfp_run_end(file->f_mapping, last,
-					   min(eof, last + MFP_MOVE_AHEAD));
-		end = min_t(loff_t, isize, (loff_t)(last + 1) << PAGE_SHIFT);
-		while (start < end) {
-			struct folio *folio;
-
-			nr = memfd_pin_folios(file, start, end - 1, pinned,
-					      max, &off);
-			if (nr <= 0)
-				break;
-			folio = pinned[nr - 1];
-			start = (loff_t)(folio->index + folio_nr_pages(folio)) <<
-				PAGE_SHIFT;
-			unpin_folios(pinned, nr);
-		}
-	}
 }
 
 /*
@@ -983,25 +895,6 @@ static void mfp_zero_fallocated(struct folio *folio)
 	folio_mark_uptodate(folio);
 }
 
-/* Migrate the folio at @index out of CMA; take a reference on it. */
-static int mfp_get_migrated(struct file *file, pgoff_t index, loff_t isize,
-			    struct folio **foliop)
-{
-	loff_t end = min_t(loff_t, ((loff_t)index + 1) << PAGE_SHIFT, isize);
-	pgoff_t off;
-	long nr;
-
-	nr = memfd_pin_folios(file, (loff_t)index << PAGE_SHIFT, end - 1,
-			      foliop, 1, &off);
-	if (nr < 0)
-		return nr;
-	if (nr != 1)
-		return -EAGAIN;
-	folio_get(*foliop);
-	unpin_folio(*foliop);
-	return 0;
-}
-
 /* Whether the walk's batch took @folio the fast way. */
 static bool mfp_walk_took(const struct mfp_walk *w, struct folio *folio)
 {
@@ -1016,6 +909,39 @@ static bool mfp_walk_took(const struct mfp_walk *w, struct folio *folio)
 }
 
 /*
+ * Note the folio at @index, of @nr pages, to be moved out of CMA and
+ * described by mfp_move_fn() after PRESERVE_FD; adjacent folios share an
+ * entry.  @p->lock held.
+ */
+static int mfp_note_move(struct memfd_preserved *p, pgoff_t index,
+			 unsigned long nr)
+{
+	struct mfp_span *last = p->nr_moves ? &p->moves[p->nr_moves - 1] :
+				NULL;
+
+	if (last && last->last + 1 == index) {
+		last->last += nr;
+	} else {
+		if (p->nr_moves == p->max_moves) {
+			unsigned int max = max(16U, 2 * p->max_moves);
+			struct mfp_span *moves;
+
+			moves = krealloc_array(p->moves, max, sizeof(*moves),
+					       GFP_KERNEL_ACCOUNT);
+			if (!moves)
+				return -ENOMEM;
+			p->moves = moves;
+			p->max_moves = max;
+		}
+		p->moves[p->nr_moves].first = index;
+		p->moves[p->nr_moves].last = index + nr - 1;
+		p->nr_moves++;
+	}
+	p->nr_moving += nr;
+	return 0;
+}
+
+/*
  * The careful way, for the folio at @index: with a reference, kept in
  * @p->added until unpreserve.  Locking it waits for whoever holds it: an
  * add whose hook is still to come, or a migration, collapse or swap-out
@@ -1023,11 +949,11 @@ static bool mfp_walk_took(const struct mfp_walk *w, struct folio *folio)
  * (filemap_lock_folio() then finds the replacement, which may cover
  * indices the walk has yet to reach: it skips them).  Folios are locked
  * without @p->lock held: a folio being added waits for @p->lock in the
- * hook with its lock held.
+ * hook with its lock held.  A folio in CMA is only noted, for
+ * mfp_move_fn().
  */
 static int mfp_take_slow(struct memfd_preserved *p, struct mfp_run *run,
-			 struct mfp_walk *w, pgoff_t index, loff_t isize,
-			 pgoff_t *next)
+			 struct mfp_walk *w, pgoff_t index, pgoff_t *next)
 {
 	struct folio *folio;
 	int err;
@@ -1038,15 +964,15 @@ static int mfp_take_slow(struct memfd_preserved *p, struct mfp_run *run,
 		return 0;	/* swapped out meanwhile: the caller checks */
 	mfp_zero_fallocated(folio);
 	folio_unlock(folio);
-	if (!folio_is_longterm_pinnable(folio)) {
-		folio_put(folio);
-		err = mfp_get_migrated(p->file, index, isize, &folio);
-		if (err)
-			return err;
-	}
 
 	guard(mutex)(&p->lock);
 	*next = folio->index + folio_nr_pages(folio);
+	if (!folio_is_longterm_pinnable(folio)) {
+		/* The hook never takes a folio in CMA. */
+		err = mfp_note_move(p, folio->index, folio_nr_pages(folio));
+		folio_put(folio);
+		return err;
+	}
 	/* Taken already: by the hook, for another index, or the fast way. */
 	if (xa_load(&p->added, folio->index) == folio ||
 	    mfp_walk_took(w, folio)) {
@@ -1069,14 +995,14 @@ static int mfp_take_slow(struct memfd_preserved *p, struct mfp_run *run,
  * Describe every folio in the page cache up to i_size; folios wholly
  * beyond i_size can only be fallocated ones, zero and invisible, and are
  * left out.  Nearly all folios are taken by mfp_walk_batch(), without a
- * reference or a lock; the others by mfp_take_slow().
+ * reference or a lock; the others by mfp_take_slow().  Folios in CMA are
+ * left to mfp_move_fn().
  */
 static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 {
 	loff_t isize = i_size_read(file_inode(p->file));
 	struct mfp_walk *w __free(kfree) = NULL;
 	struct mfp_run run = {};
-	bool moved = false;
 	pgoff_t next;
 	unsigned int i;
 	int err = 0;
@@ -1089,17 +1015,7 @@ static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 	w->start = 0;
 	w->end = (isize - 1) >> PAGE_SHIFT;
 	while (!err && w->start <= w->end) {
-		pgoff_t start = w->start;
-
 		mfp_walk_batch(mapping, w);
-		/* Once per batch: moved, its folios can be taken without refs. */
-		if (w->nr_spans && !moved) {
-			mfp_move_spans(p->file, w, isize);
-			w->start = start;
-			moved = true;
-			continue;
-		}
-		moved = false;
 		scoped_guard(mutex, &p->lock) {
 			for (i = 0; !err && i < w->nr; i++) {
 				/* Added since ->preserved: the hook took it. */
@@ -1114,14 +1030,106 @@ static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 		for (i = 0; !err && i < w->nr_slow; i++) {
 			if (w->slow[i] < next)
 				continue;
-			err = mfp_take_slow(p, &run, w, w->slow[i], isize,
-					    &next);
+			err = mfp_take_slow(p, &run, w, w->slow[i], &next);
 			w->start = max(w->start, next);
 		}
 		cond_resched();
 	}
 	guard(mutex)(&p->lock);
 	return err ?: mfp_flush_run(p, &run);
+}
+
+/*
+ * Hold and describe a folio memfd_pin_folios() moved out of CMA, unless it
+ * starts before @start (described with the previous batch).  @p->lock held.
+ */
+static int mfp_take_moved(struct memfd_preserved *p, struct mfp_run *run,
+			  struct folio *folio, pgoff_t start)
+{
+	int err;
+
+	if (folio->index < start)
+		return 0;
+	err = xa_err(xa_store(&p->added, folio->index, folio, GFP_KERNEL));
+	if (err)
+		return err;
+	folio_get(folio);
+	err = mfp_describe(p, run, folio->index, folio_pfn(folio),
+			   folio_order(folio));
+	if (err) {
+		xa_erase(&p->added, folio->index);
+		folio_put(folio);
+		return err;
+	}
+	p->nr_moving -= min(p->nr_moving, folio_nr_pages(folio));
+	return 0;
+}
+
+/*
+ * Move the folios of @span out of CMA, many per memfd_pin_folios() call,
+ * and describe them.  The span holds no hole (memfd_pin_folios() would
+ * fill it) and none can appear: the mapping is frozen.  Folios in CMA may
+ * still be migrated by others meanwhile (shmem_migrate_folio()); whatever
+ * is at each index now is what gets moved.  Once out of CMA, a folio of a
+ * preserved memfd stays where it is.
+ */
+static int mfp_move_span(struct memfd_preserved *p, const struct mfp_span *span,
+			 struct folio **folios, struct mfp_run *run)
+{
+	loff_t isize = i_size_read(file_inode(p->file));
+	loff_t end = min_t(loff_t, isize, (loff_t)(span->last + 1) << PAGE_SHIFT);
+	pgoff_t start = span->first, off;
+	struct folio *last;
+	long nr, i;
+	int err = 0;
+
+	while (!err && ((loff_t)start << PAGE_SHIFT) < end) {
+		if (READ_ONCE(p->cancel))
+			return -ECANCELED;
+		nr = memfd_pin_folios(p->file, (loff_t)start << PAGE_SHIFT,
+				      end - 1, folios, MFP_MOVE_BATCH, &off);
+		if (nr <= 0)
+			return nr ?: -EAGAIN;
+		scoped_guard(mutex, &p->lock)
+			for (i = 0; !err && i < nr; i++)
+				err = mfp_take_moved(p, run, folios[i], start);
+		last = folios[nr - 1];
+		start = last->index + folio_nr_pages(last);
+		unpin_folios(folios, nr);
+		cond_resched();
+	}
+	return err;
+}
+
+/*
+ * Move the folios PRESERVE_FD found in CMA (KHO's scratch areas, which the
+ * next kernel boots from) and describe them, after PRESERVE_FD returned:
+ * migrating is most of what preserving a memfd would cost otherwise.  The
+ * memfd can be used meanwhile; freeze waits for this.
+ */
+static void mfp_move_fn(struct work_struct *work)
+{
+	struct memfd_preserved *p = container_of(work, struct memfd_preserved,
+						 move_work);
+	struct folio **folios __free(kfree) =
+		kmalloc_array(MFP_MOVE_BATCH, sizeof(*folios), GFP_KERNEL);
+	struct mfp_run run = {};
+	unsigned int i;
+	int err = folios ? 0 : -ENOMEM;
+
+	/* @moves is not changed after the scan: no lock needed to read it. */
+	for (i = 0; !err && i < p->nr_moves; i++)
+		err = mfp_move_span(p, &p->moves[i], folios, &run);
+
+	guard(mutex)(&p->lock);
+	if (!err)
+		err = mfp_flush_run(p, &run);
+	p->open = NULL;
+	p->move_err = err;
+	WRITE_ONCE(p->moving, false);
+	if (err && err != -ECANCELED)
+		pr_warn("inode %llu: cannot move %lu pages out of CMA: %d\n",
+			file_inode(p->file)->i_ino, p->nr_moving, err);
 }
 
 /* Describe the folios added since the last time; @p->lock held. */
@@ -1281,6 +1289,7 @@ static struct memfd_preserved *mfp_alloc(struct file *file)
 	mutex_init(&p->lock);
 	refcount_set(&p->ref, 1);
 	xa_init(&p->added);
+	INIT_WORK(&p->move_work, mfp_move_fn);
 	p->file = file;
 	p->pool = pool;
 	p->hdr = hdr;
@@ -1362,6 +1371,10 @@ static int mfp_preserve(struct liveupdate_file *lf)
 	lf->private = p;
 	scoped_guard(mutex, &mfp_list_lock)
 		list_add_tail(&p->node, &mfp_list);
+	if (p->nr_moves) {
+		WRITE_ONCE(p->moving, true);
+		queue_work(system_unbound_wq, &p->move_work);
+	}
 	return 0;
 
 err_thaw:
@@ -1383,6 +1396,8 @@ static void mfp_unpreserve(struct liveupdate_file *lf)
 
 	scoped_guard(mutex, &mfp_list_lock)
 		list_del(&p->node);
+	WRITE_ONCE(p->cancel, true);
+	flush_work(&p->move_work);
 	inode_lock(inode);
 	mutex_lock(&p->lock);
 	RCU_INIT_POINTER(info->preserved, NULL);
@@ -1401,13 +1416,24 @@ static int mfp_freeze(struct liveupdate_file *lf)
 	struct memfd_preserved *p = lf->private;
 	int err;
 
+	/* Only if the reboot follows PRESERVE_FD closely is there a wait. */
+	flush_work(&p->move_work);
 	guard(mutex)(&p->lock);
+	if (p->move_err)
+		return p->move_err;
 	err = mfp_flush_pending(p);
 	if (err)
 		return err;
 	mfp_fill_attrs(p);
 	p->frozen = true;
 	return 0;
+}
+
+static bool mfp_settling(struct liveupdate_file *lf)
+{
+	struct memfd_preserved *p = lf->private;
+
+	return READ_ONCE(p->moving);
 }
 
 static void mfp_unfreeze(struct liveupdate_file *lf)
@@ -2074,6 +2100,7 @@ static const struct liveupdate_file_ops mfp_ops = {
 	.unpreserve	= mfp_unpreserve,
 	.freeze		= mfp_freeze,
 	.unfreeze	= mfp_unfreeze,
+	.settling	= mfp_settling,
 	.retrieve	= mfp_retrieve,
 	.finish		= mfp_finish,
 };
@@ -2089,7 +2116,8 @@ static struct liveupdate_file_handler mfp_handler = {
 
 /*
  * One line per outgoing preserved memfd: what its metadata costs, in bytes
- * used by the header and entries and in bytes of chunks allocated.
+ * used by the header and entries and in bytes of chunks allocated, and the
+ * pages still to be moved out of CMA.
  */
 static int mfp_stats_show(struct seq_file *m, void *unused)
 {
@@ -2097,7 +2125,7 @@ static int mfp_stats_show(struct seq_file *m, void *unused)
 	struct memfd_preserved *p;
 	size_t used, alloc;
 
-	seq_puts(m, "# inode pages folios pending chunks meta_used meta_alloc\n");
+	seq_puts(m, "# inode pages folios pending chunks meta_used meta_alloc moving\n");
 	guard(mutex)(&mfp_list_lock);
 	list_for_each_entry(p, &mfp_list, node) {
 		guard(mutex)(&p->lock);
@@ -2108,10 +2136,10 @@ static int mfp_stats_show(struct seq_file *m, void *unused)
 			used += sizeof(*c) + c->used;
 			alloc += c->size;
 		}
-		seq_printf(m, "%llu %llu %llu %lu %u %zu %zu\n",
+		seq_printf(m, "%llu %llu %llu %lu %u %zu %zu %lu\n",
 			   file_inode(p->file)->i_ino, p->hdr->nr_pages,
 			   p->hdr->nr_folios, p->nr_pending, p->hdr->nr_chunks,
-			   used, alloc);
+			   used, alloc, p->nr_moving);
 	}
 	seq_printf(m, "# restored_in_background %ld accesses_waited %ld\n",
 		   atomic_long_read(&mfp_nr_background),

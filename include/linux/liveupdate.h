@@ -34,7 +34,13 @@ struct luo_flb_in;
  * @freeze: last call before the kexec jump, with every LUO operation
  *	blocked: make @lf->data final.  May fail (the reboot then fails and
  *	@unfreeze is called for every file already frozen).  Must not do work
- *	proportional to the amount of preserved memory.  Optional.
+ *	proportional to the amount of preserved memory, other than waiting
+ *	for what @settling reports.  Optional.
+ * @settling: return true while work @preserve left to the background is
+ *	under way, which @freeze would wait for; LIVEUPDATE_SESSION_QUERY
+ *	then reports the file as LIVEUPDATE_FILE_SETTLING, so that an agent
+ *	can wait for it before pausing its workloads.  Must not sleep.
+ *	Optional.
  * @unfreeze: undo @freeze after a later freeze failed.  Optional.
  * @retrieve: in the new kernel, rebuild the file from @lf->data and
  *	@lf->version and set @lf->file (with a reference the core owns).  On
@@ -54,6 +60,7 @@ struct liveupdate_file_ops {
 	void (*unpreserve)(struct liveupdate_file *lf);
 	int (*freeze)(struct liveupdate_file *lf);
 	void (*unfreeze)(struct liveupdate_file *lf);
+	bool (*settling)(struct liveupdate_file *lf);
 	int (*retrieve)(struct liveupdate_file *lf);
 	bool (*can_finish)(struct liveupdate_file *lf);
 	void (*finish)(struct liveupdate_file *lf);

@@ -14,6 +14,7 @@ static const char *const luo_file_states[] = {
 	[LIVEUPDATE_FILE_INCOMING]	= "incoming",
 	[LIVEUPDATE_FILE_RETRIEVED]	= "retrieved",
 	[LIVEUPDATE_FILE_BROKEN]	= "broken",
+	[LIVEUPDATE_FILE_SETTLING]	= "settling",
 };
 
 static int luo_sessions_show(struct seq_file *m, void *unused)

@@ -268,6 +268,10 @@ static void luo_file_info(struct luo_file *lfile,
 	info->token = lfile->lf.token;
 	info->state = lfile->state;
 	strscpy(info->compatible, lfile->compatible);
+	if (lfile->state == LIVEUPDATE_FILE_PRESERVED &&
+	    lfile->lf.handler->ops->settling &&
+	    lfile->lf.handler->ops->settling(&lfile->lf))
+		info->state = LIVEUPDATE_FILE_SETTLING;
 	if (lfile->state == LIVEUPDATE_FILE_INCOMING && !err) {
 		struct liveupdate_file_handler *h;
 

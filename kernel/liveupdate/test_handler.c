@@ -12,8 +12,9 @@
  *
  * /dev/liveupdate_test: each open() is a new test file.  read() gives
  *	"value=N\n"; write() takes one command: "value=N", "version=N",
- *	"ghost=0|1", "fail=OP,ERRNO,COUNT" (OP: preserve, freeze, retrieve or
- *	can_finish; COUNT 0: fail every time) or "fail=none".
+ *	"ghost=0|1", "settling=0|1" (what the settling callback reports;
+ *	freeze does not wait), "fail=OP,ERRNO,COUNT" (OP: preserve, freeze,
+ *	retrieve or can_finish; COUNT 0: fail every time) or "fail=none".
  * ghost: 0 or 1, registers or unregisters the ghost handler.
  * events: one "OP VALUE" line per callback; any write clears it.
  * live: preserved pages this kernel holds (outgoing and incoming).
@@ -92,6 +93,7 @@ struct lut_fail {
  * @fail: failure injection, indexed by enum lut_op
  * @version: format version to preserve with, 0 for the handler's
  * @ghost: preserve through the ghost handler instead of the main one
+ * @settling: what lut_settling() reports
  * @ser: the preserved state while the file is preserved, else NULL
  *
  * Everything is protected by lut_lock.
@@ -101,6 +103,7 @@ struct lut_obj {
 	struct lut_fail fail[LUT_NR_OPS];
 	u32 version;
 	bool ghost;
+	bool settling;
 	struct lut_ser *ser;
 };
 
@@ -306,7 +309,7 @@ static int lut_set_fail(struct lut_fail *fail, const char * const *names,
 static int lut_cmd(struct lut_obj *obj, char *cmd)
 {
 	char *key = strsep(&cmd, "=");
-	bool ghost;
+	bool ghost, settling;
 	u64 value;
 	u32 version;
 	int ret;
@@ -335,6 +338,13 @@ static int lut_cmd(struct lut_obj *obj, char *cmd)
 		guard(mutex)(&lut_lock);
 		/* Read locklessly by lut_can_preserve(). */
 		WRITE_ONCE(obj->ghost, ghost);
+	} else if (!strcmp(key, "settling")) {
+		ret = kstrtobool(cmd, &settling);
+		if (ret)
+			return ret;
+		guard(mutex)(&lut_lock);
+		/* Read locklessly by lut_settling(). */
+		WRITE_ONCE(obj->settling, settling);
 	} else {
 		return -EINVAL;
 	}
@@ -452,6 +462,13 @@ static int lut_freeze(struct liveupdate_file *lf)
 	/* The object may have changed since preserve. */
 	lut_ser_fill(obj->ser, obj, lut_is_ghost(lf->handler));
 	return 0;
+}
+
+static bool lut_settling(struct liveupdate_file *lf)
+{
+	struct lut_obj *obj = lf->private;
+
+	return READ_ONCE(obj->settling);
 }
 
 static void lut_unfreeze(struct liveupdate_file *lf)
@@ -610,6 +627,7 @@ static const struct liveupdate_file_ops lut_ops = {
 	.unpreserve	= lut_unpreserve,
 	.freeze		= lut_freeze,
 	.unfreeze	= lut_unfreeze,
+	.settling	= lut_settling,
 	.retrieve	= lut_retrieve,
 	.can_finish	= lut_can_finish,
 	.finish		= lut_finish,

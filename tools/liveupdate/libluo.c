@@ -232,6 +232,8 @@ const char *luo_file_state_str(unsigned int state)
 		return "retrieved";
 	case LIVEUPDATE_FILE_BROKEN:
 		return "broken";
+	case LIVEUPDATE_FILE_SETTLING:
+		return "settling";
 	}
 	return "unknown";
 }

@@ -179,7 +179,7 @@ int luo_file_count(int sfd, unsigned int *kind);
 
 /* "outgoing", "incoming" or "unknown". */
 const char *luo_kind_str(unsigned int kind);
-/* "preserved", "incoming", "retrieved", "broken" or "unknown". */
+/* "preserved", "incoming", "retrieved", "broken", "settling" or "unknown". */
 const char *luo_file_state_str(unsigned int state);
 
 /* ---- passing fds over unix sockets ---- */

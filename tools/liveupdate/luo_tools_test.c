@@ -11,9 +11,11 @@
  * through it and preserves a memfd of known contents; then it checks what
  * luoctl status reports, that bad requests are refused, that an update with
  * no kernel loaded fails cleanly, starts the demo VMM, loads the next
- * kernel (luo-next-stage -l), checks that a client that never answers
- * PREPARE makes the update fail after luod's timeout with everything still
- * preserved, and finally runs luoctl update, which reboots.  Like the other
+ * kernel (luo-next-stage -l), checks that luod holds an update back while
+ * a preserved file is settling (a test file that says so), that a client
+ * that never answers PREPARE makes the update fail after luod's timeout
+ * with everything still preserved, and finally runs luoctl update, which
+ * reboots.  Like the other
  * multi-stage tests, the last planned result (the reboot) is printed only
  * if it failed.
  *
@@ -48,11 +50,12 @@
 #define SESSION		"tools-test"
 #define MUTE		"tools-test-mute"
 #define VMM		"tools-test-vmm"
+#define SETTLE		"tools-test-settle"
 #define TOKEN		7
 #define DATA_SIZE	(1024 * 1024 + 123)
 #define TIMEOUT_S	4		/* luod -t */
 #define TIMEOUT_ARG	"4"
-#define STAGE0_TESTS	14
+#define STAGE0_TESTS	15
 #define STAGE1_TESTS	10
 
 static int test_no, failures;
@@ -511,6 +514,35 @@ static bool client_check(struct client *c, int prepares, int cancels)
 	return !strcmp(line, want);
 }
 
+/*
+ * In a child, while the parent's update request waits: luod must say
+ * "update=settling" and ask no client to PREPARE for as long as the test
+ * file @obj is settling; then the file is told it has settled.
+ */
+static bool settle_checker(int obj, struct client *good)
+{
+	long long until = now_ms() + 10000;
+	bool seen = false, ok;
+	char *out;
+
+	while (!seen && now_ms() < until) {
+		out = status_echo(false);
+		seen = strstr(out, " update=settling") != NULL;
+		free(out);
+		if (!seen)
+			sleep_ms(50);
+	}
+	sleep_ms(500);
+	out = status_echo(false);
+	ok = seen && strstr(out, " update=settling") &&
+	     has_line(out, "  file token=1 state=settling ") &&
+	     client_check(good, -1, 0);
+	free(out);
+	if (write(obj, "settling=0", 10) != 10)
+		ok = false;
+	return ok;
+}
+
 /* ---- stage 0 ---- */
 
 static void stage0(void)
@@ -526,9 +558,9 @@ static void stage0(void)
 	};
 	char line[300], *out;
 	struct client good, mute;
-	int loaded, sock, rc, fd;
+	int loaded, sock, rc, fd, obj, sfd, cstatus;
 	long long t0, until;
-	pid_t vmm_pid;
+	pid_t vmm_pid, checker;
 	bool ok;
 
 	printf("1..%d\n", STAGE0_TESTS);
@@ -623,16 +655,43 @@ static void stage0(void)
 	require(rc == 0 && luo_kexec_loaded() != 0,
 		"luo-next-stage -l loads the next kernel");
 
+	/* A session luod holds, with a test file that is settling. */
+	sock = luo_connect(SOCK);
+	obj = open("/dev/liveupdate_test", O_RDWR | O_CLOEXEC);
+	sfd = -1;
+	ok = sock >= 0 && obj >= 0 &&
+	     !ask(sock, "SESSION " SETTLE " outgoing", line, sizeof(line),
+		  &sfd) && sfd >= 0 && write(obj, "settling=1", 10) == 10 &&
+	     !luo_preserve_fd(sfd, obj, 1);
+	if (!ok)
+		diag("settling test file: %s", strerror(errno));
+
 	mute = start_client(MUTE, true, line, sizeof(line));
 	diag("silent client: %s", line);
+	fflush(stdout);
+	checker = ok ? fork() : -1;
+	if (!checker)
+		_exit(settle_checker(obj, &good) ? 0 : 1);
 	t0 = now_ms();
 	rc = run(&out, update);
 	t0 = now_ms() - t0;
 	diag("update took %lld ms", t0);
+	result(checker > 0 && waitpid(checker, &cstatus, 0) == checker &&
+	       WIFEXITED(cstatus) && !WEXITSTATUS(cstatus),
+	       "luod holds the update back while a preserved file is settling");
 	result(rc == 1 && t0 >= TIMEOUT_S * 1000 - 500 &&
 	       strstr(out, "timed out") && strstr(out, MUTE),
 	       "a client that never answers PREPARE makes the update fail after the timeout");
 	free(out);
+	/* Gone before the real update: luod's fd, then ours. */
+	if (sock >= 0) {
+		ask(sock, "RELEASE " SETTLE, line, sizeof(line), NULL);
+		close(sock);
+	}
+	if (sfd >= 0)
+		close(sfd);
+	if (obj >= 0)
+		close(obj);
 
 	out = status();
 	result(client_check(&good, 1, 1) && client_check(&mute, 1, 1) &&

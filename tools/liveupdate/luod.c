@@ -31,12 +31,16 @@
  *                           session goes away once nobody holds it)
  *   STATUS               -> OK N, then N lines:
  *	luod pid=P socket=PATH clients=C sessions=S kexec=loaded|not-loaded|
- *	     unknown update=idle|preparing
+ *	     unknown update=idle|settling|preparing
  *	session NAME kind=outgoing|incoming|error files=F client=PID|none
  *	  file token=T state=STATE compatible=STRING [error=ERRNO]
  *   UPDATE               -> ERR MESSAGE, or never answers: the machine
  *                           kexecs into the loaded kernel
- *	luod refuses at once if no kernel is loaded.  Otherwise it sends
+ *	luod refuses at once if no kernel is loaded.  Otherwise it first
+ *	waits, up to -t SECONDS, while the kernel is still settling a
+ *	preserved file (QUERY state "settling": a memfd moving pages out of
+ *	the memory the next kernel boots from), which the reboot would wait
+ *	for with every client paused.  Then it sends
  *	"PREPARE" to every client (except the connection asking), and waits
  *	up to -t SECONDS (default 10) for each to answer "READY": a client
  *	must then be quiescent, its state in its preserved files.  When all
@@ -113,7 +117,11 @@ static size_t nr_sessions;
 static unsigned int next_id = 1;
 /* Update in progress: id of the connection that asked, 0 if none. */
 static unsigned int updater;
+/* The update waits for preserved files to settle before PREPARE. */
+static bool settling;
 static long long deadline;
+/* How often to ask the kernel whether the preserved files have settled. */
+#define SETTLE_POLL_MS	20
 static volatile sig_atomic_t stop;
 
 static __printf(1, 2) void logmsg(const char *fmt, ...)
@@ -250,6 +258,7 @@ static __printf(1, 2) void update_fail(const char *fmt, ...)
 		reply(c, "CANCEL");
 	}
 	updater = 0;
+	settling = false;
 	if (req)
 		reply(req, "ERR %s", msg);
 }
@@ -290,17 +299,86 @@ static void do_reboot(void)
 		    strerror(-ret));
 }
 
+/* How many outgoing files the kernel is still settling. */
+static int files_settling(void)
+{
+	struct liveupdate_file_info *files;
+	unsigned int kind, count, max, j;
+	int settling = 0;
+	size_t i;
+
+	for (i = 0; i < nr_sessions; i++) {
+		if (luo_query(sessions[i].fd, &kind, NULL, 0, &count) ||
+		    kind != LIVEUPDATE_SESSION_OUTGOING || !count)
+			continue;
+		files = calloc(count, sizeof(*files));
+		if (!files)
+			continue;
+		max = count;
+		if (!luo_query(sessions[i].fd, &kind, files, max, &count))
+			for (j = 0; j < max && j < count; j++)
+				settling += files[j].state ==
+					    LIVEUPDATE_FILE_SETTLING;
+		free(files);
+	}
+	return settling;
+}
+
+/* Ask every client but the requester @req to prepare. */
+static void send_prepare(struct conn *req)
+{
+	int i, asked = 0;
+
+	for (i = 0; i < MAX_CONNS; i++) {
+		struct conn *o = &conns[i];
+
+		if (o->fd < 0 || o == req || !o->client || o->dead)
+			continue;
+		o->why[0] = '\0';
+		if (reply(o, "PREPARE")) {
+			o->prep = PREP_ASKED;
+			asked++;
+		}
+	}
+	deadline = now_ms() + timeout_ms;
+	logmsg("update requested by pid %d: asked %d client(s) to prepare",
+	       (int)req->pid, asked);
+}
+
+/*
+ * While settling: PREPARE once nothing is left to settle, or at the
+ * deadline anyway (the reboot then waits for the rest in the kernel).
+ */
+static void settle_check(struct conn *req)
+{
+	int left = files_settling();
+
+	if (left && now_ms() < deadline)
+		return;
+	if (left)
+		logmsg("%d preserved file(s) still settling after %d.%d s: going on, the reboot waits for them",
+		       left, timeout_ms / 1000, timeout_ms % 1000 / 100);
+	settling = false;
+	send_prepare(req);
+}
+
 /* Called after each round of events: has the update succeeded or failed? */
 static void update_check(void)
 {
 	char late[LINE_SIZE / 2];
+	struct conn *req;
 	size_t len = 0;
 	int i, waiting = 0;
 
 	if (!updater)
 		return;
-	if (!conn_by_id(updater)) {
+	req = conn_by_id(updater);
+	if (!req) {
 		update_fail("the requester went away");
+		return;
+	}
+	if (settling) {
+		settle_check(req);
 		return;
 	}
 	late[0] = '\0';
@@ -334,7 +412,7 @@ static void update_check(void)
 
 static void req_update(struct conn *c)
 {
-	int i, asked = 0, loaded;
+	int loaded, left;
 
 	if (updater) {
 		reply(c, "ERR an update is in progress already");
@@ -345,21 +423,16 @@ static void req_update(struct conn *c)
 		reply(c, "ERR no kernel is loaded: load the next kernel with 'luoctl load KERNEL [INITRD]' first");
 		return;
 	}
-	for (i = 0; i < MAX_CONNS; i++) {
-		struct conn *o = &conns[i];
-
-		if (o->fd < 0 || o == c || !o->client || o->dead)
-			continue;
-		o->why[0] = '\0';
-		if (reply(o, "PREPARE")) {
-			o->prep = PREP_ASKED;
-			asked++;
-		}
-	}
 	updater = c->id;
+	left = files_settling();
+	if (!left) {
+		send_prepare(c);
+		return;
+	}
+	settling = true;
 	deadline = now_ms() + timeout_ms;
-	logmsg("update requested by pid %d: asked %d client(s) to prepare",
-	       (int)c->pid, asked);
+	logmsg("update requested by pid %d: waiting for %d preserved file(s) to settle first",
+	       (int)c->pid, left);
 }
 
 /* ---- requests ---- */
@@ -586,7 +659,7 @@ static void req_status(struct conn *c)
 	text_add(&t, "luod pid=%d socket=%s clients=%d sessions=%zu kexec=%s update=%s",
 		 (int)getpid(), sock_path, clients, nr_sessions,
 		 loaded < 0 ? "unknown" : loaded ? "loaded" : "not-loaded",
-		 updater ? "preparing" : "idle");
+		 !updater ? "idle" : settling ? "settling" : "preparing");
 	for (j = 0; j < nr_sessions; j++)
 		status_session(&t, &sessions[j]);
 	if (!t.buf) {
@@ -927,6 +1000,8 @@ int main(int argc, char **argv)
 			long long left = deadline - now_ms();
 
 			wait = left > 0 ? (int)left : 0;
+			if (settling && wait > SETTLE_POLL_MS)
+				wait = SETTLE_POLL_MS;
 		}
 		ret = poll(pfds, n, wait);
 		if (ret < 0 && errno != EINTR) {

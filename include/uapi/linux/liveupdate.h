@@ -235,12 +235,16 @@ struct liveupdate_session_unpreserve_fd {
  * @LIVEUPDATE_FILE_INCOMING: incoming, not retrieved yet
  * @LIVEUPDATE_FILE_RETRIEVED: incoming, retrieved
  * @LIVEUPDATE_FILE_BROKEN: incoming, cannot be restored (see @error)
+ * @LIVEUPDATE_FILE_SETTLING: outgoing, preserved, its handler still doing
+ *	in the background part of the work (a memfd: moving pages out of
+ *	the memory the next kernel boots from); a reboot now waits for it
  */
 enum liveupdate_file_state {
 	LIVEUPDATE_FILE_PRESERVED	= 1,
 	LIVEUPDATE_FILE_INCOMING	= 2,
 	LIVEUPDATE_FILE_RETRIEVED	= 3,
 	LIVEUPDATE_FILE_BROKEN		= 4,
+	LIVEUPDATE_FILE_SETTLING	= 5,
 };
 
 /**

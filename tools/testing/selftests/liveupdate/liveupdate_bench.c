@@ -16,9 +16,12 @@
  *
  * memfd SIZE_MIB [thp]  one memfd of SIZE_MIB MiB, every page written (with
  *	thp, shmem_enabled is set to "always" first), in session "bench".
- *	0: preserve_us, memfree_before_kb, memfree_after_kb, preserve_kb
- *	   (MemFree consumed across PRESERVE_FD), cma_moved_kb (CmaFree
- *	   gained: pages moved out of KHO scratch), shmem_huge_kb (thp only).
+ *	0: preserve_us, moved_after_us (how long after PRESERVE_FD returned
+ *	   our handler was done moving pages out of KHO scratch, from its
+ *	   debugfs file; 0 where there is none: upstream moves them within
+ *	   PRESERVE_FD), memfree_before_kb, memfree_after_kb, preserve_kb
+ *	   (MemFree consumed by preserving), cma_moved_kb (CmaFree gained:
+ *	   pages moved out of KHO scratch), shmem_huge_kb (thp only).
  *	1: open_us, retrieve_session_us, retrieve_fd_us, first_read_us (read
  *	   and check the first word of every page through a shared mapping),
  *	   first_read_faults (minor faults taken doing so),
@@ -275,6 +278,28 @@ static void put_meta(void)
 	fclose(f);
 }
 
+/*
+ * Pages our memfd handler has still to move out of KHO scratch (CMA), over
+ * every preserved memfd: the last column of its debugfs file.  0 where the
+ * file does not exist.
+ */
+static long long pages_moving(void)
+{
+	unsigned long long v[8], sum = 0;
+	char line[256];
+	FILE *f = fopen("/sys/kernel/debug/memfd_preserve", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%llu %llu %llu %llu %llu %llu %llu %llu",
+			   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+			   &v[7]) == 8)
+			sum += v[7];
+	fclose(f);
+	return sum;
+}
+
 /* Stage 0 of memfd and sparse: preserve @fd into the session "bench". */
 static void preserve_bench(int fd)
 {
@@ -292,9 +317,13 @@ static void preserve_bench(int fd)
 	t = now_ns() - t;
 	if (ret)
 		fail(-ret, "preserve fd");
-	after = meminfo_kb("MemFree");
 	put_us("preserve_us", t);
-	/* Pages PRESERVE_FD moved out of KHO scratch (CMA), freeing them. */
+	t = now_ns();
+	while (pages_moving())
+		usleep(1000);
+	put_us("moved_after_us", now_ns() - t);
+	after = meminfo_kb("MemFree");
+	/* Pages moved out of KHO scratch (CMA), freeing them. */
 	put("cma_moved_kb", meminfo_kb("CmaFree") - cma);
 	put("memfree_before_kb", before);
 	put("memfree_after_kb", after);

@@ -491,9 +491,14 @@ static __u32 file_state(int sfd, __u64 token)
 
 	if (luo_query(sfd, &kind, files, &count))
 		return 0;
-	for (i = 0; i < count && i < ARRAY_SIZE(files); i++)
-		if (files[i].token == token)
-			return files[i].state;
+	for (i = 0; i < count && i < ARRAY_SIZE(files); i++) {
+		if (files[i].token != token)
+			continue;
+		/* Preserved either way: a memfd may still be moving pages. */
+		if (files[i].state == LIVEUPDATE_FILE_SETTLING)
+			return LIVEUPDATE_FILE_PRESERVED;
+		return files[i].state;
+	}
 	return 0;
 }
 

@@ -332,10 +332,11 @@ static int retrieve(int sfd, __u64 token)
 /* ---- core ---- */
 
 /*
- * The metadata bytes used and allocated for the preserved memfd @fd, from
- * the handler's debugfs statistics; false if it is not listed.
+ * The metadata bytes used and allocated for the preserved memfd @fd, and
+ * its pages still to be moved out of CMA, from the handler's debugfs
+ * statistics; false if it is not listed.
  */
-static bool memfd_meta(int fd, long *used, long *alloc)
+static bool memfd_stats(int fd, long *used, long *alloc, long *moving)
 {
 	char *buf = luo_read_file("/sys/kernel/debug/memfd_preserve");
 	unsigned long long ino, pages, folios, pending;
@@ -352,12 +353,53 @@ static bool memfd_meta(int fd, long *used, long *alloc)
 		next = strchr(line, '\n');
 		if (next)
 			next++;
-		found = sscanf(line, "%llu %llu %llu %llu %u %ld %ld", &ino,
-			       &pages, &folios, &pending, &chunks, used,
-			       alloc) == 7 && ino == st.st_ino;
+		found = sscanf(line, "%llu %llu %llu %llu %u %ld %ld %ld",
+			       &ino, &pages, &folios, &pending, &chunks, used,
+			       alloc, moving) == 8 && ino == st.st_ino;
 	}
 	free(buf);
 	return found;
+}
+
+/*
+ * Wait until the folios PRESERVE_FD found in CMA are moved out and
+ * described (at most a minute); false if that does not happen.
+ */
+static bool memfd_moved(int fd)
+{
+	long used, alloc, moving;
+
+	for (int i = 0; i < 6000; i++) {
+		if (!memfd_stats(fd, &used, &alloc, &moving))
+			return false;
+		if (!moving)
+			return true;
+		usleep(10000);
+	}
+	ksft_print_msg("%ld pages still to move out of CMA\n", moving);
+	return false;
+}
+
+/* The QUERY state of the file @token in session @sfd, or 0. */
+static __u32 query_state(int sfd, __u64 token)
+{
+	struct liveupdate_file_info files[16];
+	__u32 kind, count = 16;
+
+	if (luo_query(sfd, &kind, files, &count))
+		return 0;
+	for (__u32 i = 0; i < count && i < 16; i++)
+		if (files[i].token == token)
+			return files[i].state;
+	return 0;
+}
+
+/* The metadata bytes of @fd, once complete. */
+static bool memfd_meta(int fd, long *used, long *alloc)
+{
+	long moving;
+
+	return memfd_moved(fd) && memfd_stats(fd, used, alloc, &moving);
 }
 
 static bool pool_is(const char *dir, const char *want)
@@ -833,21 +875,29 @@ static long pages_in_scratch(const char *map, __u64 len, long *runs)
 
 /*
  * A memfd whose pages sit in KHO scratch (CMA while this kernel runs; the
- * next kernel boots from it) has them moved out by PRESERVE_FD, contents
- * intact.  The memfd grows until the allocator puts some of its pages
- * there: that happens once CMA holds more than half the free memory.
+ * next kernel boots from it) has them moved out after PRESERVE_FD, in the
+ * background, contents intact, and stays usable meanwhile: the last
+ * CMA_STEP, where the pages in scratch are, is written again at once.
+ * The memfd grows until the allocator puts some of its pages there: that
+ * happens once CMA holds more than half the free memory.  Unpreserving
+ * while the move is under way stops it.
  */
 #define CMA_STEP	(16 * MiB)
 static void out_of_scratch(int sfd)
 {
 	long avail = luo_meminfo_kb("MemAvailable") * 1024LL - 128 * MiB;
 	long before = 0, after = -1, runs_before = 0, runs_after = 0;
+	long used, alloc, moving = -1, moving2 = -1;
+	long long t, t2;
+	__u32 state;
 	__u64 size = 0;
 	char *map;
+	bool ok;
 	int fd;
 
 	if (!read_scratch()) {
 		ksft_test_result_skip("out of KHO scratch: no " KHO_OUT "\n");
+		ksft_test_result_skip("unpreserved while moving: no " KHO_OUT "\n");
 		return;
 	}
 	fd = new_memfd("paths-scratch", 0, 0);
@@ -866,21 +916,51 @@ static void out_of_scratch(int sfd)
 		       nr_scratch, size / MiB, before, CMA_STEP / MiB);
 	if (before <= 0) {
 		ksft_test_result_skip("out of KHO scratch: no page landed there\n");
+		ksft_test_result_skip("unpreserved while moving: no page in scratch\n");
 		close(fd);
 		return;
 	}
-	map = preserve(sfd, fd, 5) ?
-	      mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+	/* Unpreserved at once, while moving: an ordinary memfd again. */
+	ok = preserve(sfd, fd, 6) && memfd_stats(fd, &used, &alloc, &moving);
+	ok = ok && !luo_unpreserve_fd(sfd, 6);
+	ksft_print_msg("scratch: unpreserved with %ld pages left to move\n",
+		       moving);
+	result(ok && !ftruncate(fd, size + PG) && !ftruncate(fd, size) &&
+	       check(fd, 0, size, 23),
+	       "unpreserved while moving out of scratch: ordinary, intact");
+
+	/*
+	 * QUERY says SETTLING until every page is moved (checked first: the
+	 * move may be over by the time debugfs is read), then PRESERVED.
+	 */
+	t = now_us();
+	ok = preserve(sfd, fd, 5);
+	t = now_us() - t;
+	state = query_state(sfd, 5);
+	ok = ok && memfd_stats(fd, &used, &alloc, &moving) &&
+	     (state == LIVEUPDATE_FILE_SETTLING ||
+	      (state == LIVEUPDATE_FILE_PRESERVED && !moving));
+	ok = ok && !put(fd, size - CMA_STEP, CMA_STEP, 29);
+	t2 = now_us();
+	while (ok && query_state(sfd, 5) == LIVEUPDATE_FILE_SETTLING &&
+	       now_us() - t2 < 60000000)
+		usleep(10000);
+	t2 = now_us() - t2;
+	ok = ok && query_state(sfd, 5) == LIVEUPDATE_FILE_PRESERVED &&
+	     memfd_stats(fd, &used, &alloc, &moving2) && !moving2;
+	map = ok ? mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
 	if (map != MAP_FAILED) {
 		after = pages_in_scratch(map, size, NULL);
 		pages_in_scratch(map + size - CMA_STEP, CMA_STEP, &runs_after);
 		munmap(map, size);
 	}
-	ksft_print_msg("scratch: after PRESERVE_FD, %ld pages in scratch; last %llu MiB: %ld runs before, %ld after\n",
-		       after, CMA_STEP / MiB, runs_before, runs_after);
-	result(after == 0 && check(fd, 0, size, 23) &&
+	ksft_print_msg("scratch: PRESERVE_FD %lld ms, then state %u with %ld pages left to move; moved %lld ms later; %ld pages in scratch; last %llu MiB: %ld runs before, %ld after\n",
+		       t / 1000, state, moving, t2 / 1000, after,
+		       CMA_STEP / MiB, runs_before, runs_after);
+	result(after == 0 && check(fd, 0, size - CMA_STEP, 23) &&
+	       check(fd, size - CMA_STEP, CMA_STEP, 29) &&
 	       !luo_unpreserve_fd(sfd, 5),
-	       "PRESERVE_FD moves %ld pages out of KHO scratch, contents intact",
+	       "PRESERVE_FD: %ld pages moved out of KHO scratch after (QUERY: settling, then preserved), contents and writes meanwhile intact",
 	       before);
 	close(fd);
 }
@@ -889,7 +969,7 @@ static void paths_0(void)
 {
 	int sfd, sfd2, fd, fd2, sealfd, hfd, tmp;
 
-	ksft_set_plan(13);
+	ksft_set_plan(14);
 	luo_create_session(dev, "paths", &sfd);
 	fd = new_memfd("paths", MFD_ALLOW_SEALING, 4 * MiB);
 	put(fd, 0, 2 * MiB, 1);

@@ -626,6 +626,29 @@ TEST_F(liveupdate_files, preserve_fd)
 	close(sfd);
 }
 
+/* QUERY says SETTLING while the handler says it is still settling. */
+TEST_F(liveupdate_files, query_settling)
+{
+	struct liveupdate_file_info info[1];
+	__u32 kind, count = ARRAY_SIZE(info);
+	int sfd, obj;
+
+	sfd = new_session(_metadata, self->dev, "settling");
+	obj = new_object(_metadata, 46);
+	ASSERT_EQ(0, luo_test_cmd(obj, "settling=1"));
+	ASSERT_EQ(0, luo_preserve_fd(sfd, obj, 1));
+	ASSERT_EQ(0, luo_query(sfd, &kind, info, &count));
+	ASSERT_EQ(1U, count);
+	EXPECT_EQ((__u32)LIVEUPDATE_FILE_SETTLING, info[0].state);
+
+	ASSERT_EQ(0, luo_test_cmd(obj, "settling=0"));
+	ASSERT_EQ(0, luo_query(sfd, &kind, info, &count));
+	EXPECT_EQ((__u32)LIVEUPDATE_FILE_PRESERVED, info[0].state);
+	EXPECT_EQ(-EINVAL, luo_test_cmd(obj, "settling=maybe"));
+	close(obj);
+	close(sfd);
+}
+
 TEST_F(liveupdate, preserve_fd_ebadf)
 {
 	int sfd, fd;
