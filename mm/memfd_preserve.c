@@ -1041,14 +1041,15 @@ static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 
 /*
  * Hold and describe a folio memfd_pin_folios() moved out of CMA, unless it
- * starts before @start (described with the previous batch).  @p->lock held.
+ * starts before @start (described with the previous batch) or is held
+ * already.  @p->lock held.
  */
 static int mfp_take_moved(struct memfd_preserved *p, struct mfp_run *run,
 			  struct folio *folio, pgoff_t start)
 {
 	int err;
 
-	if (folio->index < start)
+	if (folio->index < start || xa_load(&p->added, folio->index))
 		return 0;
 	err = xa_err(xa_store(&p->added, folio->index, folio, GFP_KERNEL));
 	if (err)

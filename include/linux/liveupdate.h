@@ -36,12 +36,12 @@ struct luo_flb_in;
  *	@unfreeze is called for every file already frozen).  Must not do work
  *	proportional to the amount of preserved memory, other than waiting
  *	for what @settling reports.  Optional.
+ * @unfreeze: undo @freeze after a later freeze failed.  Optional.
  * @settling: return true while work @preserve left to the background is
  *	under way, which @freeze would wait for; LIVEUPDATE_SESSION_QUERY
  *	then reports the file as LIVEUPDATE_FILE_SETTLING, so that an agent
- *	can wait for it before pausing its workloads.  Must not sleep.
- *	Optional.
- * @unfreeze: undo @freeze after a later freeze failed.  Optional.
+ *	can wait for it before pausing its workloads.  Must be quick: it
+ *	is asked for every file QUERY lists.  Optional.
  * @retrieve: in the new kernel, rebuild the file from @lf->data and
  *	@lf->version and set @lf->file (with a reference the core owns).  On
  *	error nothing may be consumed: the retrieve can be retried.  Required.
@@ -140,6 +140,11 @@ struct liveupdate_flb_state {
  *	make @out->data final.  A failure fails the reboot, as a file's does.
  *	Optional.
  * @unfreeze: undo @freeze after a later freeze failed.  Optional.
+ * @settling: return true while work @preserve left to the background is
+ *	under way, which @freeze would wait for; LIVEUPDATE_SESSION_QUERY
+ *	then reports the file as LIVEUPDATE_FILE_SETTLING, so that an agent
+ *	can wait for it before pausing its workloads.  Must be quick: it
+ *	is asked for every file QUERY lists.  Optional.
  * @retrieve: in the new kernel, on first use: rebuild the object from
  *	@in->data and @in->version and set @in->obj.  On error nothing may be
  *	consumed: the next use retries.  Required.

@@ -527,7 +527,7 @@ static bool settle_checker(int obj, struct client *good)
 
 	while (!seen && now_ms() < until) {
 		out = status_echo(false);
-		seen = strstr(out, " update=settling") != NULL;
+		seen = strstr(out, " update=settling");
 		free(out);
 		if (!seen)
 			sleep_ms(50);

@@ -319,8 +319,11 @@ static void preserve_bench(int fd)
 		fail(-ret, "preserve fd");
 	put_us("preserve_us", t);
 	t = now_ns();
-	while (pages_moving())
+	while (pages_moving()) {
+		if (now_ns() - t > 600 * 1000000000LL)
+			fail(0, "pages still to move out of KHO scratch after 10 minutes");
 		usleep(1000);
+	}
 	put_us("moved_after_us", now_ns() - t);
 	after = meminfo_kb("MemFree");
 	/* Pages moved out of KHO scratch (CMA), freeing them. */
