@@ -832,12 +832,6 @@ static bool still_preserved(int n)
 	return ok;
 }
 
-static int do_reboot(void)
-{
-	return syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
-		       LINUX_REBOOT_CMD_KEXEC, NULL) ? -errno : 0;
-}
-
 /* Still usable after a failed reboot: a file can be preserved and dropped. */
 static bool usable(void)
 {
@@ -872,12 +866,12 @@ static void freeze_sweep(void)
 
 	/* The module's failures first: a file's freeze, then the FLB's. */
 	luo_test_set_fail(objfd, "freeze", EIO, 1);
-	ret = do_reboot();
+	ret = luo_reboot_kexec();
 	result(ret == -EIO && still_preserved(0) && usable(),
 	       "module: a file's failed freeze fails the reboot (%d), all kept",
 	       ret);
 	luo_test_flb_cmd("fail=freeze,5,1");
-	ret = do_reboot();
+	ret = luo_reboot_kexec();
 	result(ret == -EIO && still_preserved(1) && usable(),
 	       "module: the FLB's failed freeze fails the reboot (%d), all kept",
 	       ret);
@@ -891,7 +885,7 @@ static void freeze_sweep(void)
 			break;
 		}
 		arm(n);
-		ret = do_reboot();
+		ret = luo_reboot_kexec();
 		injected = disarm();
 		if (ret == -EIO && injected)
 			tolerated++;
@@ -923,7 +917,7 @@ static void freeze_sweep(void)
 	if (!write_notes())
 		luo_bail("writing the notes memfd");
 	fflush(stdout);
-	ret = do_reboot();
+	ret = luo_reboot_kexec();
 	luo_bail("reboot(KEXEC) with no injection: %s", strerror(-ret));
 }
 

@@ -1164,8 +1164,7 @@ static void no_kho_image_0(void)
 	result(preserve(sfd, obj, 1), "preserve a file");
 	clear_events();
 	result(luo_run(load_dummy) == 0, "kexec_load of a dummy image");
-	ret = syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
-		      LINUX_REBOOT_CMD_KEXEC, NULL) ? -errno : 0;
+	ret = luo_reboot_kexec();
 	check_ret(ret, -EOPNOTSUPP,
 		  "reboot into an image without KHO state: EOPNOTSUPP");
 	result(query_all(sfd, LIVEUPDATE_SESSION_OUTGOING, 1,

@@ -23,6 +23,9 @@
  *        truncate, splice, preserve again, collapse, stat, close): each
  *        must see the whole memfd, as if it had been filled before; with
  *        debugfs fail_memfd_restore, one whose filling fails gives EIO.
+ * scratch: a memfd with pages in KHO scratch, preserved, written by a
+ *        child and kexeced at once: the reboot waits for the pages to
+ *        move out of scratch, and every byte arrives.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -883,9 +886,37 @@ static long pages_in_scratch(const char *map, __u64 len, long *runs)
  * while the move is under way stops it.
  */
 #define CMA_STEP	(16 * MiB)
-static void out_of_scratch(int sfd)
+
+/*
+ * Grow the memfd @fd, CMA_STEP at a time written with the pattern of
+ * @seed, until the allocator puts some pages of the last step in KHO
+ * scratch, or memory runs short.  Returns the size reached; *@in is the
+ * number of pages of the last step in scratch, *@runs the number of runs
+ * of physically contiguous pages it lies in.
+ */
+static __u64 grow_into_scratch(int fd, __u64 seed, long *in, long *runs)
 {
 	long avail = luo_meminfo_kb("MemAvailable") * 1024LL - 128 * MiB;
+	__u64 size = 0;
+	char *map;
+
+	*in = 0;
+	while (*in == 0 && size + CMA_STEP <= (__u64)avail) {
+		if (ftruncate(fd, size + CMA_STEP) ||
+		    put(fd, size, CMA_STEP, seed))
+			break;
+		map = mmap(NULL, CMA_STEP, PROT_READ, MAP_SHARED, fd, size);
+		if (map == MAP_FAILED)
+			break;
+		*in = pages_in_scratch(map, CMA_STEP, runs);
+		munmap(map, CMA_STEP);
+		size += CMA_STEP;
+	}
+	return size;
+}
+
+static void out_of_scratch(int sfd)
+{
 	long before = 0, after = -1, runs_before = 0, runs_after = 0;
 	long used, alloc, moving = -1, moving2 = -1;
 	long long t, t2;
@@ -901,17 +932,7 @@ static void out_of_scratch(int sfd)
 		return;
 	}
 	fd = new_memfd("paths-scratch", 0, 0);
-	while (before == 0 && size + CMA_STEP <= (__u64)avail) {
-		if (ftruncate(fd, size + CMA_STEP) ||
-		    put(fd, size, CMA_STEP, 23))
-			break;
-		map = mmap(NULL, CMA_STEP, PROT_READ, MAP_SHARED, fd, size);
-		if (map == MAP_FAILED)
-			break;
-		before = pages_in_scratch(map, CMA_STEP, &runs_before);
-		munmap(map, CMA_STEP);
-		size += CMA_STEP;
-	}
+	size = grow_into_scratch(fd, 23, &before, &runs_before);
 	ksft_print_msg("scratch: %d areas; %llu MiB written, %ld pages of the last %llu MiB in scratch\n",
 		       nr_scratch, size / MiB, before, CMA_STEP / MiB);
 	if (before <= 0) {
@@ -1457,6 +1478,98 @@ static void lazy(void)
 	ksft_finished();
 }
 
+/* ---- scratch ---- */
+
+#define SCRATCH_SEED	41
+#define SCRATCH_LATE	43
+
+/*
+ * Does the page at @off hold the word of SCRATCH_LATE first, then the
+ * pattern of SCRATCH_SEED?
+ */
+static bool scratch_page_ok(int fd, __u64 off)
+{
+	__u64 word;
+
+	return pread(fd, &word, 8, off) == 8 &&
+	       word == word_at(off, SCRATCH_LATE) &&
+	       check(fd, off + 8, PG - 8, SCRATCH_SEED);
+}
+
+/*
+ * A memfd with pages in KHO scratch, preserved just before the reboot:
+ * the next kernel is loaded first, so that reboot(KEXEC) follows
+ * PRESERVE_FD at once and the freeze most likely waits for the pages to
+ * be moved out; in between, a child writes the first word of every page
+ * of the last CMA_STEP through a shared mapping.  Stage 1 finds every
+ * byte.
+ */
+static void scratch_reboot(void)
+{
+	char *const load[] = { LUO_NEXT_STAGE, "-l", NULL };
+	long in = 0, runs, used, alloc, moving = -1;
+	int sfd, fd, status, ret;
+	struct stat st;
+	__u32 state = 0;
+	__u64 size, off;
+	bool ok;
+	pid_t pid;
+	char *map;
+
+	if (stage == 1) {
+		ksft_set_plan(1);
+		luo_retrieve_session(dev, "scratch", &sfd);
+		fd = retrieve(sfd, 1);
+		ok = fd >= 0 && !fstat(fd, &st) &&
+		     (__u64)st.st_size >= CMA_STEP;
+		size = ok ? st.st_size : 0;
+		ok = ok && check(fd, 0, size - CMA_STEP, SCRATCH_SEED);
+		for (off = size - CMA_STEP; ok && off < size; off += PG)
+			ok = scratch_page_ok(fd, off);
+		result(ok && !luo_finish(sfd),
+		       "every byte arrived, the child's late writes too");
+		ksft_finished();
+	}
+	ksft_set_plan(3);
+	fd = new_memfd("scratch", 0, 0);
+	size = read_scratch() ? grow_into_scratch(fd, SCRATCH_SEED, &in,
+						  &runs) : 0;
+	ksft_print_msg("%llu MiB written, %ld pages of the last %llu MiB in KHO scratch\n",
+		       size / MiB, in, CMA_STEP / MiB);
+	result(size && in > 0 && !luo_run(load),
+	       "a memfd with pages in KHO scratch; the next kernel loaded");
+
+	luo_create_session(dev, "scratch", &sfd);
+	ok = preserve(sfd, fd, 1);
+	state = query_state(sfd, 1);
+	memfd_stats(fd, &used, &alloc, &moving);
+	fflush(stdout);
+	pid = ok ? fork() : -1;
+	if (!pid) {
+		map = mmap(NULL, CMA_STEP, PROT_READ | PROT_WRITE, MAP_SHARED,
+			   fd, size - CMA_STEP);
+		if (map == MAP_FAILED)
+			_exit(1);
+		for (off = 0; off < CMA_STEP; off += PG)
+			*(__u64 *)(map + off) = word_at(size - CMA_STEP + off,
+							SCRATCH_LATE);
+		_exit(0);
+	}
+	ok = pid > 0 && waitpid(pid, &status, 0) == pid &&
+	     WIFEXITED(status) && !WEXITSTATUS(status);
+	ksft_print_msg("after PRESERVE_FD: state %u, %ld pages to move\n",
+		       state, moving);
+	result(ok, "preserved; a child wrote into every page of the last %llu MiB",
+	       CMA_STEP / MiB);
+	if (ksft_get_fail_cnt())
+		kexec_next();
+	fflush(stdout);
+	ret = luo_reboot_kexec();
+	ksft_print_msg("reboot(KEXEC): %s\n", strerror(-ret));
+	ksft_test_result_fail("kexec into stage 1\n");
+	ksft_finished();
+}
+
 int main(int argc, char **argv)
 {
 	const char *scenario = argc == 2 ? argv[1] : "";
@@ -1464,8 +1577,8 @@ int main(int argc, char **argv)
 	stage = luo_stage();
 	if (strcmp(scenario, "core") && strcmp(scenario, "paths") &&
 	    strcmp(scenario, "hops") && strcmp(scenario, "memcg") &&
-	    strcmp(scenario, "lazy")) {
-		fprintf(stderr, "%s core|paths|hops|memcg|lazy, with LUO_STAGE=N\n",
+	    strcmp(scenario, "lazy") && strcmp(scenario, "scratch")) {
+		fprintf(stderr, "%s core|paths|hops|memcg|lazy|scratch, with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
 	}
@@ -1483,6 +1596,8 @@ int main(int argc, char **argv)
 		memcg();
 	else if (!strcmp(scenario, "lazy"))
 		lazy();
+	else if (!strcmp(scenario, "scratch"))
+		scratch_reboot();
 	else if (stage == 0)
 		core_0();
 	else if (stage == 1)

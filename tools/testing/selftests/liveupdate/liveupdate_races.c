@@ -1104,10 +1104,7 @@ static void races_0(void)
 			       attempt, NR_THREADS, now_ms() - t0);
 		fflush(stdout);
 		__atomic_add_fetch(&reboot_gen, 1, __ATOMIC_ACQ_REL);
-		ret = syscall(SYS_reboot, LINUX_REBOOT_MAGIC1,
-			      LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_KEXEC,
-			      NULL);
-		err = ret ? errno : 0;
+		err = -luo_reboot_kexec();
 		__atomic_add_fetch(&reboot_gen, 1, __ATOMIC_ACQ_REL);
 		stop_threads();
 		man->err[attempt - 1] = err;

@@ -23,11 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/liveupdate.h>
+#include <linux/reboot.h>
 
 #include "kselftest.h"
 
@@ -561,6 +563,16 @@ static inline int next_stage_append(const char *append)
 static inline int next_stage(void)
 {
 	return next_stage_append(NULL);
+}
+
+/*
+ * reboot(LINUX_REBOOT_CMD_KEXEC) into the image loaded before (by
+ * "luo-next-stage -l"): returns only if that failed, with -errno.
+ */
+static inline int luo_reboot_kexec(void)
+{
+	return syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+		       LINUX_REBOOT_CMD_KEXEC, NULL) ? -errno : 0;
 }
 
 #endif /* __LIVEUPDATE_TEST_H */
