@@ -140,11 +140,6 @@ struct liveupdate_flb_state {
  *	make @out->data final.  A failure fails the reboot, as a file's does.
  *	Optional.
  * @unfreeze: undo @freeze after a later freeze failed.  Optional.
- * @settling: return true while work @preserve left to the background is
- *	under way, which @freeze would wait for; LIVEUPDATE_SESSION_QUERY
- *	then reports the file as LIVEUPDATE_FILE_SETTLING, so that an agent
- *	can wait for it before pausing its workloads.  Must be quick: it
- *	is asked for every file QUERY lists.  Optional.
  * @retrieve: in the new kernel, on first use: rebuild the object from
  *	@in->data and @in->version and set @in->obj.  On error nothing may be
  *	consumed: the next use retries.  Required.
