@@ -41,6 +41,7 @@
 
 #include <linux/cleanup.h>
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/fault-inject.h>
 #include <linux/file.h>
 #include <linux/fs.h>
@@ -790,6 +791,13 @@ static int mfp_swapin(struct inode *inode)
  * larger calls.
  */
 #define MFP_MOVE_BATCH		512
+/*
+ * A batch is tried again, this many times at most, MFP_MOVE_RETRY_MS
+ * apart, while some of its pages fail to migrate: the memfd is in use
+ * meanwhile, and a page under a read or write is busy for a moment.
+ */
+#define MFP_MOVE_TRIES		100
+#define MFP_MOVE_RETRY_MS	10
 
 /**
  * struct mfp_walk - one batch of the page cache walk
@@ -1080,17 +1088,27 @@ static int mfp_move_span(struct memfd_preserved *p, const struct mfp_span *span,
 	loff_t isize = i_size_read(file_inode(p->file));
 	loff_t end = min_t(loff_t, isize, (loff_t)(span->last + 1) << PAGE_SHIFT);
 	pgoff_t start = span->first, off;
+	unsigned int tries;
 	struct folio *last;
 	long nr, i;
 	int err = 0;
 
 	while (!err && ((loff_t)start << PAGE_SHIFT) < end) {
-		if (READ_ONCE(p->cancel))
-			return -ECANCELED;
-		nr = memfd_pin_folios(p->file, (loff_t)start << PAGE_SHIFT,
-				      end - 1, folios, MFP_MOVE_BATCH, &off);
-		if (nr <= 0)
-			return nr ?: -EAGAIN;
+		for (tries = 1; ; tries++) {
+			if (READ_ONCE(p->cancel))
+				return -ECANCELED;
+			nr = memfd_pin_folios(p->file,
+					      (loff_t)start << PAGE_SHIFT,
+					      end - 1, folios, MFP_MOVE_BATCH,
+					      &off);
+			if (nr > 0)
+				break;
+			/* What migrated before a failure stays moved. */
+			if (!nr || tries == MFP_MOVE_TRIES ||
+			    (nr != -ENOMEM && nr != -EAGAIN && nr != -EBUSY))
+				return nr ?: -EAGAIN;
+			msleep(MFP_MOVE_RETRY_MS);
+		}
 		scoped_guard(mutex, &p->lock)
 			for (i = 0; !err && i < nr; i++)
 				err = mfp_take_moved(p, run, folios[i], start);
@@ -1374,7 +1392,7 @@ static int mfp_preserve(struct liveupdate_file *lf)
 		list_add_tail(&p->node, &mfp_list);
 	if (p->nr_moves) {
 		WRITE_ONCE(p->moving, true);
-		queue_work(system_unbound_wq, &p->move_work);
+		queue_work(system_dfl_long_wq, &p->move_work);
 	}
 	return 0;
 
@@ -2064,7 +2082,7 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 		r->inode = inode;
 		r->memcg = get_mem_cgroup_from_mm(current->mm);
 		r->in = in;
-		queue_work(system_unbound_wq, &r->work);
+		queue_work(system_dfl_long_wq, &r->work);
 		return 0;
 	}
 	mfp_add_lru(in);
