@@ -1820,7 +1820,7 @@ static int mfp_charge(struct mfp_in *in)
 static int mfp_fill(struct inode *inode, struct mfp_in *in)
 {
 	struct address_space *mapping = inode->i_mapping;
-	unsigned long added, i;
+	unsigned long added, want, i;
 	struct folio *folio;
 	int err;
 
@@ -1831,9 +1831,9 @@ static int mfp_fill(struct inode *inode, struct mfp_in *in)
 		/* Shmem folios are dirty: clean ones would just be dropped. */
 		folio_mark_dirty(folio);
 	}
-	i = should_fail(&fail_memfd_restore, 1) ? in->nr / 2 : in->nr;
-	added = shmem_add_restored_folios(mapping, in->folios, in->indices, i,
-					  mapping_gfp_mask(mapping), &err);
+	want = should_fail(&fail_memfd_restore, 1) ? in->nr / 2 : in->nr;
+	added = shmem_add_restored_folios(mapping, in->folios, in->indices,
+					  want, mapping_gfp_mask(mapping), &err);
 	if (!err && added < in->nr)
 		err = -ENOMEM;
 	for (i = 0; err && i < in->nr; i++) {
@@ -1848,12 +1848,6 @@ static int mfp_fill(struct inode *inode, struct mfp_in *in)
 	shmem_recalc_inode(inode, in->nr_pages, 0);
 	/* Overlapping entries. */
 	return err == -EEXIST ? -EBADMSG : err;
-}
-
-/* Put the folios of @in, in the page cache now, on the LRU. */
-static void mfp_add_lru(struct mfp_in *in)
-{
-	folios_add_lru(in->folios, in->nr);
 }
 
 /* Restores that finished in the background, and accesses that waited. */
@@ -1912,7 +1906,7 @@ static void mfp_restore_fn(struct work_struct *work)
 		       in->name, (u64)inode->i_ino, ERR_PTR(err));
 		mfp_uncharge(in, in->nr);
 	} else {
-		mfp_add_lru(in);
+		folios_add_lru(in->folios, in->nr);
 	}
 	/* The page cache holds the folios now: ours go before the gate. */
 	mfp_in_put_folios(in);
@@ -2085,7 +2079,7 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 		queue_work(system_dfl_long_wq, &r->work);
 		return 0;
 	}
-	mfp_add_lru(in);
+	folios_add_lru(in->folios, in->nr);
 	mfp_in_put_folios(in);
 	kfree(in);
 	return 0;

@@ -622,12 +622,15 @@ static void lut_finish(struct liveupdate_file *lf)
 }
 
 static const struct liveupdate_file_ops lut_ops = {
+	/* Outgoing, before the reboot. */
 	.can_preserve	= lut_can_preserve,
 	.preserve	= lut_preserve,
+	.settling	= lut_settling,
 	.unpreserve	= lut_unpreserve,
+	/* At the reboot. */
 	.freeze		= lut_freeze,
 	.unfreeze	= lut_unfreeze,
-	.settling	= lut_settling,
+	/* Incoming, in the next kernel. */
 	.retrieve	= lut_retrieve,
 	.can_finish	= lut_can_finish,
 	.finish		= lut_finish,

@@ -18,8 +18,9 @@
  *	thp, shmem_enabled is set to "always" first), in session "bench".
  *	0: preserve_us, moved_after_us (how long after PRESERVE_FD returned
  *	   our handler was done moving pages out of KHO scratch, from its
- *	   debugfs file; 0 where there is none: upstream moves them within
- *	   PRESERVE_FD), memfree_before_kb, memfree_after_kb, preserve_kb
+ *	   debugfs file; upstream moves them within PRESERVE_FD and has no
+ *	   such file: there it is the time of looking for it, about 1 ms
+ *	   under TCG), memfree_before_kb, memfree_after_kb, preserve_kb
  *	   (MemFree consumed by preserving), cma_moved_kb (CmaFree gained:
  *	   pages moved out of KHO scratch), shmem_huge_kb (thp only).
  *	1: open_us, retrieve_session_us, retrieve_fd_us, first_read_us (read
