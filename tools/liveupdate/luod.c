@@ -299,29 +299,58 @@ static void do_reboot(void)
 		    strerror(-ret));
 }
 
+/*
+ * QUERY @s: its kind, its number of files in *@count, and in *@files
+ * (allocated, or NULL) the first *@filled of them.  The count can change
+ * between two calls: retry a few times.  Returns 0 or -errno.
+ */
+static int query_files(const struct session *s, unsigned int *kind,
+		       unsigned int *count,
+		       struct liveupdate_file_info **files,
+		       unsigned int *filled)
+{
+	unsigned int n = 0, i;
+	int ret;
+
+	*files = NULL;
+	for (i = 0; i < 4; i++) {
+		ret = luo_query(s->fd, kind, *files, n, count);
+		if (ret || *count <= n)
+			break;
+		free(*files);
+		n = *count + 4;
+		*files = calloc(n, sizeof(**files));
+		if (!*files) {
+			ret = -ENOMEM;
+			break;
+		}
+	}
+	if (ret) {
+		free(*files);
+		*files = NULL;
+		n = 0;
+	}
+	*filled = *count < n ? *count : n;
+	return ret;
+}
+
 /* How many outgoing files the kernel is still settling. */
 static int files_settling(void)
 {
 	struct liveupdate_file_info *files;
-	unsigned int kind, count, max, j;
-	int settling = 0;
+	unsigned int kind, count, filled, j;
+	int n = 0;
 	size_t i;
 
 	for (i = 0; i < nr_sessions; i++) {
-		if (luo_query(sessions[i].fd, &kind, NULL, 0, &count) ||
-		    kind != LIVEUPDATE_SESSION_OUTGOING || !count)
+		if (query_files(&sessions[i], &kind, &count, &files, &filled))
 			continue;
-		files = calloc(count, sizeof(*files));
-		if (!files)
-			continue;
-		max = count;
-		if (!luo_query(sessions[i].fd, &kind, files, max, &count))
-			for (j = 0; j < max && j < count; j++)
-				settling += files[j].state ==
-					    LIVEUPDATE_FILE_SETTLING;
+		for (j = 0; kind == LIVEUPDATE_SESSION_OUTGOING && j < filled;
+		     j++)
+			n += files[j].state == LIVEUPDATE_FILE_SETTLING;
 		free(files);
 	}
-	return settling;
+	return n;
 }
 
 /* Ask every client but the requester @req to prepare. */
@@ -597,9 +626,9 @@ static __printf(2, 3) void text_add(struct text *t, const char *fmt, ...)
 
 static void status_session(struct text *t, const struct session *s)
 {
-	struct liveupdate_file_info *files = NULL;
+	struct liveupdate_file_info *files;
 	struct conn *holder = conn_by_id(s->owner);
-	unsigned int kind = 0, count = 0, n = 0, i;
+	unsigned int kind = 0, count = 0, n, i;
 	char client[16];
 	int ret;
 
@@ -607,28 +636,15 @@ static void status_session(struct text *t, const struct session *s)
 		snprintf(client, sizeof(client), "%d", (int)holder->pid);
 	else
 		snprintf(client, sizeof(client), "none");
-	/* The file count can change between two calls: retry a few times. */
-	for (i = 0; i < 4; i++) {
-		ret = luo_query(s->fd, &kind, files, n, &count);
-		if (ret || count <= n)
-			break;
-		free(files);
-		n = count + 4;
-		files = calloc(n, sizeof(*files));
-		if (!files) {
-			ret = -ENOMEM;
-			break;
-		}
-	}
+	ret = query_files(s, &kind, &count, &files, &n);
 	if (ret) {
 		text_add(t, "session %s kind=error files=0 client=%s error=%s",
 			 s->name, client, strerror(-ret));
-		free(files);
 		return;
 	}
 	text_add(t, "session %s kind=%s files=%u client=%s", s->name,
 		 luo_kind_str(kind), count, client);
-	for (i = 0; files && i < count && i < n; i++) {
+	for (i = 0; i < n; i++) {
 		struct liveupdate_file_info *f = &files[i];
 
 		f->compatible[sizeof(f->compatible) - 1] = '\0';
