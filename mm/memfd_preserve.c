@@ -7,21 +7,32 @@
  * mode, O_APPEND, O_NONBLOCK) across the kexec.
  * The format is described in include/linux/kho/abi/memfd_preserve.h.
  *
- * Outgoing, while preserved: the size is frozen (SHMEM_F_MAPPING_FROZEN),
- * swap-out is off (SHMEM_F_LOCKED), and shmem refuses to migrate, swap out
- * or collapse a folio of a preserved memfd (memfd_preserve_pinned()), so
- * every folio described in the metadata stays where it is and none is
- * freed.  Folios the scan had to lock, and folios added later, are also
- * held by a reference until unpreserve.  No folio may sit in CMA: KHO's
- * scratch areas are CMA in this kernel and the next kernel boots from
- * them.  Folios present at PRESERVE_FD are described right away, except
- * those in CMA: a work item migrates them out of it after PRESERVE_FD
- * returns (the one migration shmem allows a preserved memfd), then
- * describes them, and freeze waits for it.  shmem allocates unmovable for
- * a preserved memfd (memfd_preserve_gfp()).  Folios added later (writes
- * into holes) reach us through memfd_preserve_folio_added() from shmem,
- * are held and preserved at once and marked pending; freeze describes only
- * the pending ones.
+ * Outgoing: preserved means held.  From PRESERVE_FD on, every folio
+ * described to KHO holds a folio reference, taken while the folio was
+ * locked and in the page cache, until unpreserve (or the kexec).  Reclaim,
+ * migration, compaction, alloc_contig_range(), khugepaged and the shmem
+ * huge shrinker all check for such references under the folio lock: they
+ * fail on these folios as on any referenced folio, with no hook of ours.
+ * The size is frozen (SHMEM_F_MAPPING_FROZEN), so no folio leaves the page
+ * cache by truncation either.
+ *
+ * Folios enter the page cache of a preserved memfd through one place,
+ * shmem_add_to_page_cache(), which hands each new one to
+ * memfd_preserve_folio_added(): held and preserved there, and described
+ * at freeze (fault, write, userfaultfd).  Swap-in needs no hook: nothing
+ * held goes to swap, and PRESERVE_FD's walk swaps in what it finds.
+ * khugepaged fails a collapse that would fill holes of a preserved memfd.
+ *
+ * No folio may stay in CMA: KHO's scratch areas are CMA in this kernel
+ * and the next kernel boots from them.  Folios PRESERVE_FD finds there (or
+ * that are added there later) are noted, and a work item migrates them out
+ * after PRESERVE_FD returned, then holds and describes them; freeze waits
+ * for it.  shmem allocates unmovable for a preserved memfd
+ * (memfd_preserve_gfp()).  Holes stay holes.
+ *
+ * Nothing here is charged to RLIMIT_MEMLOCK: the folios stay charged to
+ * their memory cgroup, and only the holder of a session, handed out by
+ * the agent that owns /dev/liveupdate, can preserve.
  *
  * Metadata: each memfd's header and its first, small chunks of entries come
  * from a pool of preserved pages shared by every preserved memfd, an FLB
@@ -35,7 +46,12 @@
  * and the folios stay in the array, so the retrieve can be retried.
  * The page cache of a large memfd is filled after RETRIEVE_FD returns, by
  * a work item; until it is done, shmem makes everything that would look
- * at the page cache wait (memfd_preserve_wait_restored()).
+ * at the page cache wait (memfd_preserve_wait_restored()).  Restored
+ * folios enter the page cache as in shmem_add_to_page_cache(): locked,
+ * with mapping and index set before they are visible, so fault-around
+ * skips them until they are in.  A fill that fails after RETRIEVE_FD
+ * keeps the folios it added (they may be mapped already), and the memfd
+ * fails every access with EIO.
  */
 #define pr_fmt(fmt) "memfd_preserve: " fmt
 
@@ -85,6 +101,14 @@
 				 F_SEAL_EXEC)
 #define MFP_MAX_INDEX		((u64)(MAX_LFS_FILESIZE >> PAGE_SHIFT))
 
+/* The handover format is ABI: its records keep their sizes. */
+static_assert(sizeof(struct memfd_preserve_pool_page) == 16);
+static_assert(sizeof(struct memfd_preserve_chunk) == 16);
+static_assert(sizeof(struct memfd_preserve_file) == 80);
+static_assert(sizeof(struct memfd_preserve_entry) == 16);
+static_assert(sizeof(struct memfd_preserve_run) == 24);
+static_assert(sizeof(struct memfd_preserve_pages) == 16);
+
 /**
  * struct mfp_span - the pages @first to @last of a memfd
  * @first: first page index
@@ -96,14 +120,26 @@ struct mfp_span {
 };
 
 /**
+ * struct mfp_run - order-0 folios at consecutive indices and PFNs
+ * @index: index of the first
+ * @pfn: PFN of the first
+ * @nr: how many
+ */
+struct mfp_run {
+	pgoff_t index;
+	unsigned long pfn;
+	unsigned long nr;
+};
+
+/**
  * struct memfd_preserved - an outgoing preserved memfd
  * @lock: protects everything below and the metadata
  * @ref: references: the LUO file, and shmem hooks in flight
  * @rcu: for freeing after shmem hooks stop seeing it
  * @file: the memfd
- * @added: page index -> folio, for folios added after PRESERVE_FD: marked
- *	%MFP_PENDING until freeze describes them; also folios the scan took
- *	the careful way and folios moved out of CMA; each holds a reference
+ * @added: page index -> folio, for folios added after PRESERVE_FD, marked
+ *	%MFP_PENDING until freeze describes them, and for folios moved out of
+ *	CMA; it owns the reference of a pending folio only
  * @pool: the metadata pool @hdr and the small chunks come from
  * @hdr: the file header, in the pool
  * @hdr_size: bytes allocated for @hdr
@@ -112,15 +148,19 @@ struct mfp_span {
  * @open_next: index after the last page of @open
  * @dead: unpreserved (or failed to preserve): hooks must do nothing
  * @frozen: frozen for the reboot: no folio may be added
- * @was_locked: SHMEM_F_LOCKED was set before preservation
+ * @scanned: PRESERVE_FD's walk is over: the hook starts @move_work itself
  * @nr_pending: folios added since PRESERVE_FD, not described yet
  * @node: in mfp_list
  * @move_work: moves the folios in @moves out of CMA after PRESERVE_FD
- * @moves: runs of contiguous folios the scan found in CMA, in index order
+ * @moves: runs of contiguous folios found in CMA, by the scan or the hook
  * @nr_moves: entries in @moves
  * @max_moves: room in @moves
+ * @move_span: the entry of @moves @move_work is at
+ * @move_start: the page index in it @move_work is at
+ * @move_run: what @move_work gathered and has yet to describe
  * @nr_moving: pages of @moves not moved and described yet
  * @move_err: why @move_work stopped short, or 0
+ * @move_fatal: @move_err was not a page failing to migrate: no retry
  * @moving: @move_work is queued or running
  * @cancel: unpreserving: @move_work stops at its next batch
  */
@@ -140,13 +180,17 @@ struct memfd_preserved {
 	pgoff_t open_next;
 	bool dead;
 	bool frozen;
-	bool was_locked;
+	bool scanned;
 	struct work_struct move_work;
 	struct mfp_span *moves;
 	unsigned int nr_moves;
 	unsigned int max_moves;
+	unsigned int move_span;
+	pgoff_t move_start;
+	struct mfp_run move_run;
 	unsigned long nr_moving;
 	int move_err;
+	bool move_fatal;
 	bool moving;
 	bool cancel;
 };
@@ -596,17 +640,35 @@ static int mfp_emit_page(struct memfd_preserved *p, pgoff_t index,
 	return 0;
 }
 
+/*
+ * Every folio described in the metadata holds one reference, taken while
+ * the folio was locked and in the page cache, so that whatever would
+ * move, free or split it (reclaim, migration, compaction, collapse, the
+ * huge shrinker) finds the reference and leaves it alone.  The
+ * description owns that reference: the functions below that describe a
+ * folio take it over, and drop it if they fail.
+ */
+
+/* Drop the references of the @nr order-0 folios from @pfn on. */
+static void mfp_put_pfns(unsigned long pfn, unsigned long nr)
+{
+	while (nr--)
+		folio_put(pfn_folio(pfn++));
+}
+
 /* One order-0 page, preserved on its own and described by a word. */
 static int mfp_add_page(struct memfd_preserved *p, pgoff_t index,
 			unsigned long pfn)
 {
 	int err = kho_preserve_pages(pfn_to_page(pfn), 1);
 
+	if (!err) {
+		err = mfp_emit_page(p, index, pfn);
+		if (err)
+			kho_unpreserve_pages(pfn_to_page(pfn), 1);
+	}
 	if (err)
-		return err;
-	err = mfp_emit_page(p, index, pfn);
-	if (err)
-		kho_unpreserve_pages(pfn_to_page(pfn), 1);
+		folio_put(pfn_folio(pfn));
 	return err;
 }
 
@@ -616,25 +678,15 @@ static int mfp_add_large(struct memfd_preserved *p, pgoff_t index,
 {
 	int err = kho_preserve_pages(pfn_to_page(pfn), 1UL << order);
 
+	if (!err) {
+		err = mfp_emit_run(p, index, pfn, 1UL << order, order);
+		if (err)
+			kho_unpreserve_pages(pfn_to_page(pfn), 1UL << order);
+	}
 	if (err)
-		return err;
-	err = mfp_emit_run(p, index, pfn, 1UL << order, order);
-	if (err)
-		kho_unpreserve_pages(pfn_to_page(pfn), 1UL << order);
+		folio_put(pfn_folio(pfn));
 	return err;
 }
-
-/**
- * struct mfp_run - order-0 folios at consecutive indices and PFNs
- * @index: index of the first
- * @pfn: PFN of the first
- * @nr: how many
- */
-struct mfp_run {
-	pgoff_t index;
-	unsigned long pfn;
-	unsigned long nr;
-};
 
 /* Describe the run: one KHO call and one entry, or words if it is short. */
 static int mfp_flush_run(struct memfd_preserved *p, struct mfp_run *run)
@@ -647,61 +699,82 @@ static int mfp_flush_run(struct memfd_preserved *p, struct mfp_run *run)
 	if (nr < MFP_RUN_MIN) {
 		for (i = 0; !err && i < nr; i++)
 			err = mfp_add_page(p, run->index + i, run->pfn + i);
+		/* mfp_add_page() dropped the reference of the one that failed. */
+		if (err)
+			mfp_put_pfns(run->pfn + i, nr - i);
 		return err;
 	}
 	err = kho_preserve_pages(page, nr);
+	if (!err) {
+		err = mfp_emit_run(p, run->index, run->pfn, nr, 0);
+		if (err)
+			kho_unpreserve_pages(page, nr);
+	}
 	if (err)
-		return err;
-	err = mfp_emit_run(p, run->index, run->pfn, nr, 0);
-	if (err)
-		kho_unpreserve_pages(page, nr);
+		mfp_put_pfns(run->pfn, nr);
 	return err;
 }
 
-/* Describe the folio of order @order at @index and @pfn; @p->lock held. */
+/* Forget the run after an error elsewhere, dropping its references. */
+static void mfp_drop_run(struct mfp_run *run)
+{
+	mfp_put_pfns(run->pfn, run->nr);
+	run->nr = 0;
+}
+
+/*
+ * Describe the folio of order @order at @index and @pfn, taking over the
+ * caller's reference; order-0 folios gather in @run first.  @p->lock held.
+ */
 static int mfp_describe(struct memfd_preserved *p, struct mfp_run *run,
 			pgoff_t index, unsigned long pfn, unsigned int order)
 {
 	int err;
 
-	if (order)
-		return mfp_flush_run(p, run) ?:
-		       mfp_add_large(p, index, pfn, order);
-	if (run->nr && index == run->index + run->nr &&
+	if (!order && run->nr && index == run->index + run->nr &&
 	    pfn == run->pfn + run->nr && run->nr < U32_MAX) {
 		run->nr++;
 		return 0;
 	}
 	err = mfp_flush_run(p, run);
-	if (err)
+	if (err) {
+		folio_put(pfn_folio(pfn));
 		return err;
+	}
+	if (order)
+		return mfp_add_large(p, index, pfn, order);
 	run->index = index;
 	run->pfn = pfn;
 	run->nr = 1;
 	return 0;
 }
 
-/* Undo the KHO preservation of everything a chunk describes. */
-static void mfp_unpreserve_entries(struct memfd_preserve_chunk *c)
+/* Undo what a chunk describes: the KHO preservations and the references. */
+static void mfp_release_entries(struct memfd_preserve_chunk *c)
 {
 	struct memfd_preserve_entry *e;
 	struct memfd_preserve_pages *pages;
 	struct memfd_preserve_run *run;
+	unsigned long pfn;
 	u32 off, i;
 
 	for (off = 0; off < c->used; ) {
 		e = (void *)(c + 1) + off;
 		if (e->type == MEMFD_PRESERVE_ENTRY_RUN) {
 			run = (void *)e;
-			/* By pages: a large folio may have been split since. */
 			kho_unpreserve_pages(pfn_to_page(run->pfn), e->nr);
+			if (e->order)
+				folio_put(pfn_folio(run->pfn));
+			else
+				mfp_put_pfns(run->pfn, e->nr);
 			off += sizeof(*run);
 		} else {
 			pages = (void *)e;
-			for (i = 0; i < e->nr; i++)
-				kho_unpreserve_pages(pfn_to_page(pages->words[i] &
-								 MEMFD_PRESERVE_PFN_MASK),
-						     1);
+			for (i = 0; i < e->nr; i++) {
+				pfn = pages->words[i] & MEMFD_PRESERVE_PFN_MASK;
+				kho_unpreserve_pages(pfn_to_page(pfn), 1);
+				folio_put(pfn_folio(pfn));
+			}
 			off += struct_size(pages, words, e->nr);
 		}
 	}
@@ -716,23 +789,22 @@ static void mfp_release(struct memfd_preserved *p)
 
 	for (c = p->hdr->chunks ? phys_to_virt(p->hdr->chunks) : NULL; c;
 	     c = next) {
-		mfp_unpreserve_entries(c);
+		mfp_release_entries(c);
 		next = c->next ? phys_to_virt(c->next) : NULL;
 		mfp_chunk_free(p, c);
+		cond_resched();
 	}
 	mfp_pool_free(p->pool, p->hdr);
 	p->hdr = NULL;
 	p->tail = NULL;
 
-	/* Every folio in @added holds a reference; pending ones are not
-	 * described, and were preserved on their own.
-	 */
-	xa_for_each(&p->added, index, folio) {
-		if (xa_get_mark(&p->added, index, MFP_PENDING))
-			kho_unpreserve_folio(folio);
+	/* Pending folios were preserved on their own and are not described. */
+	xa_for_each_marked(&p->added, index, folio, MFP_PENDING) {
+		kho_unpreserve_folio(folio);
 		folio_put(folio);
 	}
 	xa_destroy(&p->added);
+	mfp_drop_run(&p->move_run);
 	kfree(p->moves);
 	p->moves = NULL;
 	p->nr_moves = 0;
@@ -743,39 +815,6 @@ static void mfp_put(struct memfd_preserved *p)
 {
 	if (refcount_dec_and_test(&p->ref))
 		kfree_rcu(p, rcu);
-}
-
-/* Swap in whatever is swapped out; swap-out is off by now. */
-static int mfp_swapin(struct inode *inode)
-{
-	struct shmem_inode_info *info = SHMEM_I(inode);
-	struct address_space *mapping = inode->i_mapping;
-	unsigned long index = 0;
-	struct folio *folio;
-	void *entry;
-	int err;
-
-	while (READ_ONCE(info->swapped)) {
-		entry = xa_find(&mapping->i_pages, &index, ULONG_MAX,
-				XA_PRESENT);
-		if (!entry)
-			break;
-		if (xa_is_value(entry)) {
-			err = shmem_get_folio(inode, index, 0, &folio,
-					      SGP_NOALLOC);
-			if (err)
-				return err;
-			if (folio) {
-				folio_unlock(folio);
-				folio_put(folio);
-			}
-		}
-		if (index == ULONG_MAX)
-			break;
-		index++;
-		cond_resched();
-	}
-	return 0;
 }
 
 /*
@@ -803,21 +842,17 @@ static int mfp_swapin(struct inode *inode)
  * struct mfp_walk - one batch of the page cache walk
  * @start: the next index to look at
  * @end: the last index to look at
- * @nr: folios in @index, @pfn and @order, taken the fast way
+ * @nr: folios in @folios, each with a reference
  * @nr_slow: indices in @slow, to take the careful way
- * @index: page index of each folio
- * @pfn: its first PFN
- * @order: its order
- * @slow: indices of folios that need more care
+ * @folios: folios taken the fast way
+ * @slow: indices of entries that need more care
  */
 struct mfp_walk {
 	pgoff_t start;
 	pgoff_t end;
 	unsigned int nr;
 	unsigned int nr_slow;
-	pgoff_t index[MFP_WALK_BATCH];
-	unsigned long pfn[MFP_WALK_BATCH];
-	u8 order[MFP_WALK_BATCH];
+	struct folio *folios[MFP_WALK_BATCH];
 	pgoff_t slow[MFP_WALK_BATCH];
 };
 
@@ -840,14 +875,11 @@ static bool mfp_stays(struct folio *folio, unsigned long *block, bool *ok)
 }
 
 /*
- * Take the next batch of folios, without references: ->preserved is
- * published, so no folio of the mapping can be migrated, swapped out or
- * collapsed any more (see memfd_preserve_pinned()).  Such an operation
- * that started earlier holds the folio lock until it is done: a folio that
- * is unlocked, and still in place after that check, stays.  Locked folios,
- * folios that must move or be zeroed, and folios replaced under us go to
- * the careful path.  Swapped out entries are skipped: the caller fails on
- * them.
+ * Take the next batch of folios, each with a reference taken while we held
+ * its lock and it was in the page cache: whatever wants to move, free or
+ * split it locks it first and then sees the reference.  Folios locked by
+ * someone else, not uptodate (fallocated) or that must move out of CMA,
+ * and swap entries, go to the careful way.
  */
 static void mfp_walk_batch(struct address_space *mapping, struct mfp_walk *w)
 {
@@ -860,24 +892,34 @@ static void mfp_walk_batch(struct address_space *mapping, struct mfp_walk *w)
 	w->nr_slow = 0;
 	rcu_read_lock();
 	xas_for_each(&xas, folio, w->end) {
-		unsigned int i = w->nr;
-
-		if (xas_retry(&xas, folio) || xa_is_value(folio))
+		if (xas_retry(&xas, folio))
 			continue;
-		w->index[i] = folio->index;
-		w->pfn[i] = folio_pfn(folio);
-		w->order[i] = folio_order(folio);
-		if (folio_test_locked(folio) || !folio_test_uptodate(folio) ||
-		    !mfp_stays(folio, &block, &ok))
+		if (xa_is_value(folio))
 			goto slow;
-		/* What we read of it is valid if it is still there. */
-		smp_rmb();
-		if (unlikely(xas_reload(&xas) != folio))
-			goto slow;
-		w->start = w->index[i] + (1UL << w->order[i]);
-		if (++w->nr == MFP_WALK_BATCH)
+		if (!folio_try_get(folio))
+			goto retry;
+		if (unlikely(folio != xas_reload(&xas))) {
+			folio_put(folio);
+			goto retry;
+		}
+		if (!folio_trylock(folio))
+			goto put_slow;
+		if (folio->mapping != mapping || !folio_test_uptodate(folio) ||
+		    !mfp_stays(folio, &block, &ok)) {
+			folio_unlock(folio);
+			goto put_slow;
+		}
+		folio_unlock(folio);
+		w->folios[w->nr++] = folio;
+		w->start = folio_next_index(folio);
+		if (w->nr == MFP_WALK_BATCH)
 			break;
 		continue;
+retry:
+		xas_reset(&xas);
+		continue;
+put_slow:
+		folio_put(folio);
 slow:
 		w->slow[w->nr_slow++] = xas.xa_index;
 		w->start = xas.xa_index + 1;
@@ -890,36 +932,9 @@ slow:
 }
 
 /*
- * Make a fallocated, never written folio uptodate (zero), so that the next
- * kernel can treat every folio alike.  The mapping is frozen: no fallocate
- * can make new ones.  @folio is locked.
- */
-static void mfp_zero_fallocated(struct folio *folio)
-{
-	if (folio_test_uptodate(folio))
-		return;
-	folio_zero_range(folio, 0, folio_size(folio));
-	flush_dcache_folio(folio);
-	folio_mark_uptodate(folio);
-}
-
-/* Whether the walk's batch took @folio the fast way. */
-static bool mfp_walk_took(const struct mfp_walk *w, struct folio *folio)
-{
-	unsigned long pfn = folio_pfn(folio);
-	unsigned int i;
-
-	for (i = 0; i < w->nr; i++)
-		if (pfn < w->pfn[i] + (1UL << w->order[i]) &&
-		    w->pfn[i] < pfn + folio_nr_pages(folio))
-			return true;
-	return false;
-}
-
-/*
  * Note the folio at @index, of @nr pages, to be moved out of CMA and
- * described by mfp_move_fn() after PRESERVE_FD; adjacent folios share an
- * entry.  @p->lock held.
+ * described by mfp_move_fn(); adjacent folios share an entry.  @p->lock
+ * held.
  */
 static int mfp_note_move(struct memfd_preserved *p, pgoff_t index,
 			 unsigned long nr)
@@ -950,67 +965,57 @@ static int mfp_note_move(struct memfd_preserved *p, pgoff_t index,
 }
 
 /*
- * The careful way, for the folio at @index: with a reference, kept in
- * @p->added until unpreserve.  Locking it waits for whoever holds it: an
- * add whose hook is still to come, or a migration, collapse or swap-out
- * that started before ->preserved was published and may replace it
- * (filemap_lock_folio() then finds the replacement, which may cover
- * indices the walk has yet to reach: it skips them).  Folios are locked
- * without @p->lock held: a folio being added waits for @p->lock in the
- * hook with its lock held.  A folio in CMA is only noted, for
- * mfp_move_fn().
+ * The careful way, for the entry at @index.  shmem_get_folio() swaps it
+ * in if it is in swap, waits for whoever holds the folio lock (an add that
+ * has yet to reach memfd_preserve_folio_added(), or a migration, collapse
+ * or swap-out that started before the memfd was preserved and may replace
+ * the folio), zeroes a fallocated folio, and returns the folio locked, in
+ * the page cache, with a reference.  It is unlocked before @p->lock is
+ * taken: memfd_preserve_folio_added() takes @p->lock under a folio lock.
+ * A folio in CMA is only noted, for mfp_move_fn().
  */
 static int mfp_take_slow(struct memfd_preserved *p, struct mfp_run *run,
-			 struct mfp_walk *w, pgoff_t index, pgoff_t *next)
+			 pgoff_t index, pgoff_t *next)
 {
 	struct folio *folio;
 	int err;
 
 	*next = index + 1;
-	folio = filemap_lock_folio(p->file->f_mapping, index);
-	if (IS_ERR(folio))
-		return 0;	/* swapped out meanwhile: the caller checks */
-	mfp_zero_fallocated(folio);
+	err = shmem_get_folio(file_inode(p->file), index, 0, &folio,
+			      SGP_NOALLOC);
+	if (err || !folio)
+		return err;	/* no folio: a hole, later adds take it */
 	folio_unlock(folio);
 
 	guard(mutex)(&p->lock);
-	*next = folio->index + folio_nr_pages(folio);
+	*next = folio_next_index(folio);
+	if (xa_load(&p->added, folio->index) == folio) {
+		/* memfd_preserve_folio_added() took it meanwhile. */
+		folio_put(folio);
+		return 0;
+	}
 	if (!folio_is_longterm_pinnable(folio)) {
-		/* The hook never takes a folio in CMA. */
 		err = mfp_note_move(p, folio->index, folio_nr_pages(folio));
 		folio_put(folio);
 		return err;
 	}
-	/* Taken already: by the hook, for another index, or the fast way. */
-	if (xa_load(&p->added, folio->index) == folio ||
-	    mfp_walk_took(w, folio)) {
-		folio_put(folio);
-		return 0;
-	}
-	err = xa_err(xa_store(&p->added, folio->index, folio, GFP_KERNEL));
-	if (!err) {
-		err = mfp_describe(p, run, folio->index, folio_pfn(folio),
-				   folio_order(folio));
-		if (err)
-			xa_erase(&p->added, folio->index);
-	}
-	if (err)
-		folio_put(folio);
-	return err;
+	return mfp_describe(p, run, folio->index, folio_pfn(folio),
+			    folio_order(folio));
 }
 
 /*
- * Describe every folio in the page cache up to i_size; folios wholly
- * beyond i_size can only be fallocated ones, zero and invisible, and are
- * left out.  Nearly all folios are taken by mfp_walk_batch(), without a
- * reference or a lock; the others by mfp_take_slow().  Folios in CMA are
- * left to mfp_move_fn().
+ * Describe every folio in the page cache up to i_size, each held by a
+ * reference; folios wholly beyond i_size can only be fallocated ones, zero
+ * and invisible, and are left out.  Nearly all folios are taken by
+ * mfp_walk_batch(), the others by mfp_take_slow().  Folios in CMA are left
+ * to mfp_move_fn().
  */
 static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 {
 	loff_t isize = i_size_read(file_inode(p->file));
 	struct mfp_walk *w __free(kfree) = NULL;
 	struct mfp_run run = {};
+	struct folio *folio;
 	pgoff_t next;
 	unsigned int i;
 	int err = 0;
@@ -1025,12 +1030,15 @@ static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 	while (!err && w->start <= w->end) {
 		mfp_walk_batch(mapping, w);
 		scoped_guard(mutex, &p->lock) {
-			for (i = 0; !err && i < w->nr; i++) {
+			for (i = 0; i < w->nr; i++) {
+				folio = w->folios[i];
 				/* Added since ->preserved: the hook took it. */
-				if (xa_load(&p->added, w->index[i]))
-					continue;
-				err = mfp_describe(p, &run, w->index[i],
-						   w->pfn[i], w->order[i]);
+				if (err || xa_load(&p->added, folio->index) == folio)
+					folio_put(folio);
+				else
+					err = mfp_describe(p, &run, folio->index,
+							   folio_pfn(folio),
+							   folio_order(folio));
 			}
 		}
 		/* A folio taken the careful way may cover later indices. */
@@ -1038,62 +1046,118 @@ static int mfp_scan(struct memfd_preserved *p, struct address_space *mapping)
 		for (i = 0; !err && i < w->nr_slow; i++) {
 			if (w->slow[i] < next)
 				continue;
-			err = mfp_take_slow(p, &run, w, w->slow[i], &next);
+			err = mfp_take_slow(p, &run, w->slow[i], &next);
 			w->start = max(w->start, next);
 		}
 		cond_resched();
 	}
 	guard(mutex)(&p->lock);
-	return err ?: mfp_flush_run(p, &run);
+	if (err) {
+		mfp_drop_run(&run);
+		return err;
+	}
+	return mfp_flush_run(p, &run);
+}
+
+/*
+ * Record @folio in @p->added, as pending or as moved out of CMA.  A
+ * pending folio there at the same index left the page cache again (its
+ * add was undone after memfd_preserve_folio_added()): it is released.
+ * @p->lock held.
+ */
+static int mfp_added_store(struct memfd_preserved *p, struct folio *folio,
+			   bool pending)
+{
+	pgoff_t index = folio->index;
+	bool was_pending = xa_get_mark(&p->added, index, MFP_PENDING);
+	struct folio *old;
+
+	old = xa_store(&p->added, index, folio, GFP_KERNEL);
+	if (xa_is_err(old))
+		return xa_err(old);
+	if (old && old != folio && was_pending) {
+		kho_unpreserve_folio(old);
+		folio_put(old);
+		p->nr_pending--;
+	}
+	if (pending) {
+		xa_set_mark(&p->added, index, MFP_PENDING);
+		p->nr_pending += !was_pending || old != folio;
+	} else {
+		xa_clear_mark(&p->added, index, MFP_PENDING);
+	}
+	return 0;
 }
 
 /*
  * Hold and describe a folio memfd_pin_folios() moved out of CMA, unless it
- * starts before @start (described with the previous batch) or is held
+ * starts before @start (described with the previous batch) or was taken
  * already.  @p->lock held.
  */
-static int mfp_take_moved(struct memfd_preserved *p, struct mfp_run *run,
-			  struct folio *folio, pgoff_t start)
+static int mfp_take_moved(struct memfd_preserved *p, struct folio *folio,
+			  pgoff_t start)
 {
 	int err;
 
-	if (folio->index < start || xa_load(&p->added, folio->index))
+	if (folio->index < start || xa_load(&p->added, folio->index) == folio)
 		return 0;
-	err = xa_err(xa_store(&p->added, folio->index, folio, GFP_KERNEL));
+	err = mfp_added_store(p, folio, false);
 	if (err)
 		return err;
 	folio_get(folio);
-	err = mfp_describe(p, run, folio->index, folio_pfn(folio),
+	err = mfp_describe(p, &p->move_run, folio->index, folio_pfn(folio),
 			   folio_order(folio));
 	if (err) {
 		xa_erase(&p->added, folio->index);
-		folio_put(folio);
 		return err;
 	}
 	p->nr_moving -= min(p->nr_moving, folio_nr_pages(folio));
 	return 0;
 }
 
+/* The span mfp_move_fn() is to work on, from where it is; false if none. */
+static bool mfp_next_span(struct memfd_preserved *p, struct mfp_span *span)
+{
+	guard(mutex)(&p->lock);
+	if (p->move_span == p->nr_moves)
+		return false;
+	*span = p->moves[p->move_span];
+	span->first = max(span->first, p->move_start);
+	return true;
+}
+
+/* mfp_move_fn() is done with @span up to @next; @p->lock held. */
+static void mfp_moved_to(struct memfd_preserved *p,
+			 const struct mfp_span *span, pgoff_t next)
+{
+	p->move_start = next;
+	/* Unless the hook made the span longer meanwhile. */
+	if (next > span->last && p->moves[p->move_span].last == span->last) {
+		p->move_span++;
+		p->move_start = 0;
+	}
+}
+
 /*
  * Move the folios of @span out of CMA, many per memfd_pin_folios() call,
- * and describe them.  The span holds no hole (memfd_pin_folios() would
- * fill it) and none can appear: the mapping is frozen.  Folios in CMA may
- * still be migrated by others meanwhile (shmem_migrate_folio()); whatever
- * is at each index now is what gets moved.  Once out of CMA, a folio of a
- * preserved memfd stays where it is.
+ * and describe them.  The folios there are not held yet: whatever is at
+ * each index now (migrated, or swapped out and in again) is what gets
+ * moved; a hole (a clean folio dropped) is filled by memfd_pin_folios(),
+ * whose new folio reaches memfd_preserve_folio_added().  A batch
+ * whose pages fail to migrate stops the work where it is, to be tried
+ * again by the next freeze; a failure to describe is final.
  */
-static int mfp_move_span(struct memfd_preserved *p, const struct mfp_span *span,
-			 struct folio **folios, struct mfp_run *run)
+static int mfp_move_span(struct memfd_preserved *p, struct mfp_span *span,
+			 struct folio **folios)
 {
 	loff_t isize = i_size_read(file_inode(p->file));
 	loff_t end = min_t(loff_t, isize, (loff_t)(span->last + 1) << PAGE_SHIFT);
 	pgoff_t start = span->first, off;
 	unsigned int tries;
-	struct folio *last;
 	long nr, i;
 	int err = 0;
 
-	while (!err && ((loff_t)start << PAGE_SHIFT) < end) {
+	while (((loff_t)start << PAGE_SHIFT) < end) {
 		for (tries = 1; ; tries++) {
 			if (READ_ONCE(p->cancel))
 				return -ECANCELED;
@@ -1103,28 +1167,44 @@ static int mfp_move_span(struct memfd_preserved *p, const struct mfp_span *span,
 					      &off);
 			if (nr > 0)
 				break;
-			/* What migrated before a failure stays moved. */
 			if (!nr || tries == MFP_MOVE_TRIES ||
 			    (nr != -ENOMEM && nr != -EAGAIN && nr != -EBUSY))
 				return nr ?: -EAGAIN;
 			msleep(MFP_MOVE_RETRY_MS);
 		}
-		scoped_guard(mutex, &p->lock)
+		scoped_guard(mutex, &p->lock) {
 			for (i = 0; !err && i < nr; i++)
-				err = mfp_take_moved(p, run, folios[i], start);
-		last = folios[nr - 1];
-		start = last->index + folio_nr_pages(last);
+				err = mfp_take_moved(p, folios[i], start);
+			if (err)
+				p->move_fatal = true;
+			start = folio_next_index(folios[nr - 1]);
+			mfp_moved_to(p, span, start);
+		}
 		unpin_folios(folios, nr);
+		if (err)
+			return err;
 		cond_resched();
 	}
-	return err;
+	guard(mutex)(&p->lock);
+	mfp_moved_to(p, span, span->last + 1);
+	return 0;
+}
+
+/* Start mfp_move_fn() for what was noted, unless it runs; @p->lock held. */
+static void mfp_move_start(struct memfd_preserved *p)
+{
+	if (p->moving || p->cancel || p->move_span == p->nr_moves)
+		return;
+	WRITE_ONCE(p->moving, true);
+	queue_work(system_dfl_long_wq, &p->move_work);
 }
 
 /*
  * Move the folios PRESERVE_FD found in CMA (KHO's scratch areas, which the
- * next kernel boots from) and describe them, after PRESERVE_FD returned:
- * migrating is most of what preserving a memfd would cost otherwise.  The
- * memfd can be used meanwhile; freeze waits for this.
+ * next kernel boots from) and those added there since, and describe them,
+ * after PRESERVE_FD returned: migrating is most of what preserving a memfd
+ * would cost otherwise.  The memfd can be used meanwhile; freeze waits for
+ * this.
  */
 static void mfp_move_fn(struct work_struct *work)
 {
@@ -1132,23 +1212,61 @@ static void mfp_move_fn(struct work_struct *work)
 						 move_work);
 	struct folio **folios __free(kfree) =
 		kmalloc_array(MFP_MOVE_BATCH, sizeof(*folios), GFP_KERNEL);
-	struct mfp_run run = {};
-	unsigned int i;
+	struct mfp_span span;
 	int err = folios ? 0 : -ENOMEM;
 
-	/* @moves is not changed after the scan: no lock needed to read it. */
-	for (i = 0; !err && i < p->nr_moves; i++)
-		err = mfp_move_span(p, &p->moves[i], folios, &run);
+	while (!err && mfp_next_span(p, &span))
+		err = mfp_move_span(p, &span, folios);
 
 	guard(mutex)(&p->lock);
-	if (!err)
-		err = mfp_flush_run(p, &run);
+	if (!err) {
+		err = mfp_flush_run(p, &p->move_run);
+		p->move_fatal = !!err;
+	}
 	p->open = NULL;
 	p->move_err = err;
 	WRITE_ONCE(p->moving, false);
+	/* The hook noted more while we were on our way out. */
+	if (!err)
+		mfp_move_start(p);
 	if (err && err != -ECANCELED)
-		pr_warn("inode %llu: cannot move %lu pages out of CMA: %d\n",
-			file_inode(p->file)->i_ino, p->nr_moving, err);
+		pr_warn_ratelimited("inode %llu: cannot move %lu pages out of CMA: %d\n",
+				    file_inode(p->file)->i_ino, p->nr_moving,
+				    err);
+}
+
+/*
+ * Before the pending folios are described at freeze, make sure each is
+ * still what the page cache holds: an add can be undone after
+ * memfd_preserve_folio_added() (a failed write, a userfaultfd copy whose
+ * PTE could not be installed), always under the folio lock taken for the
+ * add.  One that left is released; a fallocated one is zeroed.  @p is
+ * frozen and @move_work done: nothing else changes @p->added.
+ */
+static void mfp_check_pending(struct memfd_preserved *p)
+{
+	struct address_space *mapping = p->file->f_mapping;
+	struct folio *folio;
+	unsigned long index;
+	bool gone;
+
+	xa_for_each_marked(&p->added, index, folio, MFP_PENDING) {
+		folio_lock(folio);
+		gone = folio->mapping != mapping;
+		if (!gone && !folio_test_uptodate(folio)) {
+			folio_zero_range(folio, 0, folio_size(folio));
+			flush_dcache_folio(folio);
+			folio_mark_uptodate(folio);
+		}
+		folio_unlock(folio);
+		if (!gone)
+			continue;
+		guard(mutex)(&p->lock);
+		xa_erase(&p->added, index);
+		kho_unpreserve_folio(folio);
+		folio_put(folio);
+		p->nr_pending--;
+	}
 }
 
 /* Describe the folios added since the last time; @p->lock held. */
@@ -1168,7 +1286,7 @@ static int mfp_flush_pending(struct memfd_preserved *p)
 			err = mfp_emit_page(p, index, folio_pfn(folio));
 		if (err)
 			return err;
-		/* Still holding its reference, until unpreserve. */
+		/* Its reference is the description's now. */
 		xa_clear_mark(&p->added, index, MFP_PENDING);
 		p->nr_pending--;
 	}
@@ -1209,22 +1327,22 @@ static void mfp_fill_attrs(struct memfd_preserved *p)
 }
 
 /**
- * __memfd_preserve_folio_added() - a folio was added to a preserved memfd
+ * memfd_preserve_folio_added() - a folio was added to a preserved memfd
  * @inode: the memfd's inode
  * @folio: the new folio, locked, in @inode's page cache
  *
- * Called by shmem (through memfd_preserve_folio_added()) after @folio was
- * added to the page cache of an inode that is, or was a moment ago,
- * preserved.  Holds and preserves @folio, to be described in the metadata
- * at freeze.  The barrier before the check of ->preserved in the caller
- * pairs with the one in mfp_preserve(): either the scan there sees @folio,
- * or we see ->preserved (or both, hence the check of @added).
+ * Called by shmem_add_to_page_cache() for a new folio (not one swapped in)
+ * when it found the memfd preserved under the i_pages lock.  Holds and
+ * preserves @folio, to be described in the metadata at freeze; a folio in
+ * CMA is noted instead, for mfp_move_fn() to move and describe.  Either
+ * the walk in mfp_preserve() sees @folio or we see ->preserved; when both
+ * do, the walk finds @folio in @added.
  *
- * Return: 0; -EEXIST for a folio in CMA, to have shmem allocate it again,
- * unmovable; -EPERM once frozen for the reboot; or -ENOMEM.  On error the
- * caller removes @folio again.
+ * Return: 0; -EPERM once frozen for the reboot (the write fails rather
+ * than being lost); or -ENOMEM.  On error the caller takes @folio out of
+ * the page cache again.
  */
-int __memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
+int memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
 {
 	struct shmem_inode_info *info = SHMEM_I(inode);
 	struct memfd_preserved *p;
@@ -1239,25 +1357,25 @@ int __memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
 		return 0;
 
 	mutex_lock(&p->lock);
-	if (p->dead || xa_load(&p->added, folio->index) == folio)
+	if (p->dead)
 		goto out;
 	err = -EPERM;
 	if (p->frozen)
 		goto out;
-	/* Allocated movable before memfd_preserve_gfp() applied: retry. */
-	err = -EEXIST;
-	if (!folio_is_longterm_pinnable(folio))
+	if (!folio_is_longterm_pinnable(folio)) {
+		err = mfp_note_move(p, folio->index, folio_nr_pages(folio));
+		if (!err && p->scanned)
+			mfp_move_start(p);
 		goto out;
+	}
 	err = kho_preserve_folio(folio);
 	if (err)
 		goto out;
-	err = xa_err(xa_store(&p->added, folio->index, folio, GFP_KERNEL));
+	err = mfp_added_store(p, folio, true);
 	if (err) {
 		kho_unpreserve_folio(folio);
 		goto out;
 	}
-	xa_set_mark(&p->added, folio->index, MFP_PENDING);
-	p->nr_pending++;
 	folio_get(folio);
 out:
 	mutex_unlock(&p->lock);
@@ -1272,7 +1390,8 @@ static bool mfp_can_preserve(struct liveupdate_file_handler *handler,
 {
 	const struct qstr *name = &file->f_path.dentry->d_name;
 
-	if (!shmem_file(file) && !is_file_hugepages(file))
+	/* hugetlb memfds are not supported (yet): ENOENT, as for any type. */
+	if (!shmem_file(file))
 		return false;
 	/* memfds live on the internal mounts; tmpfs files do not. */
 	if (!(file->f_path.mnt->mnt_sb->s_flags & SB_KERNMOUNT))
@@ -1320,69 +1439,61 @@ static struct memfd_preserved *mfp_alloc(struct file *file)
 	return p;
 }
 
-static void mfp_set_locked(struct shmem_inode_info *info, bool lock)
+/*
+ * Publish @p as @mapping's preserved state, or take it back (NULL), under
+ * the i_pages lock: see memfd_preserve_mapping().
+ */
+static void mfp_publish(struct address_space *mapping,
+			struct memfd_preserved *p)
 {
-	spin_lock(&info->lock);
-	if (lock)
-		info->flags |= SHMEM_F_LOCKED;
-	else
-		info->flags &= ~SHMEM_F_LOCKED;
-	spin_unlock(&info->lock);
+	xa_lock_irq(&mapping->i_pages);
+	rcu_assign_pointer(SHMEM_I(mapping->host)->preserved, p);
+	xa_unlock_irq(&mapping->i_pages);
 }
 
 static int mfp_preserve(struct liveupdate_file *lf)
 {
 	struct file *file = lf->file;
 	struct inode *inode = file_inode(file);
-	struct shmem_inode_info *info;
+	struct shmem_inode_info *info = SHMEM_I(inode);
 	struct memfd_preserved *p;
 	int err;
 
-	/* hugetlb memfds get their own handler, later. */
-	if (is_file_hugepages(file))
-		return -EOPNOTSUPP;
 	/* A memfd retrieved a moment ago may still be getting its folios. */
 	err = memfd_preserve_wait_restored(inode);
 	if (err)
 		return err;
-	info = SHMEM_I(inode);
-
 	p = mfp_alloc(file);
 	if (IS_ERR(p))
 		return PTR_ERR(p);
 
 	inode_lock(inode);
-	err = -EBUSY;
 	if (rcu_access_pointer(info->preserved) ||
 	    (info->flags & SHMEM_F_MAPPING_FROZEN)) {
 		inode_unlock(inode);
-		goto err_free;
+		mfp_pool_free(p->pool, p->hdr);
+		mfp_put(p);
+		return -EBUSY;
 	}
+	/* No size change, no hole punched: no folio leaves the page cache. */
 	shmem_freeze(inode, true);
-	p->was_locked = info->flags & SHMEM_F_LOCKED;
-	mfp_set_locked(info, true);
-
-	err = mfp_swapin(inode);
-	if (err)
-		goto err_thaw;
-
-	rcu_assign_pointer(info->preserved, p);
-	/* Pairs with memfd_preserve_folio_added(). */
-	smp_mb();
+	mfp_publish(inode->i_mapping, p);
 	err = mfp_scan(p, inode->i_mapping);
-	/* Swapped out by a reclaim that started before SHMEM_F_LOCKED. */
-	if (!err && READ_ONCE(info->swapped))
-		err = -EAGAIN;
 	mutex_lock(&p->lock);
 	if (err) {
-		RCU_INIT_POINTER(info->preserved, NULL);
+		mfp_publish(inode->i_mapping, NULL);
 		p->dead = true;
 		mutex_unlock(&p->lock);
 		mfp_release(p);
-		goto err_thaw;
+		shmem_freeze(inode, false);
+		inode_unlock(inode);
+		mfp_put(p);
+		return err;
 	}
 	mfp_fill_attrs(p);
 	p->open = NULL;
+	p->scanned = true;
+	mfp_move_start(p);
 	mutex_unlock(&p->lock);
 	inode_unlock(inode);
 
@@ -1390,44 +1501,64 @@ static int mfp_preserve(struct liveupdate_file *lf)
 	lf->private = p;
 	scoped_guard(mutex, &mfp_list_lock)
 		list_add_tail(&p->node, &mfp_list);
-	if (p->nr_moves) {
-		WRITE_ONCE(p->moving, true);
-		queue_work(system_dfl_long_wq, &p->move_work);
-	}
 	return 0;
-
-err_thaw:
-	mfp_set_locked(info, p->was_locked);
-	shmem_freeze(inode, false);
-	inode_unlock(inode);
-err_free:
-	if (p->hdr)
-		mfp_pool_free(p->pool, p->hdr);
-	mfp_put(p);
-	return err;
 }
 
 static void mfp_unpreserve(struct liveupdate_file *lf)
 {
 	struct memfd_preserved *p = lf->private;
 	struct inode *inode = file_inode(p->file);
-	struct shmem_inode_info *info = SHMEM_I(inode);
 
 	scoped_guard(mutex, &mfp_list_lock)
 		list_del(&p->node);
-	WRITE_ONCE(p->cancel, true);
+	scoped_guard(mutex, &p->lock)
+		p->cancel = true;
 	flush_work(&p->move_work);
 	inode_lock(inode);
 	mutex_lock(&p->lock);
-	RCU_INIT_POINTER(info->preserved, NULL);
+	mfp_publish(inode->i_mapping, NULL);
 	p->dead = true;
 	mutex_unlock(&p->lock);
 	mfp_release(p);
-	mfp_set_locked(info, p->was_locked);
 	shmem_freeze(inode, false);
 	inode_unlock(inode);
 	lf->private = NULL;
 	mfp_put(p);
+}
+
+/*
+ * The move out of CMA failed: fail this reboot, and if a page merely
+ * failed to migrate (pinned by someone else for a while), start over from
+ * where the move stopped, for the next try.  @p->lock held.
+ */
+static int mfp_move_failed(struct memfd_preserved *p)
+{
+	int err = p->move_err;
+
+	if (!p->move_fatal) {
+		p->move_err = 0;
+		mfp_move_start(p);
+	}
+	return err;
+}
+
+/*
+ * Wait for the move out of CMA, then freeze: from here on no folio is
+ * added, nor noted to move.  Only if the reboot follows PRESERVE_FD
+ * closely is there a wait.
+ */
+static int mfp_freeze_moved(struct memfd_preserved *p)
+{
+	for (;;) {
+		flush_work(&p->move_work);
+		guard(mutex)(&p->lock);
+		if (p->moving)
+			continue;
+		if (p->move_err)
+			return mfp_move_failed(p);
+		p->frozen = true;
+		return 0;
+	}
 }
 
 static int mfp_freeze(struct liveupdate_file *lf)
@@ -1435,16 +1566,17 @@ static int mfp_freeze(struct liveupdate_file *lf)
 	struct memfd_preserved *p = lf->private;
 	int err;
 
-	/* Only if the reboot follows PRESERVE_FD closely is there a wait. */
-	flush_work(&p->move_work);
-	guard(mutex)(&p->lock);
-	if (p->move_err)
-		return p->move_err;
-	err = mfp_flush_pending(p);
+	err = mfp_freeze_moved(p);
 	if (err)
 		return err;
+	mfp_check_pending(p);
+	guard(mutex)(&p->lock);
+	err = mfp_flush_pending(p);
+	if (err) {
+		p->frozen = false;
+		return err;
+	}
 	mfp_fill_attrs(p);
-	p->frozen = true;
 	return 0;
 }
 
@@ -1534,7 +1666,7 @@ static int mfp_parse_run(struct mfp_parse *ps,
 	    run->pfn + e->nr - 1 > MEMFD_PRESERVE_PFN_MASK)
 		return -EBADMSG;
 	if (e->order) {
-		if (e->order > MAX_PAGE_ORDER || e->nr != 1U << e->order ||
+		if (e->order > MAX_PAGECACHE_ORDER || e->nr != 1U << e->order ||
 		    !IS_ALIGNED(e->index, e->nr) ||
 		    !IS_ALIGNED(run->pfn, e->nr))
 			return -EBADMSG;
@@ -1603,9 +1735,15 @@ static int mfp_parse_chunk(struct mfp_parse *ps,
 	size_t off, len;
 	int err;
 
-	if (c->used > room || !IS_ALIGNED(c->used, 8))
+	/*
+	 * The writer makes a chunk for an entry: an empty one is damage, and
+	 * every chunk restores a folio at least, so that a cycle in the chain
+	 * ends at a folio restored already.
+	 */
+	if (!c->used || c->used > room || !IS_ALIGNED(c->used, 8))
 		return -EBADMSG;
 	for (off = 0; off < c->used; off += len) {
+		cond_resched();
 		if (c->used - off < sizeof(*e))
 			return -EBADMSG;
 		e = (const void *)(c + 1) + off;
@@ -1631,18 +1769,21 @@ static int mfp_parse_chunk(struct mfp_parse *ps,
 	return 0;
 }
 
+/* @name: where the writer put the name, after its header (header_size). */
 static int mfp_parse_header(struct mfp_in *in,
-			    const struct memfd_preserve_file *hdr)
+			    const struct memfd_preserve_file *hdr,
+			    const char *name)
 {
 	if (hdr->magic != MEMFD_PRESERVE_MAGIC || hdr->reserved ||
-	    hdr->name[hdr->name_len] ||
-	    strnlen(hdr->name, hdr->name_len) != hdr->name_len ||
-	    strncmp(hdr->name, MFP_NAME_PREFIX, strlen(MFP_NAME_PREFIX)) ||
+	    name[hdr->name_len] ||
+	    strnlen(name, hdr->name_len) != hdr->name_len ||
+	    strncmp(name, MFP_NAME_PREFIX, strlen(MFP_NAME_PREFIX)) ||
 	    hdr->seals & ~MFP_SEALS || hdr->mode & ~07777 ||
 	    hdr->flags & ~MEMFD_PRESERVE_F_ALL ||
 	    !(hdr->flags & (MEMFD_PRESERVE_F_READ | MEMFD_PRESERVE_F_WRITE)) ||
 	    hdr->size > MAX_LFS_FILESIZE || hdr->pos > MAX_LFS_FILESIZE ||
 	    hdr->nr_folios > hdr->nr_pages ||
+	    hdr->nr_chunks > hdr->nr_folios ||
 	    /* Not totalram: preserved pages join it only once restored. */
 	    hdr->nr_pages > get_num_physpages() ||
 	    !hdr->chunks != !hdr->nr_chunks)
@@ -1656,7 +1797,7 @@ static int mfp_parse_header(struct mfp_in *in,
 	in->seals = hdr->seals;
 	in->mode = hdr->mode;
 	in->flags = hdr->flags;
-	memcpy(in->name, hdr->name, hdr->name_len + 1);
+	memcpy(in->name, name, hdr->name_len + 1);
 	return 0;
 }
 
@@ -1701,11 +1842,14 @@ static int mfp_in_restore(struct mfp_in *in, struct mfp_pool_in *pool,
 	int err;
 
 	hdr = mfp_pool_in_ptr(pool, phys, sizeof(*hdr));
-	if (!hdr || hdr->header_size != sizeof(*hdr) ||
+	/* A later writer's longer header: what we do not know is ignored. */
+	if (!hdr || hdr->header_size < sizeof(*hdr) ||
+	    !IS_ALIGNED(hdr->header_size, 8) ||
 	    hdr->name_len >= MEMFD_PRESERVE_NAME_LENGTH ||
-	    !mfp_pool_in_ptr(pool, phys, sizeof(*hdr) + hdr->name_len + 1))
+	    !mfp_pool_in_ptr(pool, phys, (size_t)hdr->header_size +
+					 hdr->name_len + 1))
 		return -EBADMSG;
-	err = mfp_parse_header(in, hdr);
+	err = mfp_parse_header(in, hdr, (const char *)hdr + hdr->header_size);
 	if (err)
 		return err;
 	ps.max = hdr->nr_folios;
@@ -1781,13 +1925,12 @@ static struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
  */
 static DECLARE_FAULT_ATTR(fail_memfd_restore);
 
-/* Uncharge the folios of @in, or only the first @nr of them. */
-static void mfp_uncharge(struct mfp_in *in, unsigned long nr)
+/* Uncharge the folios @from to @to (excluded) of @in. */
+static void mfp_uncharge(struct mfp_in *in, unsigned long from,
+			 unsigned long to)
 {
-	unsigned long i;
-
-	for (i = 0; i < nr; i++)
-		mem_cgroup_uncharge(in->folios[i]);
+	while (from < to)
+		mem_cgroup_uncharge(in->folios[from++]);
 }
 
 /*
@@ -1803,7 +1946,7 @@ static int mfp_charge(struct mfp_in *in)
 	for (i = 0; i < in->nr; i++) {
 		err = mem_cgroup_charge(in->folios[i], current->mm, GFP_KERNEL);
 		if (err) {
-			mfp_uncharge(in, i);
+			mfp_uncharge(in, 0, i);
 			return err;
 		}
 	}
@@ -1812,12 +1955,18 @@ static int mfp_charge(struct mfp_in *in)
 
 /*
  * Fill @inode's page cache with the folios of @in, charged already, and
- * account them to the inode, whose blocks are reserved already.  Nobody
- * can look the folios up before they are in the page cache: hence the
- * non-atomic flag updates.  On error every folio is removed again and the
- * reserved blocks are given back; the folios stay in @in, still charged.
+ * account them to the inode, whose blocks are reserved already; put the
+ * ones added on the LRU.  Nobody can look the folios up before they are
+ * in the page cache: hence the non-atomic flag updates.
+ *
+ * On error, if nobody can see the memfd yet (!@visible), every folio is
+ * removed again and stays in @in, still charged, for a retry.  Once the
+ * memfd is visible, userspace may have mapped a folio that was added: the
+ * folios added stay in the page cache (the memfd fails with EIO, and
+ * gives them back when it goes), and the others are uncharged.  The
+ * reserved blocks of the folios not in the page cache are given back.
  */
-static int mfp_fill(struct inode *inode, struct mfp_in *in)
+static int mfp_fill(struct inode *inode, struct mfp_in *in, bool visible)
 {
 	struct address_space *mapping = inode->i_mapping;
 	unsigned long added, want, i;
@@ -1836,15 +1985,21 @@ static int mfp_fill(struct inode *inode, struct mfp_in *in)
 					  want, mapping_gfp_mask(mapping), &err);
 	if (!err && added < in->nr)
 		err = -ENOMEM;
-	for (i = 0; err && i < in->nr; i++) {
-		folio = in->folios[i];
-		folio_lock(folio);
-		if (i < added)
+	if (err && !visible) {
+		for (i = 0; i < added; i++) {
+			folio = in->folios[i];
+			folio_lock(folio);
 			filemap_remove_folio(folio);
-		folio_clear_dirty(folio);
-		folio_unlock(folio);
+			folio_unlock(folio);
+		}
+		added = 0;
 	}
-	/* Takes the blocks back if the folios were removed again. */
+	for (i = added; err && i < in->nr; i++)
+		folio_clear_dirty(in->folios[i]);
+	if (err && visible)
+		mfp_uncharge(in, added, in->nr);
+	folios_add_lru(in->folios, added);
+	/* Takes the blocks back for the folios that are not in the cache. */
 	shmem_recalc_inode(inode, in->nr_pages, 0);
 	/* Overlapping entries. */
 	return err == -EEXIST ? -EBADMSG : err;
@@ -1898,17 +2053,13 @@ static void mfp_restore_fn(struct work_struct *work)
 
 	/* The xarray's nodes are charged to the retrieving task's memcg too. */
 	old = set_active_memcg(r->memcg);
-	err = mfp_fill(inode, in);
+	err = mfp_fill(inode, in, true);
 	set_active_memcg(old);
 	mem_cgroup_put(r->memcg);
-	if (err) {
+	if (err)
 		pr_err("%s (inode %llu): cannot restore its folios: %pe; it fails with EIO\n",
 		       in->name, (u64)inode->i_ino, ERR_PTR(err));
-		mfp_uncharge(in, in->nr);
-	} else {
-		folios_add_lru(in->folios, in->nr);
-	}
-	/* The page cache holds the folios now: ours go before the gate. */
+	/* The page cache holds its folios now: ours go before the gate. */
 	mfp_in_put_folios(in);
 	kfree(in);
 	atomic_long_inc(&mfp_nr_background);
@@ -2013,11 +2164,11 @@ static int mfp_populate(struct inode *inode, struct mfp_in *in,
 		SHMEM_I(inode)->flags |= SHMEM_F_RESTORING;
 		return 0;
 	}
-	err = mfp_fill(inode, in);
+	err = mfp_fill(inode, in, false);
 	if (!err)
 		return 0;
 uncharge:
-	mfp_uncharge(in, in->nr);
+	mfp_uncharge(in, 0, in->nr);
 	return err;
 }
 
@@ -2079,7 +2230,6 @@ static int mfp_retrieve(struct liveupdate_file *lf)
 		queue_work(system_dfl_long_wq, &r->work);
 		return 0;
 	}
-	folios_add_lru(in->folios, in->nr);
 	mfp_in_put_folios(in);
 	kfree(in);
 	return 0;

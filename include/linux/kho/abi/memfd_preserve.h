@@ -42,22 +42,26 @@
  * Entries are not ordered and never overlap.  Indices that no entry covers
  * are holes: nothing is allocated for them, here or in the next kernel.
  *
- * Pages written after PRESERVE_FD: shmem calls the handler whenever a folio
- * is added to the page cache of a preserved memfd (see
- * memfd_preserve_folio_added()).  The handler holds and preserves that
- * folio at once, and remembers it; freeze only appends entries for the
- * folios added since the last time, so the blackout costs nothing for
- * memory that was already described.  The size of a preserved memfd cannot
- * change, swapping its pages out is disabled, and its folios are held, so
- * no folio disappears from the page cache while it is preserved.  Once
+ * What is held: from PRESERVE_FD until unpreserve or the kexec, every
+ * folio an entry describes holds a folio reference the handler took while
+ * the folio was locked and in the page cache, so that reclaim, migration,
+ * compaction, collapse and splitting leave it where it is.  The size of a
+ * preserved memfd cannot change, so no folio leaves the page cache.
+ * Folios added after PRESERVE_FD (writes into holes, userfaultfd fills)
+ * are held and preserved as they are added, and described at freeze, so
+ * the blackout costs nothing for memory that was already described; once
  * frozen, adding a folio fails (the write gets an error rather than being
- * silently lost).
+ * silently lost).  Folios in CMA (the KHO scratch areas) are migrated out
+ * after PRESERVE_FD, then held and described.
  *
  * Fields are in the CPU's byte order.  The format is versioned by the LUO
  * file version (%MEMFD_PRESERVE_VERSION) and the pool's FLB version
  * (%MEMFD_PRESERVE_POOL_VERSION); &memfd_preserve_file.header_size lets
- * later versions grow the header.  The next kernel validates every field
- * and fails the file with -EBADMSG on anything inconsistent.
+ * later versions grow the header: a reader accepts any @header_size of
+ * at least its own, a multiple of 8, ignores the fields it does not know
+ * and finds the name at @header_size; a change that cannot be ignored
+ * takes a new version.  The next kernel validates every field and fails
+ * the file with -EBADMSG on anything inconsistent.
  */
 
 #define MEMFD_PRESERVE_COMPATIBLE	"memfd"
@@ -107,8 +111,8 @@ struct memfd_preserve_chunk {
 /**
  * struct memfd_preserve_file - a preserved memfd, in the pool
  * @magic: %MEMFD_PRESERVE_MAGIC
- * @header_size: sizeof(struct memfd_preserve_file) of the writer; @name
- *	starts there
+ * @header_size: sizeof(struct memfd_preserve_file) of the writer, a
+ *	multiple of 8; the name starts there (at @name for this version)
  * @seals: the memfd's seals (F_SEAL_*)
  * @size: i_size in bytes
  * @pos: the file position
