@@ -1115,27 +1115,20 @@ static int mfp_take_moved(struct memfd_preserved *p, struct folio *folio,
 	return 0;
 }
 
-/* The span mfp_move_fn() is to work on, from where it is; false if none. */
+/*
+ * The rest of the span mfp_move_fn() is at, or of the next one; false if
+ * none is left.  The hook may have made the current span longer.
+ */
 static bool mfp_next_span(struct memfd_preserved *p, struct mfp_span *span)
 {
 	guard(mutex)(&p->lock);
-	if (p->move_span == p->nr_moves)
-		return false;
-	*span = p->moves[p->move_span];
-	span->first = max(span->first, p->move_start);
-	return true;
-}
-
-/* mfp_move_fn() is done with @span up to @next; @p->lock held. */
-static void mfp_moved_to(struct memfd_preserved *p,
-			 const struct mfp_span *span, pgoff_t next)
-{
-	p->move_start = next;
-	/* Unless the hook made the span longer meanwhile. */
-	if (next > span->last && p->moves[p->move_span].last == span->last) {
-		p->move_span++;
-		p->move_start = 0;
+	for (; p->move_span < p->nr_moves; p->move_span++, p->move_start = 0) {
+		*span = p->moves[p->move_span];
+		span->first = max(span->first, p->move_start);
+		if (span->first <= span->last)
+			return true;
 	}
+	return false;
 }
 
 /*
@@ -1178,15 +1171,16 @@ static int mfp_move_span(struct memfd_preserved *p, struct mfp_span *span,
 			if (err)
 				p->move_fatal = true;
 			start = folio_next_index(folios[nr - 1]);
-			mfp_moved_to(p, span, start);
+			p->move_start = start;
 		}
 		unpin_folios(folios, nr);
 		if (err)
 			return err;
 		cond_resched();
 	}
+	/* Beyond i_size, if the span reaches there: nothing to move. */
 	guard(mutex)(&p->lock);
-	mfp_moved_to(p, span, span->last + 1);
+	p->move_start = max(p->move_start, span->last + 1);
 	return 0;
 }
 
@@ -1961,10 +1955,10 @@ static int mfp_charge(struct mfp_in *in)
  *
  * On error, if nobody can see the memfd yet (!@visible), every folio is
  * removed again and stays in @in, still charged, for a retry.  Once the
- * memfd is visible, userspace may have mapped a folio that was added: the
- * folios added stay in the page cache (the memfd fails with EIO, and
- * gives them back when it goes), and the others are uncharged.  The
- * reserved blocks of the folios not in the page cache are given back.
+ * memfd is visible, fault-around may have mapped a folio that was added:
+ * those are truncated the way shmem truncates, unmapping them first, and
+ * the others are uncharged; the memfd then fails every access with EIO.
+ * The reserved blocks of the folios not in the page cache are given back.
  */
 static int mfp_fill(struct inode *inode, struct mfp_in *in, bool visible)
 {
@@ -2001,6 +1995,12 @@ static int mfp_fill(struct inode *inode, struct mfp_in *in, bool visible)
 	folios_add_lru(in->folios, added);
 	/* Takes the blocks back for the folios that are not in the cache. */
 	shmem_recalc_inode(inode, in->nr_pages, 0);
+	/*
+	 * Everyone else waits for the gate, which is still closed: no inode
+	 * lock, which a truncate may hold while it waits there.
+	 */
+	if (err && visible)
+		shmem_truncate_range(inode, 0, (uoff_t)-1);
 	/* Overlapping entries. */
 	return err == -EEXIST ? -EBADMSG : err;
 }
