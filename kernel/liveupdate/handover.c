@@ -61,6 +61,16 @@ int luo_handover_init(void)
 	return 0;
 }
 
+/**
+ * luo_handover_fini() - withdraw what luo_handover_init() published
+ */
+void luo_handover_fini(void)
+{
+	kho_remove_subtree(luo_header);
+	kho_unpreserve_free(luo_header);
+	luo_header = NULL;
+}
+
 /* ---- writing ---- */
 
 struct luo_writer {

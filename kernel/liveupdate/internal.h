@@ -120,7 +120,7 @@ void luo_session_free(struct luo_session *session);
 int luo_session_insert(struct luo_session *session);
 int luo_session_create(const char *name, struct file **filep);
 int luo_session_retrieve(const char *name, struct file **filep);
-int luo_session_list(u32 *count, u64 names);
+int luo_session_list(u32 *count, char **namesp);
 struct luo_file *luo_session_find_file(struct luo_session *session, u64 token);
 int luo_session_add_file(struct luo_session *session, struct luo_file *lfile);
 
@@ -154,6 +154,7 @@ void luo_flbs_show(struct seq_file *m);
 
 /* handover.c */
 int luo_handover_init(void);
+void luo_handover_fini(void);
 int luo_handover_write(struct kimage *image);
 void luo_handover_restore(void);
 

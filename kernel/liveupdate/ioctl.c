@@ -10,6 +10,7 @@
  */
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 
@@ -62,6 +63,20 @@ static int luo_ucmd_respond(struct luo_ucmd *ucmd, size_t size)
 {
 	if (copy_to_user(ucmd->user, ucmd->cmd, min_t(size_t, ucmd->user_size,
 						      size)))
+		return -EFAULT;
+	return 0;
+}
+
+/*
+ * Copy @nr entries of @size bytes out to @dst.  Replies are gathered under
+ * the LUO locks and copied with none held: a write to userspace can fault
+ * and wait for userspace itself (userfaultfd), and a lock held meanwhile
+ * would stall the session, or the reboot waiting for luo_state_rwsem.
+ */
+static int luo_copy_out(void __user *dst, const void *src, u32 nr,
+			size_t size)
+{
+	if (nr && copy_to_user(dst, src, (size_t)nr * size))
 		return -EFAULT;
 	return 0;
 }
@@ -140,11 +155,18 @@ static int luo_ioctl_retrieve_session(struct luo_ucmd *ucmd)
 
 static int luo_ioctl_list_sessions(struct luo_ucmd *ucmd)
 {
+	char *names __free(kvfree) = NULL;
 	struct liveupdate_ioctl_list_sessions *cmd = ucmd->cmd;
+	u32 room = cmd->count;
 	int err;
 
 	scoped_guard(rwsem_read, &luo_state_rwsem)
-		err = luo_session_list(&cmd->count, cmd->names);
+		err = luo_session_list(&cmd->count, &names);
+	if (err)
+		return err;
+	/* With no lock held: see luo_copy_out(). */
+	err = luo_copy_out(u64_to_user_ptr(cmd->names), names,
+			   min(room, cmd->count), LIVEUPDATE_SESSION_NAME_LENGTH);
 	if (err)
 		return err;
 	return luo_ucmd_respond(ucmd, sizeof(*cmd));
@@ -178,30 +200,46 @@ static int luo_ioctl_preserve_fd(struct luo_ucmd *ucmd)
 	return luo_file_preserve(session, cmd->fd, cmd->token);
 }
 
+/*
+ * The file of @token in @session; retrieved if @filep is given, else only
+ * looked up.
+ */
+static int luo_retrieve_token(struct luo_session *session, u64 token,
+			      struct file **filep)
+{
+	struct luo_file *lfile;
+
+	guard(rwsem_read)(&luo_state_rwsem);
+	guard(mutex)(&session->mutex);
+	if (session->kind != LUO_SESSION_INCOMING)
+		return -EINVAL;
+	lfile = luo_session_find_file(session, token);
+	if (!lfile)
+		return -ENOENT;
+	return filep ? luo_file_retrieve(lfile, filep) : 0;
+}
+
 static int luo_ioctl_retrieve_fd(struct luo_ucmd *ucmd)
 {
 	struct liveupdate_session_retrieve_fd *cmd = ucmd->cmd;
 	struct luo_session *session = ucmd->private;
-	struct luo_file *lfile;
 	struct file *file;
 	int err;
 
-	scoped_guard(rwsem_read, &luo_state_rwsem) {
-		guard(mutex)(&session->mutex);
-		if (session->kind != LUO_SESSION_INCOMING)
-			return -EINVAL;
-		lfile = luo_session_find_file(session, cmd->token);
-		if (!lfile)
-			return -ENOENT;
-		/*
-		 * A retrieve cannot be undone: write back the caller's own
-		 * bytes first, so that a reply that cannot be written fails
-		 * before the file changes state.
-		 */
-		err = luo_ucmd_respond(ucmd, sizeof(*cmd));
-		if (!err)
-			err = luo_file_retrieve(lfile, &file);
-	}
+	/* The command's own errors come before a fault on the reply. */
+	err = luo_retrieve_token(session, cmd->token, NULL);
+	if (err)
+		return err;
+	/*
+	 * A retrieve cannot be undone: write back the caller's own bytes
+	 * first, so that a reply that cannot be written fails before the file
+	 * changes state.  No lock is held (see luo_copy_out()); the session
+	 * may change meanwhile, so the lookup is done again.
+	 */
+	err = luo_ucmd_respond(ucmd, sizeof(*cmd));
+	if (err)
+		return err;
+	err = luo_retrieve_token(session, cmd->token, &file);
 	if (err)
 		return err;
 	return luo_ucmd_install(ucmd, file, &cmd->fd, sizeof(*cmd));
@@ -296,27 +334,34 @@ static int luo_ioctl_query(struct luo_ucmd *ucmd)
 {
 	struct liveupdate_session_query *cmd = ucmd->cmd;
 	struct luo_session *session = ucmd->private;
-	struct liveupdate_file_info __user *out;
-	struct liveupdate_file_info info;
+	struct liveupdate_file_info *info __free(kvfree) = NULL;
 	struct luo_file *lfile;
-	u32 n = 0;
+	u32 room = 0, n = 0;
+	int err;
 
 	if (cmd->reserved)
 		return -EINVAL;
-	out = u64_to_user_ptr(cmd->files);
 
 	scoped_guard(rwsem_read, &luo_state_rwsem) {
 		guard(mutex)(&session->mutex);
 		cmd->kind = session->kind;
+		room = min_t(unsigned long, cmd->count, session->nr_files);
+		if (room) {
+			info = kvmalloc_objs(*info, room);
+			if (!info)
+				return -ENOMEM;
+		}
 		list_for_each_entry(lfile, &session->files, list) {
-			if (n < cmd->count) {
-				luo_file_info(lfile, &info);
-				if (copy_to_user(out + n, &info, sizeof(info)))
-					return -EFAULT;
-			}
+			if (n < room)
+				luo_file_info(lfile, &info[n]);
 			n++;
 		}
 	}
+	/* With no lock held: see luo_copy_out(). */
+	err = luo_copy_out(u64_to_user_ptr(cmd->files), info, min(room, n),
+			   sizeof(*info));
+	if (err)
+		return err;
 	cmd->count = n;
 	return luo_ucmd_respond(ucmd, sizeof(*cmd));
 }

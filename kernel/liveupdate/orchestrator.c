@@ -46,8 +46,12 @@ EXPORT_SYMBOL_GPL(liveupdate_enabled);
  * everything keeps working.  On success LUO stays locked: nothing can
  * change the state between here and the jump.
  *
- * Return: 0, -EOPNOTSUPP if files are preserved but @image cannot carry
- * KHO state, or the error of a handler's freeze or of the serialization.
+ * Waiting for the operations in progress is killable: none of them waits
+ * for userspace with the lock held, and a fatal signal still ends the wait.
+ *
+ * Return: 0, -EINTR if the caller got a fatal signal while it waited,
+ * -EOPNOTSUPP if files are preserved but @image cannot carry KHO state, or
+ * the error of a handler's freeze or of the serialization.
  */
 int liveupdate_reboot(struct kimage *image)
 {
@@ -56,7 +60,9 @@ int liveupdate_reboot(struct kimage *image)
 	if (!luo_on)
 		return 0;
 
-	down_write(&luo_state_rwsem);
+	err = down_write_killable(&luo_state_rwsem);
+	if (err)
+		return err;
 	err = luo_handover_write(image);
 	if (err)
 		up_write(&luo_state_rwsem);
@@ -69,6 +75,9 @@ static int luo_dev_open(struct inode *inode, struct file *file)
 {
 	if (!capable(CAP_SYS_ADMIN))
 		return -EPERM;
+	/* Not before the incoming sessions are in place (see luo_init()). */
+	if (!smp_load_acquire(&luo_on))
+		return -ENODEV;
 	/* One agent owns the device at a time. */
 	if (atomic_cmpxchg(&luo_dev_busy, 0, 1))
 		return -EBUSY;
@@ -95,6 +104,11 @@ static struct miscdevice luo_miscdev = {
 	.fops	= &luo_dev_fops,
 };
 
+/*
+ * What can fail comes first and is undone on failure; the incoming sessions
+ * are restored last, so that a failure leaves them unread, as with live
+ * update off.
+ */
 static int __init luo_init(void)
 {
 	int err;
@@ -106,7 +120,6 @@ static int __init luo_init(void)
 		return 0;
 	}
 
-	luo_handover_restore();
 	err = luo_handover_init();
 	if (err) {
 		pr_err("cannot publish the handover state: %pe\n",
@@ -116,9 +129,12 @@ static int __init luo_init(void)
 	err = misc_register(&luo_miscdev);
 	if (err) {
 		pr_err("cannot register /dev/liveupdate: %pe\n", ERR_PTR(err));
+		luo_handover_fini();
 		return err;
 	}
-	luo_on = true;
+	luo_handover_restore();
+	/* Opens /dev/liveupdate: the restored sessions are visible. */
+	smp_store_release(&luo_on, true);
 	luo_debugfs_init();
 	return 0;
 }

@@ -14,7 +14,6 @@
 #include <linux/fs.h>
 #include <linux/slab.h>
 #include <linux/string.h>
-#include <linux/uaccess.h>
 
 #include "internal.h"
 
@@ -203,32 +202,54 @@ int luo_session_retrieve(const char *name, struct file **filep)
 	return 0;
 }
 
+/* An incoming session that RETRIEVE_SESSION would hand out. */
+static bool luo_session_listable(const struct luo_session *s)
+{
+	return s->kind == LUO_SESSION_INCOMING && !s->open && !s->error;
+}
+
 /**
  * luo_session_list() - names of the incoming sessions that can be retrieved
- * @count: input: room in @names; output: number of such sessions
- * @names: user pointer to *@count names of LIVEUPDATE_SESSION_NAME_LENGTH
+ * @count: input: the most names wanted; output: number of such sessions
+ * @namesp: output: the first of them, as many as both counts allow, each
+ *	in LIVEUPDATE_SESSION_NAME_LENGTH bytes, in a kvmalloc()ed buffer the
+ *	caller frees (NULL if there are none)
  *
- * Return: 0 or -EFAULT.
+ * The names are gathered here and copied to userspace by the caller once
+ * the locks are dropped.
+ *
+ * Return: 0 or -ENOMEM.
  */
-int luo_session_list(u32 *count, u64 names)
+int luo_session_list(u32 *count, char **namesp)
 {
-	char __user *out = u64_to_user_ptr(names);
-	u32 room = *count, n = 0;
+	const size_t len = LIVEUPDATE_SESSION_NAME_LENGTH;
+	char *names = NULL;
+	u32 room, n = 0;
 	struct rb_node *node;
 
 	guard(mutex)(&luo_sessions_lock);
+	for (node = rb_first(&luo_sessions); node; node = rb_next(node))
+		if (luo_session_listable(rb_entry(node, struct luo_session,
+						  node)))
+			n++;
+	room = min(*count, n);
+	if (room) {
+		names = kvmalloc_array(room, len, GFP_KERNEL);
+		if (!names)
+			return -ENOMEM;
+	}
+	n = 0;
 	for (node = rb_first(&luo_sessions); node; node = rb_next(node)) {
 		struct luo_session *s = rb_entry(node, struct luo_session, node);
 
-		if (s->kind != LUO_SESSION_INCOMING || s->open || s->error)
+		if (!luo_session_listable(s))
 			continue;
-		if (n < room &&
-		    copy_to_user(out + (size_t)n * LIVEUPDATE_SESSION_NAME_LENGTH,
-				 s->name, sizeof(s->name)))
-			return -EFAULT;
+		if (n < room)
+			memcpy(names + n * len, s->name, len);
 		n++;
 	}
 	*count = n;
+	*namesp = names;
 	return 0;
 }
 

@@ -1534,6 +1534,176 @@ static void flb_first_use_1(void)
 	ksft_finished();
 }
 
+/*
+ * reply-fault: LIST_SESSIONS and RETRIEVE_FD write to userspace with no LUO
+ * lock held.  Each is stalled in a userfaultfd fault on its reply (the
+ * names, a missing page; the RETRIEVE_FD struct, write-protected as it is
+ * read first) while a probe takes what a lock held there would block: the
+ * state lock for writing, as the reboot does (the debugfs view takes it
+ * too), or the session list (LIST_SESSIONS) or the session (QUERY).  Each
+ * probe must end within LUO_STALL_PROBE_MS; then the reply is let through
+ * and must be right.
+ */
+#define RF_FILES	2
+
+static void reply_fault_0(void)
+{
+	bool ok = true;
+	int sfd, obj, i;
+
+	ksft_set_plan(2);
+	sfd = luo_must_create_session(dev, "reply-fault");
+	for (i = 0; i < RF_FILES; i++) {
+		obj = new_object(910 + i);
+		ok &= preserve(sfd, obj, i + 1);
+		close(obj);
+	}
+	result(ok, "preserve %d files into session reply-fault", RF_FILES);
+	kexec_next();
+}
+
+struct rf_list {
+	void *names;
+	__u32 count;
+};
+
+static int rf_list(void *arg)
+{
+	struct rf_list *l = arg;
+
+	l->count = 4;
+	return luo_list_sessions(dev, l->names, &l->count);
+}
+
+struct rf_retrieve {
+	int sfd;
+	void *arg;
+};
+
+static int rf_retrieve(void *arg)
+{
+	struct rf_retrieve *r = arg;
+
+	return ioctl(r->sfd, LIVEUPDATE_SESSION_RETRIEVE_FD, r->arg) ? -errno : 0;
+}
+
+static int rf_query(void *arg)
+{
+	int n = luo_file_count(*(int *)arg);
+
+	return n < 0 ? n : 0;
+}
+
+/* Why a case cannot run here (no userfaultfd or debugfs), or NULL. */
+static const char *rf_cannot(bool wp, bool write_side)
+{
+	static char why[128];
+	struct luo_stall st;
+	int ret;
+
+	if (write_side && access(LUO_DEBUGFS_SESSIONS, R_OK))
+		return LUO_DEBUGFS_SESSIONS " missing (CONFIG_DEBUG_FS)";
+	ret = luo_stall_init(&st, wp, why, 0);
+	if (!ret) {
+		luo_stall_fini(&st);
+		return NULL;
+	}
+	snprintf(why, sizeof(why), "no userfaultfd%s (CONFIG_USERFAULTFD): %s",
+		 wp ? " write-protection" : "", strerror(-ret));
+	return why;
+}
+
+/*
+ * Stall @cmd (@what) in its write to @st's page and run @probe (@desc):
+ * true if the probe went on meanwhile and both succeeded.
+ */
+static bool rf_stalled(struct luo_stall *st, const char *what,
+		       int (*cmd)(void *arg), void *cmd_arg, const char *desc,
+		       int (*probe)(void *arg), void *probe_arg)
+{
+	int ret, cmd_ret, probe_ret;
+
+	ret = luo_stall_check(st, cmd, cmd_arg, probe, probe_arg, &cmd_ret,
+			      &probe_ret);
+	if (ret < 0)
+		ksft_print_msg("%s did not stall in its write: %s\n", what,
+			       strerror(-ret));
+	else if (!ret)
+		ksft_print_msg("%s blocked while %s stalled in its write\n",
+			       desc, what);
+	else if (probe_ret)
+		ksft_print_msg("%s: %s\n", desc, strerror(-probe_ret));
+	if (cmd_ret)
+		ksft_print_msg("%s: %s\n", what, strerror(-cmd_ret));
+	return ret == 1 && !probe_ret && !cmd_ret;
+}
+
+static void reply_fault_1(void)
+{
+	static const char *const write_side = "the state lock for writing";
+	struct liveupdate_session_retrieve_fd arg = { .size = sizeof(arg) };
+	struct liveupdate_session_retrieve_fd *reply;
+	char names[4][LUO_NAME_LEN];
+	struct rf_list list = {}, list_probe = { .names = names };
+	struct rf_retrieve rr = {};
+	struct luo_stall st;
+	const char *why;
+	int sfd, fd, ret, i;
+	bool ok;
+
+	ksft_set_plan(2 + 1 + RF_FILES + 1);
+	for (i = 0; i < 2; i++) {
+		why = rf_cannot(false, !i);
+		if (why) {
+			ksft_test_result_skip("LIST_SESSIONS stalled: %s\n", why);
+			continue;
+		}
+		ret = luo_stall_init(&st, false, NULL, 0);
+		if (ret)
+			luo_bail("userfaultfd: %s", strerror(-ret));
+		list.names = st.page;
+		ok = rf_stalled(&st, "LIST_SESSIONS", rf_list, &list,
+				i ? "LIST_SESSIONS" : write_side,
+				i ? rf_list : luo_probe_write_side,
+				i ? &list_probe : NULL);
+		ok = ok && list.count == 1 && !strcmp(st.page, "reply-fault");
+		luo_stall_fini(&st);
+		result(ok, "LIST_SESSIONS stalled writing the names: %s goes on",
+		       i ? "LIST_SESSIONS" : write_side);
+	}
+
+	sfd = retrieve_session("reply-fault");
+	require(sfd >= 0, "retrieve session reply-fault");
+	for (i = 0; i < RF_FILES; i++) {
+		why = rf_cannot(true, !i);
+		if (why) {
+			ksft_test_result_skip("RETRIEVE_FD stalled: %s\n", why);
+			continue;
+		}
+		arg.token = i + 1;
+		arg.fd = -1;
+		ret = luo_stall_init(&st, true, &arg, sizeof(arg));
+		if (ret)
+			luo_bail("userfaultfd: %s", strerror(-ret));
+		rr.sfd = sfd;
+		rr.arg = st.page;
+		ok = rf_stalled(&st, "RETRIEVE_FD", rf_retrieve, &rr,
+				i ? "QUERY of the session" : write_side,
+				i ? rf_query : luo_probe_write_side,
+				i ? &sfd : NULL);
+		reply = st.page;
+		fd = reply->fd;
+		ok = ok && fd >= 0 && luo_test_has_value(fd, 910 + i);
+		if (fd >= 0)
+			close(fd);
+		luo_stall_fini(&st);
+		result(ok, "RETRIEVE_FD of token %d stalled writing its reply: %s goes on",
+		       i + 1, i ? "QUERY of the session" : write_side);
+	}
+	result(!luo_finish(sfd), "finish session reply-fault");
+	ksft_finished();
+}
+
 typedef void (*stage_fn)(void);
 
 struct scenario {
@@ -1561,6 +1731,7 @@ static const struct scenario scenarios[] = {
 	{ "flb", 1, { flb_0, flb_1 } },
 	{ "flb-unretrieved", 1, { flb_unretrieved_0, flb_unretrieved_1 } },
 	{ "flb-first-use", 1, { flb_first_use_0, flb_first_use_1 } },
+	{ "reply-fault", 1, { reply_fault_0, reply_fault_1 } },
 };
 
 static void usage(const char *prog)

@@ -63,7 +63,6 @@
 #define MAX_WATCH	8
 #define MAX_FDTYPES	40
 #define MAX_PRINTS	40
-#define LUO_DEBUGFS_SESSIONS "/sys/kernel/debug/liveupdate/sessions"
 
 /* A name of exactly 63 bytes, the longest allowed. */
 #define NAME_63 \
@@ -858,6 +857,30 @@ static int retrieve_session(const char *name)
 	return sfd;
 }
 
+/*
+ * A memfd's pages in KHO scratch move after PRESERVE_FD, and QUERY says
+ * SETTLING meanwhile: wait, so that the state snapshots stay the same.
+ */
+static void wait_settled(int sfd)
+{
+	struct liveupdate_file_info files[MAX_FILES];
+	__u32 kind, count, i;
+	int tries;
+
+	for (tries = 0; tries < 1000; tries++) {
+		count = MAX_FILES;
+		if (luo_query(sfd, &kind, files, &count))
+			return;
+		for (i = 0; i < count && i < MAX_FILES; i++)
+			if (files[i].state == LIVEUPDATE_FILE_SETTLING)
+				break;
+		if (i == count || i == MAX_FILES)
+			return;
+		usleep(10000);
+	}
+	luo_bail("a preserved file still settling after 10 s");
+}
+
 static void preserve(int sfd, int fd, __u64 token)
 {
 	int ret = luo_preserve_fd(sfd, fd, token);
@@ -865,6 +888,7 @@ static void preserve(int sfd, int fd, __u64 token)
 	if (ret)
 		luo_bail("PRESERVE_FD of token %llu: %s",
 			 (unsigned long long)token, strerror(-ret));
+	wait_settled(sfd);
 }
 
 /* An fd number far above what anything here opens, free. */

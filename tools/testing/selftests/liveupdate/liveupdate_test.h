@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,13 +25,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/swap.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/liveupdate.h>
 #include <linux/reboot.h>
+#include <linux/userfaultfd.h>
 
 #include "kselftest.h"
 
@@ -59,6 +67,8 @@ static inline __printf(1, 2) void __noreturn luo_bail(const char *fmt, ...)
 #define LUO_TEST_FLB_LIVE	LUO_TEST_DEBUGFS "/flb_live"
 #define LUO_TEST_FLB_COMPATIBLE	"liveupdate-test-flb"
 #define LUO_DEBUGFS_FLBS	"/sys/kernel/debug/liveupdate/flbs"
+/* Reading it takes LUO's state lock for writing, as reboot(KEXEC) does. */
+#define LUO_DEBUGFS_SESSIONS	"/sys/kernel/debug/liveupdate/sessions"
 
 #define LUO_NAME_LEN		LIVEUPDATE_SESSION_NAME_LENGTH
 
@@ -291,6 +301,251 @@ fail:
 		close(fd);
 	free(buf);
 	return NULL;
+}
+
+/*
+ * A function run in a thread, whose end can be waited for with a timeout
+ * (a thread stuck in the kernel cannot be killed, only waited for).
+ */
+struct luo_call {
+	pthread_t thread;
+	int (*fn)(void *arg);
+	void *arg;
+	int ret;
+	int done;
+};
+
+static inline void *luo_call_main(void *arg)
+{
+	struct luo_call *c = arg;
+
+	c->ret = c->fn(c->arg);
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static inline int luo_call_start(struct luo_call *c, int (*fn)(void *arg),
+				 void *arg)
+{
+	c->fn = fn;
+	c->arg = arg;
+	c->ret = 0;
+	c->done = 0;
+	return -pthread_create(&c->thread, NULL, luo_call_main, c);
+}
+
+static inline bool luo_call_done(struct luo_call *c)
+{
+	return __atomic_load_n(&c->done, __ATOMIC_ACQUIRE);
+}
+
+/* Whether @c ends within about @ms milliseconds. */
+static inline bool luo_call_wait(struct luo_call *c, int ms)
+{
+	const struct timespec tick = { 0, 1000000 };
+
+	while (!luo_call_done(c) && ms-- > 0)
+		nanosleep(&tick, NULL);
+	return luo_call_done(c);
+}
+
+/* @fn's result. */
+static inline int luo_call_join(struct luo_call *c)
+{
+	pthread_join(c->thread, NULL);
+	return c->ret;
+}
+
+/*
+ * A page that stalls the kernel's first write to it in a userfaultfd fault,
+ * until luo_stall_release(): a missing page (MISSING mode), or one that
+ * holds a struct the kernel reads before it writes, write-protected (WP
+ * mode).  Given as a command's output, it shows what the command holds
+ * while it writes to userspace: a LUO lock held there would let any
+ * process with a session fd hold up the session, or the reboot.
+ */
+struct luo_stall {
+	int uffd;
+	void *page;
+	size_t size;
+	bool wp;
+};
+
+static inline void luo_stall_fini(struct luo_stall *st)
+{
+	if (st->page != MAP_FAILED)
+		munmap(st->page, st->size);
+	st->page = MAP_FAILED;
+	if (st->uffd >= 0)
+		close(st->uffd);
+	st->uffd = -1;
+}
+
+/*
+ * Set up @st; in WP mode the page starts with the @len bytes at @data.
+ * Returns 0, or -errno if userfaultfd (or its WP mode) is not available.
+ */
+static inline int luo_stall_init(struct luo_stall *st, bool wp,
+				 const void *data, size_t len)
+{
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = wp ? UFFD_FEATURE_PAGEFAULT_FLAG_WP : 0,
+	};
+	struct uffdio_register reg = {
+		.mode = wp ? UFFDIO_REGISTER_MODE_WP :
+			     UFFDIO_REGISTER_MODE_MISSING,
+	};
+	struct uffdio_writeprotect prot = {
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	int ret;
+
+	st->wp = wp;
+	st->size = sysconf(_SC_PAGESIZE);
+	st->page = MAP_FAILED;
+	/* Not UFFD_USER_MODE_ONLY: the faults to catch are the kernel's. */
+	st->uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (st->uffd < 0)
+		return -errno;
+	if (ioctl(st->uffd, UFFDIO_API, &api))
+		goto fail;
+	st->page = mmap(NULL, st->size, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (st->page == MAP_FAILED)
+		goto fail;
+	if (wp) {
+		/* Write-protection applies to a page that is there. */
+		memset(st->page, 0, st->size);
+		memcpy(st->page, data, len);
+	}
+	reg.range.start = (uintptr_t)st->page;
+	reg.range.len = st->size;
+	if (ioctl(st->uffd, UFFDIO_REGISTER, &reg))
+		goto fail;
+	prot.range = reg.range;
+	if (wp && ioctl(st->uffd, UFFDIO_WRITEPROTECT, &prot))
+		goto fail;
+	return 0;
+fail:
+	ret = -errno;
+	luo_stall_fini(st);
+	return ret;
+}
+
+/*
+ * Wait up to @ms milliseconds for a write fault on the page, while @c runs:
+ * 0, -ENODATA if @c ended without one, -ETIMEDOUT, -EPROTO for another
+ * event, or -errno.
+ */
+static inline int luo_stall_wait(struct luo_stall *st, struct luo_call *c,
+				 int ms)
+{
+	struct pollfd pfd = { .fd = st->uffd, .events = POLLIN };
+	struct uffd_msg msg;
+	__u64 at;
+	int ret;
+
+	for (;;) {
+		ret = poll(&pfd, 1, 10);
+		if (ret < 0)
+			return -errno;
+		if (ret)
+			break;
+		if (luo_call_done(c))
+			return -ENODATA;
+		ms -= 10;
+		if (ms <= 0)
+			return -ETIMEDOUT;
+	}
+	ret = read(st->uffd, &msg, sizeof(msg));
+	if (ret < 0)
+		return -errno;
+	at = msg.arg.pagefault.address;
+	if (ret != sizeof(msg) || msg.event != UFFD_EVENT_PAGEFAULT ||
+	    at < (uintptr_t)st->page || at >= (uintptr_t)st->page + st->size ||
+	    !(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE))
+		return -EPROTO;
+	return 0;
+}
+
+/* Let the stalled write go on: 0, or -errno (the uffd is closed then). */
+static inline int luo_stall_release(struct luo_stall *st)
+{
+	struct uffdio_range range = {
+		.start = (uintptr_t)st->page,
+		.len = st->size,
+	};
+	struct uffdio_writeprotect prot = { .range = range };
+	struct uffdio_zeropage zero = { .range = range };
+	int ret;
+
+	if (st->wp) {
+		ret = ioctl(st->uffd, UFFDIO_WRITEPROTECT, &prot);
+	} else {
+		ret = ioctl(st->uffd, UFFDIO_ZEROPAGE, &zero);
+		if (ret && errno == EEXIST)
+			ret = ioctl(st->uffd, UFFDIO_WAKE, &range);
+	}
+	if (!ret)
+		return 0;
+	ret = -errno;
+	/* Closing it unregisters the page and wakes the stalled fault. */
+	close(st->uffd);
+	st->uffd = -1;
+	return ret;
+}
+
+/* Long enough for a debug kernel under TCG; a blocked probe waits for ever. */
+#define LUO_STALL_FAULT_MS	10000
+#define LUO_STALL_PROBE_MS	5000
+
+/*
+ * Run @cmd, which writes to @st's page, in a thread until that write
+ * stalls, then @probe in another thread.  The write is let go once @probe
+ * ended or LUO_STALL_PROBE_MS passed, and both threads are joined:
+ * *@cmd_ret and *@probe_ret get their results.
+ *
+ * Return: 1 if @probe ended in time while @cmd was still stalled, 0 if it
+ * did not, or -errno if @cmd never stalled (see luo_stall_wait()).
+ */
+static inline int luo_stall_check(struct luo_stall *st,
+				  int (*cmd)(void *arg), void *cmd_arg,
+				  int (*probe)(void *arg), void *probe_arg,
+				  int *cmd_ret, int *probe_ret)
+{
+	struct luo_call c, p;
+	int ret;
+
+	*cmd_ret = -ECANCELED;
+	*probe_ret = -ECANCELED;
+	ret = luo_call_start(&c, cmd, cmd_arg);
+	if (ret)
+		return ret;
+	ret = luo_stall_wait(st, &c, LUO_STALL_FAULT_MS);
+	if (!ret)
+		ret = luo_call_start(&p, probe, probe_arg);
+	if (ret) {
+		luo_stall_release(st);
+		*cmd_ret = luo_call_join(&c);
+		return ret;
+	}
+	ret = luo_call_wait(&p, LUO_STALL_PROBE_MS) && !luo_call_done(&c);
+	luo_stall_release(st);
+	*cmd_ret = luo_call_join(&c);
+	*probe_ret = luo_call_join(&p);
+	return ret;
+}
+
+/* A probe: takes LUO's state lock for writing, as reboot(KEXEC) does. */
+static inline int luo_probe_write_side(void *unused)
+{
+	char *view = luo_read_file(LUO_DEBUGFS_SESSIONS);
+	bool ok = view;
+
+	(void)unused;
+	free(view);
+	return ok ? 0 : -EIO;
 }
 
 /* Send one command ("value=N", "fail=...", ...) to a test object. */
@@ -573,6 +828,167 @@ static inline int luo_reboot_kexec(void)
 {
 	return syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
 		       LINUX_REBOOT_CMD_KEXEC, NULL) ? -errno : 0;
+}
+
+/*
+ * Test data: the 64-bit word at byte offset @off of the pattern @seed.
+ * A pattern is a function of the offset, so any range can be written and
+ * checked on its own, in any order, by any process.
+ */
+static inline __u64 luo_word_at(__u64 off, __u64 seed)
+{
+	__u64 x = (off + 1) * 0x9e3779b97f4a7c15ULL ^ seed;
+
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	return x ^ (x >> 29);
+}
+
+/* Fill @buf, @len bytes (a multiple of 8), with the pattern from @off. */
+static inline void luo_fill(__u64 *buf, __u64 off, size_t len, __u64 seed)
+{
+	for (size_t i = 0; i < len / 8; i++)
+		buf[i] = luo_word_at(off + i * 8, seed);
+}
+
+/* pwrite() [@off, @off + @len) (multiples of 8) with the pattern @seed. */
+static inline int luo_put(int fd, __u64 off, __u64 len, __u64 seed)
+{
+	static __thread __u64 buf[65536 / 8];
+	__u64 n;
+
+	while (len) {
+		n = len < sizeof(buf) ? len : sizeof(buf);
+		luo_fill(buf, off, n, seed);
+		if (pwrite(fd, buf, n, off) != (ssize_t)n)
+			return errno ? -errno : -EIO;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * The PFNs behind @len bytes at @map, from /proc/self/pagemap (0 where no
+ * page is mapped; root sees PFNs), into @pfn.  Faults nothing in.
+ */
+static inline int luo_pfns(const void *map, size_t len, __u64 *pfn)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	size_t n = len / 4096;
+	ssize_t got;
+
+	if (fd < 0)
+		return -errno;
+	got = pread(fd, pfn, n * 8, (uintptr_t)map / 4096 * 8);
+	close(fd);
+	if (got != (ssize_t)(n * 8))
+		return -EIO;
+	for (size_t i = 0; i < n; i++)
+		pfn[i] = (pfn[i] >> 63) ? pfn[i] & ((1ULL << 55) - 1) : 0;
+	return 0;
+}
+
+/* Is @dev (such as "/dev/zram0") an active swap device? */
+static inline bool luo_swap_active(const char *dev)
+{
+	char *swaps = luo_read_file("/proc/swaps"), *at;
+	size_t len = strlen(dev);
+	bool on = false;
+
+	for (at = swaps; at && (at = strstr(at, dev)); at += len)
+		if ((at == swaps || at[-1] == '\n') &&
+		    (at[len] == ' ' || at[len] == '\t'))
+			on = true;
+	free(swaps);
+	return on;
+}
+
+/*
+ * Swap on zram0, a compressed RAM disk of @size bytes: the swap device of
+ * a test VM, which has no disk.  Done once per boot: an active one is
+ * kept.  0, or -errno (-ENODEV without CONFIG_ZRAM, -ENOSYS without
+ * CONFIG_SWAP).  busybox mkswap writes the signature; busybox-static runs
+ * its applets without links, see harness/build-tests.sh.
+ */
+static inline int luo_zram_swap(unsigned long long size)
+{
+	static const char * const mkswap[] = {
+		"busybox", "mkswap", "/dev/zram0", NULL
+	};
+	char str[32];
+	int ret;
+
+	if (luo_swap_active("/dev/zram0"))
+		return 0;
+	if (access("/sys/block/zram0/disksize", W_OK))
+		return -ENODEV;
+	snprintf(str, sizeof(str), "%llu", size);
+	ret = luo_write_file("/sys/block/zram0/disksize", str);
+	if (ret && ret != -EBUSY)
+		return ret;
+	ret = luo_run(mkswap);
+	if (ret)
+		return ret < 0 ? ret : -EIO;
+	return swapon("/dev/zram0", 0) ? -errno : 0;
+}
+
+#define LUO_CGROOT	"/sys/fs/cgroup"
+
+/*
+ * A cgroup v2 memory cgroup @name (a directory under LUO_CGROOT, which is
+ * mounted if need be) with memory.max @max bytes, or no limit if @max is
+ * 0.  An existing one is reused.  0, or -errno (-ENOENT without
+ * CONFIG_MEMCG).
+ */
+static inline int luo_memcg_create(const char *name, unsigned long long max)
+{
+	char path[128], str[32];
+	int ret;
+
+	mkdir(LUO_CGROOT, 0755);
+	if (access(LUO_CGROOT "/cgroup.controllers", F_OK) &&
+	    mount("cgroup2", LUO_CGROOT, "cgroup2", 0, NULL))
+		return -errno;
+	ret = luo_write_file(LUO_CGROOT "/cgroup.subtree_control", "+memory");
+	if (ret)
+		return ret == -EINVAL ? -ENOENT : ret;
+	snprintf(path, sizeof(path), LUO_CGROOT "/%s", name);
+	if (mkdir(path, 0755) && errno != EEXIST)
+		return -errno;
+	snprintf(path, sizeof(path), LUO_CGROOT "/%s/memory.max", name);
+	if (max)
+		snprintf(str, sizeof(str), "%llu", max);
+	else
+		snprintf(str, sizeof(str), "max");
+	return luo_write_file(path, str);
+}
+
+/*
+ * Move the calling process into memory cgroup @name, or back to the root
+ * cgroup if @name is NULL: memory it allocates from then on is charged
+ * there (charges already made stay where they are).
+ */
+static inline int luo_memcg_enter(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), LUO_CGROOT "%s%s/cgroup.procs",
+		 name ? "/" : "", name ? name : "");
+	return luo_write_file(path, "0");
+}
+
+/*
+ * Proactive reclaim of up to @bytes from memory cgroup @name
+ * (memory.reclaim): 0 if that much was reclaimed, -EAGAIN if less was.
+ */
+static inline int luo_memcg_reclaim(const char *name, unsigned long long bytes)
+{
+	char path[128], str[32];
+
+	snprintf(path, sizeof(path), LUO_CGROOT "/%s/memory.reclaim", name);
+	snprintf(str, sizeof(str), "%llu", bytes);
+	return luo_write_file(path, str);
 }
 
 #endif /* __LIVEUPDATE_TEST_H */

@@ -928,6 +928,88 @@ TEST_F(liveupdate_files, query)
 		close(obj[i]);
 }
 
+/* A QUERY for one file, into @files. */
+struct query_call {
+	int sfd;
+	void *files;
+	__u32 kind;
+	__u32 count;
+};
+
+static int query_call(void *arg)
+{
+	struct query_call *q = arg;
+
+	q->count = 1;
+	return luo_query(q->sfd, &q->kind, q->files, &q->count);
+}
+
+/*
+ * QUERY writes to userspace with no LUO lock held: while its write of the
+ * files stalls in a userfaultfd fault, what a reboot takes (the state lock
+ * for writing, as the debugfs view does) and the session (another QUERY)
+ * are free.  Each probe must end within LUO_STALL_PROBE_MS.
+ */
+TEST_F(liveupdate_files, query_reply_fault_holds_no_lock)
+{
+	struct liveupdate_file_info info;
+	struct query_call q = {}, probe_q = { .files = &info };
+	const struct {
+		const char *desc;
+		int (*fn)(void *arg);
+		void *arg;
+	} probes[] = {
+		{ "state lock for writing", luo_probe_write_side, NULL },
+		{ "QUERY of the same session", query_call, &probe_q },
+	};
+	struct liveupdate_file_info *out;
+	int sfd, obj, ret, cmd_ret, probe_ret;
+	struct luo_stall st;
+	unsigned int i;
+
+#ifdef __i386__
+	/*
+	 * 32-bit glibc waits for a thread with the 32-bit time futex, which
+	 * the test kernels leave out (no CONFIG_COMPAT_32BIT_TIME); the
+	 * 64-bit build runs this, through the same command code.
+	 */
+	SKIP(return, "needs threads: no 32-bit time futex in the test kernels");
+#endif
+	if (access(LUO_DEBUGFS_SESSIONS, R_OK))
+		SKIP(return, "%s missing (CONFIG_DEBUG_FS)", LUO_DEBUGFS_SESSIONS);
+	ret = luo_stall_init(&st, false, NULL, 0);
+	if (ret)
+		SKIP(return, "no userfaultfd (CONFIG_USERFAULTFD): %s",
+		     strerror(-ret));
+	luo_stall_fini(&st);
+
+	sfd = new_session(_metadata, self->dev, "query-fault");
+	obj = new_object(_metadata, 701);
+	ASSERT_EQ(0, luo_preserve_fd(sfd, obj, 7));
+	q.sfd = sfd;
+	probe_q.sfd = sfd;
+
+	for (i = 0; i < ARRAY_SIZE(probes); i++) {
+		ASSERT_EQ(0, luo_stall_init(&st, false, NULL, 0));
+		q.files = st.page;
+		ret = luo_stall_check(&st, query_call, &q, probes[i].fn,
+				      probes[i].arg, &cmd_ret, &probe_ret);
+		EXPECT_EQ(1, ret) TH_LOG("%s while QUERY's write stalls: %s",
+					 probes[i].desc,
+					 ret < 0 ? strerror(-ret) : "blocked");
+		EXPECT_EQ(0, probe_ret) TH_LOG("%s: %s", probes[i].desc,
+					       strerror(-probe_ret));
+		EXPECT_EQ(0, cmd_ret) TH_LOG("QUERY: %s", strerror(-cmd_ret));
+		EXPECT_EQ(1U, q.count);
+		out = st.page;
+		EXPECT_EQ(7ULL, out->token);
+		luo_stall_fini(&st);
+	}
+
+	close(sfd);
+	close(obj);
+}
+
 /* Closing a session unpreserves its files, last preserved first. */
 TEST_F(liveupdate_files, close_session_unpreserves_last_first)
 {
