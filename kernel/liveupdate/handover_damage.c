@@ -2,44 +2,79 @@
 /*
  * Live Update Orchestrator: damage the handover state on purpose, for the
  * tests of the next kernel's reader.  Test kernels only
- * (CONFIG_LIVEUPDATE_TEST).
+ * (CONFIG_LIVEUPDATE_TEST and CONFIG_DEBUG_FS).
  *
- * Lines written to debugfs liveupdate/damage are kept and applied, in
- * order, to the state written by the next live update reboot, after it is
- * complete:
+ * Lines written to debugfs liveupdate/damage are kept and applied to the
+ * state written by the next live update reboot, after it is complete:
  *
  *	header version|magic|nr-sessions|chunk-dup|chunk-wild|chunk-truncate
  *	session NAME nr-files|name-nul|rename=NEW|size
- *	file SESSION TOKEN handler-id|version|token=N|data=PHYS|data=zero-page|
- *			   type|size|flb-id|poke=OFF,VAL,WIDTH|loop=OFF
+ *	file SESSION TOKEN handler-id|version|token=N|data=wild|data=zero-page|
+ *			   type|size|flb-id|poke=PATH,VAL,WIDTH|loop=PATH
  *	handler COMPATIBLE name-nul|rename=NEW
  *	flb COMPATIBLE name-nul|nr-files=N
  *	clear
  *
- * "poke" writes WIDTH (1, 2, 4 or 8) bytes of VAL at OFF bytes into the
- * file's own serialized state (at its data address); "loop" makes the
- * object whose address is the u64 at OFF there point to itself through its
- * first u64, a cycle in a chain.  Reading the file lists the pending lines.
+ * "poke" and "loop" damage a file's own serialized state, which starts at
+ * the address its handler put in the file record (&luo_abi_file.data).
+ * PATH is OFF or OFF:OFF:... (at most four): every OFF but the last is
+ * where the address of the next object is read, a u64; the last is an
+ * offset into the object reached.  "poke" writes WIDTH (1, 2, 4 or 8)
+ * bytes of VAL (hex) there: "poke=48:12,0,4" clears the u32 12 bytes into
+ * the object whose address is the u64 48 bytes into the state.  "loop"
+ * reads one more address there and makes the object at that address
+ * point to itself through its first u64, a cycle in a chain: "loop=48".
+ *
+ * Every address "poke" and "loop" read or write is checked first: it must
+ * lie in a metadata page of this handover, that is a page that KHO
+ * preserves for the next kernel, that is in no page cache and on no LRU
+ * (so no file's contents), neither reserved nor typed (slab, page tables),
+ * and neither KHO's FDT nor a blob of another KHO user.  Anything
+ * else is refused, however the address was arrived at: a value in the
+ * state (a file's size, say) is never a way to write elsewhere.  These
+ * lines are applied first, in order, to the records as the handlers wrote
+ * them, so that no data= or token= line moves them; then the other lines,
+ * in order.  A line that cannot be applied is logged and skipped, and the
+ * others still apply.  Reading the file lists the pending lines.
  */
 #define pr_fmt(fmt) "liveupdate: " fmt
 
 #include <linux/debugfs.h>
-#include <linux/io.h>
+#include <linux/kexec.h>
+#include <linux/kho/abi/kexec_handover.h>
 #include <linux/kho/abi/liveupdate.h>
+#include <linux/kho_radix_tree.h>
+#include <linux/libfdt.h>
+#include <linux/memory_hotplug.h>
 #include <linux/mm.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/unaligned.h>
 
 #include "internal.h"
 
 #define LUO_DAMAGE_MAX		64
 #define LUO_DAMAGE_LINE		160
+#define LUO_DAMAGE_PATH_MAX	4
 
 static DEFINE_MUTEX(luo_damage_lock);
 static char *luo_damage_lines[LUO_DAMAGE_MAX];
 static unsigned int luo_damage_nr;
+
+/*
+ * What KHO hands over with this reboot, for the checks of "poke" and
+ * "loop": the outgoing KHO tree (its root found in the image's KHO FDT, as
+ * the next kernel finds it), and the address being looked up in it.  All
+ * under luo_damage_lock.
+ */
+static const void *luo_damage_fdt;
+static struct kho_radix_tree luo_damage_kho = {
+	.lock = __MUTEX_INITIALIZER(luo_damage_kho.lock),
+};
+
+static phys_addr_t luo_damage_probe;
 
 /* A physical address far beyond any test machine's memory. */
 #define LUO_DAMAGE_WILD_PHYS	BIT_ULL(44)
@@ -52,37 +87,208 @@ struct luo_damage_walk {
 	bool done;
 };
 
-/* Write @width bytes of @val at physical address @phys, if it is RAM. */
-static int luo_damage_poke_phys(u64 phys, u64 val, unsigned int width)
+/* Find the KHO state of the image about to be started. */
+static void luo_damage_kho_init(void)
+{
+	const void *fdt, *prop;
+	u64 root = 0;
+	int len;
+
+	luo_damage_fdt = NULL;
+	luo_damage_kho.root = NULL;
+	/* luo_handover_write() runs in kernel_kexec(), for kexec_image. */
+	if (!kexec_image || !kexec_image->kho.fdt)
+		return;
+	fdt = phys_to_virt(kexec_image->kho.fdt);
+	prop = fdt_getprop(fdt, 0, KHO_FDT_MEMORY_MAP_PROP_NAME, &len);
+	if (prop && len == sizeof(u64))
+		root = get_unaligned((const u64 *)prop);
+	if (!root)
+		return;
+	luo_damage_fdt = fdt;
+	luo_damage_kho.root = phys_to_virt(root);
+}
+
+static int luo_damage_kho_match(phys_addr_t phys, unsigned int order)
+{
+	return luo_damage_probe - phys < (PAGE_SIZE << order);
+}
+
+/*
+ * Whether KHO preserves the page at @phys.  The walk reads the tree without
+ * KHO's lock, as the next kernel will: nodes are only ever added, and are
+ * zeroed before they are linked in.
+ */
+static bool luo_damage_kho_preserved(phys_addr_t phys)
+{
+	if (!luo_damage_kho.root)
+		return false;
+	luo_damage_probe = phys;
+	return kho_radix_walk_tree(&luo_damage_kho, luo_damage_kho_match) > 0;
+}
+
+/* Whether @phys is in KHO's FDT or in another KHO user's blob. */
+static bool luo_damage_foreign_blob(phys_addr_t phys)
+{
+	const void *fdt = luo_damage_fdt;
+	int node, len;
+
+	if (PHYS_PFN(phys) == PHYS_PFN(kexec_image->kho.fdt))
+		return true;
+	fdt_for_each_subnode(node, fdt, 0) {
+		const void *blob, *size;
+		u64 start, end;
+
+		if (!strcmp(fdt_get_name(fdt, node, NULL) ?: "",
+			    LUO_ABI_SUBTREE_NAME))
+			continue;
+		blob = fdt_getprop(fdt, node, KHO_SUB_TREE_PROP_NAME, &len);
+		if (!blob || len != sizeof(u64))
+			return true;
+		size = fdt_getprop(fdt, node, KHO_SUB_TREE_SIZE_PROP_NAME, &len);
+		if (!size || len != sizeof(u64))
+			return true;
+		start = get_unaligned((const u64 *)blob);
+		end = start + get_unaligned((const u64 *)size);
+		if (phys >= round_down(start, PAGE_SIZE) &&
+		    phys < round_up(end, PAGE_SIZE))
+			return true;
+	}
+	return false;
+}
+
+/* Whether the page at @phys holds anything but plain kernel metadata. */
+static bool luo_damage_not_metadata(phys_addr_t phys)
+{
+	struct page *page = pfn_to_online_page(PHYS_PFN(phys));
+	struct folio *folio;
+
+	if (!page)
+		return true;
+	folio = page_folio(page);
+	/* A page cache or anonymous folio: some file's contents. */
+	return page_has_type(&folio->page) || folio->mapping ||
+	       folio_test_lru(folio) || folio_test_reserved(folio);
+}
+
+/*
+ * Whether @len bytes at @phys, naturally aligned, lie in a metadata page of
+ * this handover (see the top of this file).  The KHO walk goes last: it
+ * is the slow one.
+ */
+static bool luo_damage_ours(phys_addr_t phys, unsigned int len)
+{
+	return luo_damage_fdt && IS_ALIGNED(phys, len) &&
+	       offset_in_page(phys) + len <= PAGE_SIZE &&
+	       !luo_damage_foreign_blob(phys) &&
+	       !luo_damage_not_metadata(phys) &&
+	       luo_damage_kho_preserved(phys);
+}
+
+static int luo_damage_refused(phys_addr_t phys)
+{
+	pr_warn_ratelimited("damage refused: %pa is not in a metadata page of this handover\n",
+			    &phys);
+	return -EPERM;
+}
+
+static int luo_damage_load(phys_addr_t phys, u64 *val)
+{
+	if (!luo_damage_ours(phys, sizeof(*val)))
+		return luo_damage_refused(phys);
+	*val = *(u64 *)phys_to_virt(phys);
+	return 0;
+}
+
+/* Write @width bytes of @val at @phys, in this handover's metadata only. */
+static int luo_damage_store(phys_addr_t phys, u64 val, unsigned int width)
 {
 	void *p;
 
-	if (!pfn_valid(PHYS_PFN(phys)) ||
-	    offset_in_page(phys) + width > PAGE_SIZE ||
-	    !IS_ALIGNED(phys, width))
+	if (width > sizeof(val) || !is_power_of_2(width))
 		return -EINVAL;
+	if (!luo_damage_ours(phys, width))
+		return luo_damage_refused(phys);
 	p = phys_to_virt(phys);
 	switch (width) {
 	case 1:
 		*(u8 *)p = val;
-		return 0;
+		break;
 	case 2:
 		*(u16 *)p = val;
-		return 0;
+		break;
 	case 4:
 		*(u32 *)p = val;
-		return 0;
-	case 8:
+		break;
+	default:
 		*(u64 *)p = val;
-		return 0;
+		break;
 	}
-	return -EINVAL;
+	return 0;
+}
+
+/*
+ * Follow PATH at *@s from the state at @data: the address it leads to, in
+ * *@phys.  *@s is left after PATH.
+ */
+static int luo_damage_path(u64 data, const char **s, phys_addr_t *phys)
+{
+	u64 addr = data;
+	unsigned int i, off;
+	int len, err;
+
+	for (i = 0; ; i++) {
+		if (i == LUO_DAMAGE_PATH_MAX ||
+		    sscanf(*s, "%u%n", &off, &len) != 1)
+			return -EINVAL;
+		*s += len;
+		addr += off;
+		if (**s != ':')
+			break;
+		(*s)++;
+		err = luo_damage_load(addr, &addr);
+		if (err)
+			return err;
+	}
+	*phys = addr;
+	return 0;
+}
+
+/* poke=PATH,VAL,WIDTH; @s is after "poke=". */
+static int luo_damage_poke(u64 data, const char *s)
+{
+	unsigned int width;
+	phys_addr_t phys;
+	int len = 0, err;
+	u64 val;
+
+	err = luo_damage_path(data, &s, &phys);
+	if (err)
+		return err;
+	if (sscanf(s, ",%llx,%u%n", &val, &width, &len) != 2 || s[len])
+		return -EINVAL;
+	return luo_damage_store(phys, val, width);
+}
+
+/* loop=PATH; @s is after "loop=". */
+static int luo_damage_loop(u64 data, const char *s)
+{
+	phys_addr_t phys;
+	u64 obj;
+	int err;
+
+	err = luo_damage_path(data, &s, &phys);
+	if (err)
+		return err;
+	if (*s)
+		return -EINVAL;
+	return luo_damage_load(phys, &obj) ?:
+	       luo_damage_store(obj, obj, sizeof(obj));
 }
 
 static int luo_damage_file(struct luo_abi_file *rec, const char *op,
 			   struct luo_abi_record *next)
 {
-	unsigned int off, width;
 	u64 val;
 
 	if (!strcmp(op, "handler-id")) {
@@ -104,13 +310,10 @@ static int luo_damage_file(struct luo_abi_file *rec, const char *op,
 		if (!next || next->type != LUO_ABI_RECORD_FILE_FLB)
 			return -ENOENT;
 		((struct luo_abi_file_flb *)next)->flb_id = 0xdead;
-	} else if (sscanf(op, "poke=%u,%llx,%u", &off, &val, &width) == 3) {
-		return luo_damage_poke_phys(rec->data + off, val, width);
-	} else if (sscanf(op, "loop=%u", &off) == 1) {
-		if (!pfn_valid(PHYS_PFN(rec->data + off)))
-			return -EINVAL;
-		val = *(u64 *)phys_to_virt(rec->data + off);
-		return luo_damage_poke_phys(val, val, 8);
+	} else if (!strncmp(op, "poke=", 5)) {
+		return luo_damage_poke(rec->data, op + 5);
+	} else if (!strncmp(op, "loop=", 5)) {
+		return luo_damage_loop(rec->data, op + 5);
 	} else {
 		return -EINVAL;
 	}
@@ -280,6 +483,13 @@ static int luo_damage_one(struct luo_abi_header *hdr, u32 nr_chunks,
 	return luo_damage_records(hdr, nr_chunks, &dw);
 }
 
+/* A line that writes a file's own state: applied first (see the top). */
+static bool luo_damage_state_line(const char *line)
+{
+	return str_has_prefix(line, "file ") &&
+	       (strstr(line, " poke=") || strstr(line, " loop="));
+}
+
 /**
  * luo_handover_damage() - apply the pending damage to the written state
  * @hdr: the complete handover state
@@ -289,18 +499,25 @@ static int luo_damage_one(struct luo_abi_header *hdr, u32 nr_chunks,
 void luo_handover_damage(struct luo_abi_header *hdr)
 {
 	u32 nr_chunks = hdr->nr_chunks;
-	unsigned int i;
+	unsigned int pass, i;
 	int err;
 
 	guard(mutex)(&luo_damage_lock);
-	for (i = 0; i < luo_damage_nr; i++) {
-		char *line = luo_damage_lines[i];
+	luo_damage_kho_init();
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < luo_damage_nr; i++) {
+			char *line = luo_damage_lines[i];
 
-		pr_warn("damaging the handover state: %s\n", line);
-		err = luo_damage_one(hdr, nr_chunks, line);
-		if (err)
-			pr_warn("damage not applied: %pe\n", ERR_PTR(err));
-		kfree(line);
+			if (!line || luo_damage_state_line(line) != !pass)
+				continue;
+			pr_warn("damaging the handover state: %s\n", line);
+			err = luo_damage_one(hdr, nr_chunks, line);
+			if (err)
+				pr_warn_ratelimited("damage not applied: %pe\n",
+						    ERR_PTR(err));
+			kfree(line);
+			luo_damage_lines[i] = NULL;
+		}
 	}
 	luo_damage_nr = 0;
 }
