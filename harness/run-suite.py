@@ -13,6 +13,7 @@ import argparse
 import concurrent.futures
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +41,14 @@ DONE = re.compile(r"luotest: done (\S+) stage (\d+) rc=(\d+)")
 # Serial lines carry a printk timestamp prefix only for kernel messages.
 CONSOLE_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 
+# Machines a test can ask for in its memory column, as SIZE+MACHINE: kernel
+# arguments for the first boot, which luo-next-stage keeps for every kexec
+# hop (it reuses /proc/cmdline).
+#  mm: two NUMA nodes (numa=fake works without ACPI firmware tables, which
+#      the debug kernel lacks) and a ZONE_MOVABLE that memory offline can
+#      empty (movablecore= takes it from the top of each node).
+MACHINES = {"mm": ["numa=fake=2", "movablecore=50%"]}
+
 
 def load_suite(path):
     tests = []
@@ -49,8 +58,12 @@ def load_suite(path):
             if not line or line.startswith("#"):
                 continue
             name, kernels, mem, timeout, cmd = line.split(None, 4)
+            mem, _, machine = mem.partition("+")
+            if machine and machine not in MACHINES:
+                sys.exit(f"run-suite: {name}: unknown machine '{machine}'")
             tests.append(dict(name=name, kernels=kernels.split(","),
-                              mem=mem, timeout=int(timeout), cmd=cmd))
+                              mem=mem, args=MACHINES.get(machine, []),
+                              timeout=int(timeout), cmd=cmd))
     return tests
 
 
@@ -75,7 +88,14 @@ def make_initrds(runs):
     kexec into.  Every boot unpacks it and every kexec hop checksums and
     copies it again; under TCG, with the debug kernel, the whole rootfs
     cost seconds per boot.  Returns the initramfs path of each run."""
-    rundir = os.path.join(OUT, "initramfs", "run")
+    # One directory per runner: two runners at a time must not overwrite
+    # each other's archives.
+    runs_dir = os.path.join(OUT, "initramfs", "run")
+    os.makedirs(runs_dir, exist_ok=True)
+    for old in os.listdir(runs_dir):
+        if not old.isdigit() or not os.path.exists(f"/proc/{old}"):
+            shutil.rmtree(os.path.join(runs_dir, old), ignore_errors=True)
+    rundir = os.path.join(runs_dir, str(os.getpid()))
     os.makedirs(rundir, exist_ok=True)
     core = subprocess.run("find . -path ./tests -prune -o -print | "
                           "LC_ALL=C sort", shell=True, cwd=ROOT, check=True,
@@ -125,7 +145,7 @@ def kvm_works():
 def cmdline(test, variant):
     args = ["console=ttyS0", "earlyprintk=serial", "panic=-1", "oops=panic",
             "kho=on", "liveupdate=on", f"luotest.name={test['name']}",
-            "luotest.stage=0"]
+            "luotest.stage=0"] + test["args"]
     if variant == "debug":
         # KASAN eats memory: give KHO explicit scratch sizes (BRIEF).
         args += ["kho_scratch=64M,256M,128M"]
