@@ -30,9 +30,12 @@
  * for it.  shmem allocates unmovable for a preserved memfd
  * (memfd_preserve_gfp()).  Holes stay holes.
  *
- * Nothing here is charged to RLIMIT_MEMLOCK: the folios stay charged to
- * their memory cgroup, and only the holder of a session, handed out by
- * the agent that owns /dev/liveupdate, can preserve.
+ * While preserved, the mapping is unevictable (as SHM_LOCK makes it), so
+ * that reclaim does not unmap held folios over and over.  Nothing here is
+ * charged to RLIMIT_MEMLOCK: the folios stay charged to their memory
+ * cgroup, and only the holder of a session, handed out by the agent that
+ * owns /dev/liveupdate (CAP_SYS_ADMIN), can preserve: that is the
+ * capability, as CAP_IPC_LOCK is for SHM_LOCK.
  *
  * Metadata: each memfd's header and its first, small chunks of entries come
  * from a pool of preserved pages shared by every preserved memfd, an FLB
@@ -94,6 +97,8 @@
 				 sizeof(struct memfd_preserve_pool_page))
 /* Shorter runs of contiguous pages are cheaper as PAGES words. */
 #define MFP_RUN_MIN		3
+/* Longer ones are cut: 4 MiB per entry. */
+#define MFP_RUN_MAX		(1U << MAX_PAGE_ORDER)
 /* In @added: preserved and held, not yet described in the metadata. */
 #define MFP_PENDING		XA_MARK_0
 #define MFP_SEALS		(F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | \
@@ -149,6 +154,7 @@ struct mfp_run {
  * @dead: unpreserved (or failed to preserve): hooks must do nothing
  * @frozen: frozen for the reboot: no folio may be added
  * @scanned: PRESERVE_FD's walk is over: the hook starts @move_work itself
+ * @was_unevictable: the mapping was unevictable before PRESERVE_FD
  * @nr_pending: folios added since PRESERVE_FD, not described yet
  * @node: in mfp_list
  * @move_work: moves the folios in @moves out of CMA after PRESERVE_FD
@@ -181,6 +187,7 @@ struct memfd_preserved {
 	bool dead;
 	bool frozen;
 	bool scanned;
+	bool was_unevictable;
 	struct work_struct move_work;
 	struct mfp_span *moves;
 	unsigned int nr_moves;
@@ -731,8 +738,13 @@ static int mfp_describe(struct memfd_preserved *p, struct mfp_run *run,
 {
 	int err;
 
+	/*
+	 * KHO restores a run as preserved only if it stays on one node; and
+	 * a bounded run keeps every loop over it short.
+	 */
 	if (!order && run->nr && index == run->index + run->nr &&
-	    pfn == run->pfn + run->nr && run->nr < U32_MAX) {
+	    pfn == run->pfn + run->nr && run->nr < MFP_RUN_MAX &&
+	    pfn_to_nid(pfn) == pfn_to_nid(run->pfn)) {
 		run->nr++;
 		return 0;
 	}
@@ -983,8 +995,11 @@ static int mfp_take_slow(struct memfd_preserved *p, struct mfp_run *run,
 	*next = index + 1;
 	err = shmem_get_folio(file_inode(p->file), index, 0, &folio,
 			      SGP_NOALLOC);
-	if (err || !folio)
-		return err;	/* no folio: a hole, later adds take it */
+	/* A hole now (reclaim dropped a clean folio): later adds take it. */
+	if (err == -ENOENT || (!err && !folio))
+		return 0;
+	if (err)
+		return err;
 	folio_unlock(folio);
 
 	guard(mutex)(&p->lock);
@@ -1090,21 +1105,51 @@ static int mfp_added_store(struct memfd_preserved *p, struct folio *folio,
 }
 
 /*
- * Hold and describe a folio memfd_pin_folios() moved out of CMA, unless it
- * starts before @start (described with the previous batch) or was taken
- * already.  @p->lock held.
+ * memfd_pin_folios() takes its folios without their lock: hold each as the
+ * walk does, under its lock and while it is in the page cache.  An add
+ * still on its way to memfd_preserve_folio_added() holds the lock until
+ * the hook ran, and a swap-out that took a folio out of the page cache
+ * meanwhile is seen.  Returns how many of @folios, from the first, are
+ * held; the caller starts again at the next one.
  */
-static int mfp_take_moved(struct memfd_preserved *p, struct folio *folio,
-			  pgoff_t start)
+static long mfp_hold_moved(struct memfd_preserved *p, struct folio **folios,
+			   long nr)
+{
+	struct address_space *mapping = p->file->f_mapping;
+	struct folio *folio;
+	bool in_cache;
+	long i;
+
+	for (i = 0; i < nr; i++) {
+		folio = folios[i];
+		folio_lock(folio);
+		in_cache = folio->mapping == mapping;
+		if (in_cache)
+			folio_get(folio);
+		folio_unlock(folio);
+		if (!in_cache)
+			break;
+	}
+	return i;
+}
+
+/*
+ * Describe a folio moved out of CMA and held by mfp_hold_moved(), taking
+ * over its reference, unless it was taken already.  @p->lock held.
+ */
+static int mfp_take_moved(struct memfd_preserved *p, struct folio *folio)
 {
 	int err;
 
-	if (folio->index < start || xa_load(&p->added, folio->index) == folio)
+	if (xa_load(&p->added, folio->index) == folio) {
+		folio_put(folio);
 		return 0;
+	}
 	err = mfp_added_store(p, folio, false);
-	if (err)
+	if (err) {
+		folio_put(folio);
 		return err;
-	folio_get(folio);
+	}
 	err = mfp_describe(p, &p->move_run, folio->index, folio_pfn(folio),
 			   folio_order(folio));
 	if (err) {
@@ -1146,8 +1191,8 @@ static int mfp_move_span(struct memfd_preserved *p, struct mfp_span *span,
 	loff_t isize = i_size_read(file_inode(p->file));
 	loff_t end = min_t(loff_t, isize, (loff_t)(span->last + 1) << PAGE_SHIFT);
 	pgoff_t start = span->first, off;
-	unsigned int tries;
-	long nr, i;
+	unsigned int tries, stalls = 0;
+	long nr, held, i;
 	int err = 0;
 
 	while (((loff_t)start << PAGE_SHIFT) < end) {
@@ -1165,17 +1210,26 @@ static int mfp_move_span(struct memfd_preserved *p, struct mfp_span *span,
 				return nr ?: -EAGAIN;
 			msleep(MFP_MOVE_RETRY_MS);
 		}
+		held = mfp_hold_moved(p, folios, nr);
 		scoped_guard(mutex, &p->lock) {
-			for (i = 0; !err && i < nr; i++)
-				err = mfp_take_moved(p, folios[i], start);
+			for (i = 0; i < held; i++) {
+				if (err)
+					folio_put(folios[i]);
+				else
+					err = mfp_take_moved(p, folios[i]);
+			}
 			if (err)
 				p->move_fatal = true;
-			start = folio_next_index(folios[nr - 1]);
-			p->move_start = start;
+			else if (held)
+				p->move_start = folio_next_index(folios[held - 1]);
+			start = max(start, p->move_start);
 		}
 		unpin_folios(folios, nr);
 		if (err)
 			return err;
+		/* A folio left the page cache under us: pin it again. */
+		if (held < nr && ++stalls == MFP_MOVE_TRIES)
+			return -EAGAIN;
 		cond_resched();
 	}
 	/* Beyond i_size, if the span reaches there: nothing to move. */
@@ -1356,6 +1410,10 @@ int memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
 	err = -EPERM;
 	if (p->frozen)
 		goto out;
+	err = 0;
+	/* Taken by the walk's careful way or the mover while we came. */
+	if (xa_load(&p->added, folio->index) == folio)
+		goto out;
 	if (!folio_is_longterm_pinnable(folio)) {
 		err = mfp_note_move(p, folio->index, folio_nr_pages(folio));
 		if (!err && p->scanned)
@@ -1445,6 +1503,26 @@ static void mfp_publish(struct address_space *mapping,
 	xa_unlock_irq(&mapping->i_pages);
 }
 
+/*
+ * Reclaim cannot free a held folio, but it would unmap it (zapping a
+ * VMM's guest mappings) before it finds the reference, again and again:
+ * while preserved the mapping is unevictable, as SHM_LOCK makes it, and
+ * its folios go to the unevictable list when reclaim first meets them.
+ */
+static void mfp_set_unevictable(struct memfd_preserved *p, bool set)
+{
+	struct address_space *mapping = p->file->f_mapping;
+
+	if (set) {
+		p->was_unevictable = mapping_unevictable(mapping);
+		mapping_set_unevictable(mapping);
+	} else if (!p->was_unevictable) {
+		mapping_clear_unevictable(mapping);
+		/* Back to the evictable lists: O(pages), not in a reboot. */
+		shmem_unlock_mapping(mapping);
+	}
+}
+
 static int mfp_preserve(struct liveupdate_file *lf)
 {
 	struct file *file = lf->file;
@@ -1472,6 +1550,7 @@ static int mfp_preserve(struct liveupdate_file *lf)
 	/* No size change, no hole punched: no folio leaves the page cache. */
 	shmem_freeze(inode, true);
 	mfp_publish(inode->i_mapping, p);
+	mfp_set_unevictable(p, true);
 	err = mfp_scan(p, inode->i_mapping);
 	mutex_lock(&p->lock);
 	if (err) {
@@ -1479,6 +1558,7 @@ static int mfp_preserve(struct liveupdate_file *lf)
 		p->dead = true;
 		mutex_unlock(&p->lock);
 		mfp_release(p);
+		mfp_set_unevictable(p, false);
 		shmem_freeze(inode, false);
 		inode_unlock(inode);
 		mfp_put(p);
@@ -1514,6 +1594,7 @@ static void mfp_unpreserve(struct liveupdate_file *lf)
 	p->dead = true;
 	mutex_unlock(&p->lock);
 	mfp_release(p);
+	mfp_set_unevictable(p, false);
 	shmem_freeze(inode, false);
 	inode_unlock(inode);
 	lf->private = NULL;
@@ -1680,12 +1761,14 @@ static int mfp_parse_run(struct mfp_parse *ps,
 	if (!page)
 		return -EBADMSG;
 	for (i = 0; i < e->nr; i++) {
-		err = mfp_in_add(ps, page_folio(page + i), e->index + i);
+		err = mfp_in_add(ps, pfn_folio(run->pfn + i), e->index + i);
 		if (err) {
 			while (++i < e->nr)
-				put_page(page + i);
+				put_page(pfn_to_page(run->pfn + i));
 			return err;
 		}
+		if (!(i % MFP_RUN_MAX))
+			cond_resched();
 	}
 	return 0;
 }
@@ -1992,15 +2075,17 @@ static int mfp_fill(struct inode *inode, struct mfp_in *in, bool visible)
 		folio_clear_dirty(in->folios[i]);
 	if (err && visible)
 		mfp_uncharge(in, added, in->nr);
-	folios_add_lru(in->folios, added);
 	/* Takes the blocks back for the folios that are not in the cache. */
 	shmem_recalc_inode(inode, in->nr_pages, 0);
 	/*
-	 * Everyone else waits for the gate, which is still closed: no inode
-	 * lock, which a truncate may hold while it waits there.
+	 * Off the LRU, nothing can swap them out: the truncate meets no swap
+	 * entry, whose swap-in would wait for the gate we keep closed.  Nor
+	 * the inode lock, which a truncate may hold while it waits there.
 	 */
 	if (err && visible)
 		shmem_truncate_range(inode, 0, (uoff_t)-1);
+	else
+		folios_add_lru(in->folios, added);
 	/* Overlapping entries. */
 	return err == -EEXIST ? -EBADMSG : err;
 }
