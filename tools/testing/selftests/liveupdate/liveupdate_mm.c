@@ -19,6 +19,8 @@
  *           MADV_PAGEOUT, swapping to zram.
  * swapin:   pages swapped out to zram before PRESERVE_FD, swapped in by
  *           two threads while PRESERVE_FD runs.
+ * eofswap:  pages fallocated past EOF (FALLOC_FL_KEEP_SIZE) and those
+ *           before it swapped out to zram before PRESERVE_FD.
  * shrinker: a THP memfd whose last huge folio crosses EOF, which the shmem
  *           huge shrinker (drop_caches) splits to free its tail.
  * contig:   runtime 1 GiB and 2 MiB hugetlb allocation (alloc_contig_range,
@@ -970,6 +972,118 @@ static void swapin_1(int sfd, __u64 token)
 	       SWAPIN_FILES);
 }
 
+/* ---- eofswap ---- */
+
+/*
+ * A memfd of EOF_SIZE bytes, written, with EOF_BEYOND more fallocated past
+ * EOF (FALLOC_FL_KEEP_SIZE) and never written, all of it charged to a
+ * memory cgroup of its own and swapped out to zram by memory.reclaim
+ * (shmem writes out a fallocated page as zeros).  PRESERVE_FD's walk goes
+ * up to i_size, swapping in what it finds there; the entries past EOF are
+ * zero and invisible, and are left out.  Before the fix the walk went on
+ * past i_size, where shmem refuses to swap in: PRESERVE_FD failed with
+ * EINVAL, and did again on every try while those entries stayed in swap.
+ */
+#define EOF_SIZE	MIB
+#define EOF_BEYOND	MIB
+#define CG_EOF		"luo-mm-eofswap"
+
+static const struct shape eof_shape = {
+	"eofswap", EOF_SIZE, 0, EOF_SIZE, 0, 0, 27
+};
+
+static const char *eofswap_missing(void)
+{
+	static char why[96];
+	const char *why_swap = swap_missing();
+	int ret;
+
+	if (why_swap)
+		return why_swap;
+	ret = luo_memcg_create(CG_EOF, 0);
+	if (!ret)
+		return NULL;
+	snprintf(why, sizeof(why), "no memory cgroup: %s", strerror(-ret));
+	return why;
+}
+
+/* Bytes memory cgroup @name has in swap (memory.swap.current), or -1. */
+static long long memcg_swapped(const char *name)
+{
+	char path[128], *buf;
+	long long bytes;
+
+	snprintf(path, sizeof(path), LUO_CGROOT "/%s/memory.swap.current",
+		 name);
+	buf = luo_read_file(path);
+	bytes = buf ? atoll(buf) : -1;
+	free(buf);
+	return bytes;
+}
+
+/*
+ * Bytes of @fd past EOF in swap: those memory cgroup CG_EOF has there, less
+ * the pages before EOF that are not in memory (written, so swapped out).
+ * mincore() cannot tell: it counts a fallocated page as not in memory.
+ */
+static long long eof_swapped(int fd, long *in)
+{
+	long long swapped = memcg_swapped(CG_EOF);
+
+	*in = resident(fd, EOF_SIZE);
+	if (swapped < 0 || *in < 0)
+		return -1;
+	return swapped - (long long)(EOF_SIZE / PG - *in) * PG;
+}
+
+static void eofswap_0(int sfd, __u64 token)
+{
+	long pages = EOF_SIZE / PG, in[3] = { -1, -1, -1 };
+	long long past[3] = { -1, -1, -1 };
+	int fd, ret = -ECANCELED;
+	bool ok;
+
+	luo_memcg_enter(CG_EOF);
+	fd = make_memfd(&eof_shape);
+	ok = !fallocate(fd, FALLOC_FL_KEEP_SIZE, EOF_SIZE, EOF_BEYOND);
+	luo_memcg_enter(NULL);
+	if (!ok)
+		ksft_print_msg("eofswap: fallocate past EOF: %s\n",
+			       strerror(errno));
+	past[0] = eof_swapped(fd, &in[0]);
+	for (int i = 0; ok && i < 8 &&
+	     (in[1] || past[1] < (long long)EOF_BEYOND); i++) {
+		luo_memcg_reclaim(CG_EOF, 4 * (EOF_SIZE + EOF_BEYOND));
+		past[1] = eof_swapped(fd, &in[1]);
+	}
+	if (ok)
+		ret = luo_preserve_fd(sfd, fd, token);
+	ok = ok && !ret && settled(sfd, token);
+	past[2] = eof_swapped(fd, &in[2]);
+	ksft_print_msg("eofswap: of %ld pages before EOF, in memory: %ld written, %ld after memory.reclaim, %ld after PRESERVE_FD (%s); KiB past EOF in swap: %lld, %lld, %lld\n",
+		       pages, in[0], in[1], in[2], strerror(-ret),
+		       past[0] / 1024, past[1] / 1024, past[2] / 1024);
+	acts(past[0] == 0 && past[1] > 0,
+	     "eofswap: memory.reclaim swaps out pages fallocated past EOF (memory.swap.current)");
+	if (past[1] <= 0)
+		ksft_test_result_skip("eofswap: PRESERVE_FD: nothing swapped out past EOF, nothing shown\n");
+	else
+		result(ok && in[2] == pages && verify(fd, &eof_shape),
+		       "eofswap: PRESERVE_FD with pages swapped out past EOF works; every page before EOF in memory after, intact");
+	close(fd);
+}
+
+static void eofswap_1(int sfd, __u64 token)
+{
+	int fd = retrieve(sfd, token);
+
+	ksft_print_msg("eofswap: %llu blocks after the kexec\n",
+		       (unsigned long long)(fd < 0 ? 0 : blocks_of(fd)));
+	result(verify(fd, &eof_shape),
+	       "eofswap: size and every page before EOF intact after the kexec");
+	close(fd);
+}
+
 /* ---- shrinker ---- */
 
 /* EOF 4 KiB into the second 2 MiB folio: 511 pages past EOF in it. */
@@ -1733,6 +1847,7 @@ static const struct mm_case cases[] = {
 	{ "clean", 2, 1, NULL, clean_0, clean_1 },
 	{ "reclaim", 2, 1, reclaim_missing, reclaim_0, reclaim_1 },
 	{ "swapin", 2, 1, swap_missing, swapin_0, swapin_1 },
+	{ "eofswap", 2, 1, eofswap_missing, eofswap_0, eofswap_1 },
 	{ "shrinker", 2, 1, thp_missing, shrinker_0, shrinker_1 },
 	{ "contig", 2, 1, contig_missing, contig_0, contig_1 },
 	{ "numa", 2, 1, numa_missing, numa_0, numa_1 },
