@@ -2,12 +2,13 @@
 # SPDX-License-Identifier: GPL-2.0
 """make series: our tree as a git format-patch series against the base.
 
-series/NN-*.txt describe the patches in review order: a commit message,
-a line "---", then the paths that patch adds (files of ours, directories
-of ours ending in "/", or patches/*.patch, which edit base files).  Every
-file of ours and every patch in patches/series must be in exactly one of
-them.  series/00-cover-letter.txt is the cover letter (first line its
-subject; @BENCH@ becomes README.md's benchmark table).
+series/NN-*.txt (or NNa-*.txt, NNb-*.txt... to split a patch without
+renumbering the others) describe the patches in review order: a commit
+message, a line "---", then the paths that patch adds (files of ours,
+directories of ours ending in "/", or patches/*.patch, which edit base
+files).  Every file of ours and every patch in patches/series must be in
+exactly one of them.  series/00-cover-letter.txt is the cover letter
+(first line its subject; @BENCH@ becomes README.md's benchmark table).
 
 MAINTAINERS grows with the series: each patch adds the entry's F: lines
 for the files it adds, so no patch adds files without saying who looks
@@ -52,7 +53,7 @@ def read_specs():
     specs = []
     d = os.path.join(REPO, 'series')
     for name in sorted(os.listdir(d)):
-        if not re.match(r'^\d\d-.*\.txt$', name):
+        if not re.match(r'^\d\d[a-z]?-.*\.txt$', name):
             continue
         text = open(os.path.join(d, name)).read()
         if name.startswith('00-'):
