@@ -51,7 +51,6 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
-#include <linux/unaligned.h>
 
 #include "internal.h"
 
@@ -87,6 +86,15 @@ struct luo_damage_walk {
 	bool done;
 };
 
+/* A u64 FDT property, which need not be aligned. */
+static u64 luo_damage_prop_u64(const void *prop)
+{
+	u64 val;
+
+	memcpy(&val, prop, sizeof(val));
+	return val;
+}
+
 /* Find the KHO state of the image about to be started. */
 static void luo_damage_kho_init(void)
 {
@@ -102,7 +110,7 @@ static void luo_damage_kho_init(void)
 	fdt = phys_to_virt(kexec_image->kho.fdt);
 	prop = fdt_getprop(fdt, 0, KHO_FDT_MEMORY_MAP_PROP_NAME, &len);
 	if (prop && len == sizeof(u64))
-		root = get_unaligned((const u64 *)prop);
+		root = luo_damage_prop_u64(prop);
 	if (!root)
 		return;
 	luo_damage_fdt = fdt;
@@ -148,8 +156,8 @@ static bool luo_damage_foreign_blob(phys_addr_t phys)
 		size = fdt_getprop(fdt, node, KHO_SUB_TREE_SIZE_PROP_NAME, &len);
 		if (!size || len != sizeof(u64))
 			return true;
-		start = get_unaligned((const u64 *)blob);
-		end = start + get_unaligned((const u64 *)size);
+		start = luo_damage_prop_u64(blob);
+		end = start + luo_damage_prop_u64(size);
 		if (phys >= round_down(start, PAGE_SIZE) &&
 		    phys < round_up(end, PAGE_SIZE))
 			return true;
