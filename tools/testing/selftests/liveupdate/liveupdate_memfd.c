@@ -317,26 +317,6 @@ static void __noreturn kexec_next(void)
 	ksft_finished();
 }
 
-static bool preserve(int sfd, int fd, __u64 token)
-{
-	int ret = luo_preserve_fd(sfd, fd, token);
-
-	if (ret)
-		ksft_print_msg("PRESERVE_FD of token %llu: %s\n",
-			       (unsigned long long)token, strerror(-ret));
-	return !ret;
-}
-
-static int retrieve(int sfd, __u64 token)
-{
-	int fd = -1, ret = luo_retrieve_fd(sfd, token, &fd);
-
-	if (ret)
-		ksft_print_msg("RETRIEVE_FD of token %llu: %s\n",
-			       (unsigned long long)token, strerror(-ret));
-	return ret ? -1 : fd;
-}
-
 /* ---- core ---- */
 
 /*
@@ -494,22 +474,22 @@ static void core_0(void)
 	put(edge, EDGE_OFF - PG, 2 * PG, 18);
 
 	t = now_us();
-	ok = preserve(sfd, full, T_FULL);
+	ok = luo_keep(sfd, full, T_FULL);
 	t = now_us() - t;
 	ksft_print_msg("PRESERVE_FD of 256 MiB of 4 KiB pages: %lld us\n", t);
 	free0 = luo_meminfo_kb("MemFree");
-	ok &= preserve(sfd, s64, T_SPARSE64G) && preserve(sfd, s4t, T_SPARSE4T);
+	ok &= luo_keep(sfd, s64, T_SPARSE64G) && luo_keep(sfd, s4t, T_SPARSE4T);
 	free1 = luo_meminfo_kb("MemFree");
-	ok &= preserve(sfd, zero, T_ZERO) && preserve(sfd, byte, T_BYTE) &&
-	      preserve(sfd, page, T_PAGE) && preserve(sfd, odd, T_ODD) &&
-	      preserve(sfd, noexec, T_NOEXEC) && preserve(sfd, exec, T_EXEC) &&
-	      preserve(sfd, late, T_LATE) && preserve(usfd, unret, 1) &&
-	      preserve(sfd, rdonly, T_RDONLY) && preserve(sfd, append, T_APPEND) &&
-	      preserve(sfd, edge, T_EDGE);
+	ok &= luo_keep(sfd, zero, T_ZERO) && luo_keep(sfd, byte, T_BYTE) &&
+	      luo_keep(sfd, page, T_PAGE) && luo_keep(sfd, odd, T_ODD) &&
+	      luo_keep(sfd, noexec, T_NOEXEC) && luo_keep(sfd, exec, T_EXEC) &&
+	      luo_keep(sfd, late, T_LATE) && luo_keep(usfd, unret, 1) &&
+	      luo_keep(sfd, rdonly, T_RDONLY) && luo_keep(sfd, append, T_APPEND) &&
+	      luo_keep(sfd, edge, T_EDGE);
 	for (unsigned int i = 0; i < NR_SEALS; i++)
-		ok &= preserve(sfd, sealfd[i], T_SEALS + i);
+		ok &= luo_keep(sfd, sealfd[i], T_SEALS + i);
 	if (thp >= 0)
-		ok &= preserve(sfd, thp, T_THP);
+		ok &= luo_keep(sfd, thp, T_THP);
 	result(ok, "preserve the memfds");
 	ksft_print_msg("MemFree: %ld kB before, %ld kB after preserving the sparse ones\n",
 		       free0, free1);
@@ -601,7 +581,7 @@ static void core_1(void)
 
 	shmem0 = luo_meminfo_kb("Shmem");
 	t = now_us();
-	fd = retrieve(sfd, T_FULL);
+	fd = luo_take(sfd, T_FULL);
 	t = now_us() - t;
 	ksft_print_msg("RETRIEVE_FD of 256 MiB of 4 KiB pages: %lld us\n", t);
 	result(fd >= 0 && size_is(fd, FULL_SIZE) && check(fd, 0, FULL_SIZE, 1),
@@ -623,28 +603,28 @@ static void core_1(void)
 	       labs(shmem1 - shmem2 - (long)((FULL_SIZE - MiB) / 1024)) <= 2048,
 	       "full: the Shmem counter follows RETRIEVE_FD and truncate");
 
-	fd = retrieve(sfd, T_SPARSE64G);
+	fd = luo_take(sfd, T_SPARSE64G);
 	result(sparse_intact(fd, &sparse64g),
 	       "sparse 64 GiB: %d runs, holes stay holes", sparse_nr(&sparse64g));
-	fd = retrieve(sfd, T_SPARSE4T);
+	fd = luo_take(sfd, T_SPARSE4T);
 	result(sparse_intact(fd, &sparse4t),
 	       "sparse 4 TiB: %d runs, holes stay holes", sparse_nr(&sparse4t));
 
-	fd = retrieve(sfd, T_ZERO);
+	fd = luo_take(sfd, T_ZERO);
 	result(fd >= 0 && size_is(fd, 0) && !blocks_of(fd) && name_is(fd, "zero"),
 	       "size 0");
-	fd = retrieve(sfd, T_BYTE);
+	fd = luo_take(sfd, T_BYTE);
 	result(fd >= 0 && size_is(fd, 1) && check(fd, 0, 1, 4), "size 1 byte");
-	fd = retrieve(sfd, T_PAGE);
+	fd = luo_take(sfd, T_PAGE);
 	result(fd >= 0 && size_is(fd, PG) && check(fd, 0, PG, 4) &&
 	       blocks_of(fd) == PG / 512, "size one page");
-	fd = retrieve(sfd, T_ODD);
+	fd = luo_take(sfd, T_ODD);
 	result(fd >= 0 && size_is(fd, ODD_SIZE) && check(fd, 0, ODD_SIZE, 4) &&
 	       lseek(fd, 0, SEEK_CUR) == ODD_SIZE, "size 3 pages + 100 bytes");
 
 	ok = true;
 	for (unsigned int i = 0; i < NR_SEALS; i++) {
-		fd = retrieve(sfd, T_SEALS + i);
+		fd = luo_take(sfd, T_SEALS + i);
 		if (fd < 0 || !check(fd, 0, 2 * PG, 5 + i) ||
 		    !seal_holds(fd, seals[i])) {
 			ksft_print_msg("seal 0x%x lost\n", seals[i]);
@@ -653,38 +633,38 @@ static void core_1(void)
 	}
 	result(ok, "each seal comes back and holds");
 
-	fd = retrieve(sfd, T_NOEXEC);
+	fd = luo_take(sfd, T_NOEXEC);
 	got = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
 	ok = fd >= 0 && !fstat(fd, &st);
 	result(ok && check(fd, 0, PG, 12) && got == F_SEAL_EXEC &&
 	       !(st.st_mode & 0111) && fchmod(fd, 0755) && errno == EPERM &&
 	       pwrite(fd, "y", 1, 0) == 1,
 	       "MFD_NOEXEC_SEAL: not executable, seals 0x%x, writable", got);
-	fd = retrieve(sfd, T_EXEC);
+	fd = luo_take(sfd, T_EXEC);
 	got = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
 	ok = fd >= 0 && !fstat(fd, &st);
 	result(ok && check(fd, 0, PG, 13) && got == F_SEAL_SEAL &&
 	       (st.st_mode & 0111) && !fchmod(fd, 0600),
 	       "MFD_EXEC: executable, seals 0x%x", got);
 
-	fd = retrieve(sfd, T_LATE);
+	fd = luo_take(sfd, T_LATE);
 	result(fd >= 0 && check(fd, 0, PG, 10) && check(fd, PG, PG, 6) &&
 	       check(fd, 2 * PG, PG, 14) && check(fd, 3 * PG, MiB - 3 * PG, 6) &&
 	       check(fd, 8 * MiB, 2 * PG, 9) && check(fd, 12 * MiB, MiB, 11) &&
 	       blocks_of(fd) == (MiB + 2 * PG + MiB) / 512,
 	       "writes after PRESERVE_FD survived, holes stay holes");
 
-	fd = retrieve(sfd, T_RDONLY);
+	fd = luo_take(sfd, T_RDONLY);
 	got = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
 	ok = fd >= 0 && (got & O_ACCMODE) == O_RDONLY && check(fd, 0, PG, 15) &&
 	     pwrite(fd, "z", 1, 0) < 0 && errno == EBADF;
 	if (!ok)
 		ksft_print_msg("read-only memfd: flags 0%o\n", got);
-	fd = retrieve(sfd, T_EDGE);
+	fd = luo_take(sfd, T_EDGE);
 	result(fd >= 0 && check(fd, EDGE_OFF - PG, 2 * PG, 18) &&
 	       blocks_of(fd) == 2 * PG / 512,
 	       "two pages either side of 64^3 pages intact");
-	fd = retrieve(sfd, T_APPEND);
+	fd = luo_take(sfd, T_APPEND);
 	got = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
 	result(ok && (got & O_ACCMODE) == O_RDWR && (got & O_APPEND) &&
 	       (got & O_NONBLOCK) && write(fd, "z", 1) == 1 &&
@@ -695,7 +675,7 @@ static void core_1(void)
 		ksft_test_result_skip("THP: no shmem THP\n");
 	} else {
 		thp0 = luo_meminfo_kb("ShmemHugePages");
-		fd = retrieve(sfd, T_THP);
+		fd = luo_take(sfd, T_THP);
 		ok = fd >= 0 && check(fd, 0, THP_SIZE, 7);
 		thp0 = luo_meminfo_kb("ShmemHugePages") - thp0;
 		ksft_print_msg("THP memfd: %ld kB in huge pages\n", thp0);
@@ -703,7 +683,7 @@ static void core_1(void)
 		       "THP: intact, still huge pages");
 	}
 
-	result(retrieve(sfd, 1234) < 0, "unknown token fails");
+	result(luo_take(sfd, 1234) < 0, "unknown token fails");
 	result(!luo_finish(sfd), "finish");
 
 	free0 = luo_meminfo_kb("MemFree");
@@ -714,7 +694,7 @@ static void core_1(void)
 	/* Up to a few MiB of what is freed can sit in per-CPU page lists. */
 	result(!got && free1 - free0 >= (long)(UNRET_SIZE / 1024) * 3 / 4,
 	       "the never retrieved memfd is freed at FINISH");
-	result(retrieve(usfd, 1) < 0, "nothing to retrieve after FINISH");
+	result(luo_take(usfd, 1) < 0, "nothing to retrieve after FINISH");
 	result(pool_is("incoming", "files=0 finished"),
 	       "the metadata pool is finished with the last memfd");
 	ksft_finished();
@@ -791,7 +771,7 @@ static void stays(int sfd)
 	      mmap((char *)(((uintptr_t)area + PMD_SIZE_ - 1) & ~(PMD_SIZE_ - 1)),
 		   STAY_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
 		   fd, 0);
-	ok = map != MAP_FAILED && preserve(sfd, fd, 4);
+	ok = map != MAP_FAILED && luo_keep(sfd, fd, 4);
 	ok = ok && pfns_of_mapped(map, STAY_SIZE, before) && before[0];
 	luo_write_file("/proc/sys/vm/compact_memory", "1");
 	ret = thp_available() ? madvise(map, PMD_SIZE_, MADV_COLLAPSE) : -1;
@@ -947,7 +927,7 @@ static void out_of_scratch(int sfd)
 		return;
 	}
 	/* Unpreserved at once, while moving: an ordinary memfd again. */
-	ok = preserve(sfd, fd, 6) && memfd_stats(fd, &used, &alloc, &moving);
+	ok = luo_keep(sfd, fd, 6) && memfd_stats(fd, &used, &alloc, &moving);
 	ok = ok && !luo_unpreserve_fd(sfd, 6);
 	ksft_print_msg("scratch: unpreserved with %ld pages left to move\n",
 		       moving);
@@ -960,7 +940,7 @@ static void out_of_scratch(int sfd)
 	 * move may be over by the time debugfs is read), then PRESERVED.
 	 */
 	t = now_us();
-	ok = preserve(sfd, fd, 5);
+	ok = luo_keep(sfd, fd, 5);
 	t = now_us() - t;
 	state = query_state(sfd, 5);
 	ok = ok && memfd_stats(fd, &used, &alloc, &moving) &&
@@ -999,14 +979,14 @@ static void paths_0(void)
 	luo_create_session(dev, "paths", &sfd);
 	fd = new_memfd("paths", MFD_ALLOW_SEALING, 4 * MiB);
 	put(fd, 0, 2 * MiB, 1);
-	result(preserve(sfd, fd, 1), "preserve");
+	result(luo_keep(sfd, fd, 1), "preserve");
 	result(resize_refused(fd, 4 * MiB) && check(fd, 0, 2 * MiB, 1),
 	       "while preserved: truncate, grow, punch hole, fallocate, write beyond size: EPERM");
 	result(luo_preserve_fd(sfd, fd, 2) == -EBUSY,
 	       "the same memfd twice: EBUSY");
 	sealfd = new_memfd("paths-seal", MFD_ALLOW_SEALING, MiB);
 	put(sealfd, 0, MiB, 3);
-	result(preserve(sfd, sealfd, 3) &&
+	result(luo_keep(sfd, sealfd, 3) &&
 	       fcntl(sealfd, F_ADD_SEALS, F_SEAL_WRITE) && errno == EBUSY &&
 	       !fcntl(sealfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
 		      F_SEAL_FUTURE_WRITE) && !luo_unpreserve_fd(sfd, 3) &&
@@ -1022,7 +1002,7 @@ static void paths_0(void)
 	luo_create_session(dev, "paths-close", &sfd2);
 	fd2 = new_memfd("paths-close", 0, 8 * MiB);
 	put(fd2, 0, 8 * MiB, 2);
-	result(preserve(sfd2, fd2, 1) && preserve(sfd2, fd, 2),
+	result(luo_keep(sfd2, fd2, 1) && luo_keep(sfd2, fd, 2),
 	       "preserve two memfds into a second session");
 	close(sfd2);
 	result(ordinary(fd2, 8 * MiB) && check(fd2, PG, 8 * MiB - PG, 2) &&
@@ -1092,8 +1072,8 @@ static void hops(void)
 		result(hop_check(full, sparse, 0), "stage 0: written");
 	} else {
 		luo_retrieve_session(dev, "hops", &sfd);
-		full = retrieve(sfd, 1);
-		sparse = retrieve(sfd, 2);
+		full = luo_take(sfd, 1);
+		sparse = luo_take(sfd, 2);
 		result(hop_check(full, sparse, stage - 1),
 		       "stage %d: checksums of everything", stage);
 		result(!luo_finish(sfd), "stage %d: finish", stage);
@@ -1109,7 +1089,7 @@ static void hops(void)
 		       "stage %d: first MiB rewritten", stage);
 	}
 	/* After FINISH the session is outgoing again, under its own name. */
-	result(preserve(sfd, full, 1) && preserve(sfd, sparse, 2),
+	result(luo_keep(sfd, full, 1) && luo_keep(sfd, sparse, 2),
 	       "stage %d: preserve again", stage);
 	kexec_next();
 }
@@ -1139,7 +1119,7 @@ static void memcg(void)
 		ksft_set_plan(1);
 		luo_create_session(dev, "memcg", &sfd);
 		fd = new_memfd("memcg", 0, 0);
-		result(!put(fd, 0, MEMCG_SIZE, 31) && preserve(sfd, fd, 1),
+		result(!put(fd, 0, MEMCG_SIZE, 31) && luo_keep(sfd, fd, 1),
 		       "preserve 32 MiB");
 		kexec_next();
 	}
@@ -1154,7 +1134,7 @@ static void memcg(void)
 				   strerror(errno));
 	luo_retrieve_session(dev, "memcg", &sfd);
 	before = memcg_current();
-	fd = retrieve(sfd, 1);
+	fd = luo_take(sfd, 1);
 	charged = memcg_current();
 	ksft_print_msg("memory.current: %lld before RETRIEVE_FD, %lld after\n",
 		       before, charged);
@@ -1433,7 +1413,7 @@ static void lazy(void)
 			ok &= !put(fd, 0, LAZY_HOLE, lazy_seed(use)) &&
 			      !put(fd, LAZY_HOLE_END, LAZY_SIZE - LAZY_HOLE_END,
 				   lazy_seed(use)) &&
-			      preserve(sfd, fd, use + 1);
+			      luo_keep(sfd, fd, use + 1);
 			close(fd);
 		}
 		result(ok, "%d memfds of 24 MiB with a 4 MiB hole preserved",
@@ -1454,7 +1434,7 @@ static void lazy(void)
 		     luo_write_file(FAIL_PATH "/times", "1")))
 			ksft_exit_fail_msg("cannot set up %s\n", FAIL_PATH);
 		t = now_us();
-		fd = retrieve(sfd, use + 1);
+		fd = luo_take(sfd, use + 1);
 		first = now_us();
 		t = first - t;
 		if ((use == LAZY_COLLAPSE && !thp) || (use == LAZY_FAIL && !fail)) {
@@ -1525,7 +1505,7 @@ static void scratch_reboot(void)
 	if (stage == 1) {
 		ksft_set_plan(1);
 		luo_retrieve_session(dev, "scratch", &sfd);
-		fd = retrieve(sfd, 1);
+		fd = luo_take(sfd, 1);
 		ok = fd >= 0 && !fstat(fd, &st) &&
 		     (__u64)st.st_size >= CMA_STEP;
 		size = ok ? st.st_size : 0;
@@ -1546,7 +1526,7 @@ static void scratch_reboot(void)
 	       "a memfd with pages in KHO scratch; the next kernel loaded");
 
 	luo_create_session(dev, "scratch", &sfd);
-	ok = preserve(sfd, fd, 1);
+	ok = luo_keep(sfd, fd, 1);
 	state = query_state(sfd, 1);
 	memfd_stats(fd, &used, &alloc, &moving);
 	fflush(stdout);
@@ -1666,7 +1646,7 @@ static void vmsplice_reboot(void)
 	if (stage == 1) {
 		ksft_set_plan(1);
 		luo_retrieve_session(dev, "vmsplice", &sfd);
-		fd = retrieve(sfd, VMS_TOKEN);
+		fd = luo_take(sfd, VMS_TOKEN);
 		ok = fd >= 0 && !fstat(fd, &st) &&
 		     (__u64)st.st_size >= CMA_STEP &&
 		     check(fd, 0, st.st_size, VMS_SEED);
@@ -1702,7 +1682,7 @@ static void vmsplice_reboot(void)
 
 	/* The move stops short on the page the pipe holds. */
 	sfd = luo_must_create_session(dev, "vmsplice");
-	ok = preserve(sfd, fd, VMS_TOKEN);
+	ok = luo_keep(sfd, fd, VMS_TOKEN);
 	state = vms_settle(sfd, fd, &left, &us);
 	ksft_print_msg("PRESERVE_FD; %lld ms later state %u with %ld pages left to move\n",
 		       us / 1000, state, left);

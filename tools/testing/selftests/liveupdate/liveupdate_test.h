@@ -153,6 +153,28 @@ static inline int luo_retrieve_fd(int sfd, __u64 token, int *fd)
 	return 0;
 }
 
+/* PRESERVE_FD, its error reported: true if @fd is preserved as @token. */
+static inline bool luo_keep(int sfd, int fd, __u64 token)
+{
+	int ret = luo_preserve_fd(sfd, fd, token);
+
+	if (ret)
+		ksft_print_msg("PRESERVE_FD of token %llu: %s\n",
+			       (unsigned long long)token, strerror(-ret));
+	return !ret;
+}
+
+/* RETRIEVE_FD, its error reported: the file of @token, or -1. */
+static inline int luo_take(int sfd, __u64 token)
+{
+	int fd = -1, ret = luo_retrieve_fd(sfd, token, &fd);
+
+	if (ret)
+		ksft_print_msg("RETRIEVE_FD of token %llu: %s\n",
+			       (unsigned long long)token, strerror(-ret));
+	return ret ? -1 : fd;
+}
+
 static inline int luo_unpreserve_fd(int sfd, __u64 token)
 {
 	struct liveupdate_session_unpreserve_fd arg = {
