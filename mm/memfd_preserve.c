@@ -390,7 +390,6 @@ static void mfp_release(struct memfd_preserved *p)
 	kfree(p->moves);
 	p->moves = NULL;
 	p->nr_moves = 0;
-	p->nr_moving = 0;
 }
 
 static void mfp_put(struct memfd_preserved *p)
@@ -1026,7 +1025,7 @@ static int mfp_stats_show(struct seq_file *m, void *unused)
 		seq_printf(m, "%llu %llu %llu %lu %u %zu %zu %lu\n",
 			   file_inode(p->file)->i_ino, p->hdr->nr_pages,
 			   p->hdr->nr_folios, p->nr_pending, p->hdr->nr_chunks,
-			   used, alloc, p->nr_moving);
+			   used, alloc, mfp_left_to_move(p));
 	}
 	seq_printf(m, "# restored_in_background %ld accesses_waited %ld\n",
 		   atomic_long_read(&mfp_nr_background),

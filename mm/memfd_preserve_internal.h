@@ -80,7 +80,6 @@ struct mfp_run {
  * @move_span: the entry of @moves @move_work is at
  * @move_start: the page index in it @move_work is at
  * @move_run: what @move_work gathered and has yet to describe
- * @nr_moving: pages of @moves not moved and described yet
  * @move_err: why @move_work stopped short, or 0
  * @move_fatal: @move_err was not a page failing to migrate: no retry
  * @moving: @move_work is queued or running
@@ -111,7 +110,6 @@ struct memfd_preserved {
 	unsigned int move_span;
 	pgoff_t move_start;
 	struct mfp_run move_run;
-	unsigned long nr_moving;
 	int move_err;
 	bool move_fatal;
 	bool moving;
@@ -135,6 +133,7 @@ void *mfp_pool_in_ptr(struct mfp_pool_in *pool, u64 phys, size_t len);
 int mfp_note_move(struct memfd_preserved *p, pgoff_t index,
 		  unsigned long nr);
 void mfp_move_start(struct memfd_preserved *p);
+unsigned long mfp_left_to_move(struct memfd_preserved *p);
 void mfp_move_fn(struct work_struct *work);
 int mfp_freeze_moved(struct memfd_preserved *p);
 

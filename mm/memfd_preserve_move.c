@@ -49,7 +49,8 @@ int mfp_note_move(struct memfd_preserved *p, pgoff_t index,
 	struct mfp_span *last = p->nr_moves ? &p->moves[p->nr_moves - 1] :
 				NULL;
 
-	if (last && last->last + 1 == index) {
+	/* Not a span the work has left behind: it would not look back. */
+	if (last && p->move_span < p->nr_moves && last->last + 1 == index) {
 		last->last += nr;
 	} else {
 		if (p->nr_moves == p->max_moves) {
@@ -67,8 +68,30 @@ int mfp_note_move(struct memfd_preserved *p, pgoff_t index,
 		p->moves[p->nr_moves].last = index + nr - 1;
 		p->nr_moves++;
 	}
-	p->nr_moving += nr;
 	return 0;
+}
+
+/**
+ * mfp_left_to_move() - pages the work has still to move out of CMA
+ * @p: the preserved memfd, with @p->lock held
+ *
+ * Return: the pages of the noted spans that mfp_move_fn() has not passed
+ * yet, holes and pages past i_size included (for statistics).
+ */
+unsigned long mfp_left_to_move(struct memfd_preserved *p)
+{
+	unsigned long nr = 0;
+	unsigned int i;
+	pgoff_t first;
+
+	for (i = p->move_span; i < p->nr_moves; i++) {
+		first = p->moves[i].first;
+		if (i == p->move_span)
+			first = max(first, p->move_start);
+		if (first <= p->moves[i].last)
+			nr += p->moves[i].last - first + 1;
+	}
+	return nr;
 }
 
 /*
@@ -123,7 +146,6 @@ static int mfp_take_moved(struct memfd_preserved *p, struct folio *folio)
 		xa_erase(&p->added, folio->index);
 		return err;
 	}
-	p->nr_moving -= min(p->nr_moving, folio_nr_pages(folio));
 	return 0;
 }
 
@@ -254,7 +276,8 @@ void mfp_move_fn(struct work_struct *work)
 		mfp_move_start(p);
 	if (err && err != -ECANCELED)
 		pr_warn_ratelimited("inode %llu: cannot move %lu pages out of CMA: %d\n",
-				    file_inode(p->file)->i_ino, p->nr_moving,
+				    file_inode(p->file)->i_ino,
+				    mfp_left_to_move(p),
 				    err);
 }
 
