@@ -47,7 +47,9 @@ CONSOLE_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 #  mm: two NUMA nodes (numa=fake works without ACPI firmware tables, which
 #      the debug kernel lacks) and a ZONE_MOVABLE that memory offline can
 #      empty (movablecore= takes it from the top of each node).
-MACHINES = {"mm": ["numa=fake=2", "movablecore=50%"]}
+#  numa: two NUMA nodes, no ZONE_MOVABLE.
+MACHINES = {"mm": ["numa=fake=2", "movablecore=50%"],
+            "numa": ["numa=fake=2"]}
 
 
 def load_suite(path):

@@ -19,7 +19,9 @@
  *
  * Stage 0: CREATE_SESSION, PRESERVE_FD of memfds (empty, small, THP,
  *	sparse) and of a test object (binds the test FLB), UNPRESERVE_FD,
- *	session close; the test module's preserve failures (file and FLB);
+ *	a write into a hole of a preserved memfd (the folio it adds is held
+ *	by the handler's hook, or the add fails and the hole stays), session
+ *	close; the test module's preserve failures (file and FLB);
  *	the module's freeze failures (file and FLB) fail reboot(KEXEC); the
  *	freeze swept with the test FLB's freeze failing every time, so that
  *	the reboot cannot go through meanwhile (see freeze_sweep()); kmemleak;
@@ -91,7 +93,8 @@ static const __u64 sparse_holes[] = { 1, 65536 + 2, 262142 };
 /* Operations whose sites are counted (the lead quotes them). */
 enum {
 	O_CREATE, O_PRES_EMPTY, O_PRES_SMALL, O_PRES_THP, O_PRES_SPARSE,
-	O_PRES_OBJ, O_UNPRES_MEMFD, O_UNPRES_OBJ, O_CLOSE, O_FREEZE,
+	O_PRES_OBJ, O_UNPRES_MEMFD, O_UNPRES_OBJ, O_ADD_MEMFD, O_CLOSE,
+	O_FREEZE,
 	O_RET_SESSION, O_RET_EMPTY, O_RET_SMALL, O_RET_THP, O_RET_SPARSE,
 	O_RET_OBJ, O_FINISH, NR_OPS,
 };
@@ -100,7 +103,8 @@ static const char * const op_names[NR_OPS] = {
 	"CREATE_SESSION", "PRESERVE_FD empty memfd", "PRESERVE_FD small memfd",
 	"PRESERVE_FD THP memfd", "PRESERVE_FD sparse memfd",
 	"PRESERVE_FD test object", "UNPRESERVE_FD memfd",
-	"UNPRESERVE_FD test object", "session close", "freeze (reboot)",
+	"UNPRESERVE_FD test object", "write into a preserved memfd",
+	"session close", "freeze (reboot)",
 	"RETRIEVE_SESSION", "RETRIEVE_FD empty memfd",
 	"RETRIEVE_FD small memfd", "RETRIEVE_FD THP memfd",
 	"RETRIEVE_FD sparse memfd", "RETRIEVE_FD test object", "FINISH",
@@ -683,6 +687,72 @@ static bool unpreserve_same(int err)
 	return preserve_done();
 }
 
+/*
+ * add: a page written into a hole of the preserved sparse memfd.  The
+ * folio the write adds is held by the handler's hook, or the hook fails
+ * and shmem takes the folio out again: either way every page in the page
+ * cache is held (debugfs: pages described plus folios pending or still to
+ * move, all of order 0 here, against st_blocks).
+ */
+#define ADD_PAGE	(65536 + 2)	/* one of sparse_holes[] */
+#define ADD_SEED	99
+
+static bool all_held(int fd)
+{
+	struct luo_memfd_stats m;
+	struct stat st;
+	long held;
+
+	if (!luo_memfd_stats(fd, &m) || fstat(fd, &st))
+		return false;
+	held = m.pages + m.pending + m.moving;
+	if (held != st.st_blocks / 8)
+		ksft_print_msg("%ld pages held, %lld in the page cache\n", held,
+			       (long long)st.st_blocks / 8);
+	return held == st.st_blocks / 8;
+}
+
+static int run_add(void)
+{
+	static __u64 page[PG / 8];
+	ssize_t n;
+
+	for (unsigned int i = 0; i < PG / 8; i++)
+		page[i] = word_at(ADD_PAGE * PG + i * 8, ADD_SEED);
+	n = pwrite(cur_fd, page, PG, ADD_PAGE * PG);
+	return n == (ssize_t)PG ? 0 : n < 0 ? -errno : -EIO;
+}
+
+/*
+ * A failed write leaves a hole, or a zero page if only the user copy
+ * failed (shmem keeps the folio it added, zeroed): held either way.
+ */
+static bool add_same(int err)
+{
+	(void)err;
+	return preserve_done() && memfd_intact(cur_fd, K_SPARSE, 7) &&
+	       all_held(cur_fd);
+}
+
+static bool add_done(void)
+{
+	return preserve_done() && all_held(cur_fd) &&
+	       check(cur_fd, ADD_PAGE * PG, PG, ADD_SEED, false);
+}
+
+static void undo_add(void)
+{
+	int ret = luo_unpreserve_fd(cur_sfd, cur_token);
+
+	if (ret)
+		bad("unpreserve after a write: %s", strerror(-ret));
+	if (fallocate(cur_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      ADD_PAGE * PG, PG))
+		bad("punching the written page out: %s", strerror(errno));
+	if (!unpreserved())
+		bad("state after unpreserve");
+}
+
 /* close: a session with a memfd and a test object. */
 static int close_memfd = -1, close_obj = -1;
 
@@ -940,6 +1010,10 @@ static void stage0(void)
 		O_UNPRES_MEMFD, setup_preserved, run_unpreserve,
 		unpreserve_same, unpreserved, NULL,
 	};
+	static const struct op addop = {
+		O_ADD_MEMFD, setup_preserved, run_add, add_same, add_done,
+		undo_add,
+	};
 	static const struct op closeop = {
 		O_CLOSE, setup_close, run_close, NULL, close_done, NULL,
 	};
@@ -947,7 +1021,7 @@ static void stage0(void)
 	int k, sfd;
 	long thp_kb;
 
-	ksft_set_plan(20);
+	ksft_set_plan(21);
 	log_probe();
 	base_live = luo_test_live();
 	base_flb = luo_test_flb_live();
@@ -973,6 +1047,8 @@ static void stage0(void)
 			       "THP memfd: %ld kB in huge pages", thp_kb);
 		}
 		sweep(&ops[k + 1]);
+		if (k == K_SPARSE)
+			sweep(&addop);
 		if (k == K_SMALL || k == K_OBJ) {
 			op = unpres;
 			op.id = k == K_OBJ ? O_UNPRES_OBJ : O_UNPRES_MEMFD;

@@ -326,27 +326,14 @@ static void __noreturn kexec_next(void)
  */
 static bool memfd_stats(int fd, long *used, long *alloc, long *moving)
 {
-	char *buf = luo_read_file("/sys/kernel/debug/memfd_preserve");
-	unsigned long long ino, pages, folios, pending;
-	char *line, *next;
-	struct stat st;
-	bool found = false;
-	unsigned int chunks;
+	struct luo_memfd_stats m;
 
-	if (!buf || fstat(fd, &st)) {
-		free(buf);
+	if (!luo_memfd_stats(fd, &m))
 		return false;
-	}
-	for (line = buf; !found && line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			next++;
-		found = sscanf(line, "%llu %llu %llu %llu %u %ld %ld %ld",
-			       &ino, &pages, &folios, &pending, &chunks, used,
-			       alloc, moving) == 8 && ino == st.st_ino;
-	}
-	free(buf);
-	return found;
+	*used = m.used;
+	*alloc = m.alloc;
+	*moving = m.moving;
+	return true;
 }
 
 /*
@@ -400,7 +387,8 @@ static void core_0(void)
 	int sfd, usfd, full, s64, s4t, zero, byte, page, odd, noexec, exec;
 	int late, thp, unret, edge, sealfd[NR_SEALS], rdonly, append, n;
 	char path[64];
-	long free0, free1, thp_kb = 0, used, alloc, zused, zalloc;
+	long free0, free1, thp_kb = 0, used = 0, alloc = 0;
+	long zused = 0, zalloc = 0;
 	char want[64];
 	bool ok = true;
 	long long t;
@@ -1387,7 +1375,7 @@ static bool lazy_use(int fd, int use)
 /* The counters of the handler's debugfs statistics, or false. */
 static bool lazy_counters(long *background, long *waited)
 {
-	char *buf = luo_read_file("/sys/kernel/debug/memfd_preserve");
+	char *buf = luo_read_file(LUO_MEMFD_STATS);
 	char *line = buf ? strstr(buf, "# restored_in_background") : NULL;
 	bool ok = line && sscanf(line,
 				 "# restored_in_background %ld accesses_waited %ld",

@@ -24,7 +24,9 @@
  * shrinker: a THP memfd whose last huge folio crosses EOF, which the shmem
  *           huge shrinker (drop_caches) splits to free its tail.
  * contig:   runtime 1 GiB and 2 MiB hugetlb allocation (alloc_contig_range,
- *           compaction), and offlining every memory block.
+ *           compaction), and offlining every memory block: on a machine
+ *           without ZONE_MOVABLE, where the preserved pages share memory
+ *           blocks that can go offline.
  * numa:     move_pages, mbind(MPOL_MF_MOVE) and migrate_pages between two
  *           nodes.
  * uffd:     UFFDIO_COPY, UFFDIO_ZEROPAGE and faults resolved for a thread,
@@ -328,26 +330,6 @@ static long count_moved(const __u64 *before, const __u64 *after, __u64 n)
 }
 
 /* ---- LUO ---- */
-
-static bool preserve(int sfd, int fd, __u64 token)
-{
-	int ret = luo_preserve_fd(sfd, fd, token);
-
-	if (ret)
-		ksft_print_msg("PRESERVE_FD of token %llu: %s\n",
-			       (unsigned long long)token, strerror(-ret));
-	return !ret;
-}
-
-static int retrieve(int sfd, __u64 token)
-{
-	int fd = -1, ret = luo_retrieve_fd(sfd, token, &fd);
-
-	if (ret)
-		ksft_print_msg("RETRIEVE_FD of token %llu: %s\n",
-			       (unsigned long long)token, strerror(-ret));
-	return ret ? -1 : fd;
-}
 
 /* The QUERY state of the file @token in session @sfd, or 0. */
 static __u32 query_state(int sfd, __u64 token)
@@ -686,6 +668,10 @@ static void offline_all(int ms, const __u64 *pfn, __u64 n, int *bad,
 		holds = block_holds(ids[b], per, pfn, n);
 		ret = write_bounded(path, "0", ms);
 		st->exposed += holds && ret != 1;
+		if (holds)
+			ksft_print_msg("memory%d holds preserved pages: %s\n",
+				       ids[b], ret == 0 ? "offlined" :
+				       ret == 1 ? "refused" : "timed out");
 		switch (ret) {
 		case 0:
 			st->offlined++;
@@ -770,37 +756,61 @@ static long map_mismatch(const char *map, __u64 off, __u64 len, __u64 seed)
 
 static const struct shape clean_shape = { .name = "clean", .size = CLEAN_SIZE };
 
+/*
+ * MADV_PAGEOUT on @map (the whole of @fd, mapped and faulted in), unmap
+ * it, drop_caches: the pages of @fd left in memory, counted without
+ * faulting any back in.
+ */
+static long clean_left(int fd, char *map)
+{
+	madvise(map, CLEAN_SIZE, MADV_PAGEOUT);
+	munmap(map, CLEAN_SIZE);
+	drop_all_caches();
+	return resident(fd, CLEAN_SIZE);
+}
+
+static char *clean_map(int fd)
+{
+	char *map = mmap(NULL, CLEAN_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+
+	if (map == MAP_FAILED)
+		luo_bail("map a clean memfd: %s", strerror(errno));
+	touch(map, CLEAN_SIZE);
+	return map;
+}
+
 static void clean_0(int sfd, __u64 token)
 {
 	int fd = read_faulted("clean", CLEAN_SIZE);
 	int ctl = read_faulted("clean-control", CLEAN_SIZE);
-	long pages = CLEAN_SIZE / PG, r[3], c[2];
-	bool ok = preserve(sfd, fd, token);
+	long pages = CLEAN_SIZE / PG, at_once, left, cleft;
+	bool ok = luo_keep(sfd, fd, token);
+	struct luo_memfd_stats m = { .moving = -1 };
+	char *map;
 
-	/* At once (while settling, if some pages are in KHO scratch). */
-	drop_all_caches();
-	r[0] = resident(fd, CLEAN_SIZE);
-	c[0] = resident(ctl, CLEAN_SIZE);
-	pageout(fd, CLEAN_SIZE);
-	pageout(ctl, CLEAN_SIZE);
-	r[1] = resident(fd, CLEAN_SIZE);
-	c[1] = resident(ctl, CLEAN_SIZE);
-	/* And once settled. */
-	ok = ok && settled(sfd, token);
-	drop_all_caches();
-	pageout(fd, CLEAN_SIZE);
-	r[2] = resident(fd, CLEAN_SIZE);
-	ksft_print_msg("clean: pages left of %ld: %ld after drop_caches, %ld after MADV_PAGEOUT, %ld after both once settled; control: %ld, %ld\n",
-		       pages, r[0], r[1], r[2], c[0], c[1]);
-	acts(c[0] < pages && c[1] < pages,
-	     "clean: drop_caches and MADV_PAGEOUT drop an unpreserved memfd's clean pages");
 	/*
-	 * Pages in KHO scratch or ZONE_MOVABLE are not held until the work
-	 * item has moved them (they are not described yet, and a dropped
-	 * clean page comes back as a zero page): only once settled is every
-	 * page held.
+	 * At once: read-faulted, unmapped, preserved, dropped.  Pages in KHO
+	 * scratch or ZONE_MOVABLE are not held until the work item has moved
+	 * them: one dropped meanwhile was clean, so zero, and comes back as a
+	 * new page that is held (or moved) once faulted in.  Every other page
+	 * is held already.  Once settled every page is held.
 	 */
-	result(ok && r[2] == pages && verify(fd, &clean_shape),
+	ok = ok && luo_memfd_stats(fd, &m);
+	drop_all_caches();
+	at_once = resident(fd, CLEAN_SIZE);
+	result(ok && pages - at_once <= m.moving,
+	       "clean: drop_caches at once after PRESERVE_FD drops none of the held pages (%ld dropped, %ld still to move)",
+	       pages - at_once, m.moving);
+	ok = ok && settled(sfd, token);
+	map = clean_map(fd);
+	ok = ok && settled(sfd, token);
+	left = clean_left(fd, map);
+	cleft = clean_left(ctl, clean_map(ctl));
+	ksft_print_msg("clean: pages left of %ld: %ld after drop_caches at once; once settled, %ld after MADV_PAGEOUT and drop_caches; control: %ld\n",
+		       pages, at_once, left, cleft);
+	acts(cleft < pages,
+	     "clean: MADV_PAGEOUT and drop_caches drop an unpreserved memfd's clean pages");
+	result(ok && left == pages && verify(fd, &clean_shape),
 	       "clean: once settled they drop none of the preserved memfd's (mincore), all zero");
 	close(ctl);
 	close(fd);
@@ -808,7 +818,7 @@ static void clean_0(int sfd, __u64 token)
 
 static void clean_1(int sfd, __u64 token)
 {
-	int fd = retrieve(sfd, token);
+	int fd = luo_take(sfd, token);
 
 	result(verify(fd, &clean_shape),
 	       "clean: every read-faulted page zero after the kexec, no tenant's marker");
@@ -843,7 +853,7 @@ static void reclaim_0(int sfd, __u64 token)
 	fd = make_memfd(&reclaim_shape);
 	ctl = make_memfd(&reclaim_ctl);
 	luo_memcg_enter(NULL);
-	ok = preserve(sfd, fd, token);
+	ok = luo_keep(sfd, fd, token);
 	luo_memcg_reclaim(CG_CASES, 4 * RECLAIM_SIZE);
 	r[0] = resident(fd, RECLAIM_SIZE);
 	c[0] = resident(ctl, RECLAIM_SIZE);
@@ -868,7 +878,7 @@ static void reclaim_0(int sfd, __u64 token)
 
 static void reclaim_1(int sfd, __u64 token)
 {
-	int fd = retrieve(sfd, token);
+	int fd = luo_take(sfd, token);
 
 	result(verify(fd, &reclaim_shape),
 	       "reclaim: every written page intact after the kexec");
@@ -939,7 +949,7 @@ static void swapin_0(int sfd, __u64 token)
 			r[t] = (struct reader){ .fd = fd[i], .mapped = t };
 			pthread_create(&r[t].thread, NULL, reader, &r[t]);
 		}
-		ok &= preserve(sfd, fd[i], token + i);
+		ok &= luo_keep(sfd, fd[i], token + i);
 		for (int t = 0; t < 2; t++) {
 			r[t].stop = true;
 			pthread_join(r[t].thread, NULL);
@@ -964,7 +974,7 @@ static void swapin_1(int sfd, __u64 token)
 	int fd;
 
 	for (int i = 0; i < SWAPIN_FILES; i++) {
-		fd = retrieve(sfd, token + i);
+		fd = luo_take(sfd, token + i);
 		ok &= verify(fd, &swapin_shapes[i]);
 		close(fd);
 	}
@@ -1075,7 +1085,7 @@ static void eofswap_0(int sfd, __u64 token)
 
 static void eofswap_1(int sfd, __u64 token)
 {
-	int fd = retrieve(sfd, token);
+	int fd = luo_take(sfd, token);
 
 	ksft_print_msg("eofswap: %llu blocks after the kexec\n",
 		       (unsigned long long)(fd < 0 ? 0 : blocks_of(fd)));
@@ -1131,7 +1141,7 @@ static void shrinker_0(int sfd, __u64 token)
 
 	big[0] = in_large_folio(fd, last);
 	cbig[0] = in_large_folio(ctl, last);
-	ok = preserve(sfd, fd, token);
+	ok = luo_keep(sfd, fd, token);
 	/* drop_caches shrinks slab, and shmem's huge shrinker with it. */
 	drop_all_caches();
 	big[1] = in_large_folio(fd, last);
@@ -1156,7 +1166,7 @@ static void shrinker_0(int sfd, __u64 token)
 
 static void shrinker_1(int sfd, __u64 token)
 {
-	int fd = retrieve(sfd, token);
+	int fd = luo_take(sfd, token);
 	bool ok = verify(fd, &shr_shape);
 
 	/* What lay past EOF in the folio reads as zeros once the file grows. */
@@ -1167,7 +1177,7 @@ static void shrinker_1(int sfd, __u64 token)
 
 /* ---- contig ---- */
 
-#define CONTIG_SIZE	(32 * MIB)
+#define CONTIG_SIZE	(256 * MIB)
 
 static const struct shape contig_shape = {
 	"contig", CONTIG_SIZE, 0, CONTIG_SIZE, 0, 0, 41
@@ -1182,13 +1192,22 @@ static void contig_0(int sfd, __u64 token)
 {
 	static __u64 before[CONTIG_SIZE / PG], after[CONTIG_SIZE / PG];
 	__u64 n = CONTIG_SIZE / PG;
-	int fd = make_memfd(&contig_shape), bad = 0;
+	int nodes = nr_nodes(), fd, bad = 0;
 	struct offline_stats st;
 	long giant, huge, mov;
 	long long t;
 	bool ok;
 
-	ok = preserve(sfd, fd, token) && settled(sfd, token) &&
+	/*
+	 * On the last node: the first one holds most of the kernel's own
+	 * memory, whose blocks memory offline refuses at once.
+	 */
+	if (nodes > 1)
+		sys_set_mempolicy(MPOL_BIND, 1UL << (nodes - 1));
+	fd = make_memfd(&contig_shape);
+	sys_set_mempolicy(MPOL_DEFAULT, 0);
+
+	ok = luo_keep(sfd, fd, token) && settled(sfd, token) &&
 	     pfns_of(fd, CONTIG_SIZE, before);
 	mov = ok ? in_movable(before, n) : 0;
 	t = now_ms();
@@ -1210,7 +1229,7 @@ static void contig_0(int sfd, __u64 token)
 
 static void contig_1(int sfd, __u64 token)
 {
-	int fd = retrieve(sfd, token);
+	int fd = luo_take(sfd, token);
 
 	result(verify(fd, &contig_shape), "contig: intact after the kexec");
 	close(fd);
@@ -1246,7 +1265,7 @@ static void numa_0(int sfd, __u64 token)
 	fd = make_memfd(&numa_shape);
 	ctl = make_memfd(&numa_ctl);
 	sys_set_mempolicy(MPOL_DEFAULT, 0);
-	ok = preserve(sfd, fd, token) && settled(sfd, token) &&
+	ok = luo_keep(sfd, fd, token) && settled(sfd, token) &&
 	     pfns_of(fd, NUMA_SIZE, before);
 	map = mmap(NULL, NUMA_SIZE, PROT_READ, MAP_SHARED, fd, 0);
 	cmap = mmap(NULL, NUMA_SIZE, PROT_READ, MAP_SHARED, ctl, 0);
@@ -1276,7 +1295,7 @@ static void numa_0(int sfd, __u64 token)
 
 static void numa_1(int sfd, __u64 token)
 {
-	int fd = retrieve(sfd, token);
+	int fd = luo_take(sfd, token);
 
 	result(verify(fd, &numa_shape), "numa: intact after the kexec");
 	close(fd);
@@ -1356,7 +1375,7 @@ static void uffd_0(int sfd, __u64 token)
 	bool ok;
 
 	ok = uffd >= 0 && map != MAP_FAILED &&
-	     !uffd_register(uffd, map, UFFD_SIZE) && preserve(sfd, fd, token);
+	     !uffd_register(uffd, map, UFFD_SIZE) && luo_keep(sfd, fd, token);
 	for (__u64 off = 0; ok && off < UFFD_ZERO; off += PG)
 		ok = !uffd_copy(uffd, map, &uffd_shape, off);
 	ok = ok && !uffd_zero(uffd, map, UFFD_ZERO, MIB);
@@ -1384,7 +1403,7 @@ static void uffd_0(int sfd, __u64 token)
 
 static void uffd_1(int sfd, __u64 token)
 {
-	int fd = retrieve(sfd, token);
+	int fd = luo_take(sfd, token);
 	__u64 blocks = fd >= 0 ? blocks_of(fd) : 0;
 
 	ksft_print_msg("uffd: %llu blocks, want %llu\n",
@@ -1414,7 +1433,7 @@ static void restore_0(int sfd, __u64 token)
 
 	for (int i = 0; i < 3; i++) {
 		fd = make_memfd(&restore_shapes[i]);
-		ok &= preserve(sfd, fd, token + i);
+		ok &= luo_keep(sfd, fd, token + i);
 		close(fd);
 	}
 	result(ok, "restore: 3 memfds of %llu MiB preserved", RESTORE_SIZE / MIB);
@@ -1445,7 +1464,7 @@ static void restore_1(int sfd, __u64 token)
 	int fd;
 
 	/* Read through a mapping at once: fault-around maps many pages. */
-	fd = retrieve(sfd, token);
+	fd = luo_take(sfd, token);
 	map = mmap(NULL, RESTORE_SIZE, PROT_READ, MAP_SHARED, fd, 0);
 	if (map != MAP_FAILED) {
 		pthread_create(&thread, NULL, back_reader, &fd);
@@ -1460,7 +1479,7 @@ static void restore_1(int sfd, __u64 token)
 	       "restore: read at once through a mapping (fault-around) and pread");
 	close(fd);
 
-	fd = retrieve(sfd, token + 1);
+	fd = luo_take(sfd, token + 1);
 	map = mmap(NULL, RESTORE_SIZE, PROT_READ, MAP_SHARED | MAP_POPULATE,
 		   fd, 0);
 	bad[0] = map == MAP_FAILED ? -1 :
@@ -1472,7 +1491,7 @@ static void restore_1(int sfd, __u64 token)
 	close(fd);
 
 	/* Every other page written at once through a mapping. */
-	fd = retrieve(sfd, token + 2);
+	fd = luo_take(sfd, token + 2);
 	map = mmap(NULL, RESTORE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
 		   fd, 0);
 	bad[0] = -1;
@@ -1754,7 +1773,7 @@ static void torture_0(int sfd, __u64 token)
 	sleep_ms(500);
 	t = now_ms();
 	for (int i = 0; i < NR_TT; i++)
-		ok &= preserve(sfd, tt_fd[i], token + i);
+		ok &= luo_keep(sfd, tt_fd[i], token + i);
 	ksft_print_msg("torture: PRESERVE_FD of %d memfds: %lld ms\n", NR_TT,
 		       now_ms() - t);
 	w.fd = tt_fd[TT_LATE];
@@ -1808,7 +1827,7 @@ static void torture_1(int sfd, __u64 token)
 	if (!memcg_missing())
 		luo_memcg_enter(CG_CASES);
 	for (int i = 0; i < NR_TT; i++)
-		fd[i] = retrieve(sfd, token + i);
+		fd[i] = luo_take(sfd, token + i);
 	luo_memcg_enter(NULL);
 	result(tt_verify(fd),
 	       "torture: every page of every memfd intact after the kexec, holes zero, no tenant's marker");
@@ -1844,7 +1863,7 @@ struct mm_case {
 };
 
 static const struct mm_case cases[] = {
-	{ "clean", 2, 1, NULL, clean_0, clean_1 },
+	{ "clean", 3, 1, NULL, clean_0, clean_1 },
 	{ "reclaim", 2, 1, reclaim_missing, reclaim_0, reclaim_1 },
 	{ "swapin", 2, 1, swap_missing, swapin_0, swapin_1 },
 	{ "eofswap", 2, 1, eofswap_missing, eofswap_0, eofswap_1 },
@@ -1951,7 +1970,7 @@ static void __noreturn stage_0(const struct mm_case **run, int nr)
 	}
 	mfd = new_memfd("manifest", sizeof(rec));
 	ok = pwrite(mfd, rec, sizeof(rec), 0) == sizeof(rec) &&
-	     preserve(sfd, mfd, T_MANIFEST);
+	     luo_keep(sfd, mfd, T_MANIFEST);
 	held = tenant();
 	ksft_print_msg("tenant: %llu MiB of marker, MemFree %ld kB\n",
 		       (unsigned long long)(held / MIB),
@@ -1975,7 +1994,7 @@ static void __noreturn stage_1(const struct mm_case **run, int nr)
 	ksft_set_plan(plan);
 	if (luo_retrieve_session(dev, SESSION, &sfd))
 		luo_bail("retrieve session %s", SESSION);
-	mfd = retrieve(sfd, T_MANIFEST);
+	mfd = luo_take(sfd, T_MANIFEST);
 	if (mfd < 0 || pread(mfd, rec, sizeof(rec), 0) != sizeof(rec))
 		luo_bail("read the manifest");
 	for (int i = 0; i < nr; i++) {

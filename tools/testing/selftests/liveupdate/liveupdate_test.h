@@ -325,6 +325,43 @@ fail:
 	return NULL;
 }
 
+#define LUO_MEMFD_STATS		"/sys/kernel/debug/memfd_preserve"
+
+/*
+ * A preserved memfd's line of the memfd handler's debugfs statistics:
+ * pages and folios described, folios added since PRESERVE_FD (pending),
+ * metadata chunks, metadata bytes used and allocated, and pages still to
+ * be moved out of KHO scratch or ZONE_MOVABLE.
+ */
+struct luo_memfd_stats {
+	long pages, folios, pending, chunks, used, alloc, moving;
+};
+
+/* The statistics of the preserved memfd @fd; false if it is not listed. */
+static inline bool luo_memfd_stats(int fd, struct luo_memfd_stats *m)
+{
+	char *buf = luo_read_file(LUO_MEMFD_STATS), *line, *next;
+	unsigned long long ino;
+	struct stat st;
+	bool found = false;
+
+	if (!buf || fstat(fd, &st)) {
+		free(buf);
+		return false;
+	}
+	for (line = buf; !found && line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			next++;
+		found = sscanf(line, "%llu %ld %ld %ld %ld %ld %ld %ld", &ino,
+			       &m->pages, &m->folios, &m->pending, &m->chunks,
+			       &m->used, &m->alloc, &m->moving) == 8 &&
+			ino == (unsigned long long)st.st_ino;
+	}
+	free(buf);
+	return found;
+}
+
 /*
  * A function run in a thread, whose end can be waited for with a timeout
  * (a thread stuck in the kernel cannot be killed, only waited for).
