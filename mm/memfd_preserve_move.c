@@ -76,11 +76,12 @@ int mfp_note_move(struct memfd_preserved *p, pgoff_t index,
  * @p: the preserved memfd, with @p->lock held
  *
  * Return: the pages of the noted spans that mfp_move_fn() has not passed
- * yet, holes and pages past i_size included (for statistics).
+ * yet, holes and pages past i_size included, and those it moved but has
+ * yet to describe (for statistics).
  */
 unsigned long mfp_left_to_move(struct memfd_preserved *p)
 {
-	unsigned long nr = 0;
+	unsigned long nr = p->move_run.nr;
 	unsigned int i;
 	pgoff_t first;
 
@@ -231,11 +232,17 @@ static int mfp_move_span(struct memfd_preserved *p, struct mfp_span *span,
  * mfp_move_start() - start moving what was noted
  * @p: the preserved memfd, with @p->lock held
  *
- * Start mfp_move_fn() for what was noted, unless it runs.
+ * Start mfp_move_fn() for what was noted, unless it runs or stopped for
+ * good (every reboot then fails until the memfd is unpreserved).
  */
 void mfp_move_start(struct memfd_preserved *p)
 {
-	if (p->moving || p->cancel || p->move_span == p->nr_moves)
+	/*
+	 * After a failure to describe, folios it had gathered are in @added
+	 * but not described: a new run would take them for done.
+	 */
+	if (p->moving || p->cancel || p->move_fatal ||
+	    p->move_span == p->nr_moves)
 		return;
 	WRITE_ONCE(p->moving, true);
 	queue_work(system_dfl_long_wq, &p->move_work);
