@@ -712,6 +712,21 @@ static bool all_held(int fd)
 	return held == st.st_blocks / 8;
 }
 
+/* The work moving pages out of KHO scratch done: all_held() counts then. */
+static void setup_add(void)
+{
+	static struct liveupdate_file_info files[1];
+	__u32 kind, count, tries = 0;
+
+	setup_preserved();
+	do {
+		count = ARRAY_SIZE(files);
+		if (luo_query(cur_sfd, &kind, files, &count) || count != 1)
+			luo_bail("QUERY of the write's session");
+	} while (files[0].state == LIVEUPDATE_FILE_SETTLING &&
+		 ++tries < 6000 && !usleep(10000));
+}
+
 static int run_add(void)
 {
 	static __u64 page[PG / 8];
@@ -1011,7 +1026,7 @@ static void stage0(void)
 		unpreserve_same, unpreserved, NULL,
 	};
 	static const struct op addop = {
-		O_ADD_MEMFD, setup_preserved, run_add, add_same, add_done,
+		O_ADD_MEMFD, setup_add, run_add, add_same, add_done,
 		undo_add,
 	};
 	static const struct op closeop = {

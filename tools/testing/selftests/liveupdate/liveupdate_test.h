@@ -338,9 +338,10 @@ struct luo_memfd_stats {
 };
 
 /* The statistics of the preserved memfd @fd; false if it is not listed. */
-static inline bool luo_memfd_stats(int fd, struct luo_memfd_stats *m)
+static inline bool luo_memfd_stats(int fd, struct luo_memfd_stats *out)
 {
 	char *buf = luo_read_file(LUO_MEMFD_STATS), *line, *next;
+	struct luo_memfd_stats s, *m = &s;
 	unsigned long long ino;
 	struct stat st;
 	bool found = false;
@@ -359,6 +360,8 @@ static inline bool luo_memfd_stats(int fd, struct luo_memfd_stats *m)
 			ino == (unsigned long long)st.st_ino;
 	}
 	free(buf);
+	if (found)
+		*out = s;
 	return found;
 }
 
