@@ -6,6 +6,8 @@
 
 REPO        := $(abspath .)
 OUT         := $(REPO)/out
+# When make started: make test's time line counts the build from here.
+MAKE_START  := $(shell date +%s)
 LUO_CACHE   ?= $(HOME)/.cache/luo
 export LUO_CACHE
 SRC         := $(OUT)/src
@@ -102,15 +104,16 @@ test: kernel kernel-debug initramfs $(OUT)/bzImage-demo-b \
       $(if $(T),,$(OUT)/static.results)
 	@$(H)/selftest-runner.py
 	@$(H)/run-suite.py $(if $(T),,--results $(OUT)/static.results) \
+		--since $(MAKE_START) \
 		--variant fast --variant debug --variant demo $(T)
 
 test-fast: kernel initramfs $(OUT)/initramfs-fast.cpio
 	@$(H)/selftest-runner.py
-	@$(H)/run-suite.py --variant fast $(T)
+	@$(H)/run-suite.py --since $(MAKE_START) --variant fast $(T)
 
 test-debug: kernel-debug initramfs
 	@$(H)/selftest-runner.py
-	@$(H)/run-suite.py --variant debug $(T)
+	@$(H)/run-suite.py --since $(MAKE_START) --variant debug $(T)
 
 # Only test programs changed: rebuild them and rerun against the kernels
 # already built (out/bzImage, out/bzImage-debug).

@@ -199,8 +199,29 @@ def run_one(test, variant, accel, logdir, initrd):
     elapsed = time.monotonic() - start
     with open(log, "rb") as f:
         lines = f.read().decode("utf-8", "replace").splitlines()
-    return analyse(dict(test, timeout=timeout), lines, timed_out, elapsed,
-                   log)
+    return elapsed, analyse(dict(test, timeout=timeout), lines, timed_out,
+                            elapsed, log)
+
+
+def minsec(seconds):
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+
+def time_line(since, static, qemu, wall, jobs):
+    """Where make test's time went: the build (from make's start, less
+    the static checks), the static checks, and the suite (wall clock, and
+    QEMU time per kernel)."""
+    parts = []
+    checks = sum(static.values())
+    if since is not None:
+        parts.append("build " + minsec(time.time() - wall - since - checks))
+    if static:
+        each = ", ".join(f"{k} {minsec(v)}" for k, v in static.items())
+        parts.append(f"static checks {minsec(checks)} ({each})")
+    each = ", ".join(f"{v} {minsec(s)}" for v, s in qemu.items())
+    parts.append(f"tests {minsec(wall)} (up to {jobs} at a time; QEMU time: "
+                 f"{each})")
+    return "time: " + ", ".join(parts)
 
 
 def analyse(test, lines, timed_out, elapsed, log):
@@ -269,6 +290,9 @@ def main():
     ap.add_argument("--results", action="append", default=[],
                     help="a file of 'PASS|FAIL|SKIP what' lines from checks "
                     "run before the suite, counted with it")
+    ap.add_argument("--since", type=float,
+                    help="when make started (seconds since the epoch), for "
+                    "the time line")
     ap.add_argument("tests", nargs="*", help="test names (default: all)")
     args = ap.parse_args()
     variants = args.variant or ["fast"]
@@ -286,9 +310,14 @@ def main():
         os.makedirs(logdir, exist_ok=True)
         runs += [(t, variant, logdir) for t in suite if variant in t["kernels"]]
     passed = failed = skipped = 0
+    static = {}
     for path in args.results:
         for line in open(path):
             tag = line.split(" ", 1)[0]
+            if tag == "TIME":
+                _, name, seconds = line.split()
+                static[name] = float(seconds)
+                continue
             if tag not in ("PASS", "FAIL", "SKIP"):
                 continue
             print(line.rstrip(), flush=True)
@@ -300,6 +329,8 @@ def main():
     # left running alone at the end.
     order = sorted(range(len(runs)), key=lambda k: -timeout_of(*runs[k][:2]))
     futures = [None] * len(runs)
+    qemu = {v: 0.0 for v in variants}
+    start = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
         for k in order:
             t, v, d = runs[k]
@@ -307,7 +338,9 @@ def main():
         # Report in suite order, each test as soon as it and those before
         # it are done.
         for (test, variant, _), future in zip(runs, futures):
-            for case, ok, detail in future.result():
+            elapsed, results = future.result()
+            qemu[variant] += elapsed
+            for case, ok, detail in results:
                 tag = {True: "PASS", False: "FAIL", None: "SKIP"}[ok]
                 line = f"{tag} [{variant}] {case}"
                 if detail and ok is not True:
@@ -321,6 +354,8 @@ def main():
                     passed += 1
                 else:
                     failed += 1
+    print(time_line(args.since, static, qemu, time.monotonic() - start,
+                    max(1, args.jobs)))
     summary = f"{passed} passed, {failed} failed"
     if skipped:
         summary += f", {skipped} skipped"

@@ -4,7 +4,8 @@
 # static-checks.sh SRC BUILD RESULTS: make test's static part.  Runs
 # make lint's checks and make series (patches, checkpatch, a build after
 # every patch), shows their output, and writes one "PASS|FAIL|SKIP what"
-# line per check to RESULTS for the suite runner to count with the tests.
+# line per check to RESULTS for the suite runner to count with the tests,
+# and a "TIME name seconds" line per step for its time line.
 set -u
 SRC=$1
 BUILD=$2
@@ -19,8 +20,10 @@ trap 'rm -f "$LOG"' EXIT
 check() {
 	name=$1
 	shift
+	t0=$(date +%s)
 	"$@" > "$LOG" 2>&1
 	rc=$?
+	echo "TIME $name $(($(date +%s) - t0))" >> "$RESULTS"
 	cat "$LOG"
 	sed -n -E "
 		s/^$name: (.*): (clean|ok.*)\$/PASS $name: \\1/p
