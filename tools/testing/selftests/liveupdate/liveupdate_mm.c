@@ -23,6 +23,8 @@
  *           before it swapped out to zram before PRESERVE_FD.
  * shrinker: a THP memfd whose last huge folio crosses EOF, which the shmem
  *           huge shrinker (drop_caches) splits to free its tail.
+ * collapse: MADV_COLLAPSE of small pages into a huge one, over a memfd
+ *           with every page and over one with holes.
  * contig:   runtime 1 GiB and 2 MiB hugetlb allocation (alloc_contig_range,
  *           compaction), and offlining every memory block: on a machine
  *           without ZONE_MOVABLE, where the preserved pages share memory
@@ -1186,6 +1188,117 @@ static void shrinker_1(int sfd, __u64 token)
 	close(fd);
 }
 
+/* ---- collapse ---- */
+
+/*
+ * Memfds of two huge pages' worth, written in small pages: "full" has
+ * every page, "holes" 64 KiB of every 128 KiB, so that a collapse would
+ * fill holes.  MADV_COLLAPSE builds a huge folio and puts it in the page
+ * cache in place of the small ones, outside shmem_add_to_page_cache(): on
+ * a preserved memfd it fails on the references of the held small folios
+ * (EAGAIN), which stay where they are, and the holes stay holes.  The
+ * control, like "holes" but not preserved, collapses.  (collapse_file()
+ * also refuses a preserved memfd outright, for folios not held yet, still
+ * to move out of KHO scratch: a window this case does not aim at.)
+ */
+#define HPAGE		(2 * MIB)
+#define COL_SIZE	(2 * HPAGE)
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE	25
+#endif
+
+static const struct shape col_full = {
+	"collapse-full", COL_SIZE, 0, COL_SIZE, 0, 0, 71
+};
+
+static const struct shape col_holes = {
+	"collapse-holes", COL_SIZE, 0, COL_SIZE, 128 * KIB, 64 * KIB, 72
+};
+
+static const struct shape col_ctl = {
+	"collapse-control", COL_SIZE, 0, COL_SIZE, 128 * KIB, 64 * KIB, 73
+};
+
+/* MADV_COLLAPSE over all of @fd, mapped huge-page aligned: 0 or -errno. */
+static int collapse(int fd)
+{
+	char *area = mmap(NULL, COL_SIZE + HPAGE, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *map;
+	int ret;
+
+	if (area == MAP_FAILED)
+		return -errno;
+	map = (char *)(((uintptr_t)area + HPAGE - 1) & ~(uintptr_t)(HPAGE - 1));
+	if (mmap(map, COL_SIZE, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) ==
+	    MAP_FAILED) {
+		ret = -errno;
+	} else {
+		madvise(map, COL_SIZE, MADV_HUGEPAGE);
+		ret = madvise(map, COL_SIZE, MADV_COLLAPSE) ? -errno : 0;
+	}
+	munmap(area, COL_SIZE + HPAGE);
+	return ret;
+}
+
+static int small_memfd(const struct shape *s)
+{
+	char old[32];
+	int fd;
+
+	thp_mode("never", old, sizeof(old));
+	fd = make_memfd(s);
+	thp_mode(old, NULL, 0);
+	return fd;
+}
+
+static void collapse_0(int sfd, __u64 token)
+{
+	static __u64 before[COL_SIZE / PG], after[COL_SIZE / PG];
+	int full = small_memfd(&col_full), holes = small_memfd(&col_holes);
+	int ctl = small_memfd(&col_ctl), ret[3], big[3];
+	__u64 blocks = blocks_of(holes);
+	char old[32];
+	bool ok;
+
+	ok = luo_keep(sfd, full, token) && luo_keep(sfd, holes, token + 1) &&
+	     settled(sfd, token) && settled(sfd, token + 1) &&
+	     pfns_of(full, COL_SIZE, before);
+	thp_mode("advise", old, sizeof(old));
+	ret[0] = collapse(full);
+	ret[1] = collapse(holes);
+	ret[2] = collapse(ctl);
+	thp_mode(old, NULL, 0);
+	big[0] = in_large_folio(full, 0);
+	big[1] = in_large_folio(holes, 0);
+	big[2] = in_large_folio(ctl, 0);
+	ksft_print_msg("collapse: MADV_COLLAPSE %d, %d, control %d; first page in a large folio after: %d, %d, control %d; blocks of holes %llu, before %llu\n",
+		       ret[0], ret[1], ret[2], big[0], big[1], big[2],
+		       (unsigned long long)blocks_of(holes),
+		       (unsigned long long)blocks);
+	acts(!ret[2] && big[2] == 1,
+	     "collapse: MADV_COLLAPSE collapses an unpreserved memfd's small pages and holes");
+	result(ok && ret[0] && ret[1] && !big[0] && !big[1] &&
+	       pfns_of(full, COL_SIZE, after) &&
+	       !count_moved(before, after, COL_SIZE / PG) &&
+	       blocks_of(holes) == blocks && verify(full, &col_full) &&
+	       verify(holes, &col_holes),
+	       "collapse: it fails on the preserved memfds: small pages in place, holes still holes, intact");
+	close(ctl);
+	close(holes);
+	close(full);
+}
+
+static void collapse_1(int sfd, __u64 token)
+{
+	int full = luo_take(sfd, token), holes = luo_take(sfd, token + 1);
+
+	result(verify(full, &col_full) && verify(holes, &col_holes),
+	       "collapse: both intact after the kexec, holes still holes");
+	close(holes);
+	close(full);
+}
+
 /* ---- contig ---- */
 
 #define CONTIG_SIZE	(256 * MIB)
@@ -1880,6 +1993,7 @@ static const struct mm_case cases[] = {
 	{ "swapin", 2, 1, swap_missing, swapin_0, swapin_1 },
 	{ "eofswap", 2, 1, eofswap_missing, eofswap_0, eofswap_1 },
 	{ "shrinker", 2, 1, thp_missing, shrinker_0, shrinker_1 },
+	{ "collapse", 2, 1, thp_missing, collapse_0, collapse_1 },
 	{ "contig", 2, 1, contig_missing, contig_0, contig_1 },
 	{ "numa", 2, 1, numa_missing, numa_0, numa_1 },
 	{ "uffd", 1, 1, uffd_missing, uffd_0, uffd_1 },
