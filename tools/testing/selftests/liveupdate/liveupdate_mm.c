@@ -1130,19 +1130,25 @@ static const char *thp_missing(void)
 	return thp_available() ? NULL : "no shmem THP";
 }
 
+/* make_memfd() with shmem THP set to @mode meanwhile. */
+static int thp_memfd(const struct shape *s, const char *mode)
+{
+	char old[32];
+	int fd;
+
+	thp_mode(mode, old, sizeof(old));
+	fd = make_memfd(s);
+	thp_mode(old, NULL, 0);
+	return fd;
+}
+
 /*
  * A memfd of SHR_SIZE whose last huge folio was allocated across EOF,
  * which puts the memfd on the shmem huge shrinker's list.
  */
 static int eof_thp(const struct shape *s)
 {
-	char old[32];
-	int fd;
-
-	thp_mode("always", old, sizeof(old));
-	fd = make_memfd(s);
-	thp_mode(old, NULL, 0);
-	return fd;
+	return thp_memfd(s, "always");
 }
 
 static void shrinker_0(int sfd, __u64 token)
@@ -1248,22 +1254,12 @@ static int collapse(int fd)
 	return ret;
 }
 
-static int small_memfd(const struct shape *s)
-{
-	char old[32];
-	int fd;
-
-	thp_mode("never", old, sizeof(old));
-	fd = make_memfd(s);
-	thp_mode(old, NULL, 0);
-	return fd;
-}
-
 static void collapse_0(int sfd, __u64 token)
 {
 	static __u64 before[COL_SIZE / PG], after[COL_SIZE / PG];
-	int full = small_memfd(&col_full), holes = small_memfd(&col_holes);
-	int ctl = small_memfd(&col_ctl), ret[3], big[3];
+	int full = thp_memfd(&col_full, "never");
+	int holes = thp_memfd(&col_holes, "never");
+	int ctl = thp_memfd(&col_ctl, "never"), ret[3], big[3];
 	__u64 blocks = blocks_of(holes);
 	char old[32];
 	bool ok;
