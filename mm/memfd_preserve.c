@@ -56,10 +56,16 @@
  * keeps the folios it added (they may be mapped already), and the memfd
  * fails every access with EIO.
  *
- * Files: memfd_preserve.c has the handler's ops, the page cache walk, the
+ * hugetlb memfds have a handler of their own (memfd_preserve_hugetlb.c)
+ * that shares all of the outgoing side: hugetlb_add_to_page_cache() is
+ * their one place of adding, hugetlbfs_mapping_frozen() freezes their
+ * size, and a huge page must not reach into CMA even in part.
+ *
+ * Files: memfd_preserve.c has the handlers' ops, the page cache walk, the
  * metadata writer and the hook; memfd_preserve_pool.c the metadata pool;
  * memfd_preserve_move.c the move out of CMA; memfd_preserve_restore.c the
- * incoming side.  memfd_preserve_internal.h is what they share.
+ * incoming side; memfd_preserve_hugetlb.c what differs for hugetlb
+ * memfds.  memfd_preserve_internal.h is what they share.
  */
 #define pr_fmt(fmt) "memfd_preserve: " fmt
 
@@ -69,7 +75,9 @@
 #include <linux/fs.h>
 #include <linux/init.h>
 #include <linux/io.h>
+#include <linux/hugetlb.h>
 #include <linux/kexec_handover.h>
+#include <linux/memfd.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mount.h>
@@ -419,17 +427,51 @@ struct mfp_walk {
 	pgoff_t slow[MFP_WALK_BATCH];
 };
 
+/**
+ * mfp_folio_stays() - whether a folio may stay where it is
+ * @folio: a folio of a preserved memfd
+ *
+ * Return: true if no page of @folio is in CMA (the KHO scratch areas the
+ * next kernel boots from) and @folio is not otherwise movable.  A folio
+ * larger than a pageblock (a gigantic hugetlb page) may start outside CMA
+ * and reach into it: every pageblock is checked.
+ */
+bool mfp_folio_stays(struct folio *folio)
+{
+	unsigned long pfn = folio_pfn(folio), end = pfn + folio_nr_pages(folio);
+
+	if (!folio_is_longterm_pinnable(folio))
+		return false;
+	for (pfn += pageblock_nr_pages; pfn < end; pfn += pageblock_nr_pages)
+		if (is_migrate_cma_page(pfn_to_page(pfn)))
+			return false;
+	return true;
+}
+
 /*
- * Whether @folio may stay where it is: not in CMA (the KHO scratch areas
- * the next kernel boots from) nor otherwise movable.  Order-0 folios of one
- * pageblock share the answer, cached in *@block and *@ok.
+ * A folio whose head is out of CMA but whose tail is in it: migration
+ * (memfd_pin_folios()) looks at the head alone and would leave it there.
+ */
+static int mfp_check_straddle(struct memfd_preserved *p, struct folio *folio)
+{
+	if (mfp_folio_stays(folio))
+		return 0;
+	pr_warn_ratelimited("inode %llu: the %lu KiB page at PFN %#lx reaches into a KHO scratch area; it cannot be preserved\n",
+			    file_inode(p->file)->i_ino, folio_size(folio) / SZ_1K,
+			    folio_pfn(folio));
+	return -EXDEV;
+}
+
+/*
+ * Whether @folio may stay where it is (see mfp_folio_stays()).  Order-0
+ * folios of one pageblock share the answer, cached in *@block and *@ok.
  */
 static bool mfp_stays(struct folio *folio, unsigned long *block, bool *ok)
 {
 	unsigned long pb = folio_pfn(folio) >> pageblock_order;
 
 	if (folio_test_large(folio))
-		return folio_is_longterm_pinnable(folio);
+		return mfp_folio_stays(folio);
 	if (pb != *block) {
 		*block = pb;
 		*ok = folio_is_longterm_pinnable(folio);
@@ -508,11 +550,18 @@ static int mfp_take_slow(struct memfd_preserved *p, struct mfp_run *run,
 			 pgoff_t index, pgoff_t *next)
 {
 	struct folio *folio;
-	int err;
+	int err = 0;
 
 	*next = index + 1;
-	err = shmem_get_folio(file_inode(p->file), index, 0, &folio,
-			      SGP_NOALLOC);
+	/* hugetlb: no swap, no fallocated folio that is not uptodate. */
+	if (p->hugetlb) {
+		folio = filemap_lock_folio(p->file->f_mapping, index);
+		if (IS_ERR(folio))
+			err = PTR_ERR(folio);
+	} else {
+		err = shmem_get_folio(file_inode(p->file), index, 0, &folio,
+				      SGP_NOALLOC);
+	}
 	/* A hole now (reclaim dropped a clean folio): later adds take it. */
 	if (err == -ENOENT || (!err && !folio))
 		return 0;
@@ -529,6 +578,11 @@ static int mfp_take_slow(struct memfd_preserved *p, struct mfp_run *run,
 	}
 	if (!folio_is_longterm_pinnable(folio)) {
 		err = mfp_note_move(p, folio->index, folio_nr_pages(folio));
+		folio_put(folio);
+		return err;
+	}
+	err = mfp_check_straddle(p, folio);
+	if (err) {
 		folio_put(folio);
 		return err;
 	}
@@ -712,7 +766,7 @@ static void mfp_fill_attrs(struct memfd_preserved *p)
 
 	hdr->size = i_size_read(inode);
 	hdr->pos = READ_ONCE(p->file->f_pos);
-	hdr->seals = READ_ONCE(SHMEM_I(inode)->seals);
+	hdr->seals = memfd_fcntl(p->file, F_GET_SEALS, 0);
 	hdr->mode = READ_ONCE(inode->i_mode) & 07777;
 	hdr->uid = from_kuid(&init_user_ns, inode->i_uid);
 	hdr->gid = from_kgid(&init_user_ns, inode->i_gid);
@@ -720,29 +774,26 @@ static void mfp_fill_attrs(struct memfd_preserved *p)
 }
 
 /**
- * memfd_preserve_folio_added() - a folio was added to a preserved memfd
- * @inode: the memfd's inode
- * @folio: the new folio, locked, in @inode's page cache
+ * mfp_folio_added() - a folio was added to a preserved memfd
+ * @slot: where the memfd's inode points to its &struct memfd_preserved
+ * @folio: the new folio, locked, in the memfd's page cache
  *
- * Called by shmem_add_to_page_cache() for a new folio (not one swapped in)
- * when it found the memfd preserved under the i_pages lock.  Holds and
- * preserves @folio, to be described in the metadata at freeze; a folio in
- * CMA is noted instead, for mfp_move_fn() to move and describe.  Either
- * the walk in mfp_preserve() sees @folio or we see ->preserved; when both
- * do, the walk finds @folio in @added.
+ * Holds and preserves @folio, to be described in the metadata at freeze;
+ * a folio in CMA is noted instead, for mfp_move_fn() to move and
+ * describe.  Either the walk in mfp_preserve() sees @folio or we see
+ * ->preserved; when both do, the walk finds @folio in @added.
  *
  * Return: 0; -EPERM once frozen for the reboot (the write fails rather
- * than being lost); or -ENOMEM.  On error the caller takes @folio out of
- * the page cache again.
+ * than being lost); -EXDEV for a huge page reaching into CMA; or
+ * -ENOMEM.  On error the caller takes @folio out of the page cache again.
  */
-int memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
+int mfp_folio_added(struct memfd_preserved __rcu **slot, struct folio *folio)
 {
-	struct shmem_inode_info *info = SHMEM_I(inode);
 	struct memfd_preserved *p;
 	int err = 0;
 
 	rcu_read_lock();
-	p = rcu_dereference(info->preserved);
+	p = rcu_dereference(*slot);
 	if (p && !refcount_inc_not_zero(&p->ref))
 		p = NULL;
 	rcu_read_unlock();
@@ -765,6 +816,9 @@ int memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
 			mfp_move_start(p);
 		goto out;
 	}
+	err = mfp_check_straddle(p, folio);
+	if (err)
+		goto out;
 	err = kho_preserve_folio(folio);
 	if (err)
 		goto out;
@@ -780,21 +834,57 @@ out:
 	return err;
 }
 
+/**
+ * memfd_preserve_folio_added() - a folio was added to a preserved memfd
+ * @inode: the memfd's inode
+ * @folio: the new folio, locked, in @inode's page cache
+ *
+ * Called by shmem_add_to_page_cache() for a new folio (not one swapped in)
+ * when it found the memfd preserved under the i_pages lock: see
+ * mfp_folio_added().
+ *
+ * Return: 0, or an error after which the caller takes @folio out of the
+ * page cache again.
+ */
+int memfd_preserve_folio_added(struct inode *inode, struct folio *folio)
+{
+	return mfp_folio_added(&SHMEM_I(inode)->preserved, folio);
+}
+
 /* ---- outgoing: the handler ops ---- */
 
-static bool mfp_can_preserve(struct liveupdate_file_handler *handler,
-			     struct file *file)
+/**
+ * mfp_is_memfd() - whether a shmem or hugetlbfs file is a memfd
+ * @file: the file
+ *
+ * Return: true if @file lives on an internal mount (tmpfs and hugetlbfs
+ * files do not) and is named as memfd_create() names its files (SysV
+ * shared memory and MAP_HUGETLB files are not).
+ */
+bool mfp_is_memfd(struct file *file)
 {
 	const struct qstr *name = &file->f_path.dentry->d_name;
 
-	/* hugetlb memfds are not supported (yet): ENOENT, as for any type. */
-	if (!shmem_file(file))
-		return false;
-	/* memfds live on the internal mounts; tmpfs files do not. */
 	if (!(file->f_path.mnt->mnt_sb->s_flags & SB_KERNMOUNT))
 		return false;
 	return name->len >= strlen(MFP_NAME_PREFIX) &&
 	       !memcmp(name->name, MFP_NAME_PREFIX, strlen(MFP_NAME_PREFIX));
+}
+
+static bool mfp_can_preserve(struct liveupdate_file_handler *handler,
+			     struct file *file)
+{
+	/* hugetlb memfds have a handler of their own. */
+	return shmem_file(file) && mfp_is_memfd(file);
+}
+
+static struct memfd_preserved __rcu **mfp_slot(struct memfd_preserved *p)
+{
+#ifdef CONFIG_LIVEUPDATE_MEMFD_HUGETLB
+	if (p->hugetlb)
+		return mfp_hugetlb_slot(file_inode(p->file));
+#endif
+	return &SHMEM_I(file_inode(p->file))->preserved;
 }
 
 static struct memfd_preserved *mfp_alloc(struct file *file)
@@ -829,22 +919,27 @@ static struct memfd_preserved *mfp_alloc(struct file *file)
 	p->pool = pool;
 	p->hdr = hdr;
 	p->hdr_size = ALIGN(size, 8);
+	p->hugetlb = is_file_hugepages(file);
 	hdr->magic = MEMFD_PRESERVE_MAGIC;
 	hdr->header_size = sizeof(*hdr);
+	if (p->hugetlb)
+		hdr->huge_shift = huge_page_shift(hstate_file(file));
 	hdr->name_len = name->len;
 	memcpy(hdr->name, name->name, name->len);
 	return p;
 }
 
 /*
- * Publish @p as @mapping's preserved state, or take it back (NULL), under
- * the i_pages lock: see memfd_preserve_mapping().
+ * Publish @p as its memfd's preserved state, or take it back (!@on), under
+ * the i_pages lock: see memfd_preserve_mapping().  For a hugetlb memfd
+ * this also freezes its size (hugetlbfs_mapping_frozen()).
  */
-static void mfp_publish(struct address_space *mapping,
-			struct memfd_preserved *p)
+static void mfp_publish(struct memfd_preserved *p, bool on)
 {
+	struct address_space *mapping = p->file->f_mapping;
+
 	xa_lock_irq(&mapping->i_pages);
-	rcu_assign_pointer(SHMEM_I(mapping->host)->preserved, p);
+	rcu_assign_pointer(*mfp_slot(p), on ? p : NULL);
 	xa_unlock_irq(&mapping->i_pages);
 }
 
@@ -858,6 +953,9 @@ static void mfp_set_unevictable(struct memfd_preserved *p, bool set)
 {
 	struct address_space *mapping = p->file->f_mapping;
 
+	/* hugetlb folios are never on the LRU. */
+	if (p->hugetlb)
+		return;
 	if (set) {
 		p->was_unevictable = mapping_unevictable(mapping);
 		mapping_set_unevictable(mapping);
@@ -868,43 +966,61 @@ static void mfp_set_unevictable(struct memfd_preserved *p, bool set)
 	}
 }
 
+/*
+ * No size change, no hole punched: no folio leaves the page cache.  A
+ * hugetlb memfd is frozen by being published.
+ */
+static void mfp_freeze_size(struct memfd_preserved *p, bool freeze)
+{
+	if (!p->hugetlb)
+		shmem_freeze(file_inode(p->file), freeze);
+}
+
+/* Preserved already, or (shmem) frozen by someone else. */
+static bool mfp_busy(struct memfd_preserved *p)
+{
+	struct inode *inode = file_inode(p->file);
+
+	return rcu_access_pointer(*mfp_slot(p)) ||
+	       (!p->hugetlb && (SHMEM_I(inode)->flags & SHMEM_F_MAPPING_FROZEN));
+}
+
 static int mfp_preserve(struct liveupdate_file *lf)
 {
 	struct file *file = lf->file;
 	struct inode *inode = file_inode(file);
-	struct shmem_inode_info *info = SHMEM_I(inode);
 	struct memfd_preserved *p;
 	int err;
 
 	/* A memfd retrieved a moment ago may still be getting its folios. */
-	err = memfd_preserve_wait_restored(inode);
-	if (err)
-		return err;
+	if (shmem_file(file)) {
+		err = memfd_preserve_wait_restored(inode);
+		if (err)
+			return err;
+	}
 	p = mfp_alloc(file);
 	if (IS_ERR(p))
 		return PTR_ERR(p);
 
 	inode_lock(inode);
-	if (rcu_access_pointer(info->preserved) ||
-	    (info->flags & SHMEM_F_MAPPING_FROZEN)) {
+	if (mfp_busy(p)) {
 		inode_unlock(inode);
 		mfp_pool_free(p->pool, p->hdr);
 		mfp_put(p);
 		return -EBUSY;
 	}
-	/* No size change, no hole punched: no folio leaves the page cache. */
-	shmem_freeze(inode, true);
-	mfp_publish(inode->i_mapping, p);
+	mfp_freeze_size(p, true);
+	mfp_publish(p, true);
 	mfp_set_unevictable(p, true);
 	err = mfp_scan(p, inode->i_mapping);
 	mutex_lock(&p->lock);
 	if (err) {
-		mfp_publish(inode->i_mapping, NULL);
+		mfp_publish(p, false);
 		p->dead = true;
 		mutex_unlock(&p->lock);
 		mfp_release(p);
 		mfp_set_unevictable(p, false);
-		shmem_freeze(inode, false);
+		mfp_freeze_size(p, false);
 		inode_unlock(inode);
 		mfp_put(p);
 		return err;
@@ -935,12 +1051,12 @@ static void mfp_unpreserve(struct liveupdate_file *lf)
 	flush_work(&p->move_work);
 	inode_lock(inode);
 	mutex_lock(&p->lock);
-	mfp_publish(inode->i_mapping, NULL);
+	mfp_publish(p, false);
 	p->dead = true;
 	mutex_unlock(&p->lock);
 	mfp_release(p);
 	mfp_set_unevictable(p, false);
-	shmem_freeze(inode, false);
+	mfp_freeze_size(p, false);
 	inode_unlock(inode);
 	lf->private = NULL;
 	mfp_put(p);
@@ -998,6 +1114,33 @@ static struct liveupdate_file_handler mfp_handler = {
 	.owner		= THIS_MODULE,
 };
 
+#ifdef CONFIG_LIVEUPDATE_MEMFD_HUGETLB
+/* The outgoing side is the same; what differs is in memfd_preserve_hugetlb.c. */
+static const struct liveupdate_file_ops mfp_hugetlb_ops = {
+	.can_preserve	= mfp_hugetlb_can_preserve,
+	.preserve	= mfp_preserve,
+	.unpreserve	= mfp_unpreserve,
+	.freeze		= mfp_freeze,
+	.unfreeze	= mfp_unfreeze,
+	.settling	= mfp_settling,
+	.retrieve	= mfp_hugetlb_retrieve,
+	.finish		= mfp_finish,
+};
+
+struct liveupdate_file_handler mfp_hugetlb_handler = {
+	.compatible	= MEMFD_PRESERVE_HUGETLB_COMPATIBLE,
+	.version	= MEMFD_PRESERVE_HUGETLB_VERSION,
+	.ops		= &mfp_hugetlb_ops,
+	.owner		= THIS_MODULE,
+};
+
+static struct liveupdate_file_handler *mfp_handlers[] = {
+	&mfp_handler, &mfp_hugetlb_handler,
+};
+#else
+static struct liveupdate_file_handler *mfp_handlers[] = { &mfp_handler };
+#endif
+
 /* ---- statistics ---- */
 
 /*
@@ -1034,19 +1177,36 @@ static int mfp_stats_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(mfp_stats);
 
-static int __init memfd_preserve_init(void)
+/* Register @h, bound to the metadata pool. */
+static int __init mfp_register(struct liveupdate_file_handler *h)
 {
-	int err = liveupdate_register_file_handler(&mfp_handler);
+	int err = liveupdate_register_file_handler(h);
 
 	if (err) {
-		pr_err("cannot register the memfd handler: %d\n", err);
+		pr_err("cannot register the %s handler: %d\n", h->compatible, err);
 		return err;
 	}
-	err = liveupdate_register_flb(&mfp_handler, &mfp_pool_flb);
+	err = liveupdate_register_flb(h, &mfp_pool_flb);
 	if (err) {
-		pr_err("cannot bind the metadata pool: %d\n", err);
-		liveupdate_unregister_file_handler(&mfp_handler);
-		return err;
+		pr_err("cannot bind the metadata pool to %s: %d\n",
+		       h->compatible, err);
+		liveupdate_unregister_file_handler(h);
+	}
+	return err;
+}
+
+static int __init memfd_preserve_init(void)
+{
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < ARRAY_SIZE(mfp_handlers); i++) {
+		err = mfp_register(mfp_handlers[i]);
+		if (err) {
+			while (i--)
+				liveupdate_unregister_file_handler(mfp_handlers[i]);
+			return err;
+		}
 	}
 	debugfs_create_file("memfd_preserve", 0400, NULL, NULL,
 			    &mfp_stats_fops);

@@ -71,6 +71,8 @@ struct mfp_run {
  * @frozen: frozen for the reboot: no folio may be added
  * @scanned: PRESERVE_FD's walk is over: the hook starts @move_work itself
  * @was_unevictable: the mapping was unevictable before PRESERVE_FD
+ * @hugetlb: a hugetlb memfd, of the %MEMFD_PRESERVE_HUGETLB_COMPATIBLE
+ *	handler
  * @nr_pending: folios added since PRESERVE_FD, not described yet
  * @node: in mfp_list
  * @move_work: moves the folios in @moves out of CMA after PRESERVE_FD
@@ -103,6 +105,7 @@ struct memfd_preserved {
 	bool frozen;
 	bool scanned;
 	bool was_unevictable;
+	bool hugetlb;
 	struct work_struct move_work;
 	struct mfp_span *moves;
 	unsigned int nr_moves;
@@ -116,12 +119,15 @@ struct memfd_preserved {
 	bool cancel;
 };
 
-/* memfd_preserve.c: the handler and the metadata writer */
+/* memfd_preserve.c: the handlers and the metadata writer */
 int mfp_describe(struct memfd_preserved *p, struct mfp_run *run,
 		 pgoff_t index, unsigned long pfn, unsigned int order);
 int mfp_flush_run(struct memfd_preserved *p, struct mfp_run *run);
 int mfp_added_store(struct memfd_preserved *p, struct folio *folio,
 		    bool pending);
+bool mfp_folio_stays(struct folio *folio);
+int mfp_folio_added(struct memfd_preserved __rcu **slot, struct folio *folio);
+bool mfp_is_memfd(struct file *file);
 
 /* memfd_preserve_pool.c: the metadata pool */
 extern struct liveupdate_flb mfp_pool_flb;
@@ -137,11 +143,59 @@ unsigned long mfp_left_to_move(struct memfd_preserved *p);
 void mfp_move_fn(struct work_struct *work);
 int mfp_freeze_moved(struct memfd_preserved *p);
 
+/**
+ * struct mfp_in - an incoming memfd, restored from KHO
+ * @err: sticky error: the state was damaged and is released
+ * @nr: folios in @folios
+ * @nr_pages: pages in @folios
+ * @folios: restored folios, each with one reference we own
+ * @indices: page index of each folio
+ * @size: i_size
+ * @pos: file position
+ * @seals: F_SEAL_*
+ * @mode: permission bits
+ * @uid: owner
+ * @gid: group
+ * @flags: MEMFD_PRESERVE_F_*
+ * @huge_order: a hugetlb memfd's huge page order, else 0
+ * @name: the memfd's name
+ */
+struct mfp_in {
+	int err;
+	unsigned long nr;
+	unsigned long nr_pages;
+	struct folio **folios;
+	pgoff_t *indices;
+	loff_t size;
+	loff_t pos;
+	unsigned int seals;
+	umode_t mode;
+	kuid_t uid;
+	kgid_t gid;
+	u32 flags;
+	unsigned int huge_order;
+	char name[MEMFD_PRESERVE_NAME_LENGTH];
+};
+
 /* memfd_preserve_restore.c: the incoming side */
 extern struct fault_attr fail_memfd_restore;
 extern atomic_long_t mfp_nr_background;
 extern atomic_long_t mfp_nr_waits;
+struct mfp_in *mfp_in_get(struct liveupdate_file *lf);
+void mfp_in_put_folios(struct mfp_in *in);
+struct file *mfp_open_as(struct file *file, u32 flags);
+void mfp_in_set_attrs(struct file *file, struct mfp_in *in,
+		      unsigned int *seals);
 int mfp_retrieve(struct liveupdate_file *lf);
 void mfp_finish(struct liveupdate_file *lf);
+
+/* memfd_preserve_hugetlb.c: what differs for hugetlb memfds */
+#ifdef CONFIG_LIVEUPDATE_MEMFD_HUGETLB
+extern struct liveupdate_file_handler mfp_hugetlb_handler;
+struct memfd_preserved __rcu **mfp_hugetlb_slot(struct inode *inode);
+bool mfp_hugetlb_can_preserve(struct liveupdate_file_handler *handler,
+			      struct file *file);
+int mfp_hugetlb_retrieve(struct liveupdate_file *lf);
+#endif
 
 #endif /* _MM_MEMFD_PRESERVE_INTERNAL_H */

@@ -136,6 +136,11 @@ static int mfp_take_moved(struct memfd_preserved *p, struct folio *folio)
 		folio_put(folio);
 		return 0;
 	}
+	/* Moved by its head alone: a gigantic page may still reach into CMA. */
+	if (!mfp_folio_stays(folio)) {
+		folio_put(folio);
+		return -EXDEV;
+	}
 	err = mfp_added_store(p, folio, false);
 	if (err) {
 		folio_put(folio);

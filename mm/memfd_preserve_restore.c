@@ -35,38 +35,6 @@
  */
 #define MFP_RESTORE_LATER_MIN	512
 
-/**
- * struct mfp_in - an incoming memfd, restored from KHO
- * @err: sticky error: the state was damaged and is released
- * @nr: folios in @folios
- * @nr_pages: pages in @folios
- * @folios: restored folios, each with one reference we own
- * @indices: page index of each folio
- * @size: i_size
- * @pos: file position
- * @seals: F_SEAL_*
- * @mode: permission bits
- * @uid: owner
- * @gid: group
- * @flags: MEMFD_PRESERVE_F_*
- * @name: the memfd's name
- */
-struct mfp_in {
-	int err;
-	unsigned long nr;
-	unsigned long nr_pages;
-	struct folio **folios;
-	pgoff_t *indices;
-	loff_t size;
-	loff_t pos;
-	unsigned int seals;
-	umode_t mode;
-	kuid_t uid;
-	kgid_t gid;
-	u32 flags;
-	char name[MEMFD_PRESERVE_NAME_LENGTH];
-};
-
 static void mfp_put_folios(struct folio **folios, unsigned long nr)
 {
 	unsigned long i;
@@ -78,7 +46,14 @@ static void mfp_put_folios(struct folio **folios, unsigned long nr)
 	}
 }
 
-static void mfp_in_put_folios(struct mfp_in *in)
+/**
+ * mfp_in_put_folios() - drop the folios of an incoming memfd
+ * @in: the incoming memfd
+ *
+ * Drop our reference on every folio of @in: a folio in a page cache by now
+ * stays there, the others are freed.
+ */
+void mfp_in_put_folios(struct mfp_in *in)
 {
 	mfp_put_folios(in->folios, in->nr);
 	kvfree(in->folios);
@@ -108,7 +83,8 @@ static int mfp_in_add(struct mfp_parse *ps, struct folio *folio,
 		folio_put(folio);
 		return -EBADMSG;
 	}
-	if (folio_test_large(folio))
+	/* hugetlb folios are not rmappable the way THPs are. */
+	if (folio_test_large(folio) && !in->huge_order)
 		folio_set_large_rmappable(folio);
 	in->folios[in->nr] = folio;
 	in->indices[in->nr] = index;
@@ -135,8 +111,12 @@ static int mfp_parse_run(struct mfp_parse *ps,
 	    run->pfn > MEMFD_PRESERVE_PFN_MASK ||
 	    run->pfn + e->nr - 1 > MEMFD_PRESERVE_PFN_MASK)
 		return -EBADMSG;
+	/* A hugetlb memfd has runs of one huge page each, of its order. */
+	if (ps->in->huge_order && e->order != ps->in->huge_order)
+		return -EBADMSG;
 	if (e->order) {
-		if (e->order > MAX_PAGECACHE_ORDER || e->nr != 1U << e->order ||
+		if ((e->order > MAX_PAGECACHE_ORDER && !ps->in->huge_order) ||
+		    e->nr != 1U << e->order ||
 		    !IS_ALIGNED(e->index, e->nr) ||
 		    !IS_ALIGNED(run->pfn, e->nr))
 			return -EBADMSG;
@@ -176,7 +156,7 @@ static int mfp_parse_pages(struct mfp_parse *ps,
 	u32 i;
 	int err;
 
-	if (pages->hdr.order || !pages->hdr.nr)
+	if (pages->hdr.order || !pages->hdr.nr || ps->in->huge_order)
 		return -EBADMSG;
 	for (i = 0; i < pages->hdr.nr; i++) {
 		word = pages->words[i];
@@ -241,12 +221,28 @@ static int mfp_parse_chunk(struct mfp_parse *ps,
 	return 0;
 }
 
-/* @name: where the writer put the name, after its header (header_size). */
+/*
+ * A hugetlb memfd's page size: that of x86's 2 MiB or 1 GiB pages, or of
+ * any other architecture's, above the base page and at most 16 GiB.
+ */
+static bool mfp_huge_shift_ok(unsigned int shift, bool hugetlb)
+{
+	if (!hugetlb)
+		return !shift;
+	return shift > PAGE_SHIFT && shift <= 34;
+}
+
+/*
+ * @name: where the writer put the name, after its header (header_size).
+ * @hugetlb: the file is a hugetlb memfd's.
+ */
 static int mfp_parse_header(struct mfp_in *in,
 			    const struct memfd_preserve_file *hdr,
-			    const char *name)
+			    const char *name, bool hugetlb)
 {
 	if (hdr->magic != MEMFD_PRESERVE_MAGIC || hdr->reserved ||
+	    !mfp_huge_shift_ok(hdr->huge_shift, hugetlb) ||
+	    (hugetlb && !IS_ALIGNED(hdr->size, 1ULL << hdr->huge_shift)) ||
 	    name[hdr->name_len] ||
 	    strnlen(name, hdr->name_len) != hdr->name_len ||
 	    strncmp(name, MFP_NAME_PREFIX, strlen(MFP_NAME_PREFIX)) ||
@@ -269,6 +265,7 @@ static int mfp_parse_header(struct mfp_in *in,
 	in->seals = hdr->seals;
 	in->mode = hdr->mode;
 	in->flags = hdr->flags;
+	in->huge_order = hugetlb ? hdr->huge_shift - PAGE_SHIFT : 0;
 	memcpy(in->name, name, hdr->name_len + 1);
 	return 0;
 }
@@ -304,7 +301,7 @@ mfp_in_chunk(struct mfp_pool_in *pool, u64 phys, struct folio **foliop)
 
 /* Restore everything from KHO into @in, freeing the chunks of their own. */
 static int mfp_in_restore(struct mfp_in *in, struct mfp_pool_in *pool,
-			  u64 phys)
+			  u64 phys, bool hugetlb)
 {
 	const struct memfd_preserve_file *hdr;
 	const struct memfd_preserve_chunk *c;
@@ -321,7 +318,8 @@ static int mfp_in_restore(struct mfp_in *in, struct mfp_pool_in *pool,
 	    !mfp_pool_in_ptr(pool, phys, (size_t)hdr->header_size +
 					 hdr->name_len + 1))
 		return -EBADMSG;
-	err = mfp_parse_header(in, hdr, (const char *)hdr + hdr->header_size);
+	err = mfp_parse_header(in, hdr, (const char *)hdr + hdr->header_size,
+			       hugetlb);
 	if (err)
 		return err;
 	ps.max = hdr->nr_folios;
@@ -353,16 +351,25 @@ static int mfp_in_restore(struct mfp_in *in, struct mfp_pool_in *pool,
 	return 0;
 }
 
-/* The incoming state, restored on first use. */
-static struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
+/**
+ * mfp_in_get() - the incoming state of a memfd, restored on first use
+ * @lf: the incoming file, of either memfd handler
+ *
+ * Return: the state, its folios restored from KHO; or an error: sticky
+ * (-EBADMSG) if the handover is damaged, else the retrieve can be retried.
+ */
+struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
 {
+	bool hugetlb = strcmp(lf->handler->compatible, MEMFD_PRESERVE_COMPATIBLE);
 	struct mfp_in *in = lf->private;
 	struct mfp_pool_in *pool;
 	int err;
 
 	if (in)
 		return in->err ? ERR_PTR(in->err) : in;
-	if (lf->version != MEMFD_PRESERVE_VERSION)
+	/* Both formats are at version 1. */
+	if (lf->version != (hugetlb ? MEMFD_PRESERVE_HUGETLB_VERSION :
+				      MEMFD_PRESERVE_VERSION))
 		return ERR_PTR(-EOPNOTSUPP);
 	/* Not part of the sticky state: a failure here can be retried. */
 	err = liveupdate_flb_get_incoming(&mfp_pool_flb, (void **)&pool);
@@ -372,7 +379,7 @@ static struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
 	if (!in)
 		return ERR_PTR(-ENOMEM);
 	lf->private = in;
-	err = mfp_in_restore(in, pool, lf->data);
+	err = mfp_in_restore(in, pool, lf->data, hugetlb);
 	if (err == -ENOMEM) {
 		/* Nothing was restored yet (see mfp_in_restore()): retry. */
 		mfp_in_put_folios(in);
@@ -596,12 +603,16 @@ void __memfd_preserve_wait_evict(struct inode *inode)
 	mfp_wait_restoring(SHMEM_I(inode), false);
 }
 
-/*
- * The file to hand out: @file itself if the memfd was open read-write, else
+/**
+ * mfp_open_as() - the file to hand out for a retrieved memfd
+ * @file: the new memfd, open read-write
+ * @flags: MEMFD_PRESERVE_F_* of the preserved file
+ *
+ * Return: @file itself if the memfd was open read-write, else
  * a file of its own on the same inode, open read-only or write-only as it
  * was; with the status flags it had.
  */
-static struct file *mfp_open_as(struct file *file, u32 flags)
+struct file *mfp_open_as(struct file *file, u32 flags)
 {
 	u32 rw = flags & (MEMFD_PRESERVE_F_READ | MEMFD_PRESERVE_F_WRITE);
 	struct file *as = file;
@@ -653,6 +664,27 @@ uncharge:
 }
 
 /**
+ * mfp_in_set_attrs() - give a new memfd the preserved one's attributes
+ * @file: the new memfd, its inode locked, seen by nobody else yet
+ * @in: the incoming state
+ * @seals: where the memfd's seals live (shmem's or hugetlbfs's inode)
+ */
+void mfp_in_set_attrs(struct file *file, struct mfp_in *in,
+		      unsigned int *seals)
+{
+	struct inode *inode = file_inode(file);
+
+	i_size_write(inode, in->size);
+	inode->i_mode = S_IFREG | in->mode;
+	inode->i_uid = in->uid;
+	inode->i_gid = in->gid;
+	*seals = in->seals;
+	/* A fresh file has no writable mapping: this cannot fail. */
+	if (in->seals & F_SEAL_WRITE)
+		WARN_ON_ONCE(mapping_deny_writable(file->f_mapping));
+}
+
+/**
  * mfp_retrieve() - &liveupdate_file_ops.retrieve: build the memfd anew
  * @lf: the incoming file
  *
@@ -693,14 +725,7 @@ int mfp_retrieve(struct liveupdate_file *lf)
 			fput(as);
 		goto err_fput;
 	}
-	i_size_write(inode, in->size);
-	inode->i_mode = S_IFREG | in->mode;
-	inode->i_uid = in->uid;
-	inode->i_gid = in->gid;
-	SHMEM_I(inode)->seals = in->seals;
-	/* A fresh file has no writable mapping: this cannot fail. */
-	if (in->seals & F_SEAL_WRITE)
-		WARN_ON_ONCE(mapping_deny_writable(file->f_mapping));
+	mfp_in_set_attrs(file, in, &SHMEM_I(inode)->seals);
 	inode_unlock(inode);
 	as->f_pos = in->pos;
 	lf->private = NULL;

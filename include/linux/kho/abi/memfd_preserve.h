@@ -14,7 +14,7 @@
  * Small things live in a metadata pool shared by every preserved memfd, so
  * that a small memfd costs tens of bytes rather than a page: the pool is an
  * FLB (see struct liveupdate_flb), %MEMFD_PRESERVE_POOL_COMPATIBLE, bound
- * to the memfd handler.  Its handle is the physical address of the first
+ * to both memfd handlers.  Its handle is the physical address of the first
  * pool page; pool pages are preserved order-0 pages, each starting with a
  * &struct memfd_preserve_pool_page that links it to the next.  Objects in
  * the pool are 8-byte aligned and never cross a pool page.
@@ -42,6 +42,17 @@
  * Entries are not ordered and never overlap.  Indices that no entry covers
  * are holes: nothing is allocated for them, here or in the next kernel.
  *
+ * A hugetlb memfd (memfd_create(MFD_HUGETLB)) is a file of its own
+ * handler, %MEMFD_PRESERVE_HUGETLB_COMPATIBLE, in the same format and the
+ * same pool, with these differences: @huge_shift gives its huge page
+ * size, and every entry is a %MEMFD_PRESERVE_ENTRY_RUN of one huge page,
+ * @order being @huge_shift - PAGE_SHIFT (a 1 GiB page is one 24-byte
+ * entry).  The next kernel makes these pages hugetlb pages of its pool
+ * again, in use by the new memfd; a kernel without that huge page size
+ * fails the file with -EOPNOTSUPP.  Huge pages are never in a KHO scratch
+ * area, not even in part: the previous kernel moved them out, or refused
+ * to preserve the file.
+ *
  * What is held: from PRESERVE_FD until unpreserve or the kexec, every
  * folio an entry describes holds a folio reference the handler took while
  * the folio was locked and in the page cache, so that reclaim, migration,
@@ -55,7 +66,8 @@
  * after PRESERVE_FD, then held and described.
  *
  * Fields are in the CPU's byte order.  The format is versioned by the LUO
- * file version (%MEMFD_PRESERVE_VERSION) and the pool's FLB version
+ * file version (%MEMFD_PRESERVE_VERSION, %MEMFD_PRESERVE_HUGETLB_VERSION)
+ * and the pool's FLB version
  * (%MEMFD_PRESERVE_POOL_VERSION); &memfd_preserve_file.header_size lets
  * later versions grow the header: a reader accepts any @header_size of
  * at least its own, a multiple of 8, ignores the fields it does not know
@@ -68,6 +80,8 @@
 #define MEMFD_PRESERVE_VERSION		1
 #define MEMFD_PRESERVE_MAGIC		0x4d454d4644505231ULL	/* "MEMFDPR1" */
 #define MEMFD_PRESERVE_NAME_LENGTH	256
+#define MEMFD_PRESERVE_HUGETLB_COMPATIBLE	"memfd-hugetlb"
+#define MEMFD_PRESERVE_HUGETLB_VERSION		1
 #define MEMFD_PRESERVE_POOL_COMPATIBLE	"memfd-metadata"
 #define MEMFD_PRESERVE_POOL_VERSION	1
 
@@ -126,6 +140,9 @@ struct memfd_preserve_chunk {
  * @flags: how the file was open: %MEMFD_PRESERVE_F_READ, ..._WRITE,
  *	..._APPEND, ..._NONBLOCK
  * @name_len: length of @name, less than %MEMFD_PRESERVE_NAME_LENGTH
+ * @huge_shift: %MEMFD_PRESERVE_HUGETLB_COMPATIBLE: log2 of the memfd's
+ *	huge page size in bytes (21 for 2 MiB, 30 for 1 GiB);
+ *	%MEMFD_PRESERVE_COMPATIBLE: zero
  * @reserved: zero
  * @name: the memfd's name ("memfd:" and the user's name), @name_len
  *	bytes and a NUL
@@ -145,7 +162,8 @@ struct memfd_preserve_file {
 	__u32 gid;
 	__u32 flags;
 	__u16 name_len;
-	__u16 reserved;
+	__u8 huge_shift;
+	__u8 reserved;
 	char name[];
 };
 

@@ -377,21 +377,6 @@ static bool list_is(const char * const *want, unsigned int n)
  * The last planned result of a stage that moves on: kexec into the next
  * stage.  Returns only if that did not happen, after reporting it.
  */
-static void __noreturn kexec_next(void)
-{
-	int ret;
-
-	if (ksft_get_fail_cnt()) {
-		ksft_test_result_fail("kexec into stage %d # not tried after failures\n",
-				      stage + 1);
-		ksft_finished();
-	}
-	ret = next_stage();
-	ksft_print_msg("%s returned %d\n", LUO_NEXT_STAGE, ret);
-	ksft_test_result_fail("kexec into stage %d\n", stage + 1);
-	ksft_finished();
-}
-
 /*
  * simple: three files in one session; the new kernel retrieves them, checks
  * the incoming-session rules and finishes.
@@ -416,7 +401,7 @@ static void simple_0(void)
 			 LIVEUPDATE_FILE_PRESERVED),
 	       "query: outgoing session, 3 files preserved");
 	result(live_is(3), "3 test objects live");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void simple_1(void)
@@ -541,7 +526,7 @@ static void many_sessions_0(void)
 		       now_ms() - start);
 	result(ok, "create %d sessions with one file each", many);
 	result(live_is(many), "%d test objects live", many);
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void many_sessions_1(void)
@@ -653,7 +638,7 @@ static void many_files_0(void)
 			 LIVEUPDATE_FILE_PRESERVED),
 	       "query: %d files preserved, in order", many);
 	result(live_is(many), "%d test objects live", many);
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void many_files_1(void)
@@ -713,7 +698,7 @@ static void close_no_finish_0(void)
 	     preserve(left, obj[2], 1);
 	result(ok, "preserve 2 files into cnf, 1 into cnf-left");
 	result(live_is(3), "3 test objects live");
-	kexec_next();
+	luo_kexec_next();
 }
 
 /* The debugfs view of the sessions contains @want. */
@@ -778,7 +763,7 @@ static void close_no_finish_1(void)
 		close(b);
 	if (lfd >= 0)
 		close(lfd);
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void close_no_finish_2(void)
@@ -809,7 +794,7 @@ static void reuse_0(void)
 	b = new_object(200);
 	result(preserve(sfd, a, 1) && preserve(sfd, b, 2),
 	       "preserve 2 files into session reuse");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void reuse_1(void)
@@ -832,7 +817,7 @@ static void reuse_1(void)
 	result(query_all(sfd, LIVEUPDATE_SESSION_OUTGOING, 3,
 			 LIVEUPDATE_FILE_PRESERVED),
 	       "query: outgoing, 3 files preserved");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void reuse_2(void)
@@ -871,7 +856,7 @@ static void hops3(void)
 		f2 = new_object(hop_value(0, 2));
 		result(preserve(sfd, f1, 1) && preserve(sfd, f2, 2),
 		       "preserve 2 files into session hops");
-		kexec_next();
+		luo_kexec_next();
 	}
 
 	sfd = retrieve_session("hops");
@@ -889,7 +874,7 @@ static void hops3(void)
 	       preserve(sfd, f1, 1) && preserve(sfd, obj, 2),
 	       "preserve token 1 (same file, value %llu) and token 2 (new file, value %llu)",
 	       hop_value(stage, 1), hop_value(stage, 2));
-	kexec_next();
+	luo_kexec_next();
 }
 
 /*
@@ -972,7 +957,7 @@ static void freeze_fail_0(void)
 	       "preserve works after the failed update");
 
 	object_cmd(obj[FF_FAILING - 1], "fail=none");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void freeze_fail_1(void)
@@ -1029,7 +1014,7 @@ static void broken_file_0(bool ghost)
 	result(query_is(sfd, LIVEUPDATE_SESSION_OUTGOING, files, 3),
 	       "query: 3 files preserved, file 2 as %s",
 	       ghost ? LUO_TEST_GHOST_COMPATIBLE : LUO_TEST_COMPATIBLE);
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void broken_file_1(bool ghost)
@@ -1086,7 +1071,7 @@ static void finish_refused_0(void)
 	ok = !luo_test_set_fail(a, "can_finish", EBUSY, 2) &&
 	     preserve(sfd, a, 1) && preserve(sfd, b, 2);
 	result(ok, "preserve 2 files, one refusing to finish twice");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void finish_refused_1(void)
@@ -1127,7 +1112,7 @@ static void retrieve_fail_0(void)
 	ok = !luo_test_set_fail(a, "retrieve", EIO, 1) &&
 	     preserve(sfd, a, 1) && preserve(sfd, b, 2);
 	result(ok, "preserve 2 files, one failing its first retrieve");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void retrieve_fail_1(void)
@@ -1170,7 +1155,7 @@ static void no_kho_image_0(void)
 	result(query_all(sfd, LIVEUPDATE_SESSION_OUTGOING, 1,
 			 LIVEUPDATE_FILE_PRESERVED) && !strstr(events(), "freeze"),
 	       "the session is untouched, nothing was frozen");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void no_kho_image_1(void)
@@ -1230,7 +1215,7 @@ static void unretrieved_0(void)
 	result(preserve(sfd, a, 1) && preserve(sfd, b, 2),
 	       "preserve 2 files into session unretrieved");
 	result(live_is(2), "2 test objects live");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void unretrieved_1(void)
@@ -1398,7 +1383,7 @@ static void flb_0(void)
 
 	/* Crosses the kexec in the FLB's state: its first retrieve fails. */
 	flb_cmd("fail=retrieve,5,1");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void flb_1(void)
@@ -1470,7 +1455,7 @@ static void flb_unretrieved_0(void)
 	ok = preserve(sfd, a, 1) && preserve(sfd, b, 2);
 	result(ok, "preserve 2 files");
 	result(flb_out_is("out=700\n", 1), "FLB preserved with value 700");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void flb_unretrieved_1(void)
@@ -1508,7 +1493,7 @@ static void flb_first_use_0(void)
 	sfd = luo_must_create_session(dev, "flb-f");
 	a = new_object(9);
 	result(preserve(sfd, a, 1), "preserve a file");
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void flb_first_use_1(void)
@@ -1559,7 +1544,7 @@ static void reply_fault_0(void)
 		close(obj);
 	}
 	result(ok, "preserve %d files into session reply-fault", RF_FILES);
-	kexec_next();
+	luo_kexec_next();
 }
 
 struct rf_list {
@@ -1791,6 +1776,6 @@ int main(int argc, char **argv)
 		ksft_exit_fail_msg("open %s: %s\n", LUO_DEVICE, strerror(-dev));
 
 	sc->stages[stage]();
-	/* Every stage ends with ksft_finished() or kexec_next(). */
+	/* Every stage ends with ksft_finished() or luo_kexec_next(). */
 	ksft_exit_fail_msg("stage %d of %s did not finish\n", stage, sc->name);
 }

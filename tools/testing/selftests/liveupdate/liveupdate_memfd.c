@@ -204,22 +204,6 @@ static int new_memfd(const char *name, unsigned int flags, __u64 size)
 	return fd;
 }
 
-static bool name_is(int fd, const char *name)
-{
-	char path[64], link[512], want[512];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
-		return false;
-	link[n] = 0;
-	snprintf(want, sizeof(want), "/memfd:%s (deleted)", name);
-	if (strcmp(link, want))
-		ksft_print_msg("name: %s, want %s\n", link, want);
-	return !strcmp(link, want);
-}
-
 static bool size_is(int fd, __u64 size)
 {
 	struct stat st;
@@ -300,21 +284,6 @@ static bool thp_available(void)
 {
 	return !access("/sys/kernel/mm/transparent_hugepage/shmem_enabled",
 		       W_OK);
-}
-
-static void __noreturn kexec_next(void)
-{
-	int ret;
-
-	if (ksft_get_fail_cnt()) {
-		ksft_test_result_fail("kexec into stage %d # not tried after failures\n",
-				      stage + 1);
-		ksft_finished();
-	}
-	ret = next_stage();
-	ksft_print_msg("%s returned %d\n", LUO_NEXT_STAGE, ret);
-	ksft_test_result_fail("kexec into stage %d\n", stage + 1);
-	ksft_finished();
 }
 
 /* ---- core ---- */
@@ -514,7 +483,7 @@ static void core_0(void)
 		result(thp_kb == THP_SIZE / 1024, "THP memfd is all huge pages");
 	else
 		ksft_test_result_skip("THP memfd: no shmem THP\n");
-	kexec_next();
+	luo_kexec_next();
 }
 
 /* Each seal comes back, and means what it meant. */
@@ -579,7 +548,7 @@ static void core_1(void)
 	ok = fd >= 0 && !fstat(fd, &st);
 	result(ok && lseek(fd, 0, SEEK_CUR) == FULL_POS &&
 	       (st.st_mode & 07777) == 0640 && st.st_uid == 1000 &&
-	       st.st_gid == 2000 && name_is(fd, "full"),
+	       st.st_gid == 2000 && luo_memfd_name_is(fd, "full"),
 	       "full: position, mode 0640, owner 1000:2000, name");
 	result(fd >= 0 && !ftruncate(fd, MiB) && blocks_of(fd) == MiB / 512,
 	       "full: an ordinary memfd after retrieve");
@@ -599,7 +568,7 @@ static void core_1(void)
 	       "sparse 4 TiB: %d runs, holes stay holes", sparse_nr(&sparse4t));
 
 	fd = luo_take(sfd, T_ZERO);
-	result(fd >= 0 && size_is(fd, 0) && !blocks_of(fd) && name_is(fd, "zero"),
+	result(fd >= 0 && size_is(fd, 0) && !blocks_of(fd) && luo_memfd_name_is(fd, "zero"),
 	       "size 0");
 	fd = luo_take(sfd, T_BYTE);
 	result(fd >= 0 && size_is(fd, 1) && check(fd, 0, 1, 4), "size 1 byte");
@@ -1013,14 +982,15 @@ static void paths_0(void)
 	tmp = open("/dev/null", O_RDWR);
 	result(luo_preserve_fd(sfd, tmp, 99) == -ENOENT, "/dev/null: ENOENT");
 	close(tmp);
-	hfd = memfd_create("huge", MFD_HUGETLB);
-	if (hfd >= 0) {
-		/* No handler takes hugetlb memfds yet: as for any type. */
-		result(luo_preserve_fd(sfd, hfd, 97) == -ENOENT,
-		       "MFD_HUGETLB: ENOENT");
+	/* hugetlb memfds have a handler (liveupdate_hugetlb); files do not. */
+	if (!mount("nodev", "/tmp/lmt", "hugetlbfs", 0, NULL)) {
+		hfd = open("/tmp/lmt/f", O_RDWR | O_CREAT, 0600);
+		result(hfd >= 0 && luo_preserve_fd(sfd, hfd, 97) == -ENOENT,
+		       "hugetlbfs file: ENOENT");
 		close(hfd);
+		umount("/tmp/lmt");
 	} else {
-		ksft_test_result_skip("MFD_HUGETLB: no hugetlb (%s)\n",
+		ksft_test_result_skip("hugetlbfs file: cannot mount hugetlbfs (%s)\n",
 				      strerror(errno));
 	}
 	close(fd);
@@ -1079,7 +1049,7 @@ static void hops(void)
 	/* After FINISH the session is outgoing again, under its own name. */
 	result(luo_keep(sfd, full, 1) && luo_keep(sfd, sparse, 2),
 	       "stage %d: preserve again", stage);
-	kexec_next();
+	luo_kexec_next();
 }
 
 /* ---- memcg ---- */
@@ -1109,7 +1079,7 @@ static void memcg(void)
 		fd = new_memfd("memcg", 0, 0);
 		result(!put(fd, 0, MEMCG_SIZE, 31) && luo_keep(sfd, fd, 1),
 		       "preserve 32 MiB");
-		kexec_next();
+		luo_kexec_next();
 	}
 	ksft_set_plan(4);
 	mkdir(CGROOT, 0755);
@@ -1406,7 +1376,7 @@ static void lazy(void)
 		}
 		result(ok, "%d memfds of 24 MiB with a 4 MiB hole preserved",
 		       NR_LAZY);
-		kexec_next();
+		luo_kexec_next();
 	}
 
 	ksft_set_plan(NR_LAZY + 1);
@@ -1536,7 +1506,7 @@ static void scratch_reboot(void)
 	result(ok, "preserved; a child wrote into every page of the last %llu MiB",
 	       CMA_STEP / MiB);
 	if (ksft_get_fail_cnt())
-		kexec_next();
+		luo_kexec_next();
 	fflush(stdout);
 	ret = luo_reboot_kexec();
 	ksft_print_msg("reboot(KEXEC): %s\n", strerror(-ret));
@@ -1666,7 +1636,7 @@ static void vmsplice_reboot(void)
 	result(ok && !luo_run(load),
 	       "a memfd with pages in KHO scratch, one of them held by a pipe (vmsplice); the next kernel loaded");
 	if (!ok)
-		kexec_next();
+		luo_kexec_next();
 
 	/* The move stops short on the page the pipe holds. */
 	sfd = luo_must_create_session(dev, "vmsplice");
@@ -1718,7 +1688,7 @@ static void vmsplice_reboot(void)
 	       check(fd, size - CMA_STEP, CMA_STEP, VMS_SEED),
 	       "pipe drained: the move resumes where it stopped and ends, nothing left to move");
 	if (ksft_get_fail_cnt())
-		kexec_next();
+		luo_kexec_next();
 	fflush(stdout);
 	ret = luo_reboot_kexec();
 	ksft_print_msg("reboot(KEXEC): %s\n", strerror(-ret));

@@ -116,21 +116,6 @@ static int new_memfd(const char *name, __u64 size)
 	return fd;
 }
 
-static void __noreturn kexec_next(void)
-{
-	int ret;
-
-	if (ksft_get_fail_cnt()) {
-		ksft_test_result_fail("kexec into stage %d # not tried after failures\n",
-				      stage + 1);
-		ksft_finished();
-	}
-	ret = next_stage();
-	ksft_print_msg("%s returned %d\n", LUO_NEXT_STAGE, ret);
-	ksft_test_result_fail("kexec into stage %d\n", stage + 1);
-	ksft_finished();
-}
-
 /* The tokens of a session's files, and how many there are (or -errno). */
 static int query_tokens(int sfd, __u64 *tokens, char (*compat)[48], int max)
 {
@@ -1744,7 +1729,7 @@ static void long_run_0(__u64 big)
 	preserve(sfd, mfd, LR_MAN_TOKEN);
 	result(true, "preserve the 8 memfds and the manifest");
 	lr_times(&m, 0);
-	kexec_next();
+	luo_kexec_next();
 }
 
 static void long_run_hop(void)
@@ -1861,7 +1846,7 @@ static void long_run_hop(void)
 	       h);
 	lr_times(&m, h);
 	ksft_print_msg("hop %d: %lld ms in this stage\n", h, now_ms() - t_stage);
-	kexec_next();
+	luo_kexec_next();
 }
 
 int main(int argc, char **argv)

@@ -883,6 +883,42 @@ static inline int next_stage(void)
 }
 
 /*
+ * End the stage by kexecing into the next one, unless a check failed
+ * already; returning from the kexec is itself a failure.
+ */
+static inline void __noreturn luo_kexec_next(void)
+{
+	int ret;
+
+	if (ksft_get_fail_cnt()) {
+		ksft_test_result_fail("kexec into stage %d # not tried after failures\n",
+				      luo_stage() + 1);
+		ksft_finished();
+	}
+	ret = next_stage();
+	ksft_print_msg("%s returned %d\n", LUO_NEXT_STAGE, ret);
+	ksft_test_result_fail("kexec into stage %d\n", luo_stage() + 1);
+	ksft_finished();
+}
+
+/* Whether memfd @fd is named @name, as /proc shows it. */
+static inline bool luo_memfd_name_is(int fd, const char *name)
+{
+	char path[64], link[512], want[512];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return false;
+	link[n] = 0;
+	snprintf(want, sizeof(want), "/memfd:%s (deleted)", name);
+	if (strcmp(link, want))
+		ksft_print_msg("name: %s, want %s\n", link, want);
+	return !strcmp(link, want);
+}
+
+/*
  * reboot(LINUX_REBOOT_CMD_KEXEC) into the image loaded before (by
  * "luo-next-stage -l"): returns only if that failed, with -errno.
  */

@@ -1,0 +1,1012 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Live Update Orchestrator: hugetlb memfds carried across kexec reboots.
+ *
+ *   liveupdate_hugetlb SCENARIO     (LUO_STAGE=N, see liveupdate_test.h)
+ *
+ * core: stage 0 sets up 2 MiB and 1 GiB pools and preserves, in one
+ *       session, hugetlb memfds of every shape: 2 MiB pages all written,
+ *       sparse (a few pages, the rest holes), sealed, a 1 GiB page next to
+ *       a 1 GiB hole, read-only with a file position and holes written
+ *       through shared mappings after PRESERVE_FD, and a shmem memfd; one
+ *       more in a second session that the next kernel never retrieves.
+ *       While they are preserved, resizing and punching holes fail with
+ *       EPERM, a second PRESERVE_FD with EBUSY, and F_ADD_SEALS works.
+ *       Stage 1 finishes the second session (its pages go to the buddy
+ *       allocator, not to the pool), retrieves the rest, checks every byte,
+ *       hole, seal, name, mode, owner, position and open flag, and follows
+ *       the pool counters: the restored pages are the pool, in use, until
+ *       the memfds are closed, and free pool pages after.
+ * hops: a sparse 2 MiB memfd and a 1 GiB memfd through three kexecs: each
+ *       stage checks every byte, writes a hole of the 2 MiB one from a new
+ *       pool page, rewrites part of the 1 GiB page, and preserves both again
+ *       into the same session after FINISH.
+ * big:  4 GiB of 1 GiB pages in one memfd, every byte checked after the
+ *       kexec; PRESERVE_FD, RETRIEVE_FD and the check are timed.
+ *
+ * Contents are only written and read through MAP_SHARED mappings of the
+ * pages that hold data (hugetlbfs has no write(2), and faulting a hole in
+ * would allocate a page); holes are read with read(2), which does not.
+ * Every word of a huge page depends on the page's index, its offset and a
+ * seed, so a page or a 4 KiB part of one out of place does not match.
+ *
+ * The old kernel's pools are set up here at runtime.  If a pool cannot be
+ * allocated the test fails when the guest has the memory its suite line
+ * gives it (harness/suite), and is skipped in a smaller one.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/magic.h>
+#include <linux/memfd.h>
+
+#include "liveupdate_test.h"
+#include "kselftest.h"
+
+#define MIB		(1024ULL * 1024)
+#define GIB		(1024 * MIB)
+#define KB_2M		2048UL
+#define KB_1G		1048576UL
+#define HPS_2M		(2 * MIB)
+#define HPS_1G		GIB
+#define PAGE_BIT(n)	(1ULL << (n))
+/* Pattern: consecutive words of a huge page differ by this (odd) step. */
+#define STEP		0x9e3779b97f4a7c15ULL
+#define HUGE_DIR	"/sys/kernel/mm/hugepages/hugepages-%lukB"
+/* MemTotal of the guests of harness/suite, give or take the kernel. */
+#define CORE_MEM_KB	(3 * 1024 * 1024L)
+#define BIG_MEM_KB	(7 * 1024 * 1024L)
+
+static int dev = -1;
+static int stage;
+
+#define result(cond, fmt, ...) \
+	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
+
+static long long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+/* ---- hugetlb pools ---- */
+
+/* A counter of the pool of @kb pages, or -1. */
+static long pool_val(unsigned long kb, const char *name)
+{
+	char path[96], *s;
+	long n;
+
+	snprintf(path, sizeof(path), HUGE_DIR "/%s", kb, name);
+	s = luo_read_file(path);
+	n = s ? atol(s) : -1;
+	free(s);
+	return n;
+}
+
+static void pool_print(unsigned long kb, const char *when)
+{
+	ksft_print_msg("hugepages-%lukB %s: nr %ld free %ld resv %ld surplus %ld\n",
+		       kb, when, pool_val(kb, "nr_hugepages"),
+		       pool_val(kb, "free_hugepages"),
+		       pool_val(kb, "resv_hugepages"),
+		       pool_val(kb, "surplus_hugepages"));
+}
+
+/* The pool of @kb pages: @nr pages, @free of them free, none reserved or surplus. */
+static bool pool_is(unsigned long kb, long nr, long free)
+{
+	long n = pool_val(kb, "nr_hugepages"), f = pool_val(kb, "free_hugepages");
+	long r = pool_val(kb, "resv_hugepages"), s = pool_val(kb, "surplus_hugepages");
+
+	if (n == nr && f == free && !r && !s)
+		return true;
+	ksft_print_msg("hugepages-%lukB: nr %ld free %ld resv %ld surplus %ld, want nr %ld free %ld resv 0 surplus 0\n",
+		       kb, n, f, r, s, nr, free);
+	return false;
+}
+
+/*
+ * /proc/meminfo tells about the default huge page size, 2 MiB here: @nr
+ * pages, @free of them free, none reserved or surplus.
+ */
+static bool meminfo_is(long nr, long free)
+{
+	long size = luo_meminfo_kb("Hugepagesize");
+	long n = luo_meminfo_kb("HugePages_Total");
+	long f = luo_meminfo_kb("HugePages_Free");
+	long r = luo_meminfo_kb("HugePages_Rsvd");
+	long s = luo_meminfo_kb("HugePages_Surp");
+
+	if (size == (long)KB_2M && n == nr && f == free && !r && !s)
+		return true;
+	ksft_print_msg("meminfo: Hugepagesize %ld kB, HugePages_Total %ld Free %ld Rsvd %ld Surp %ld; want %lu kB, %ld, %ld, 0, 0\n",
+		       size, n, f, r, s, KB_2M, nr, free);
+	return false;
+}
+
+/* Ask for a pool of @nr pages of @kb: whether it has that many now. */
+static bool pool_set(unsigned long kb, long nr)
+{
+	char path[96], str[32];
+	int ret;
+
+	snprintf(path, sizeof(path), HUGE_DIR "/nr_hugepages", kb);
+	snprintf(str, sizeof(str), "%ld", nr);
+	ret = luo_write_file(path, str);
+	if (ret)
+		ksft_print_msg("write %s to %s: %s\n", str, path, strerror(-ret));
+	return pool_val(kb, "nr_hugepages") == nr;
+}
+
+/*
+ * The old kernel's pool of @kb pages: @nr of them.  The guest was given
+ * memory for it by design if its MemTotal is at least @need_kb: a pool
+ * that cannot be had fails the test then, and skips it in a smaller one.
+ */
+static void pool_setup(unsigned long kb, long nr, long need_kb)
+{
+	long total = luo_meminfo_kb("MemTotal");
+	char path[96];
+
+	snprintf(path, sizeof(path), HUGE_DIR "/nr_hugepages", kb);
+	if (access(path, W_OK))
+		ksft_exit_skip("no hugetlb pages of %lu kB (%s: %s)\n", kb,
+			       path, strerror(errno));
+	/* Gigantic pages want free 1 GiB ranges: compact first. */
+	luo_write_file("/proc/sys/vm/compact_memory", "1");
+	if (pool_set(kb, nr))
+		return;
+	pool_print(kb, "short");
+	ksft_print_msg("MemTotal %ld kB, MemFree %ld kB, MemAvailable %ld kB\n",
+		       total, luo_meminfo_kb("MemFree"),
+		       luo_meminfo_kb("MemAvailable"));
+	if (total >= need_kb)
+		luo_bail("a pool of %ld pages of %lu kB in a guest of %ld kB: %ld allocated",
+			 nr, kb, total, pool_val(kb, "nr_hugepages"));
+	ksft_exit_skip("%ld pages of %lu kB: this guest (MemTotal %ld kB) is smaller than the test's (%ld kB)\n",
+		       nr, kb, total, need_kb);
+}
+
+/* ---- contents ---- */
+
+/*
+ * A hugetlb memfd: @pages huge pages of @kb, those of bitmap @data holding
+ * the pattern of @seed (every byte), the others holes.
+ */
+struct hshape {
+	const char *name;
+	__u64 token;
+	unsigned long kb;
+	unsigned int flags;	/* more memfd_create() flags */
+	unsigned int pages;	/* the size, in huge pages */
+	__u64 seed;
+	__u64 data;
+};
+
+static __u64 hps_of(const struct hshape *s)
+{
+	return s->kb * 1024;
+}
+
+/* The word at byte @off of huge page @idx in the pattern of @seed. */
+static __u64 word_of(__u64 seed, __u64 idx, __u64 off)
+{
+	return luo_word_at(idx, seed) + off / 8 * STEP;
+}
+
+static void fill_words(__u64 *p, __u64 n, __u64 v)
+{
+	for (__u64 i = 0; i < n; i++)
+		p[i] = v + i * STEP;
+}
+
+/* The index of the first of the @n words at @p not in the pattern from @v, or @n. */
+static __u64 bad_word(const __u64 *p, __u64 n, __u64 v)
+{
+	__u64 i, j, m, acc;
+
+	/* A block of 4 KiB at a time, without a branch per word. */
+	for (i = 0; i < n; i += m) {
+		m = n - i < 512 ? n - i : 512;
+		acc = 0;
+		for (j = i; j < i + m; j++)
+			acc |= p[j] ^ (v + j * STEP);
+		if (!acc)
+			continue;
+		for (j = i; j < i + m; j++)
+			if (p[j] != v + j * STEP)
+				return j;
+	}
+	return n;
+}
+
+/*
+ * A fault that finds no page and no pool page for it raises SIGBUS: taken
+ * as a failed check, not a crash.
+ */
+static sigjmp_buf bus_env;
+static volatile sig_atomic_t bus_armed;
+
+static void on_sigbus(int sig)
+{
+	if (bus_armed)
+		siglongjmp(bus_env, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* A run of @n words at @p, the pattern from @v: filled, or checked into @bad. */
+struct span {
+	__u64 *p;
+	__u64 n, v, bad;
+};
+
+/*
+ * Fill (@write) or check @sp, as fill_words() or bad_word(); false on
+ * SIGBUS.  Everything is read through @sp, so that nothing a jump back
+ * here would need lives in a register.
+ */
+static bool guarded(struct span *sp, bool write)
+{
+	if (sigsetjmp(bus_env, 1)) {
+		bus_armed = 0;
+		return false;
+	}
+	bus_armed = 1;
+	if (write)
+		fill_words(sp->p, sp->n, sp->v);
+	else
+		sp->bad = bad_word(sp->p, sp->n, sp->v);
+	bus_armed = 0;
+	return true;
+}
+
+/*
+ * Write or check [@off, @off + @len) of @fd, huge pages of @hps, through a
+ * shared mapping of each huge page in turn, with the pattern of @seed.
+ */
+static bool range_op(const char *name, int fd, __u64 hps, __u64 off,
+		     __u64 len, __u64 seed, bool write)
+{
+	__u64 idx, in, n, bad;
+	struct span sp;
+	char *map;
+	bool ok;
+
+	while (len) {
+		idx = off / hps;
+		in = off % hps;
+		n = len < hps - in ? len : hps - in;
+		map = mmap(NULL, hps, write ? PROT_READ | PROT_WRITE : PROT_READ,
+			   MAP_SHARED, fd, idx * hps);
+		if (map == MAP_FAILED) {
+			ksft_print_msg("%s: mmap of huge page %llu: %s\n", name,
+				       (unsigned long long)idx, strerror(errno));
+			return false;
+		}
+		sp.p = (__u64 *)(map + in);
+		sp.n = n / 8;
+		sp.v = word_of(seed, idx, in);
+		sp.bad = sp.n;
+		ok = guarded(&sp, write);
+		bad = sp.bad;
+		if (!ok)
+			ksft_print_msg("%s: SIGBUS in huge page %llu\n", name,
+				       (unsigned long long)idx);
+		else if (bad != sp.n)
+			ksft_print_msg("%s: byte %#llx of huge page %llu is %#llx, want %#llx\n",
+				       name, (unsigned long long)(in + bad * 8),
+				       (unsigned long long)idx,
+				       (unsigned long long)sp.p[bad],
+				       (unsigned long long)word_of(seed, idx,
+								   in + bad * 8));
+		munmap(map, hps);
+		if (!ok || bad != sp.n)
+			return false;
+		off += n;
+		len -= n;
+	}
+	return true;
+}
+
+static bool put_range(const char *name, int fd, __u64 hps, __u64 off,
+		      __u64 len, __u64 seed)
+{
+	return range_op(name, fd, hps, off, len, seed, true);
+}
+
+static bool check_range(const char *name, int fd, __u64 hps, __u64 off,
+			__u64 len, __u64 seed)
+{
+	return range_op(name, fd, hps, off, len, seed, false);
+}
+
+/* Does read(2) find zeros in [@off, @off + @len)? */
+static bool zeros_at(const char *name, int fd, __u64 off, __u64 len)
+{
+	static __u64 buf[MIB / 8];
+	__u64 n, i;
+
+	while (len) {
+		n = len < MIB ? len : MIB;
+		if (pread(fd, buf, n, off) != (ssize_t)n) {
+			ksft_print_msg("%s: read at %#llx: %s\n", name,
+				       (unsigned long long)off, strerror(errno));
+			return false;
+		}
+		for (i = 0; i < n / 8; i++) {
+			if (buf[i]) {
+				ksft_print_msg("%s: hole byte %#llx is %#llx\n",
+					       name,
+					       (unsigned long long)(off + i * 8),
+					       (unsigned long long)buf[i]);
+				return false;
+			}
+		}
+		off += n;
+		len -= n;
+	}
+	return true;
+}
+
+/*
+ * Huge page @idx of @fd reads as zeros: all of a 2 MiB one; the first,
+ * a middle and the last MiB of a 1 GiB one (st_blocks tells it has no page).
+ */
+static bool hole_reads_zero(const char *name, int fd, __u64 hps, __u64 idx)
+{
+	__u64 at = idx * hps;
+
+	if (hps <= HPS_2M)
+		return zeros_at(name, fd, at, hps);
+	return zeros_at(name, fd, at, MIB) &&
+	       zeros_at(name, fd, at + hps / 2, MIB) &&
+	       zeros_at(name, fd, at + hps - MIB, MIB);
+}
+
+/*
+ * @fd is a hugetlbfs file of @s's page size and size, with the pages of
+ * bitmap @data present (st_blocks) and no other.  Checked before any
+ * mapping touches it.
+ */
+static bool shape_meta(int fd, const struct hshape *s, __u64 data)
+{
+	__u64 hps = hps_of(s), blocks;
+	struct statfs sf = { 0 };
+	struct stat st = { 0 };
+
+	if (fd < 0)
+		return false;
+	if (fstatfs(fd, &sf) || (__u32)sf.f_type != HUGETLBFS_MAGIC ||
+	    (__u64)sf.f_bsize != hps) {
+		ksft_print_msg("%s: file system type %#lx, block size %ld; want %#x, %llu\n",
+			       s->name, (unsigned long)sf.f_type,
+			       (long)sf.f_bsize, HUGETLBFS_MAGIC,
+			       (unsigned long long)hps);
+		return false;
+	}
+	blocks = __builtin_popcountll(data) * (hps / 512);
+	if (fstat(fd, &st) || (__u64)st.st_size != s->pages * hps ||
+	    (__u64)st.st_blocks != blocks) {
+		ksft_print_msg("%s: size %lld, %lld blocks; want %llu, %llu\n",
+			       s->name, (long long)st.st_size,
+			       (long long)st.st_blocks,
+			       (unsigned long long)(s->pages * hps),
+			       (unsigned long long)blocks);
+		return false;
+	}
+	return true;
+}
+
+/* The pages of @data hold @s's pattern, every byte; the others are holes. */
+static bool shape_data(int fd, const struct hshape *s, __u64 data)
+{
+	__u64 hps = hps_of(s);
+
+	for (unsigned int i = 0; i < s->pages; i++) {
+		if (data & PAGE_BIT(i)) {
+			if (!check_range(s->name, fd, hps, i * hps, hps, s->seed))
+				return false;
+		} else if (!hole_reads_zero(s->name, fd, hps, i)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool shape_intact(int fd, const struct hshape *s, __u64 data)
+{
+	return shape_meta(fd, s, data) && shape_data(fd, s, data);
+}
+
+/* A hugetlb memfd of @s's page size and size, not written. */
+static int shape_new(const struct hshape *s)
+{
+	unsigned int size = s->kb == KB_1G ? MFD_HUGE_1GB : MFD_HUGE_2MB;
+	int fd = memfd_create(s->name, MFD_HUGETLB | size | s->flags);
+
+	if (fd < 0)
+		luo_bail("memfd_create %s: %s", s->name, strerror(errno));
+	if (ftruncate(fd, s->pages * hps_of(s)))
+		luo_bail("ftruncate %s: %s", s->name, strerror(errno));
+	return fd;
+}
+
+/* Write the pages of @data. */
+static bool shape_put(int fd, const struct hshape *s, __u64 data)
+{
+	__u64 hps = hps_of(s);
+
+	for (unsigned int i = 0; i < s->pages; i++)
+		if ((data & PAGE_BIT(i)) &&
+		    !put_range(s->name, fd, hps, i * hps, hps, s->seed))
+			return false;
+	return true;
+}
+
+static bool seals_are(int fd, const char *name, int want)
+{
+	int got = fcntl(fd, F_GET_SEALS);
+
+	if (got != want)
+		ksft_print_msg("%s: seals %#x, want %#x\n", name, got, want);
+	return got == want;
+}
+
+static bool flags_are(int fd, const char *name, int want)
+{
+	int got = fcntl(fd, F_GETFL);
+	int mask = O_ACCMODE | O_APPEND | O_NONBLOCK;
+
+	if (got < 0 || (got & mask) != want)
+		ksft_print_msg("%s: open flags %#o, want %#o\n", name,
+			       got & mask, want);
+	return got >= 0 && (got & mask) == want;
+}
+
+static bool pos_is(int fd, const char *name, off_t want)
+{
+	off_t got = lseek(fd, 0, SEEK_CUR);
+
+	if (got != want)
+		ksft_print_msg("%s: position %lld, want %lld\n", name,
+			       (long long)got, (long long)want);
+	return got == want;
+}
+
+/* A writable shared mapping of @fd is refused with EPERM (write seals). */
+static bool no_writable_map(int fd, __u64 hps)
+{
+	void *map = mmap(NULL, hps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	if (map != MAP_FAILED) {
+		munmap(map, hps);
+		return false;
+	}
+	return errno == EPERM;
+}
+
+/* ---- core ---- */
+
+enum {
+	T_FULL = 1, T_SPARSE, T_SEALED, T_GIANT, T_SHMEM, T_RDONLY,
+};
+
+#define T_UNRET		1
+#define NR_FILES	6
+
+static const struct hshape full = {
+	.name = "hfull", .token = T_FULL, .kb = KB_2M, .pages = 32,
+	.seed = 1, .data = PAGE_BIT(32) - 1,
+};
+
+static const struct hshape sparse = {
+	.name = "hsparse", .token = T_SPARSE, .kb = KB_2M, .pages = 32,
+	.seed = 2,
+	.data = PAGE_BIT(0) | PAGE_BIT(3) | PAGE_BIT(17) | PAGE_BIT(31),
+};
+
+static const struct hshape sealed = {
+	.name = "hsealed", .token = T_SEALED, .kb = KB_2M,
+	.flags = MFD_ALLOW_SEALING, .pages = 2, .seed = 3, .data = 3,
+};
+
+/* 2 GiB: a 1 GiB page, then a 1 GiB hole. */
+static const struct hshape giant = {
+	.name = "hgiant", .token = T_GIANT, .kb = KB_1G,
+	.flags = MFD_ALLOW_SEALING, .pages = 2, .seed = 4, .data = PAGE_BIT(0),
+};
+
+/*
+ * Pages 0 and 1 written before PRESERVE_FD; 4 through a mapping made
+ * before it and 6 through one made after, both written after it.
+ */
+static const struct hshape rdonly = {
+	.name = "hrdonly", .token = T_RDONLY, .kb = KB_2M, .pages = 8,
+	.seed = 5,
+	.data = PAGE_BIT(0) | PAGE_BIT(1) | PAGE_BIT(4) | PAGE_BIT(6),
+};
+
+static const struct hshape unret = {
+	.name = "hunret", .token = T_UNRET, .kb = KB_2M, .pages = 32,
+	.seed = 6, .data = PAGE_BIT(32) - 1,
+};
+
+#define RDONLY_EARLY	(PAGE_BIT(0) | PAGE_BIT(1))
+#define FULL_POS	(5 * HPS_2M + 77)
+#define RDONLY_POS	(3 * HPS_2M + 12345)
+#define SEALS		(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+/* Added to the 1 GiB memfd while it is preserved. */
+#define GIANT_SEALS	(F_SEAL_GROW | F_SEAL_FUTURE_WRITE)
+#define SHMEM_SIZE	(MIB + 4096)
+#define SHMEM_SEED	7
+#define UNRET_BYTES	((long)(32 * HPS_2M))
+/* The 2 MiB pages the retrieved memfds hold, and a few to spare. */
+#define CORE_2M		(32 + 4 + 2 + 4)
+#define CORE_1G		1
+#define CORE_POOL_2M	(CORE_2M + 32 + 6)
+
+static bool shmem_intact(int fd)
+{
+	static __u64 buf[SHMEM_SIZE / 8], want[SHMEM_SIZE / 8];
+	struct statfs sf;
+	struct stat st;
+
+	if (fd < 0 || fstatfs(fd, &sf) || (__u32)sf.f_type != TMPFS_MAGIC ||
+	    fstat(fd, &st) || st.st_size != SHMEM_SIZE) {
+		ksft_print_msg("shmem memfd: not tmpfs, or size changed\n");
+		return false;
+	}
+	luo_fill(want, 0, SHMEM_SIZE, SHMEM_SEED);
+	return pread(fd, buf, SHMEM_SIZE, 0) == SHMEM_SIZE &&
+	       !memcmp(buf, want, SHMEM_SIZE) && luo_memfd_name_is(fd, "hshmem");
+}
+
+/* Truncate, grow and punch a hole in @fd: EPERM each. */
+static bool resize_refused(int fd, __u64 size, __u64 hps)
+{
+	return ftruncate(fd, size / 2) && errno == EPERM &&
+	       ftruncate(fd, size * 2) && errno == EPERM &&
+	       fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			 hps) && errno == EPERM;
+}
+
+/* Write 2 MiB page @idx, mapped at @map, with the pattern of @seed. */
+static bool fill_mapped(char *map, __u64 seed, __u64 idx)
+{
+	struct span sp = {
+		.p = (__u64 *)map, .n = HPS_2M / 8, .v = word_of(seed, idx, 0),
+	};
+
+	return guarded(&sp, true);
+}
+
+static void core_0(void)
+{
+	int sfd, usfd, ffd, spfd, sefd, gfd, shfd, rwfd, rofd, ufd;
+	char path[64], *early, *late;
+	bool ok;
+
+	ksft_set_plan(6);
+	/* The gigantic page first, while memory is least fragmented. */
+	pool_setup(KB_1G, CORE_1G, CORE_MEM_KB);
+	pool_setup(KB_2M, CORE_POOL_2M, CORE_MEM_KB);
+	pool_print(KB_2M, "set up");
+	pool_print(KB_1G, "set up");
+	sfd = luo_must_create_session(dev, "hugetlb");
+	usfd = luo_must_create_session(dev, "hugetlb-unret");
+
+	ffd = shape_new(&full);
+	spfd = shape_new(&sparse);
+	sefd = shape_new(&sealed);
+	gfd = shape_new(&giant);
+	rwfd = shape_new(&rdonly);
+	ufd = shape_new(&unret);
+	ok = shape_put(ffd, &full, full.data) &&
+	     shape_put(spfd, &sparse, sparse.data) &&
+	     shape_put(sefd, &sealed, sealed.data) &&
+	     shape_put(gfd, &giant, giant.data) &&
+	     shape_put(rwfd, &rdonly, RDONLY_EARLY) &&
+	     shape_put(ufd, &unret, unret.data);
+	ok = ok && shape_intact(ffd, &full, full.data) &&
+	     shape_intact(spfd, &sparse, sparse.data) &&
+	     shape_intact(gfd, &giant, giant.data) &&
+	     shape_intact(rwfd, &rdonly, RDONLY_EARLY) &&
+	     shape_intact(ufd, &unret, unret.data);
+	/* The write seal wants no writable mapping left: all are unmapped. */
+	ok = ok && !fcntl(sefd, F_ADD_SEALS, SEALS) &&
+	     seals_are(sefd, sealed.name, SEALS) &&
+	     shape_intact(sefd, &sealed, sealed.data);
+
+	/* Mode, owner, position and open flags to carry over. */
+	ok = ok && !fchmod(ffd, 0640) && !fchown(ffd, 1000, 2000) &&
+	     lseek(ffd, FULL_POS, SEEK_SET) == FULL_POS &&
+	     !fcntl(ffd, F_SETFL, O_APPEND | O_NONBLOCK);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", rwfd);
+	rofd = open(path, O_RDONLY);
+	ok = ok && rofd >= 0 && lseek(rofd, RDONLY_POS, SEEK_SET) == RDONLY_POS;
+	/* Reserved now, written after PRESERVE_FD. */
+	early = mmap(NULL, HPS_2M, PROT_READ | PROT_WRITE, MAP_SHARED, rwfd,
+		     4 * HPS_2M);
+	ok = ok && early != MAP_FAILED;
+
+	shfd = memfd_create("hshmem", 0);
+	ok = ok && shfd >= 0 && !luo_put(shfd, 0, SHMEM_SIZE, SHMEM_SEED);
+	result(ok, "hugetlb memfds of 2 MiB and 1 GiB pages written through shared mappings, read back; sealed, chmod, chown, seek, O_APPEND|O_NONBLOCK, read-only reopen");
+	if (!ok)
+		luo_kexec_next();
+
+	ok = luo_keep(sfd, ffd, T_FULL) && luo_keep(sfd, spfd, T_SPARSE) &&
+	     luo_keep(sfd, sefd, T_SEALED) && luo_keep(sfd, gfd, T_GIANT) &&
+	     luo_keep(sfd, shfd, T_SHMEM) && luo_keep(sfd, rofd, T_RDONLY) &&
+	     luo_keep(usfd, ufd, T_UNRET);
+	result(ok, "preserve five hugetlb memfds and a shmem memfd, and one more in a second session");
+	pool_print(KB_2M, "preserved");
+	pool_print(KB_1G, "preserved");
+
+	ok = luo_preserve_fd(sfd, ffd, 100) == -EBUSY &&
+	     luo_preserve_fd(usfd, gfd, 100) == -EBUSY;
+	result(ok, "the same hugetlb memfd again, in its session or another: EBUSY");
+
+	ok = resize_refused(ffd, full.pages * HPS_2M, HPS_2M) &&
+	     resize_refused(gfd, giant.pages * HPS_1G, HPS_1G) &&
+	     shape_meta(ffd, &full, full.data) &&
+	     check_range(full.name, ffd, HPS_2M, 0, HPS_2M, full.seed) &&
+	     shape_meta(gfd, &giant, giant.data);
+	result(ok, "while preserved: truncate, grow and punch hole fail with EPERM; pages, size and blocks unchanged");
+
+	ok = !fcntl(gfd, F_ADD_SEALS, GIANT_SEALS) &&
+	     seals_are(gfd, giant.name, GIANT_SEALS) &&
+	     no_writable_map(gfd, HPS_1G);
+	result(ok, "while preserved: F_ADD_SEALS(F_SEAL_GROW|F_SEAL_FUTURE_WRITE) works and holds");
+
+	/* Holes written while preserved, from a mapping made before and after. */
+	ok = early != MAP_FAILED &&
+	     fill_mapped(early, rdonly.seed, 4);
+	late = mmap(NULL, HPS_2M, PROT_READ | PROT_WRITE, MAP_SHARED, rwfd,
+		    6 * HPS_2M);
+	ok = ok && late != MAP_FAILED && fill_mapped(late, rdonly.seed, 6);
+	if (early != MAP_FAILED)
+		munmap(early, HPS_2M);
+	if (late != MAP_FAILED)
+		munmap(late, HPS_2M);
+	ok = ok && shape_intact(rofd, &rdonly, rdonly.data) &&
+	     pos_is(rofd, rdonly.name, RDONLY_POS);
+	result(ok, "while preserved: two holes written through shared mappings, made before and after PRESERVE_FD");
+	pool_print(KB_2M, "at the reboot");
+	pool_print(KB_1G, "at the reboot");
+	luo_kexec_next();
+}
+
+static void core_1(void)
+{
+	int sfd = -1, usfd = -1, fd[NR_FILES + 1], ret;
+	long free0, free1;
+	struct stat st;
+	bool ok;
+
+	ksft_set_plan(17);
+	result(pool_is(KB_2M, 0, 0) && pool_is(KB_1G, 0, 0),
+	       "no hugetlb pool at boot");
+
+	/* The never retrieved memfd, finished first: nothing else counts yet. */
+	if (luo_retrieve_session(dev, "hugetlb-unret", &usfd))
+		luo_bail("retrieve session hugetlb-unret");
+	free0 = luo_meminfo_kb("MemFree");
+	ret = luo_finish(usfd);
+	free1 = luo_meminfo_kb("MemFree");
+	ksft_print_msg("MemFree: %ld kB before, %ld kB after FINISH\n", free0,
+		       free1);
+	/* Up to a few MiB of what is freed can sit in per-CPU page lists. */
+	result(!ret && free1 - free0 >= UNRET_BYTES / 1024 * 3 / 4 &&
+	       pool_is(KB_2M, 0, 0) && luo_take(usfd, T_UNRET) < 0,
+	       "never retrieved: FINISH frees its 32 huge pages to the buddy allocator, not to the pool");
+	close(usfd);
+
+	if (luo_retrieve_session(dev, "hugetlb", &sfd))
+		luo_bail("retrieve session hugetlb");
+	ok = true;
+	for (int t = 1; t <= NR_FILES; t++) {
+		fd[t] = luo_take(sfd, t);
+		ok &= fd[t] >= 0;
+	}
+	result(ok, "retrieve the six memfds");
+	if (!ok)
+		ksft_exit_fail_msg("stage 1: cannot go on without them\n");
+	pool_print(KB_2M, "after RETRIEVE_FD");
+	result(pool_is(KB_2M, CORE_2M, 0) && pool_is(KB_1G, CORE_1G, 0) &&
+	       meminfo_is(CORE_2M, 0),
+	       "pools after RETRIEVE_FD: %d 2 MiB and %d 1 GiB pages, all in use, none reserved; /proc/meminfo agrees",
+	       CORE_2M, CORE_1G);
+
+	/* st_blocks of all of them first: checks after this map pages in. */
+	ok = shape_meta(fd[T_FULL], &full, full.data) &&
+	     shape_meta(fd[T_SPARSE], &sparse, sparse.data) &&
+	     shape_meta(fd[T_SEALED], &sealed, sealed.data) &&
+	     shape_meta(fd[T_GIANT], &giant, giant.data) &&
+	     shape_meta(fd[T_RDONLY], &rdonly, rdonly.data);
+	result(ok && shape_data(fd[T_FULL], &full, full.data),
+	       "full: 32 pages of 2 MiB intact, a hugetlbfs file of 2 MiB blocks");
+	ok = !fstat(fd[T_FULL], &st);
+	result(ok && pos_is(fd[T_FULL], full.name, FULL_POS) &&
+	       (st.st_mode & 07777) == 0640 && st.st_uid == 1000 &&
+	       st.st_gid == 2000 && luo_memfd_name_is(fd[T_FULL], full.name) &&
+	       flags_are(fd[T_FULL], full.name, O_RDWR | O_APPEND | O_NONBLOCK) &&
+	       luo_has_cloexec(fd[T_FULL]),
+	       "full: position, mode 0640, owner 1000:2000, name, O_RDWR|O_APPEND|O_NONBLOCK");
+	result(shape_intact(fd[T_SPARSE], &sparse, sparse.data) &&
+	       luo_memfd_name_is(fd[T_SPARSE], sparse.name),
+	       "sparse 64 MiB: pages 0, 3, 17, 31 intact, the other 28 still holes");
+	result(shape_intact(fd[T_SEALED], &sealed, sealed.data) &&
+	       seals_are(fd[T_SEALED], sealed.name, SEALS) &&
+	       luo_memfd_name_is(fd[T_SEALED], sealed.name),
+	       "sealed: intact, F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_WRITE");
+	result(shape_intact(fd[T_GIANT], &giant, giant.data) &&
+	       seals_are(fd[T_GIANT], giant.name, GIANT_SEALS) &&
+	       luo_memfd_name_is(fd[T_GIANT], giant.name),
+	       "1 GiB pages: the page intact, the hole still a hole, a hugetlbfs file of 1 GiB blocks, the seals added while preserved");
+	result(shape_intact(fd[T_RDONLY], &rdonly, rdonly.data) &&
+	       pos_is(fd[T_RDONLY], rdonly.name, RDONLY_POS) &&
+	       flags_are(fd[T_RDONLY], rdonly.name, O_RDONLY) &&
+	       luo_memfd_name_is(fd[T_RDONLY], rdonly.name),
+	       "read-only: O_RDONLY, position; the holes written after PRESERVE_FD arrived, the others still holes");
+	result(shmem_intact(fd[T_SHMEM]),
+	       "the shmem memfd in the same session: intact, still tmpfs");
+	result(pool_is(KB_2M, CORE_2M, 0) && pool_is(KB_1G, CORE_1G, 0),
+	       "reading them allocated no huge page");
+	result(!luo_finish(sfd), "finish");
+	close(sfd);
+
+	/* An ordinary memfd now: what is refused is the seals' doing. */
+	ok = ftruncate(fd[T_SEALED], HPS_2M) && errno == EPERM &&
+	     ftruncate(fd[T_SEALED], 4 * HPS_2M) && errno == EPERM &&
+	     no_writable_map(fd[T_SEALED], HPS_2M) &&
+	     ftruncate(fd[T_GIANT], 4 * HPS_1G) && errno == EPERM &&
+	     no_writable_map(fd[T_GIANT], HPS_1G);
+	result(ok, "after FINISH the seals hold: shrink, grow and writable mappings refused");
+	ok = !ftruncate(fd[T_FULL], 16 * HPS_2M) &&
+	     !fstat(fd[T_FULL], &st) && st.st_blocks == 16 * HPS_2M / 512 &&
+	     pool_is(KB_2M, CORE_2M, 16) &&
+	     check_range(full.name, fd[T_FULL], HPS_2M, 15 * HPS_2M, HPS_2M,
+			 full.seed);
+	result(ok, "after FINISH an ordinary hugetlb memfd: truncating 16 pages gives them to the pool");
+
+	for (int t = 1; t <= NR_FILES; t++)
+		close(fd[t]);
+	pool_print(KB_2M, "all closed");
+	result(pool_is(KB_2M, CORE_2M, CORE_2M) &&
+	       pool_is(KB_1G, CORE_1G, CORE_1G) &&
+	       meminfo_is(CORE_2M, CORE_2M),
+	       "all closed: every restored page is a free pool page");
+	result(pool_set(KB_2M, 0) && pool_set(KB_1G, 0) &&
+	       pool_is(KB_2M, 0, 0) && pool_is(KB_1G, 0, 0),
+	       "the pools shrink to 0");
+	ksft_finished();
+}
+
+/* ---- hops ---- */
+
+#define HOPS		3
+#define HOP_1G_SEED(s)	(300 + (s))
+#define HOP_REWRITE	HPS_2M
+
+static const struct hshape hop2m = {
+	.name = "hop2m", .token = 1, .kb = KB_2M, .pages = 16, .seed = 21,
+	.data = PAGE_BIT(0) | PAGE_BIT(5) | PAGE_BIT(9) | PAGE_BIT(15),
+};
+
+/* Its first 2 MiB rewritten at each stage @s, with HOP_1G_SEED(s). */
+static const struct hshape hop1g = {
+	.name = "hop1g", .token = 2, .kb = KB_1G, .pages = 1, .seed = 22,
+	.data = PAGE_BIT(0),
+};
+
+/* The hole of hop2m written at stage s. */
+static const int hop_page[HOPS + 1] = { -1, 2, 7, 12 };
+
+/* hop2m's pages once stage @s wrote its own. */
+static __u64 hop_data(int s)
+{
+	__u64 data = hop2m.data;
+
+	for (int i = 1; i <= s; i++)
+		data |= PAGE_BIT(hop_page[i]);
+	return data;
+}
+
+/* Both as stage @s left them. */
+static bool hop_intact(int fd2m, int fd1g, int s)
+{
+	return shape_intact(fd2m, &hop2m, hop_data(s)) &&
+	       shape_meta(fd1g, &hop1g, hop1g.data) &&
+	       check_range(hop1g.name, fd1g, HPS_1G, 0, HOP_REWRITE,
+			   HOP_1G_SEED(s)) &&
+	       check_range(hop1g.name, fd1g, HPS_1G, HOP_REWRITE,
+			   HPS_1G - HOP_REWRITE, hop1g.seed);
+}
+
+static void run_hops(void)
+{
+	int sfd, fd2m, fd1g, n;
+	bool ok;
+
+	if (!stage) {
+		ksft_set_plan(2);
+		pool_setup(KB_1G, 1, CORE_MEM_KB);
+		pool_setup(KB_2M, __builtin_popcountll(hop2m.data) + 2,
+			   CORE_MEM_KB);
+		sfd = luo_must_create_session(dev, "hugetlb-hops");
+		fd2m = shape_new(&hop2m);
+		fd1g = shape_new(&hop1g);
+		ok = shape_put(fd2m, &hop2m, hop2m.data) &&
+		     shape_put(fd1g, &hop1g, hop1g.data) &&
+		     put_range(hop1g.name, fd1g, HPS_1G, 0, HOP_REWRITE,
+			       HOP_1G_SEED(0)) &&
+		     hop_intact(fd2m, fd1g, 0);
+		result(ok, "stage 0: a sparse 2 MiB and a 1 GiB memfd written");
+		result(luo_keep(sfd, fd2m, hop2m.token) &&
+		       luo_keep(sfd, fd1g, hop1g.token), "stage 0: preserved");
+		luo_kexec_next();
+	}
+
+	if (stage > HOPS)
+		ksft_exit_fail_msg("no stage %d\n", stage);
+	/* hop2m's pages at the start of this stage. */
+	n = __builtin_popcountll(hop_data(stage - 1));
+	ksft_set_plan(stage < HOPS ? 6 : 7);
+	result(pool_is(KB_2M, 0, 0) && pool_is(KB_1G, 0, 0),
+	       "stage %d: no hugetlb pool at boot", stage);
+	if (luo_retrieve_session(dev, "hugetlb-hops", &sfd))
+		luo_bail("retrieve session hugetlb-hops");
+	fd2m = luo_take(sfd, hop2m.token);
+	fd1g = luo_take(sfd, hop1g.token);
+	result(fd2m >= 0 && fd1g >= 0 && pool_is(KB_2M, n, 0) &&
+	       pool_is(KB_1G, 1, 0),
+	       "stage %d: retrieved; pools: %d 2 MiB and one 1 GiB page, all in use",
+	       stage, n);
+	result(hop_intact(fd2m, fd1g, stage - 1),
+	       "stage %d: every byte of both, holes still holes", stage);
+	result(!luo_finish(sfd), "stage %d: finish", stage);
+
+	/* One more pool page, for a hole; the restored ones stay in use. */
+	ok = pool_set(KB_2M, n + 1) &&
+	     put_range(hop2m.name, fd2m, HPS_2M, hop_page[stage] * HPS_2M,
+		       HPS_2M, hop2m.seed) &&
+	     put_range(hop1g.name, fd1g, HPS_1G, 0, HOP_REWRITE,
+		       HOP_1G_SEED(stage)) &&
+	     pool_is(KB_2M, n + 1, 0) && hop_intact(fd2m, fd1g, stage);
+	result(ok, "stage %d: hole %d written from a new pool page, the 1 GiB page rewritten in part",
+	       stage, hop_page[stage]);
+	if (stage < HOPS) {
+		/* After FINISH the session is outgoing again, under its name. */
+		result(luo_keep(sfd, fd2m, hop2m.token) &&
+		       luo_keep(sfd, fd1g, hop1g.token),
+		       "stage %d: preserved again", stage);
+		luo_kexec_next();
+	}
+	close(sfd);
+	close(fd2m);
+	close(fd1g);
+	result(pool_is(KB_2M, n + 1, n + 1) && pool_is(KB_1G, 1, 1),
+	       "stage %d: closed: every page a free pool page", stage);
+	result(pool_set(KB_2M, 0) && pool_set(KB_1G, 0) &&
+	       pool_is(KB_2M, 0, 0) && pool_is(KB_1G, 0, 0),
+	       "stage %d: the pools shrink to 0", stage);
+	ksft_finished();
+}
+
+/* ---- big ---- */
+
+static const struct hshape big_shape = {
+	.name = "hbig", .token = 1, .kb = KB_1G, .pages = 4, .seed = 31,
+	.data = PAGE_BIT(4) - 1,
+};
+
+static void run_big(void)
+{
+	const struct hshape *s = &big_shape;
+	long long t, t1, t2;
+	int sfd, fd;
+	bool ok;
+
+	if (!stage) {
+		ksft_set_plan(2);
+		t = now_us();
+		pool_setup(KB_1G, s->pages, BIG_MEM_KB);
+		ksft_print_msg("a pool of %u 1 GiB pages: %lld ms\n", s->pages,
+			       (now_us() - t) / 1000);
+		sfd = luo_must_create_session(dev, "hugetlb-big");
+		fd = shape_new(s);
+		t = now_us();
+		ok = shape_put(fd, s, s->data);
+		t = now_us() - t;
+		ksft_print_msg("4 GiB written: %lld ms\n", t / 1000);
+		result(ok && shape_meta(fd, s, s->data),
+		       "4 GiB of 1 GiB pages written");
+		t = now_us();
+		ok = luo_keep(sfd, fd, s->token);
+		t = now_us() - t;
+		ksft_print_msg("PRESERVE_FD of 4 GiB of 1 GiB pages: %lld us\n",
+			       t);
+		result(ok, "preserved");
+		luo_kexec_next();
+	}
+
+	ksft_set_plan(6);
+	result(pool_is(KB_1G, 0, 0), "no 1 GiB pool at boot");
+	t = now_us();
+	if (luo_retrieve_session(dev, "hugetlb-big", &sfd))
+		luo_bail("retrieve session hugetlb-big");
+	t1 = now_us();
+	fd = luo_take(sfd, s->token);
+	t2 = now_us();
+	ksft_print_msg("RETRIEVE_SESSION: %lld us; RETRIEVE_FD of 4 GiB of 1 GiB pages: %lld us\n",
+		       t1 - t, t2 - t1);
+	result(fd >= 0 && pool_is(KB_1G, s->pages, 0),
+	       "retrieved; pool: 4 pages of 1 GiB, all in use");
+	t = now_us();
+	ok = shape_intact(fd, s, s->data);
+	t = now_us() - t;
+	ksft_print_msg("every byte of 4 GiB checked: %lld ms\n", t / 1000);
+	result(ok, "every byte of 4 GiB intact");
+	t = now_us();
+	ok = !luo_finish(sfd);
+	ksft_print_msg("FINISH: %lld us\n", now_us() - t);
+	result(ok, "finish");
+	close(sfd);
+	t = now_us();
+	close(fd);
+	ksft_print_msg("close: %lld us\n", now_us() - t);
+	result(pool_is(KB_1G, s->pages, s->pages),
+	       "closed: every page a free pool page");
+	result(pool_set(KB_1G, 0) && pool_is(KB_1G, 0, 0),
+	       "the pool shrinks to 0");
+	ksft_finished();
+}
+
+int main(int argc, char **argv)
+{
+	const char *scenario = argc == 2 ? argv[1] : "";
+	struct sigaction sa = { .sa_handler = on_sigbus };
+
+	stage = luo_stage();
+	if (strcmp(scenario, "core") && strcmp(scenario, "hops") &&
+	    strcmp(scenario, "big")) {
+		fprintf(stderr, "%s core|hops|big, with LUO_STAGE=N\n",
+			argv[0]);
+		return KSFT_FAIL;
+	}
+	ksft_print_header();
+	if (access(LUO_DEVICE, F_OK))
+		ksft_exit_skip("%s missing\n", LUO_DEVICE);
+	dev = luo_open_device();
+	if (dev < 0)
+		ksft_exit_fail_msg("open %s: %s\n", LUO_DEVICE, strerror(-dev));
+	if (sigaction(SIGBUS, &sa, NULL))
+		ksft_exit_fail_msg("sigaction: %s\n", strerror(errno));
+	if (!strcmp(scenario, "hops"))
+		run_hops();
+	else if (!strcmp(scenario, "big"))
+		run_big();
+	else if (stage == 0)
+		core_0();
+	else if (stage == 1)
+		core_1();
+	ksft_exit_fail_msg("no stage %d\n", stage);
+}
