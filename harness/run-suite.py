@@ -49,7 +49,10 @@ CONSOLE_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 #      empty (movablecore= takes it from the top of each node).
 #  numa: two NUMA nodes, no ZONE_MOVABLE.
 MACHINES = {"mm": ["numa=fake=2", "movablecore=50%"],
-            "numa": ["numa=fake=2"]}
+            "numa": ["numa=fake=2"],
+            # ZONE_MOVABLE at the top of one node: 2 MiB pool pages land
+            # there, and 1 GiB pages still fit below it.
+            "hugemm": ["movablecore=25%"]}
 
 
 def load_suite(path):
@@ -149,8 +152,12 @@ def cmdline(test, variant):
             "kho=on", "liveupdate=on", f"luotest.name={test['name']}",
             "luotest.stage=0"] + test["args"]
     if variant == "debug":
-        # KASAN eats memory: give KHO explicit scratch sizes (BRIEF).
-        args += ["kho_scratch=64M,256M,128M"]
+        # KASAN eats memory: give KHO explicit scratch sizes (BRIEF).  The
+        # next kernel allocates its KASAN shadow, an eighth of memory, from
+        # scratch alone: the global area grows with the guest.
+        mem_mb = int(test["mem"][:-1]) * (1024 if test["mem"][-1] == "G"
+                                          else 1)
+        args += [f"kho_scratch=64M,{max(256, mem_mb // 8 + 128)}M,128M"]
     extra = os.environ.get("LUO_APPEND")
     if extra:
         args.append(extra)

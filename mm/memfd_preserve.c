@@ -448,12 +448,35 @@ bool mfp_folio_stays(struct folio *folio)
 	return true;
 }
 
-/*
- * A folio whose head is out of CMA but whose tail is in it: migration
- * (memfd_pin_folios()) looks at the head alone and would leave it there.
+/**
+ * mfp_poisoned() - whether a folio has a hardware memory error
+ * @folio: a folio of a preserved memfd
+ *
+ * hugetlbfs keeps a poisoned huge page in the page cache, and a held
+ * folio is not taken out by memory_failure(): the next kernel must not
+ * get it, as guest memory or, if never retrieved, as free memory.
+ *
+ * Return: true if @folio, or a page of it, is poisoned.
  */
-static int mfp_check_straddle(struct memfd_preserved *p, struct folio *folio)
+bool mfp_poisoned(struct folio *folio)
 {
+	return folio_test_hwpoison(folio) ||
+	       (folio_test_large(folio) && folio_test_has_hwpoisoned(folio));
+}
+
+/*
+ * What may not be preserved at all: a poisoned folio, and one whose head
+ * is out of CMA but whose tail is in it, which migration
+ * (memfd_pin_folios()) would leave where it is, looking at the head alone.
+ */
+static int mfp_check_folio(struct memfd_preserved *p, struct folio *folio)
+{
+	if (mfp_poisoned(folio)) {
+		pr_warn_ratelimited("inode %llu: the page at PFN %#lx is poisoned; it cannot be preserved\n",
+				    file_inode(p->file)->i_ino,
+				    folio_pfn(folio));
+		return -EHWPOISON;
+	}
 	if (mfp_folio_stays(folio))
 		return 0;
 	pr_warn_ratelimited("inode %llu: the %lu KiB page at PFN %#lx reaches into a KHO scratch area; it cannot be preserved\n",
@@ -510,7 +533,7 @@ static void mfp_walk_batch(struct address_space *mapping, struct mfp_walk *w)
 		if (!folio_trylock(folio))
 			goto put_slow;
 		if (folio->mapping != mapping || !folio_test_uptodate(folio) ||
-		    !mfp_stays(folio, &block, &ok)) {
+		    mfp_poisoned(folio) || !mfp_stays(folio, &block, &ok)) {
 			folio_unlock(folio);
 			goto put_slow;
 		}
@@ -581,7 +604,7 @@ static int mfp_take_slow(struct memfd_preserved *p, struct mfp_run *run,
 		folio_put(folio);
 		return err;
 	}
-	err = mfp_check_straddle(p, folio);
+	err = mfp_check_folio(p, folio);
 	if (err) {
 		folio_put(folio);
 		return err;
@@ -816,7 +839,7 @@ int mfp_folio_added(struct memfd_preserved __rcu **slot, struct folio *folio)
 			mfp_move_start(p);
 		goto out;
 	}
-	err = mfp_check_straddle(p, folio);
+	err = mfp_check_folio(p, folio);
 	if (err)
 		goto out;
 	err = kho_preserve_folio(folio);

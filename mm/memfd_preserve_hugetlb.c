@@ -13,7 +13,7 @@
  * work item, which memfd_pin_folios() does for hugetlb pages too.
  *
  * Incoming, each huge page KHO kept is a compound folio of the page's
- * order: hugetlb_add_restored_folio() makes it a hugetlb page of the new
+ * order: hugetlb_add_restored_folios() makes it a hugetlb page of the new
  * memfd and of its hstate's pool, with no copy and no split.
  */
 #define pr_fmt(fmt) "memfd_preserve: " fmt

@@ -126,6 +126,7 @@ int mfp_flush_run(struct memfd_preserved *p, struct mfp_run *run);
 int mfp_added_store(struct memfd_preserved *p, struct folio *folio,
 		    bool pending);
 bool mfp_folio_stays(struct folio *folio);
+bool mfp_poisoned(struct folio *folio);
 int mfp_folio_added(struct memfd_preserved __rcu **slot, struct folio *folio);
 bool mfp_is_memfd(struct file *file);
 

@@ -137,9 +137,9 @@ static int mfp_take_moved(struct memfd_preserved *p, struct folio *folio)
 		return 0;
 	}
 	/* Moved by its head alone: a gigantic page may still reach into CMA. */
-	if (!mfp_folio_stays(folio)) {
+	if (mfp_poisoned(folio) || !mfp_folio_stays(folio)) {
 		folio_put(folio);
-		return -EXDEV;
+		return mfp_poisoned(folio) ? -EHWPOISON : -EXDEV;
 	}
 	err = mfp_added_store(p, folio, false);
 	if (err) {

@@ -242,7 +242,6 @@ static int mfp_parse_header(struct mfp_in *in,
 {
 	if (hdr->magic != MEMFD_PRESERVE_MAGIC || hdr->reserved ||
 	    !mfp_huge_shift_ok(hdr->huge_shift, hugetlb) ||
-	    (hugetlb && !IS_ALIGNED(hdr->size, 1ULL << hdr->huge_shift)) ||
 	    name[hdr->name_len] ||
 	    strnlen(name, hdr->name_len) != hdr->name_len ||
 	    strncmp(name, MFP_NAME_PREFIX, strlen(MFP_NAME_PREFIX)) ||

@@ -47,6 +47,20 @@
  *	   CREATE_SESSION and PRESERVE_FD ioctls alone).
  *	1: open_us, retrieve_all_us (every RETRIEVE_SESSION and RETRIEVE_FD),
  *	   finish_us (FINISH of every session).  Every file is checked.
+ * hugetlb SIZE_MIB PAGE_KIB  one hugetlb memfd of SIZE_MIB MiB in pages of
+ *	PAGE_KIB kB (2048 or 1048576), every byte written through a shared
+ *	mapping (hugetlbfs has no write(2)), in session "bench".  Stage 0 first
+ *	sets the pool of that page size to SIZE_MIB / page size pages, at
+ *	runtime (right after boot, while free memory is least fragmented), and
+ *	fails if it does not get them.  Our kernel's handler "memfd-hugetlb"
+ *	only: a kernel that cannot preserve hugetlb memfds fails PRESERVE_FD.
+ *	0: as memfd (without shmem_huge_kb), and huge_pages (pages preserved).
+ *	1: open_us, retrieve_session_us, retrieve_fd_us, first_touch_us (read
+ *	   and check the first word of every huge page through a new shared
+ *	   mapping: the first touch of each), first_touch_faults (minor faults
+ *	   taken doing so), check_us (then check every byte of the memfd),
+ *	   retrieve_kb (MemFree consumed from before RETRIEVE_FD to after the
+ *	   check and munmap), finish_us.
  * none  nothing preserved: the blackout baseline.
  *
  * Output, one line each, flushed at once: "luobench: KEY VALUE" with an
@@ -73,6 +87,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/memfd.h>
+
 #include "liveupdate_test.h"
 
 #define PAGE		4096ULL
@@ -83,6 +99,8 @@
 #define PATTERN		0x5a5a5a5a5a5a5a5aULL
 #define FILL		0xa5
 #define THP_SHMEM	"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define HUGE_NR		"/sys/kernel/mm/hugepages/hugepages-%llukB/nr_hugepages"
+#define COMPACT		"/proc/sys/vm/compact_memory"
 #define SESSION		"bench"
 #define TOKEN		1
 
@@ -187,15 +205,21 @@ static u64 pattern(u64 idx)
 	return idx ^ PATTERN;
 }
 
-static int make_memfd(u64 size)
+/* A memfd of @size bytes, with MFD_CLOEXEC and @flags. */
+static int make_memfd_flags(u64 size, unsigned int flags)
 {
-	int fd = memfd_create("bench", MFD_CLOEXEC);
+	int fd = memfd_create("bench", MFD_CLOEXEC | flags);
 
 	if (fd < 0)
 		fail(errno, "memfd_create");
 	if (ftruncate(fd, size))
 		fail(errno, "ftruncate %llu", size);
 	return fd;
+}
+
+static int make_memfd(u64 size)
+{
+	return make_memfd_flags(size, 0);
 }
 
 static void write_at(int fd, const void *buf, u64 len, u64 off)
@@ -445,6 +469,111 @@ static void memfd_1(u64 size, bool thp)
 	say("done");
 }
 
+/*
+ * hugetlb: the pool of huge pages of @hps bytes gets @nr pages, or the
+ * scenario fails.  Gigantic pages need free aligned ranges of their size:
+ * compact first (best effort; there may be nothing to compact).
+ */
+static void pool_setup(u64 hps, u64 nr)
+{
+	char path[96], str[32], *back;
+	long long got;
+	int ret;
+
+	(void)luo_write_file(COMPACT, "1");
+	snprintf(path, sizeof(path), HUGE_NR, hps / 1024);
+	snprintf(str, sizeof(str), "%llu", nr);
+	ret = luo_write_file(path, str);
+	if (ret)
+		fail(-ret, "write %s to %s", str, path);
+	back = luo_read_file(path);
+	if (!back)
+		fail(errno ? errno : EIO, "read %s", path);
+	got = atoll(back);
+	free(back);
+	if (got != (long long)nr)
+		fail(0, "%s: %lld pages, %llu wanted (MemTotal %lld kB, MemFree %lld kB)",
+		     path, got, nr, meminfo_kb("MemTotal"), meminfo_kb("MemFree"));
+}
+
+/* What every 4 KiB page holds after its first word: FILL. */
+static const unsigned char *fill_page(void)
+{
+	static unsigned char page[PAGE];
+
+	memset(page, FILL, sizeof(page));
+	return page;
+}
+
+static void hugetlb_0(u64 size, u64 hps)
+{
+	unsigned int flags = MFD_HUGETLB |
+			     (hps == GiB ? MFD_HUGE_1GB : MFD_HUGE_2MB);
+	u64 i, *map;
+	int fd;
+
+	pool_setup(hps, size / hps);
+	fd = make_memfd_flags(size, flags);
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		fail(errno, "mmap");
+	for (i = 0; i < size / PAGE; i++) {
+		memset(map + i * (PAGE / 8), FILL, PAGE);
+		map[i * (PAGE / 8)] = pattern(i);
+	}
+	if (munmap(map, size))
+		fail(errno, "munmap");
+	preserve_bench(fd);
+	put("huge_pages", size / hps);
+	next_kernel();
+}
+
+static void hugetlb_1(u64 size, u64 hps)
+{
+	const unsigned char *fill = fill_page(), *p;
+	u64 i, huge = size / hps, step = hps / PAGE;
+	long long before, faults, t;
+	const u64 *map;
+	int fd;
+
+	fd = retrieve_bench(size, &before);
+	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		fail(errno, "mmap");
+	faults = minor_faults();
+	t = now_ns();
+	for (i = 0; i < huge; i++)
+		if (map[i * (hps / 8)] != pattern(i * step))
+			break;
+	t = now_ns() - t;
+	if (i < huge)
+		fail(0, "huge page %llu: read %#llx, expected %#llx", i,
+		     map[i * (hps / 8)], pattern(i * step));
+	put_us("first_touch_us", t);
+	put("first_touch_faults", minor_faults() - faults);
+	t = now_ns();
+	for (i = 0; i < size / PAGE; i++) {
+		if (map[i * (PAGE / 8)] != pattern(i))
+			fail(0, "page %llu: read %#llx, expected %#llx", i,
+			     map[i * (PAGE / 8)], pattern(i));
+		p = (const unsigned char *)map + i * PAGE;
+		if (memcmp(p + 8, fill + 8, PAGE - 8)) {
+			u64 b = 8;
+
+			while (p[b] == FILL)
+				b++;
+			fail(0, "page %llu byte %llu: read %#x, expected %#x",
+			     i, b, p[b], FILL);
+		}
+	}
+	put_us("check_us", now_ns() - t);
+	if (munmap((void *)map, size))
+		fail(errno, "munmap");
+	put("retrieve_kb", before - meminfo_kb("MemFree"));
+	finish_bench();
+	say("done");
+}
+
 static void sparse_0(u64 size, u64 step)
 {
 	u64 idx, written = 0;
@@ -584,7 +713,8 @@ static __noreturn void print_usage(const char *prog)
 	fprintf(stderr,
 		"usage: LUO_STAGE=0|1 %s memfd SIZE_MIB [thp]\n"
 		"       | sparse SIZE_GIB PERCENT | sessions N | files N\n"
-		"       | spread FILES SESSIONS | none\n", prog);
+		"       | spread FILES SESSIONS | hugetlb SIZE_MIB 2048|1048576\n"
+		"       | none\n", prog);
 	fail(EINVAL, "usage");
 }
 
@@ -631,6 +761,16 @@ int main(int argc, char **argv)
 			spread_1(&s);
 		else
 			spread_0(&s);
+	} else if (!strcmp(scenario, "hugetlb") && nargs == 2) {
+		u64 size = arg_num(argv[2], 2, 1 << 24) * MiB;
+		u64 hps = arg_num(argv[3], 2048, 1048576) * 1024;
+
+		if ((hps != 2 * MiB && hps != GiB) || size % hps)
+			print_usage(argv[0]);
+		if (stage)
+			hugetlb_1(size, hps);
+		else
+			hugetlb_0(size, hps);
 	} else if (!strcmp(scenario, "none") && nargs == 0) {
 		if (!stage)
 			next_kernel();

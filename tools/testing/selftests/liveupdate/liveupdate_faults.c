@@ -11,26 +11,34 @@
  * completes without reaching n sites.  KHO's own preservation tracking
  * allocates, so this also fails every KHO call on these paths.  After each
  * injected failure: the errno is a sane one (ENOMEM; EFAULT for a user
- * copy; ENOSPC, shmem's errno for a memfd inode it could not allocate),
- * the state is exactly as before (query, debugfs live counts, memfd
- * contents, open fds), no kernel splat, and a retry without injection
- * succeeds with intact contents.  Faults that the kernel absorbs (the
- * operation still succeeds) are counted as "absorbed".
+ * copy; ENOSPC, shmem's and hugetlbfs' errno for a memfd inode they
+ * could not allocate), the state is exactly as before (query, debugfs live
+ * counts, memfd contents, open fds; for a hugetlb memfd's RETRIEVE_FD the
+ * 2 MiB pool counters too), no kernel splat, and a retry without
+ * injection succeeds with intact contents.  Faults that the kernel absorbs
+ * (the operation still succeeds) are counted as "absorbed".
+ *
+ * Each stage first sets up a pool of 2 MiB hugetlb pages (hugetlb memfds
+ * take their pages from it); one that cannot be had is a failure.
  *
  * Stage 0: CREATE_SESSION, PRESERVE_FD of memfds (empty, small, THP,
- *	sparse) and of a test object (binds the test FLB), UNPRESERVE_FD,
- *	a write into a hole of a preserved memfd (the folio it adds is held
- *	by the handler's hook, or the add fails and the hole stays), session
- *	close; the test module's preserve failures (file and FLB);
- *	the module's freeze failures (file and FLB) fail reboot(KEXEC); the
- *	freeze swept with the test FLB's freeze failing every time, so that
- *	the reboot cannot go through meanwhile (see freeze_sweep()); kmemleak;
- *	then the real reboot.
+ *	sparse, hugetlb) and of a test object (binds the test FLB),
+ *	UNPRESERVE_FD, a write into a hole of a preserved memfd (the folio
+ *	it adds is held by the handler's hook, or the add fails and the hole
+ *	stays), session close; the test module's preserve failures (file and
+ *	FLB); the module's freeze failures (file and FLB) fail
+ *	reboot(KEXEC); the freeze swept with the test FLB's freeze failing
+ *	every time, so that the reboot cannot go through meanwhile (see
+ *	freeze_sweep()); kmemleak; then the real reboot.
  * Stage 1: RETRIEVE_SESSION, RETRIEVE_FD (each memfd kind and test
  *	objects, a fresh preserved copy for each n), FINISH (a fresh session
  *	for each n); the module's retrieve, FLB retrieve and can_finish
- *	failures; everything finished; kmemleak.  Prints the sites of every
- *	operation and their total.
+ *	failures; everything finished; kmemleak.  A failed RETRIEVE_FD of
+ *	the hugetlb memfd leaves the pool counters (nr, free, resv, surplus)
+ *	exactly as they were; a successful one adds its pages to the pool,
+ *	in use (nr_hugepages up, free_hugepages not); FINISH frees the copies
+ *	never retrieved to the page allocator, not to the pool.  Prints the
+ *	sites of every operation and their total.
  *
  * An allocation failure the kernel reports (warn_alloc(), vmalloc for
  * one) comes with a stack dump, which the suite's log check would take for
@@ -45,15 +53,20 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/magic.h>
+#include <linux/memfd.h>
 #include <linux/reboot.h>
 
 #include "liveupdate_test.h"
@@ -72,17 +85,19 @@
 #define KMEMLEAK	DEBUGFS "/kmemleak"
 #define PRINTK		"/proc/sys/kernel/printk"
 #define THP_KNOB	"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define HUGE_DIR	"/sys/kernel/mm/hugepages/hugepages-2048kB"
+#define HPS		(2 * MIB)	/* the hugetlb memfd's page size */
 
 /* Memfd kinds; their tokens are KIND * 1000 + copy. */
-enum { K_EMPTY, K_SMALL, K_THP, K_SPARSE, K_OBJ, NR_KINDS };
+enum { K_EMPTY, K_SMALL, K_THP, K_SPARSE, K_HUGE, K_OBJ, NR_KINDS };
 
 static const char * const kind_names[NR_KINDS] = {
 	"empty memfd", "small memfd", "THP memfd", "sparse memfd",
-	"test object",
+	"hugetlb memfd", "test object",
 };
 
 static const __u64 kind_size[NR_KINDS] = {
-	0, 3 * PG + 100, 4 * MIB, 1 * GIB, 0,
+	0, 3 * PG + 100, 4 * MIB, 1 * GIB, 3 * HPS, 0,
 };
 
 /* Sparse memfd: these pages are written, the rest are holes. */
@@ -90,24 +105,41 @@ static const __u64 sparse_pages[] = { 0, 65536 + 3, 262143 };
 /* ... and these pages are holes. */
 static const __u64 sparse_holes[] = { 1, 65536 + 2, 262142 };
 
-/* Operations whose sites are counted (the lead quotes them). */
+/* Hugetlb memfd: 2 MiB pages 0 and 2 are written, page 1 is a hole. */
+static const __u64 huge_pages[] = { 0, 2 };
+#define HUGE_HOLE	1
+#define HUGE_DATA	((long)ARRAY_SIZE(huge_pages))
+/*
+ * Free 2 MiB pool pages beyond those the stage 0 pool copies use: the
+ * PRESERVE_FD sweep's memfd, and pages for the preserved ones found in
+ * KHO scratch to move into (else the reboot fails with ENOMEM).  Stage 1
+ * has as many free, so that a retrieve taking a free page would show.
+ */
+#define HUGE_SLACK	16
+#define HUGE_POOL0	(POOL * HUGE_DATA + HUGE_SLACK)
+
+/*
+ * Operations whose sites are counted (the lead quotes them); PRESERVE_FD
+ * and RETRIEVE_FD in the order of the kinds.
+ */
 enum {
 	O_CREATE, O_PRES_EMPTY, O_PRES_SMALL, O_PRES_THP, O_PRES_SPARSE,
-	O_PRES_OBJ, O_UNPRES_MEMFD, O_UNPRES_OBJ, O_ADD_MEMFD, O_CLOSE,
-	O_FREEZE,
+	O_PRES_HUGE, O_PRES_OBJ, O_UNPRES_MEMFD, O_UNPRES_OBJ, O_ADD_MEMFD,
+	O_CLOSE, O_FREEZE,
 	O_RET_SESSION, O_RET_EMPTY, O_RET_SMALL, O_RET_THP, O_RET_SPARSE,
-	O_RET_OBJ, O_FINISH, NR_OPS,
+	O_RET_HUGE, O_RET_OBJ, O_FINISH, NR_OPS,
 };
 
 static const char * const op_names[NR_OPS] = {
 	"CREATE_SESSION", "PRESERVE_FD empty memfd", "PRESERVE_FD small memfd",
 	"PRESERVE_FD THP memfd", "PRESERVE_FD sparse memfd",
-	"PRESERVE_FD test object", "UNPRESERVE_FD memfd",
-	"UNPRESERVE_FD test object", "write into a preserved memfd",
-	"session close", "freeze (reboot)",
+	"PRESERVE_FD hugetlb memfd", "PRESERVE_FD test object",
+	"UNPRESERVE_FD memfd", "UNPRESERVE_FD test object",
+	"write into a preserved memfd", "session close", "freeze (reboot)",
 	"RETRIEVE_SESSION", "RETRIEVE_FD empty memfd",
 	"RETRIEVE_FD small memfd", "RETRIEVE_FD THP memfd",
-	"RETRIEVE_FD sparse memfd", "RETRIEVE_FD test object", "FINISH",
+	"RETRIEVE_FD sparse memfd", "RETRIEVE_FD hugetlb memfd",
+	"RETRIEVE_FD test object", "FINISH",
 };
 
 /* Carried to stage 1 in a preserved memfd: the sites of stage 0. */
@@ -119,7 +151,7 @@ struct notes {
 static struct notes notes;
 static int dev = -1, nth_fd = -1, kmsg_fd = -1;
 static char saved_printk[64];
-static bool thp_ok;
+static bool thp_ok, huge_ok;
 static int errors;	/* failures in the current sweep */
 
 #define result(cond, fmt, ...) \
@@ -325,6 +357,7 @@ static void kmemleak_check(const char *when)
 {
 	static const char * const ours[] = {
 		"liveupdate", "luo_", "lut_", "kho_", "memfd", "shmem",
+		"hugetlb",
 	};
 	char *rep, *obj, *next;
 	int ours_n = 0, all = 0;
@@ -420,10 +453,220 @@ static bool thp_available(void)
 	return !access(THP_KNOB, W_OK);
 }
 
+/* ---- the 2 MiB hugetlb pool ----------------------------------------- */
+
+struct hpool {
+	long nr, free, resv, surplus;
+};
+
+static long huge_val(const char *name)
+{
+	char path[96], *s;
+	long n;
+
+	snprintf(path, sizeof(path), HUGE_DIR "/%s", name);
+	s = luo_read_file(path);
+	n = s ? atol(s) : -1;
+	free(s);
+	return n;
+}
+
+static struct hpool huge_pool(void)
+{
+	struct hpool p = {
+		huge_val("nr_hugepages"), huge_val("free_hugepages"),
+		huge_val("resv_hugepages"), huge_val("surplus_hugepages"),
+	};
+
+	return p;
+}
+
+static void huge_print(const char *when, const struct hpool *p)
+{
+	ksft_print_msg("hugepages-2048kB %s: nr %ld free %ld resv %ld surplus %ld\n",
+		       when, p->nr, p->free, p->resv, p->surplus);
+}
+
+/* The pool counters are @want; prints them and @want otherwise. */
+static bool huge_pool_is(const char *when, const struct hpool *want)
+{
+	struct hpool now = huge_pool();
+
+	if (now.nr == want->nr && now.free == want->free &&
+	    now.resv == want->resv && now.surplus == want->surplus)
+		return true;
+	huge_print(when, &now);
+	huge_print("wanted", want);
+	return false;
+}
+
+/*
+ * @base with @in_use more pages counted in the pool, in use: what a
+ * RETRIEVE_FD of a hugetlb memfd holding that many pages does.
+ */
+static bool huge_pool_grew(const char *when, const struct hpool *base,
+			   long in_use)
+{
+	struct hpool want = *base;
+
+	want.nr += in_use;
+	return huge_pool_is(when, &want);
+}
+
+/*
+ * A pool of @nr free 2 MiB pages, before any hugetlb memfd uses one.
+ * False (counters printed) if it cannot be had.
+ */
+static bool huge_setup(long nr)
+{
+	struct hpool now;
+	char str[32];
+	int ret;
+
+	snprintf(str, sizeof(str), "%ld", nr);
+	ret = luo_write_file(HUGE_DIR "/nr_hugepages", str);
+	if (!ret && huge_val("nr_hugepages") != nr) {
+		/* Short of free 2 MiB ranges: compact, and try again. */
+		luo_write_file("/proc/sys/vm/compact_memory", "1");
+		ret = luo_write_file(HUGE_DIR "/nr_hugepages", str);
+	}
+	if (ret)
+		ksft_print_msg("write %s to %s/nr_hugepages: %s\n", str,
+			       HUGE_DIR, strerror(-ret));
+	now = huge_pool();
+	if (!ret && now.nr == nr && now.free == nr && !now.resv &&
+	    !now.surplus)
+		return true;
+	huge_print("set up", &now);
+	ksft_print_msg("wanted a pool of %ld free pages; MemTotal %ld kB, MemFree %ld kB, MemAvailable %ld kB\n",
+		       nr, luo_meminfo_kb("MemTotal"), luo_meminfo_kb("MemFree"),
+		       luo_meminfo_kb("MemAvailable"));
+	return false;
+}
+
+/* ---- hugetlb memfd contents ------------------------------------------ */
+
+/*
+ * hugetlbfs has no write(2): the pages are written and checked through a
+ * shared mapping of each (a hole is never mapped, which would allocate a
+ * page, but read).  A fault that finds no page and no pool page for it
+ * raises SIGBUS: a failed check, not a crash.
+ */
+static sigjmp_buf bus_env;
+static volatile sig_atomic_t bus_armed;
+
+static void on_sigbus(int sig)
+{
+	if (bus_armed)
+		siglongjmp(bus_env, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Huge page @idx mapped at @p: filled, or checked into @bad. */
+struct hspan {
+	__u64 *p, idx, seed, bad;
+};
+
+static void hspan_fill(struct hspan *sp)
+{
+	for (__u64 i = 0; i < HPS / 8; i++)
+		sp->p[i] = word_at(sp->idx * HPS + i * 8, sp->seed);
+}
+
+static void hspan_check(struct hspan *sp)
+{
+	for (__u64 i = 0; i < HPS / 8; i++) {
+		if (sp->p[i] != word_at(sp->idx * HPS + i * 8, sp->seed)) {
+			sp->bad = i;
+			return;
+		}
+	}
+}
+
+/* Everything through @sp, so that nothing a jump back needs is in a register. */
+static bool hspan_guarded(struct hspan *sp, bool write)
+{
+	if (sigsetjmp(bus_env, 1)) {
+		bus_armed = 0;
+		return false;
+	}
+	bus_armed = 1;
+	if (write)
+		hspan_fill(sp);
+	else
+		hspan_check(sp);
+	bus_armed = 0;
+	return true;
+}
+
+/* Write (@write) or check 2 MiB page @idx of @fd with the pattern of @seed. */
+static bool huge_page_op(int fd, __u64 idx, __u64 seed, bool write)
+{
+	struct hspan sp = { .idx = idx, .seed = seed, .bad = HPS / 8 };
+	bool ok;
+	void *map;
+
+	map = mmap(NULL, HPS, write ? PROT_READ | PROT_WRITE : PROT_READ,
+		   MAP_SHARED, fd, idx * HPS);
+	if (map == MAP_FAILED) {
+		ksft_print_msg("hugetlb memfd: mmap of page %llu: %s\n",
+			       (unsigned long long)idx, strerror(errno));
+		return false;
+	}
+	sp.p = map;
+	ok = hspan_guarded(&sp, write);
+	if (!ok)
+		ksft_print_msg("hugetlb memfd: SIGBUS in page %llu\n",
+			       (unsigned long long)idx);
+	else if (sp.bad != HPS / 8)
+		ksft_print_msg("hugetlb memfd: byte %#llx of page %llu is %#llx, want %#llx\n",
+			       (unsigned long long)(sp.bad * 8),
+			       (unsigned long long)idx,
+			       (unsigned long long)sp.p[sp.bad],
+			       (unsigned long long)word_at(idx * HPS + sp.bad * 8,
+							  seed));
+	ok = ok && sp.bad == HPS / 8;
+	munmap(map, HPS);
+	return ok;
+}
+
+/*
+ * A hugetlbfs file of 2 MiB blocks holding its two pages and no other
+ * (st_blocks, before anything is mapped), these intact, the hole zeros.
+ */
+static bool huge_intact(int fd, __u64 seed)
+{
+	struct statfs sf = { 0 };
+	struct stat st = { 0 };
+	unsigned int i;
+
+	if (fstatfs(fd, &sf) || (__u32)sf.f_type != HUGETLBFS_MAGIC ||
+	    (__u64)sf.f_bsize != HPS || fstat(fd, &st) ||
+	    (__u64)st.st_blocks != HUGE_DATA * HPS / 512) {
+		ksft_print_msg("hugetlb memfd: file system %#lx, block size %ld, %lld blocks; want %#x, %llu, %llu\n",
+			       (unsigned long)sf.f_type, (long)sf.f_bsize,
+			       (long long)st.st_blocks, HUGETLBFS_MAGIC,
+			       (unsigned long long)HPS,
+			       (unsigned long long)(HUGE_DATA * HPS / 512));
+		return false;
+	}
+	for (i = 0; i < ARRAY_SIZE(huge_pages); i++)
+		if (!huge_page_op(fd, huge_pages[i], seed, false))
+			return false;
+	if (!check(fd, HUGE_HOLE * HPS, HPS, 0, true)) {
+		ksft_print_msg("hugetlb memfd: page %d is not a hole of zeros\n",
+			       HUGE_HOLE);
+		return false;
+	}
+	return true;
+}
+
 /* A memfd of @kind holding the pattern of @seed. */
 static int new_memfd(int kind, __u64 seed)
 {
-	int fd = memfd_create(kind_names[kind], 0);
+	int fd = memfd_create(kind_names[kind], kind == K_HUGE ?
+			      MFD_HUGETLB | MFD_HUGE_2MB : 0);
 	unsigned int i;
 	void *p;
 
@@ -450,6 +693,11 @@ static int new_memfd(int kind, __u64 seed)
 			if (!put(fd, sparse_pages[i] * PG, PG, seed + i))
 				luo_bail("writing the sparse memfd");
 		break;
+	case K_HUGE:
+		for (i = 0; i < ARRAY_SIZE(huge_pages); i++)
+			if (!huge_page_op(fd, huge_pages[i], seed, true))
+				luo_bail("writing the hugetlb memfd");
+		break;
 	}
 	return fd;
 }
@@ -473,8 +721,16 @@ static bool memfd_intact(int fd, int kind, __u64 seed)
 			    !check(fd, sparse_holes[i] * PG, PG, 0, true))
 				return false;
 		return true;
+	case K_HUGE:
+		return huge_intact(fd, seed);
 	}
 	return true;
+}
+
+/* Kinds that have pool copies and are swept (THP and hugetlb may not). */
+static bool kind_ok(int kind)
+{
+	return (kind != K_THP || thp_ok) && (kind != K_HUGE || huge_ok);
 }
 
 static int new_object(__u64 value)
@@ -846,7 +1102,7 @@ static void build_next_state(void)
 
 	pool_sfd = luo_must_create_session(dev, "faults-pool");
 	for (k = 0; k < NR_KINDS; k++) {
-		if (k == K_THP && !thp_ok)
+		if (!kind_ok(k))
 			continue;
 		for (i = 0; i < POOL; i++) {
 			pool_fd[k][i] = k == K_OBJ ?
@@ -897,16 +1153,17 @@ static bool write_notes(void)
 /* After a failed reboot: everything still preserved and intact. */
 static bool still_preserved(int n)
 {
-	int k = n % POOL, i;
+	int k = n % POOL, i, kinds = 0;
 	bool ok = counts_are(base_live, base_flb);
 
-	ok &= luo_file_count(pool_sfd) ==
-	      (thp_ok ? NR_KINDS : NR_KINDS - 1) * POOL + 1;
+	for (i = 0; i < NR_KINDS; i++)
+		kinds += kind_ok(i);
+	ok &= luo_file_count(pool_sfd) == kinds * POOL + 1;
 	ok &= luo_file_count(rs_sfd) == 2 && luo_file_count(inj_sfd) == 2;
 	for (i = 0; i < POOL; i++)
 		ok &= luo_file_count(fin_sfd[i]) == 2;
 	for (i = 0; i < NR_KINDS; i++) {
-		if (i == K_THP && !thp_ok)
+		if (!kind_ok(i))
 			continue;
 		ok &= file_state(pool_sfd, i * 1000 + k) ==
 		      LIVEUPDATE_FILE_PRESERVED;
@@ -1018,6 +1275,8 @@ static void stage0(void)
 		  preserve_done, undo_preserve },
 		{ O_PRES_SPARSE, NULL, run_preserve, preserve_same,
 		  preserve_done, undo_preserve },
+		{ O_PRES_HUGE, NULL, run_preserve, preserve_same,
+		  preserve_done, undo_preserve },
 		{ O_PRES_OBJ, NULL, run_preserve, preserve_same,
 		  preserve_done, undo_preserve },
 	};
@@ -1032,11 +1291,16 @@ static void stage0(void)
 	static const struct op closeop = {
 		O_CLOSE, setup_close, run_close, NULL, close_done, NULL,
 	};
+	struct hpool pool, want;
 	struct op op;
 	int k, sfd;
 	long thp_kb;
 
-	ksft_set_plan(21);
+	ksft_set_plan(24);
+	/* First, while memory is least fragmented. */
+	huge_ok = huge_setup(HUGE_POOL0);
+	result(huge_ok, "a pool of %ld free 2 MiB hugetlb pages set up",
+	       HUGE_POOL0);
 	log_probe();
 	base_live = luo_test_live();
 	base_flb = luo_test_flb_live();
@@ -1051,15 +1315,28 @@ static void stage0(void)
 			result(false, "%s: no shmem THP", op_names[O_PRES_THP]);
 			continue;
 		}
+		if (k == K_HUGE && !huge_ok) {
+			result(false, "hugetlb memfd: no 2 MiB pool");
+			result(false, "%s: no 2 MiB pool", op_names[O_PRES_HUGE]);
+			continue;
+		}
 		cur_sfd = sfd;
 		cur_kind = k;
 		cur_token = 10 + k;
 		thp_kb = luo_meminfo_kb("ShmemHugePages");
+		pool = huge_pool();
 		cur_fd = k == K_OBJ ? new_object(42) : new_memfd(k, 7);
 		if (k == K_THP) {
 			thp_kb = luo_meminfo_kb("ShmemHugePages") - thp_kb;
 			result(thp_kb * 1024 == (long)kind_size[k],
 			       "THP memfd: %ld kB in huge pages", thp_kb);
+		}
+		if (k == K_HUGE) {
+			want = pool;
+			want.free -= HUGE_DATA;
+			result(huge_pool_is("after writing", &want) &&
+			       memfd_intact(cur_fd, k, 7),
+			       "hugetlb memfd: pages 0 and 2 of 3 written from the 2 MiB pool, page 1 a hole");
 		}
 		sweep(&ops[k + 1]);
 		if (k == K_SPARSE)
@@ -1086,6 +1363,8 @@ static void stage0(void)
 /* ---- stage 1 -------------------------------------------------------- */
 
 static int pool_next[NR_KINDS], fin_next;
+/* The 2 MiB pool before the RETRIEVE_FD of a hugetlb memfd. */
+static struct hpool ret_pool;
 
 static bool read_notes(void)
 {
@@ -1127,6 +1406,8 @@ static void setup_ret_fd(void)
 {
 	cur_token = cur_kind * 1000 + pool_next[cur_kind];
 	cur_fd = -1;
+	if (cur_kind == K_HUGE)
+		ret_pool = huge_pool();
 }
 
 static int run_ret_fd(void)
@@ -1137,10 +1418,20 @@ static int run_ret_fd(void)
 static bool ret_fd_same(int err)
 {
 	__u32 state = file_state(pool_sfd, cur_token);
+	bool ok;
 
 	/* Only a reply that could not be written leaves it retrieved. */
-	return state == LIVEUPDATE_FILE_INCOMING ||
-	       (err == -EFAULT && state == LIVEUPDATE_FILE_RETRIEVED);
+	ok = state == LIVEUPDATE_FILE_INCOMING ||
+	     (err == -EFAULT && state == LIVEUPDATE_FILE_RETRIEVED);
+	/*
+	 * A hugetlb memfd's retrieve is all or nothing: the pool exactly as
+	 * before, or, retrieved after all, as after a retrieve.
+	 */
+	if (ok && cur_kind == K_HUGE)
+		ok = huge_pool_grew("after the failed RETRIEVE_FD", &ret_pool,
+				    state == LIVEUPDATE_FILE_RETRIEVED ?
+				    HUGE_DATA : 0);
+	return ok;
 }
 
 static bool ret_fd_done(void)
@@ -1150,6 +1441,16 @@ static bool ret_fd_done(void)
 
 	if (file_state(pool_sfd, cur_token) != LIVEUPDATE_FILE_RETRIEVED)
 		return false;
+	/*
+	 * Its pages join the pool, in use, taking no free page; reading
+	 * them allocates none either.
+	 */
+	if (cur_kind == K_HUGE)
+		return huge_pool_grew("after RETRIEVE_FD", &ret_pool,
+				      HUGE_DATA) &&
+		       memfd_intact(cur_fd, cur_kind, seed) &&
+		       huge_pool_grew("after reading it", &ret_pool,
+				      HUGE_DATA);
 	return cur_kind == K_OBJ ? luo_test_has_value(cur_fd, seed) :
 	       memfd_intact(cur_fd, cur_kind, seed);
 }
@@ -1258,21 +1559,37 @@ static void stage1(void)
 		O_FINISH, setup_finish, run_finish, finish_same, finish_done,
 		undo_finish,
 	};
+	struct hpool fin0, fin1, boot;
 	int k, total = 0, i, sfd;
 	struct op op;
 	bool ok;
 
-	ksft_set_plan(17);
+	ksft_set_plan(20);
+	/* The preserved pages join the pool only when retrieved. */
+	boot = huge_pool();
+	huge_print("at boot", &boot);
+	ok = !boot.nr && !boot.free && !boot.resv && !boot.surplus;
+	result(huge_setup(HUGE_SLACK) && ok,
+	       "no 2 MiB hugetlb pool at boot; a pool of %d free pages set up",
+	       HUGE_SLACK);
 
 	result(read_notes(), "stage 0's counts read from the notes memfd");
 	ksft_print_msg("%s: %d fault sites in stage 0\n",
 		       op_names[O_FREEZE], notes.sites[O_FREEZE]);
+	/* Stage 0 preserved hugetlb copies if it had its pool. */
+	huge_ok = file_state(pool_sfd, K_HUGE * 1000) ==
+		  LIVEUPDATE_FILE_INCOMING;
 
 	module_retrieve_failures();
 	sweep(&retsess);
 	for (k = K_EMPTY; k <= K_OBJ; k++) {
 		if (k == K_THP && !thp_ok) {
 			result(false, "%s: no shmem THP", op_names[O_RET_THP]);
+			continue;
+		}
+		if (k == K_HUGE && !huge_ok) {
+			result(false, "%s: no hugetlb copies from stage 0",
+			       op_names[O_RET_HUGE]);
 			continue;
 		}
 		op = retfd;
@@ -1283,7 +1600,9 @@ static void stage1(void)
 	sweep(&finish);
 
 	/* Finish what is left; nothing may stay preserved. */
+	fin0 = huge_pool();
 	ok = !luo_finish(pool_sfd);
+	fin1 = huge_pool();
 	close(pool_sfd);
 	close(notes_fd);
 	if (!luo_retrieve_session(dev, "faults-rs", &sfd)) {
@@ -1306,6 +1625,17 @@ static void stage1(void)
 	ok &= counts_are(0, 0);
 	result(ok, "everything finished: no test object or FLB page left (%d, %d)",
 	       luo_test_live(), luo_test_flb_live());
+	/*
+	 * The copies never retrieved go to the page allocator: nr_hugepages
+	 * does not change.  The retrieved ones are closed (and their session
+	 * finished): every page of the pool is free.
+	 */
+	huge_print("before FINISH", &fin0);
+	huge_print("after FINISH", &fin1);
+	result(huge_ok && fin1.nr == fin0.nr && fin1.free == fin1.nr &&
+	       !fin1.resv && !fin1.surplus,
+	       "FINISH frees the %d hugetlb copies never retrieved to the page allocator, not to the pool; every retrieved page a free pool page",
+	       POOL - pool_next[K_HUGE]);
 	result(!log_check("finishing", 0), "no kernel splat while finishing");
 
 	kmemleak_check("stage 1");
@@ -1323,6 +1653,7 @@ static void stage1(void)
 int main(void)
 {
 	struct rlimit rl = { 8192, 8192 };
+	struct sigaction sa = { .sa_handler = on_sigbus };
 	int stage = luo_stage();
 
 	ksft_print_header();
@@ -1331,6 +1662,8 @@ int main(void)
 	if (!luo_test_available())
 		luo_bail("no %s (CONFIG_LIVEUPDATE_TEST)", LUO_TEST_DEVICE);
 	setrlimit(RLIMIT_NOFILE, &rl);
+	if (sigaction(SIGBUS, &sa, NULL))
+		luo_bail("sigaction: %s", strerror(errno));
 	dev = luo_open_device();
 	if (dev < 0)
 		luo_bail("%s: %s", LUO_DEVICE, strerror(-dev));

@@ -23,6 +23,20 @@
  *       into the same session after FINISH.
  * big:  4 GiB of 1 GiB pages in one memfd, every byte checked after the
  *       kexec; PRESERVE_FD, RETRIEVE_FD and the check are timed.
+ * mm:   (a machine with a movable zone, harness/suite) a 2 MiB memfd of 16
+ *       pages and a 1 GiB memfd, preserved; then nothing mm does moves or
+ *       frees a page of them: shrinking the pools to 0 leaves the pages in
+ *       use, offlining the memory blocks that hold them fails or never
+ *       ends, and soft offline of a page fails or leaves it where it is
+ *       (PFNs from /proc/self/pagemap).  Stage 1 retrieves the 2 MiB memfd
+ *       in a hugetlb cgroup whose limit is half of it: ENOMEM, and nothing
+ *       is consumed (pools and charge unchanged); once the limit is lifted
+ *       RETRIEVE_FD works and the pages are charged there.
+ * nosize: a 1 GiB memfd, a 2 MiB one and a shmem one, preserved; the next
+ *       kernel boots with clearcpuid=pdpe1gb, so it has no 1 GiB hstate:
+ *       RETRIEVE_FD of the 1 GiB memfd fails with EOPNOTSUPP (and again),
+ *       the others restore, and FINISH frees the 1 GiB page to the buddy
+ *       allocator.
  *
  * Contents are only written and read through MAP_SHARED mappings of the
  * pages that hold data (hugetlbfs has no write(2), and faulting a hole in
@@ -47,6 +61,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -138,6 +153,18 @@ static bool meminfo_is(long nr, long free)
 	ksft_print_msg("meminfo: Hugepagesize %ld kB, HugePages_Total %ld Free %ld Rsvd %ld Surp %ld; want %lu kB, %ld, %ld, 0, 0\n",
 		       size, n, f, r, s, KB_2M, nr, free);
 	return false;
+}
+
+/* vm.nr_hugepages, the persistent pool of the default size, is @nr. */
+static bool sysctl_nr_is(long nr)
+{
+	char *s = luo_read_file("/proc/sys/vm/nr_hugepages");
+	long n = s ? atol(s) : -1;
+
+	free(s);
+	if (n != nr)
+		ksft_print_msg("vm.nr_hugepages %ld, want %ld\n", n, nr);
+	return n == nr;
 }
 
 /* Ask for a pool of @nr pages of @kb: whether it has that many now. */
@@ -597,13 +624,54 @@ static bool fill_mapped(char *map, __u64 seed, __u64 idx)
 	return guarded(&sp, true);
 }
 
+/*
+ * Preserve @ffd (full) and @gfd (giant) into a session of their own, then
+ * close it: the release of 2 MiB and 1 GiB pages.  Afterwards they can be
+ * resized again, are intact, and the pools did not change.
+ */
+static bool drop_intact(int ffd, int gfd)
+{
+	static const char * const keys[] = {
+		"nr_hugepages", "free_hugepages", "resv_hugepages",
+		"surplus_hugepages",
+	};
+	static const unsigned long kbs[] = { KB_2M, KB_1G };
+	off_t fsize = full.pages * HPS_2M, gsize = giant.pages * HPS_1G;
+	int tsfd = luo_must_create_session(dev, "hugetlb-drop");
+	long before[2][4];
+	bool ok;
+
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < 4; i++)
+			before[k][i] = pool_val(kbs[k], keys[i]);
+	ok = luo_keep(tsfd, ffd, T_FULL) && luo_keep(tsfd, gfd, T_GIANT) &&
+	     ftruncate(ffd, fsize + HPS_2M) && errno == EPERM;
+	close(tsfd);
+	ok = ok && !ftruncate(ffd, fsize + HPS_2M) && !ftruncate(ffd, fsize) &&
+	     !ftruncate(gfd, gsize + HPS_1G) && !ftruncate(gfd, gsize) &&
+	     shape_intact(ffd, &full, full.data) &&
+	     shape_intact(gfd, &giant, giant.data);
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < 4; i++) {
+			long now = pool_val(kbs[k], keys[i]);
+
+			if (now == before[k][i])
+				continue;
+			ksft_print_msg("hugepages-%lukB %s: %ld, was %ld\n",
+				       kbs[k], keys[i], now, before[k][i]);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
 static void core_0(void)
 {
 	int sfd, usfd, ffd, spfd, sefd, gfd, shfd, rwfd, rofd, ufd;
 	char path[64], *early, *late;
 	bool ok;
 
-	ksft_set_plan(6);
+	ksft_set_plan(7);
 	/* The gigantic page first, while memory is least fragmented. */
 	pool_setup(KB_1G, CORE_1G, CORE_MEM_KB);
 	pool_setup(KB_2M, CORE_POOL_2M, CORE_MEM_KB);
@@ -651,6 +719,9 @@ static void core_0(void)
 	result(ok, "hugetlb memfds of 2 MiB and 1 GiB pages written through shared mappings, read back; sealed, chmod, chown, seek, O_APPEND|O_NONBLOCK, read-only reopen");
 	if (!ok)
 		luo_kexec_next();
+
+	ok = drop_intact(ffd, gfd);
+	result(ok, "a 2 MiB and a 1 GiB memfd preserved, then released by closing their session: resizable again, intact, the pools as they were");
 
 	ok = luo_keep(sfd, ffd, T_FULL) && luo_keep(sfd, spfd, T_SPARSE) &&
 	     luo_keep(sfd, sefd, T_SEALED) && luo_keep(sfd, gfd, T_GIANT) &&
@@ -731,8 +802,8 @@ static void core_1(void)
 		ksft_exit_fail_msg("stage 1: cannot go on without them\n");
 	pool_print(KB_2M, "after RETRIEVE_FD");
 	result(pool_is(KB_2M, CORE_2M, 0) && pool_is(KB_1G, CORE_1G, 0) &&
-	       meminfo_is(CORE_2M, 0),
-	       "pools after RETRIEVE_FD: %d 2 MiB and %d 1 GiB pages, all in use, none reserved; /proc/meminfo agrees",
+	       meminfo_is(CORE_2M, 0) && sysctl_nr_is(CORE_2M),
+	       "pools after RETRIEVE_FD: %d 2 MiB and %d 1 GiB pages, all in use, none reserved; /proc/meminfo and vm.nr_hugepages agree",
 	       CORE_2M, CORE_1G);
 
 	/* st_blocks of all of them first: checks after this map pages in. */
@@ -980,15 +1051,611 @@ static void run_big(void)
 	ksft_finished();
 }
 
+/* ---- mm ---- */
+
+#ifndef MADV_SOFT_OFFLINE
+#define MADV_SOFT_OFFLINE	101
+#endif
+#define PG		4096ULL
+#define MEM_PATH	"/sys/devices/system/memory"
+/* Only there with CONFIG_MEMORY_FAILURE, as MADV_SOFT_OFFLINE. */
+#define SOFT_OFFLINE	MEM_PATH "/soft_offline_page"
+#define CGROOT		"/sys/fs/cgroup"
+#define HCG		CGROOT "/luo-hugetlb"
+/*
+ * Each try to offline a memory block: one whose pages cannot move retries
+ * their migration until a signal.
+ */
+#define OFFLINE_MS	2000
+#define MAX_BLOCKS	64
+/* Free 2 MiB pool pages next to the memfd's, for the shrink to free. */
+#define MM_SPARE_2M	4
+/* The hugetlb cgroup's limit at the first RETRIEVE_FD: half the memfd. */
+#define MM_LIMIT_PAGES	8
+/* The 2 MiB page soft offline is tried on. */
+#define MM_SOFT_PAGE	5
+
+static const struct hshape mm2m = {
+	.name = "mm2m", .token = 1, .kb = KB_2M, .pages = 16, .seed = 41,
+	.data = PAGE_BIT(16) - 1,
+};
+
+static const struct hshape mm1g = {
+	.name = "mm1g", .token = 2, .kb = KB_1G, .pages = 1, .seed = 42,
+	.data = PAGE_BIT(0),
+};
+
+/* The PFNs of mm2m's pages, then mm1g's. */
+#define MM_PFNS		17
+
+/* The PFN of the page mapped at @addr, or 0. */
+static __u64 pfn_of(const void *addr)
+{
+	__u64 pfn = 0;
+
+	return luo_pfns(addr, PG, &pfn) ? 0 : pfn;
+}
+
+/*
+ * The PFNs of the huge pages of both memfds, mapped whole at @m2 and @m1,
+ * into @pfn: false if one is not mapped, or not a huge page's first.
+ */
+static bool mm_pfns(const char *m2, const char *m1, __u64 *pfn)
+{
+	bool ok = true;
+
+	for (unsigned int i = 0; i < mm2m.pages; i++) {
+		pfn[i] = pfn_of(m2 + i * HPS_2M);
+		ok &= pfn[i] && !(pfn[i] % (HPS_2M / PG));
+	}
+	pfn[MM_PFNS - 1] = pfn_of(m1);
+	ok &= pfn[MM_PFNS - 1] && !(pfn[MM_PFNS - 1] % (HPS_1G / PG));
+	if (!ok)
+		ksft_print_msg("pagemap: a huge page with no PFN, or not aligned (2 MiB page 0 %#llx, 1 GiB page %#llx)\n",
+			       (unsigned long long)pfn[0],
+			       (unsigned long long)pfn[MM_PFNS - 1]);
+	return ok;
+}
+
+static bool same_pfns(const __u64 *before, const __u64 *after)
+{
+	bool same = true;
+
+	for (int i = 0; i < MM_PFNS; i++) {
+		if (before[i] == after[i])
+			continue;
+		ksft_print_msg("%s page %d moved: PFN %#llx, now %#llx\n",
+			       i < MM_PFNS - 1 ? mm2m.name : mm1g.name,
+			       i < MM_PFNS - 1 ? i : 0,
+			       (unsigned long long)before[i],
+			       (unsigned long long)after[i]);
+		same = false;
+	}
+	return same;
+}
+
+/* Where the PFNs are, again, and the contents: unchanged. */
+static bool mm_in_place(int fd2, int fd1, const char *m2, const char *m1,
+			const __u64 *before, bool check_1g)
+{
+	__u64 now[MM_PFNS];
+
+	return mm_pfns(m2, m1, now) && same_pfns(before, now) &&
+	       shape_intact(fd2, &mm2m, mm2m.data) &&
+	       (!check_1g || shape_intact(fd1, &mm1g, mm1g.data));
+}
+
+/* Write @str to nr_hugepages of the pool of @kb: 0 or -errno. */
+static int pool_write(unsigned long kb, const char *str)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), HUGE_DIR "/nr_hugepages", kb);
+	return luo_write_file(path, str);
+}
+
+static __u64 block_bytes(void)
+{
+	char *s = luo_read_file(MEM_PATH "/block_size_bytes");
+	__u64 size = s ? strtoull(s, NULL, 16) : 0;
+
+	free(s);
+	return size;
+}
+
+/* Add the memory blocks of @per pages holding [@pfn, @pfn + @n) to @ids. */
+static int add_blocks(int *ids, int nr, __u64 pfn, __u64 n, __u64 per)
+{
+	for (__u64 b = pfn / per; b <= (pfn + n - 1) / per; b++) {
+		int i = 0;
+
+		while (i < nr && ids[i] != (int)b)
+			i++;
+		if (i == nr && nr < MAX_BLOCKS)
+			ids[nr++] = b;
+	}
+	return nr;
+}
+
+static bool block_online(const char *state)
+{
+	char *s = luo_read_file(state);
+	bool online = s && !strncmp(s, "online", 6);
+
+	free(s);
+	return online;
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * Write @str to @path, interrupted after @ms: 0, or -errno (-EINTR if
+ * interrupted).  No SA_RESTART: the write returns at the signal.
+ */
+static int write_timed(const char *path, const char *str, int ms)
+{
+	struct sigaction sa = { .sa_handler = on_alarm }, old;
+	struct itimerval it = {
+		.it_value = { .tv_sec = ms / 1000, .tv_usec = ms % 1000 * 1000 },
+	}, stop = { 0 };
+	int ret;
+
+	sigaction(SIGALRM, &sa, &old);
+	setitimer(ITIMER_REAL, &it, NULL);
+	ret = luo_write_file(path, str);
+	setitimer(ITIMER_REAL, &stop, NULL);
+	sigaction(SIGALRM, &old, NULL);
+	return ret;
+}
+
+/*
+ * Try to offline each memory block holding one of the huge pages of
+ * @pfn (MM_PFNS of them), *@nr blocks: false if one went offline (it is
+ * onlined again, in its zone), or was not there and online to be tried.
+ */
+static bool offline_refused(const __u64 *pfn, int *nr)
+{
+	__u64 per = block_bytes() / PG;
+	int ids[MAX_BLOCKS], n = 0, ret;
+	char path[96], *zones;
+	bool ok = true;
+	long long t;
+
+	*nr = 0;
+	if (!per) {
+		ksft_print_msg("no %s/block_size_bytes: no memory hotplug?\n",
+			       MEM_PATH);
+		return false;
+	}
+	for (int i = 0; i < MM_PFNS - 1; i++)
+		n = add_blocks(ids, n, pfn[i], HPS_2M / PG, per);
+	n = add_blocks(ids, n, pfn[MM_PFNS - 1], HPS_1G / PG, per);
+	*nr = n;
+	for (int b = 0; b < n; b++) {
+		snprintf(path, sizeof(path), MEM_PATH "/memory%d/valid_zones",
+			 ids[b]);
+		zones = luo_read_file(path);
+		snprintf(path, sizeof(path), MEM_PATH "/memory%d/state", ids[b]);
+		if (!zones || !block_online(path)) {
+			ksft_print_msg("memory%d: not there, or not online\n",
+				       ids[b]);
+			free(zones);
+			ok = false;
+			continue;
+		}
+		zones[strcspn(zones, "\n")] = '\0';
+		t = now_us();
+		ret = write_timed(path, "offline", OFFLINE_MS);
+		ksft_print_msg("memory%d (%s): offline %s after %lld ms\n",
+			       ids[b], zones, !ret ? "done" :
+			       ret == -EINTR ? "interrupted" : strerror(-ret),
+			       (now_us() - t) / 1000);
+		if (!ret) {
+			ksft_print_msg("memory%d went offline with preserved huge pages in it\n",
+				       ids[b]);
+			ok = false;
+			if (luo_write_file(path, strstr(zones, "Movable") ?
+					   "online_movable" : "online"))
+				ksft_print_msg("memory%d: cannot online it again\n",
+					       ids[b]);
+		}
+		free(zones);
+	}
+	return ok;
+}
+
+/*
+ * Poison the first page of @fd from a child: memory_failure() kills the
+ * task that asked, with SIGBUS.  Returns 0, or the madvise() error.
+ */
+static int poison_page(int fd)
+{
+	int status, ret;
+	pid_t pid;
+	char *m;
+
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid) {
+		m = mmap(NULL, HPS_2M, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+			 0);
+		if (m == MAP_FAILED)
+			_exit(ENOMEM);
+		memset(m, 0x5a, HPS_2M);
+		ret = madvise(m, getpagesize(), MADV_HWPOISON) ? errno : 0;
+		_exit(ret);
+	}
+	if (waitpid(pid, &status, 0) != pid)
+		return -errno;
+	if (WIFSIGNALED(status))
+		return WTERMSIG(status) == SIGBUS ? 0 : -EINTR;
+	return -WEXITSTATUS(status);
+}
+
+/*
+ * A memfd whose page has a hardware memory error: hugetlbfs keeps the page
+ * in the page cache, and the next kernel must not get it.
+ */
+static void poisoned_refused(int sfd)
+{
+	const char *what =
+		"a poisoned 2 MiB page (MADV_HWPOISON): PRESERVE_FD gets EHWPOISON";
+	int fd, ret;
+
+	if (access(SOFT_OFFLINE, F_OK)) {
+		ksft_test_result_skip("%s: no CONFIG_MEMORY_FAILURE\n", what);
+		return;
+	}
+	fd = memfd_create("hpoison", MFD_HUGETLB | MFD_HUGE_2MB);
+	if (fd < 0 || ftruncate(fd, HPS_2M)) {
+		result(false, "%s: memfd: %s", what, strerror(errno));
+		return;
+	}
+	ret = poison_page(fd);
+	if (ret)
+		ksft_print_msg("MADV_HWPOISON: %s\n", strerror(-ret));
+	else
+		ret = luo_preserve_fd(sfd, fd, 999);
+	if (ret != -EHWPOISON)
+		ksft_print_msg("PRESERVE_FD of the poisoned memfd: %s\n",
+			       strerror(-ret));
+	close(fd);
+	result(ret == -EHWPOISON, "%s", what);
+}
+
+static void mm_0(void)
+{
+	__u64 before[MM_PFNS];
+	char *m2, *m1;
+	int sfd, fd2, fd1, blocks = 0, ret, ret1;
+	bool ok;
+
+	ksft_set_plan(5);
+	/* The gigantic page first, while memory is least fragmented. */
+	pool_setup(KB_1G, 1, CORE_MEM_KB);
+	pool_setup(KB_2M, mm2m.pages + MM_SPARE_2M + 1, CORE_MEM_KB);
+	sfd = luo_must_create_session(dev, "hugetlb-mm");
+	fd2 = shape_new(&mm2m);
+	fd1 = shape_new(&mm1g);
+	ok = shape_put(fd2, &mm2m, mm2m.data) &&
+	     shape_put(fd1, &mm1g, mm1g.data) &&
+	     shape_intact(fd2, &mm2m, mm2m.data) &&
+	     luo_keep(sfd, fd2, mm2m.token) && luo_keep(sfd, fd1, mm1g.token) &&
+	     luo_settled(sfd, mm2m.token) && luo_settled(sfd, mm1g.token);
+	/*
+	 * Where the pages are once settled (pages in the movable zone have
+	 * moved out of it): mapped whole, and kept so, for their PFNs.
+	 */
+	m2 = mmap(NULL, mm2m.pages * HPS_2M, PROT_READ,
+		  MAP_SHARED | MAP_POPULATE, fd2, 0);
+	m1 = mmap(NULL, HPS_1G, PROT_READ, MAP_SHARED | MAP_POPULATE, fd1, 0);
+	ok = ok && m2 != MAP_FAILED && m1 != MAP_FAILED &&
+	     mm_pfns(m2, m1, before);
+	result(ok, "mm: a 2 MiB memfd of 16 pages and a 1 GiB memfd written, preserved, settled, mapped");
+	if (!ok)
+		luo_kexec_next();
+	pool_print(KB_2M, "preserved");
+	pool_print(KB_1G, "preserved");
+
+	poisoned_refused(sfd);
+
+	ret = pool_write(KB_2M, "0");
+	ret1 = pool_write(KB_1G, "0");
+	if (ret || ret1)
+		ksft_print_msg("nr_hugepages 0: %s (2 MiB), %s (1 GiB)\n",
+			       strerror(-ret), strerror(-ret1));
+	pool_print(KB_2M, "shrunk to 0");
+	pool_print(KB_1G, "shrunk to 0");
+	ok = pool_val(KB_2M, "nr_hugepages") == mm2m.pages &&
+	     pool_val(KB_2M, "free_hugepages") == 0 &&
+	     pool_val(KB_1G, "nr_hugepages") == 1 &&
+	     pool_val(KB_1G, "free_hugepages") == 0 &&
+	     mm_in_place(fd2, fd1, m2, m1, before, true);
+	result(ok, "while preserved: both pools shrunk to 0 keep the pages in use (16 of 2 MiB, one of 1 GiB), none free; in place, intact");
+
+	ok = offline_refused(before, &blocks) &&
+	     mm_in_place(fd2, fd1, m2, m1, before, true);
+	result(ok, "while preserved: offlining the %d memory blocks that hold the huge pages fails or does not end; the pages stay in place, intact",
+	       blocks);
+
+	if (access(SOFT_OFFLINE, F_OK)) {
+		ksft_test_result_skip("while preserved: soft offline of a 2 MiB page: no CONFIG_MEMORY_FAILURE (%s: %s)\n",
+				      SOFT_OFFLINE, strerror(errno));
+	} else {
+		ret = madvise(m2 + MM_SOFT_PAGE * HPS_2M, HPS_2M,
+			      MADV_SOFT_OFFLINE) ? -errno : 0;
+		ksft_print_msg("MADV_SOFT_OFFLINE of 2 MiB page %d: %s\n",
+			       MM_SOFT_PAGE, ret ? strerror(-ret) : "done");
+		result(mm_in_place(fd2, fd1, m2, m1, before, false),
+		       "while preserved: soft offline of a 2 MiB page fails or leaves it in place; intact");
+	}
+	pool_print(KB_2M, "at the reboot");
+	pool_print(KB_1G, "at the reboot");
+	luo_kexec_next();
+}
+
+/* A file of the hugetlb cgroup, as a number, or -1. */
+static long long hcg_val(const char *file)
+{
+	char path[128], *s;
+	long long n;
+
+	snprintf(path, sizeof(path), HCG "/%s", file);
+	s = luo_read_file(path);
+	n = s ? atoll(s) : -1;
+	free(s);
+	return n;
+}
+
+static int hcg_write(const char *file, const char *str)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), HCG "/%s", file);
+	return luo_write_file(path, str);
+}
+
+/*
+ * Into a new cgroup v2 child with the hugetlb controller and @max bytes
+ * of 2 MiB pages: cgroup2 mounted if need be.  The config has
+ * CONFIG_CGROUP_HUGETLB: a cgroup that cannot be had fails the test.
+ */
+static void hcg_enter(unsigned long long max)
+{
+	char *ctl, str[32];
+	bool has;
+	int ret;
+
+	mkdir(CGROOT, 0755);
+	if (access(CGROOT "/cgroup.controllers", F_OK) &&
+	    mount("cgroup2", CGROOT, "cgroup2", 0, NULL))
+		luo_bail("mount cgroup2 on %s: %s", CGROOT, strerror(errno));
+	ctl = luo_read_file(CGROOT "/cgroup.controllers");
+	has = ctl && strstr(ctl, "hugetlb");
+	if (ctl)
+		ctl[strcspn(ctl, "\n")] = '\0';
+	if (!has)
+		luo_bail("no hugetlb controller: cgroup.controllers '%s'",
+			 ctl ? ctl : "(unreadable)");
+	free(ctl);
+	ret = luo_write_file(CGROOT "/cgroup.subtree_control", "+hugetlb");
+	if (ret)
+		luo_bail("+hugetlb in cgroup.subtree_control: %s",
+			 strerror(-ret));
+	if (mkdir(HCG, 0755) && errno != EEXIST)
+		luo_bail("mkdir %s: %s", HCG, strerror(errno));
+	snprintf(str, sizeof(str), "%llu", max);
+	ret = hcg_write("hugetlb.2MB.max", str);
+	if (!ret)
+		ret = hcg_write("cgroup.procs", "0");
+	if (ret)
+		luo_bail("hugetlb cgroup %s, limit %s: %s", HCG, str,
+			 strerror(-ret));
+}
+
+static void mm_1(void)
+{
+	long long cur2, cur1;
+	int sfd, fd2 = -1, fd1, ret;
+
+	ksft_set_plan(8);
+	result(pool_is(KB_2M, 0, 0) && pool_is(KB_1G, 0, 0),
+	       "no hugetlb pool at boot");
+	hcg_enter(MM_LIMIT_PAGES * HPS_2M);
+	if (luo_retrieve_session(dev, "hugetlb-mm", &sfd))
+		luo_bail("retrieve session hugetlb-mm");
+
+	ret = luo_retrieve_fd(sfd, mm2m.token, &fd2);
+	cur2 = hcg_val("hugetlb.2MB.current");
+	ksft_print_msg("RETRIEVE_FD with room for %d pages in the cgroup: %s; hugetlb.2MB.current %lld\n",
+		       MM_LIMIT_PAGES, ret ? strerror(-ret) : "done", cur2);
+	if (ret)
+		fd2 = -1;
+	pool_print(KB_2M, "after the refused RETRIEVE_FD");
+	result(ret == -ENOMEM && pool_is(KB_2M, 0, 0) && pool_is(KB_1G, 0, 0) &&
+	       !cur2,
+	       "RETRIEVE_FD in a hugetlb cgroup with room for 8 of its 16 pages: ENOMEM; nr_hugepages still 0, none free, nothing charged");
+
+	ret = hcg_write("hugetlb.2MB.max", "max");
+	if (ret)
+		ksft_print_msg("hugetlb.2MB.max: %s\n", strerror(-ret));
+	if (fd2 < 0)
+		fd2 = luo_take(sfd, mm2m.token);
+	cur2 = hcg_val("hugetlb.2MB.current");
+	ksft_print_msg("hugetlb.2MB.current %lld\n", cur2);
+	result(!ret && fd2 >= 0 && pool_is(KB_2M, mm2m.pages, 0) &&
+	       cur2 == (long long)(mm2m.pages * HPS_2M),
+	       "limit lifted: RETRIEVE_FD works; 16 pool pages in use, hugetlb.2MB.current 32 MiB");
+	result(shape_intact(fd2, &mm2m, mm2m.data),
+	       "the 2 MiB memfd: every byte of its 16 pages intact");
+
+	fd1 = luo_take(sfd, mm1g.token);
+	cur1 = hcg_val("hugetlb.1GB.current");
+	ksft_print_msg("hugetlb.1GB.current %lld\n", cur1);
+	result(fd1 >= 0 && pool_is(KB_1G, 1, 0) && cur1 == (long long)HPS_1G &&
+	       shape_intact(fd1, &mm1g, mm1g.data),
+	       "the 1 GiB memfd: retrieved, a pool page in use charged to the cgroup, every byte intact");
+	result(!luo_finish(sfd), "finish");
+	close(sfd);
+	close(fd2);
+	close(fd1);
+	cur2 = hcg_val("hugetlb.2MB.current");
+	cur1 = hcg_val("hugetlb.1GB.current");
+	ksft_print_msg("closed: hugetlb.2MB.current %lld, hugetlb.1GB.current %lld\n",
+		       cur2, cur1);
+	result(pool_is(KB_2M, mm2m.pages, mm2m.pages) && pool_is(KB_1G, 1, 1) &&
+	       !cur2 && !cur1,
+	       "closed: every page a free pool page, uncharged");
+	luo_write_file(CGROOT "/cgroup.procs", "0");
+	rmdir(HCG);
+	result(pool_set(KB_2M, 0) && pool_set(KB_1G, 0) &&
+	       pool_is(KB_2M, 0, 0) && pool_is(KB_1G, 0, 0),
+	       "the pools shrink to 0");
+	ksft_finished();
+}
+
+/* ---- nosize ---- */
+
+/* The next kernel's CPU has no 1 GiB pages: no hstate of them. */
+#define NO_1G		"clearcpuid=pdpe1gb"
+#define NS_SHMEM	3
+/* Most of the 1 GiB page: a few MiB may sit in per-CPU lists. */
+#define NS_FREED_KB	((long)(HPS_1G / 1024 * 15 / 16))
+
+static const struct hshape ns1g = {
+	.name = "ns1g", .token = 1, .kb = KB_1G, .pages = 1, .seed = 51,
+	.data = PAGE_BIT(0),
+};
+
+static const struct hshape ns2m = {
+	.name = "ns2m", .token = 2, .kb = KB_2M, .pages = 4, .seed = 52,
+	.data = PAGE_BIT(4) - 1,
+};
+
+/* luo_kexec_next(), with @append on the next kernel's command line. */
+static void __noreturn kexec_append(const char *append)
+{
+	int ret;
+
+	if (ksft_get_fail_cnt()) {
+		ksft_test_result_fail("kexec into stage %d with %s # not tried after failures\n",
+				      stage + 1, append);
+		ksft_finished();
+	}
+	ret = next_stage_append(append);
+	ksft_print_msg("%s -a %s returned %d\n", LUO_NEXT_STAGE, append, ret);
+	ksft_test_result_fail("kexec into stage %d with %s\n", stage + 1,
+			      append);
+	ksft_finished();
+}
+
+static void nosize_0(void)
+{
+	int sfd, fd1, fd2, shfd;
+	bool ok;
+
+	ksft_set_plan(2);
+	pool_setup(KB_1G, 1, CORE_MEM_KB);
+	pool_setup(KB_2M, ns2m.pages, CORE_MEM_KB);
+	sfd = luo_must_create_session(dev, "hugetlb-nosize");
+	fd1 = shape_new(&ns1g);
+	fd2 = shape_new(&ns2m);
+	shfd = memfd_create("hshmem", 0);
+	ok = shape_put(fd1, &ns1g, ns1g.data) &&
+	     shape_put(fd2, &ns2m, ns2m.data) &&
+	     shape_intact(fd1, &ns1g, ns1g.data) &&
+	     shape_intact(fd2, &ns2m, ns2m.data) &&
+	     shfd >= 0 && !luo_put(shfd, 0, SHMEM_SIZE, SHMEM_SEED);
+	result(ok, "nosize: a 1 GiB, a 2 MiB and a shmem memfd written");
+	result(luo_keep(sfd, fd1, ns1g.token) && luo_keep(sfd, fd2, ns2m.token) &&
+	       luo_keep(sfd, shfd, NS_SHMEM),
+	       "nosize: preserved, to a kernel booted with " NO_1G);
+	kexec_append(NO_1G);
+}
+
+static void nosize_1(void)
+{
+	int sfd, fd = -1, fd2, shfd, ret, again;
+	long free0, free1;
+	char path[96], *cmdline;
+	bool no1g;
+
+	ksft_set_plan(7);
+	snprintf(path, sizeof(path), HUGE_DIR, KB_1G);
+	no1g = access(path, F_OK) && errno == ENOENT;
+	result(no1g, "booted with " NO_1G ": no hugetlb pages of 1 GiB");
+	if (!no1g) {
+		cmdline = luo_read_file("/proc/cmdline");
+		ksft_exit_fail_msg("test setup failed: %s exists although the kernel was booted with %s (command line: %s), there is nothing to test\n",
+				   path, NO_1G, cmdline ? cmdline : "?");
+	}
+	result(pool_is(KB_2M, 0, 0), "no 2 MiB pool at boot");
+	if (luo_retrieve_session(dev, "hugetlb-nosize", &sfd))
+		luo_bail("retrieve session hugetlb-nosize");
+
+	ret = luo_retrieve_fd(sfd, ns1g.token, &fd);
+	if (!ret)
+		close(fd);
+	again = luo_retrieve_fd(sfd, ns1g.token, &fd);
+	if (!again)
+		close(fd);
+	ksft_print_msg("RETRIEVE_FD of the 1 GiB memfd: %s, then %s\n",
+		       ret ? strerror(-ret) : "done",
+		       again ? strerror(-again) : "done");
+	result(ret == -EOPNOTSUPP && again == -EOPNOTSUPP,
+	       "RETRIEVE_FD of the 1 GiB memfd: EOPNOTSUPP, and again");
+
+	fd2 = luo_take(sfd, ns2m.token);
+	result(fd2 >= 0 && pool_is(KB_2M, ns2m.pages, 0) &&
+	       shape_intact(fd2, &ns2m, ns2m.data),
+	       "the 2 MiB memfd: retrieved, its 4 pages pool pages in use, intact");
+	shfd = luo_take(sfd, NS_SHMEM);
+	result(shmem_intact(shfd), "the shmem memfd: intact, still tmpfs");
+
+	free0 = luo_meminfo_kb("MemFree");
+	ret = luo_finish(sfd);
+	free1 = luo_meminfo_kb("MemFree");
+	ksft_print_msg("FINISH: %s; MemFree %ld kB before, %ld kB after\n",
+		       ret ? strerror(-ret) : "done", free0, free1);
+	result(!ret && free1 - free0 >= NS_FREED_KB,
+	       "FINISH works and frees the 1 GiB page to the buddy allocator (MemFree +%ld kB)",
+	       free1 - free0);
+	close(sfd);
+	close(fd2);
+	close(shfd);
+	result(pool_is(KB_2M, ns2m.pages, ns2m.pages) && pool_set(KB_2M, 0) &&
+	       pool_is(KB_2M, 0, 0),
+	       "closed: the 2 MiB pages are free pool pages; the pool shrinks to 0");
+	ksft_finished();
+}
+
+/* Stage 0 or 1 of a two-stage scenario; returns at any other stage. */
+static void run_two(void (*stage0)(void), void (*stage1)(void))
+{
+	if (stage == 0)
+		stage0();
+	else if (stage == 1)
+		stage1();
+}
+
 int main(int argc, char **argv)
 {
+	static const char * const scenarios[] = {
+		"core", "hops", "big", "mm", "nosize",
+	};
 	const char *scenario = argc == 2 ? argv[1] : "";
 	struct sigaction sa = { .sa_handler = on_sigbus };
+	bool known = false;
 
 	stage = luo_stage();
-	if (strcmp(scenario, "core") && strcmp(scenario, "hops") &&
-	    strcmp(scenario, "big")) {
-		fprintf(stderr, "%s core|hops|big, with LUO_STAGE=N\n",
+	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
+		known |= !strcmp(scenario, scenarios[i]);
+	if (!known) {
+		fprintf(stderr, "%s core|hops|big|mm|nosize, with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
 	}
@@ -1004,9 +1671,11 @@ int main(int argc, char **argv)
 		run_hops();
 	else if (!strcmp(scenario, "big"))
 		run_big();
-	else if (stage == 0)
-		core_0();
-	else if (stage == 1)
-		core_1();
+	else if (!strcmp(scenario, "mm"))
+		run_two(mm_0, mm_1);
+	else if (!strcmp(scenario, "nosize"))
+		run_two(nosize_0, nosize_1);
+	else
+		run_two(core_0, core_1);
 	ksft_exit_fail_msg("no stage %d\n", stage);
 }

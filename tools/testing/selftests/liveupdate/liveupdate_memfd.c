@@ -324,20 +324,6 @@ static bool memfd_moved(int fd)
 	return false;
 }
 
-/* The QUERY state of the file @token in session @sfd, or 0. */
-static __u32 query_state(int sfd, __u64 token)
-{
-	struct liveupdate_file_info files[16];
-	__u32 kind, count = 16;
-
-	if (luo_query(sfd, &kind, files, &count))
-		return 0;
-	for (__u32 i = 0; i < count && i < 16; i++)
-		if (files[i].token == token)
-			return files[i].state;
-	return 0;
-}
-
 /* The metadata bytes of @fd, once complete. */
 static bool memfd_meta(int fd, long *used, long *alloc)
 {
@@ -899,17 +885,17 @@ static void out_of_scratch(int sfd)
 	t = now_us();
 	ok = luo_keep(sfd, fd, 5);
 	t = now_us() - t;
-	state = query_state(sfd, 5);
+	state = luo_file_state(sfd, 5);
 	ok = ok && memfd_stats(fd, &used, &alloc, &moving) &&
 	     (state == LIVEUPDATE_FILE_SETTLING ||
 	      (state == LIVEUPDATE_FILE_PRESERVED && !moving));
 	ok = ok && !put(fd, size - CMA_STEP, CMA_STEP, 29);
 	t2 = now_us();
-	while (ok && query_state(sfd, 5) == LIVEUPDATE_FILE_SETTLING &&
+	while (ok && luo_file_state(sfd, 5) == LIVEUPDATE_FILE_SETTLING &&
 	       now_us() - t2 < 60000000)
 		usleep(10000);
 	t2 = now_us() - t2;
-	ok = ok && query_state(sfd, 5) == LIVEUPDATE_FILE_PRESERVED &&
+	ok = ok && luo_file_state(sfd, 5) == LIVEUPDATE_FILE_PRESERVED &&
 	     memfd_stats(fd, &used, &alloc, &moving2) && !moving2;
 	map = ok ? mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
 	if (map != MAP_FAILED) {
@@ -1485,7 +1471,7 @@ static void scratch_reboot(void)
 
 	luo_create_session(dev, "scratch", &sfd);
 	ok = luo_keep(sfd, fd, 1);
-	state = query_state(sfd, 1);
+	state = luo_file_state(sfd, 1);
 	memfd_stats(fd, &used, &alloc, &moving);
 	fflush(stdout);
 	pid = ok ? fork() : -1;
@@ -1564,7 +1550,7 @@ static __u32 vms_settle(int sfd, int fd, long *left, long long *us)
 	long used, alloc;
 	__u32 state;
 
-	while ((state = query_state(sfd, VMS_TOKEN)) ==
+	while ((state = luo_file_state(sfd, VMS_TOKEN)) ==
 	       LIVEUPDATE_FILE_SETTLING && now_us() - t < VMS_SETTLE_US)
 		usleep(10000);
 	*us = now_us() - t;
@@ -1658,7 +1644,7 @@ static void vmsplice_reboot(void)
 	close(pipefd[1]);
 	fill(want, off, PG, VMS_SEED);
 	ok = ok && !memcmp(buf, want, PG);
-	state2 = query_state(sfd, VMS_TOKEN);
+	state2 = luo_file_state(sfd, VMS_TOKEN);
 	ksft_print_msg("reboot(KEXEC): %s; then state %u\n",
 		       ret ? strerror(-ret) : "returned 0", state2);
 	result(ok && ret != -EINVAL && luo_file_count(sfd) == 1 &&

@@ -333,38 +333,6 @@ static long count_moved(const __u64 *before, const __u64 *after, __u64 n)
 
 /* ---- LUO ---- */
 
-/* The QUERY state of the file @token in session @sfd, or 0. */
-static __u32 query_state(int sfd, __u64 token)
-{
-	static struct liveupdate_file_info files[256];
-	__u32 kind, count = ARRAY_SIZE(files);
-
-	if (luo_query(sfd, &kind, files, &count))
-		return 0;
-	for (__u32 i = 0; i < count && i < ARRAY_SIZE(files); i++)
-		if (files[i].token == token)
-			return files[i].state;
-	return 0;
-}
-
-/*
- * Wait (up to a minute) until the file @token is done settling, that is
- * its pages are out of KHO scratch: true once it is PRESERVED.
- */
-static bool settled(int sfd, __u64 token)
-{
-	long long t = now_ms();
-	__u32 state;
-
-	while ((state = query_state(sfd, token)) == LIVEUPDATE_FILE_SETTLING &&
-	       now_ms() - t < 60000)
-		sleep_ms(10);
-	if (state != LIVEUPDATE_FILE_PRESERVED)
-		ksft_print_msg("token %llu: state %u after %lld ms\n",
-			       (unsigned long long)token, state, now_ms() - t);
-	return state == LIVEUPDATE_FILE_PRESERVED;
-}
-
 /* ---- facilities ---- */
 
 static const char *swap_missing(void)
@@ -810,9 +778,9 @@ static void clean_0(int sfd, __u64 token)
 		result(ok && at_once >= 0 && pages - at_once <= m.moving,
 		       "clean: drop_caches at once after PRESERVE_FD drops none of the held pages (%ld dropped, %ld still to move)",
 		       pages - at_once, m.moving);
-	ok = ok && settled(sfd, token);
+	ok = ok && luo_settled(sfd, token);
 	map = clean_map(fd);
-	ok = ok && settled(sfd, token);
+	ok = ok && luo_settled(sfd, token);
 	left = clean_left(fd, map);
 	cleft = clean_left(ctl, clean_map(ctl));
 	ksft_print_msg("clean: pages left of %ld: %ld after drop_caches at once (control: %ld); once settled, %ld after MADV_PAGEOUT and drop_caches (control: %ld)\n",
@@ -874,7 +842,7 @@ static void reclaim_0(int sfd, __u64 token)
 	pageout(ctl, RECLAIM_SIZE);
 	r[1] = resident(fd, RECLAIM_SIZE);
 	c[1] = resident(ctl, RECLAIM_SIZE);
-	ok = ok && settled(sfd, token);
+	ok = ok && luo_settled(sfd, token);
 	luo_memcg_reclaim(CG_CASES, 4 * RECLAIM_SIZE);
 	pageout(fd, RECLAIM_SIZE);
 	r[2] = resident(fd, RECLAIM_SIZE);
@@ -969,7 +937,7 @@ static void swapin_0(int sfd, __u64 token)
 		}
 	}
 	for (int i = 0; i < SWAPIN_FILES; i++) {
-		ok = ok && settled(sfd, token + i);
+		ok = ok && luo_settled(sfd, token + i);
 		pageout(fd[i], SWAPIN_SIZE);
 		left += resident(fd[i], SWAPIN_SIZE);
 		ok = ok && verify(fd[i], &swapin_shapes[i]);
@@ -1081,7 +1049,7 @@ static void eofswap_0(int sfd, __u64 token)
 	}
 	if (ok)
 		ret = luo_preserve_fd(sfd, fd, token);
-	ok = ok && !ret && settled(sfd, token);
+	ok = ok && !ret && luo_settled(sfd, token);
 	past[2] = eof_swapped(fd, &in[2]);
 	ksft_print_msg("eofswap: of %ld pages before EOF, in memory: %ld written, %ld after memory.reclaim, %ld after PRESERVE_FD (%s); KiB past EOF in swap: %lld, %lld, %lld\n",
 		       pages, in[0], in[1], in[2], strerror(-ret),
@@ -1171,7 +1139,7 @@ static void shrinker_0(int sfd, __u64 token)
 	drop_all_caches();
 	big[1] = in_large_folio(fd, last);
 	cbig[1] = in_large_folio(ctl, last);
-	ok = ok && settled(sfd, token);
+	ok = ok && luo_settled(sfd, token);
 	big[2] = in_large_folio(fd, last);
 	drop_all_caches();
 	big[3] = in_large_folio(fd, last);
@@ -1265,7 +1233,7 @@ static void collapse_0(int sfd, __u64 token)
 	bool ok;
 
 	ok = luo_keep(sfd, full, token) && luo_keep(sfd, holes, token + 1) &&
-	     settled(sfd, token) && settled(sfd, token + 1) &&
+	     luo_settled(sfd, token) && luo_settled(sfd, token + 1) &&
 	     pfns_of(full, COL_SIZE, before);
 	thp_mode("advise", old, sizeof(old));
 	ret[0] = collapse(full);
@@ -1335,7 +1303,7 @@ static void contig_0(int sfd, __u64 token)
 	fd = make_memfd(&contig_shape);
 	sys_set_mempolicy(MPOL_DEFAULT, 0);
 
-	ok = luo_keep(sfd, fd, token) && settled(sfd, token) &&
+	ok = luo_keep(sfd, fd, token) && luo_settled(sfd, token) &&
 	     pfns_of(fd, CONTIG_SIZE, before);
 	mov = ok ? in_movable(before, n) : 0;
 	t = now_ms();
@@ -1393,7 +1361,7 @@ static void numa_0(int sfd, __u64 token)
 	fd = make_memfd(&numa_shape);
 	ctl = make_memfd(&numa_ctl);
 	sys_set_mempolicy(MPOL_DEFAULT, 0);
-	ok = luo_keep(sfd, fd, token) && settled(sfd, token) &&
+	ok = luo_keep(sfd, fd, token) && luo_settled(sfd, token) &&
 	     pfns_of(fd, NUMA_SIZE, before);
 	map = mmap(NULL, NUMA_SIZE, PROT_READ, MAP_SHARED, fd, 0);
 	cmap = mmap(NULL, NUMA_SIZE, PROT_READ, MAP_SHARED, ctl, 0);
@@ -1518,7 +1486,7 @@ static void uffd_0(int sfd, __u64 token)
 	ksft_print_msg("uffd: %ld faults resolved; %llu blocks, want %llu\n",
 		       served, (unsigned long long)blocks_of(fd),
 		       (unsigned long long)(UFFD_PAGES * PG / 512));
-	ok = ok && served > 0 && settled(sfd, token) &&
+	ok = ok && served > 0 && luo_settled(sfd, token) &&
 	     verify(fd, &uffd_shape) &&
 	     blocks_of(fd) == UFFD_PAGES * PG / 512;
 	result(ok, "uffd: UFFDIO_COPY, UFFDIO_ZEROPAGE and a thread's faults resolved into the preserved memfd");
@@ -1915,7 +1883,7 @@ static void torture_0(int sfd, __u64 token)
 	t = now_ms();
 	ok = true;
 	for (int i = 0; i < NR_TT; i++)
-		ok &= settled(sfd, token + i);
+		ok &= luo_settled(sfd, token + i);
 	ksft_print_msg("torture: settled in %lld ms\n", now_ms() - t);
 	sleep_ms(3000);
 	for (int i = 0; i < NR_TT; i++)

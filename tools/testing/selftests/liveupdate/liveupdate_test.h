@@ -901,6 +901,46 @@ static inline void __noreturn luo_kexec_next(void)
 	ksft_finished();
 }
 
+/* The QUERY state of file @token of session @sfd, or 0 if it is not there. */
+static inline __u32 luo_file_state(int sfd, __u64 token)
+{
+	static struct liveupdate_file_info files[256];
+	__u32 kind, count = ARRAY_SIZE(files);
+
+	if (luo_query(sfd, &kind, files, &count))
+		return 0;
+	for (__u32 i = 0; i < count && i < ARRAY_SIZE(files); i++)
+		if (files[i].token == token)
+			return files[i].state;
+	return 0;
+}
+
+/*
+ * Wait (up to a minute) until file @token of session @sfd is done settling:
+ * the memfd handler moves the pages that may not stay where they are (KHO
+ * scratch, ZONE_MOVABLE) after PRESERVE_FD.  True once it is PRESERVED.
+ */
+static inline bool luo_settled(int sfd, __u64 token)
+{
+	const struct timespec tick = { 0, 10000000 };
+	struct timespec t0, t;
+	long long ms = 0;
+	__u32 state;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((state = luo_file_state(sfd, token)) ==
+	       LIVEUPDATE_FILE_SETTLING && ms < 60000) {
+		nanosleep(&tick, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		ms = (t.tv_sec - t0.tv_sec) * 1000LL +
+		     (t.tv_nsec - t0.tv_nsec) / 1000000;
+	}
+	if (state != LIVEUPDATE_FILE_PRESERVED)
+		ksft_print_msg("token %llu: state %u after %lld ms\n",
+			       (unsigned long long)token, state, ms);
+	return state == LIVEUPDATE_FILE_PRESERVED;
+}
+
 /* Whether memfd @fd is named @name, as /proc shows it. */
 static inline bool luo_memfd_name_is(int fd, const char *name)
 {
