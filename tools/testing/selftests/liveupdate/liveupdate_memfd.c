@@ -445,7 +445,8 @@ static void core_0(void)
 		       zused, zalloc, used, alloc);
 	result(ok && zalloc <= 128 && alloc <= 192,
 	       "metadata of an empty and a one-page memfd: at most 128 and 192 bytes");
-	snprintf(want, sizeof(want), "handlers=1 files=%d",
+	/* Bound to both memfd handlers: shmem and hugetlb memfds. */
+	snprintf(want, sizeof(want), "handlers=2 files=%d",
 		 luo_file_count(sfd) + luo_file_count(usfd));
 	result(pool_is("outgoing", want),
 	       "the metadata pool FLB is preserved, one reference per memfd");
