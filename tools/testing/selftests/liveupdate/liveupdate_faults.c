@@ -552,16 +552,6 @@ static bool huge_setup(long nr)
  * page, but read).  A fault that finds no page and no pool page for it
  * raises SIGBUS: a failed check, not a crash.
  */
-static sigjmp_buf bus_env;
-static volatile sig_atomic_t bus_armed;
-
-static void on_sigbus(int sig)
-{
-	if (bus_armed)
-		siglongjmp(bus_env, 1);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
 
 /* Huge page @idx mapped at @p: filled, or checked into @bad. */
 struct hspan {
@@ -587,16 +577,16 @@ static void hspan_check(struct hspan *sp)
 /* Everything through @sp, so that nothing a jump back needs is in a register. */
 static bool hspan_guarded(struct hspan *sp, bool write)
 {
-	if (sigsetjmp(bus_env, 1)) {
-		bus_armed = 0;
+	if (sigsetjmp(luo_bus_env, 1)) {
+		luo_bus_armed = 0;
 		return false;
 	}
-	bus_armed = 1;
+	luo_bus_armed = 1;
 	if (write)
 		hspan_fill(sp);
 	else
 		hspan_check(sp);
-	bus_armed = 0;
+	luo_bus_armed = 0;
 	return true;
 }
 
@@ -1653,7 +1643,7 @@ static void stage1(void)
 int main(void)
 {
 	struct rlimit rl = { 8192, 8192 };
-	struct sigaction sa = { .sa_handler = on_sigbus };
+	struct sigaction sa = { .sa_handler = luo_on_sigbus };
 	int stage = luo_stage();
 
 	ksft_print_header();

@@ -267,16 +267,6 @@ static __u64 bad_word(const __u64 *p, __u64 n, __u64 v)
  * A fault that finds no page and no pool page for it raises SIGBUS: taken
  * as a failed check, not a crash.
  */
-static sigjmp_buf bus_env;
-static volatile sig_atomic_t bus_armed;
-
-static void on_sigbus(int sig)
-{
-	if (bus_armed)
-		siglongjmp(bus_env, 1);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
 
 /* A run of @n words at @p, the pattern from @v: filled, or checked into @bad. */
 struct span {
@@ -291,16 +281,16 @@ struct span {
  */
 static bool guarded(struct span *sp, bool write)
 {
-	if (sigsetjmp(bus_env, 1)) {
-		bus_armed = 0;
+	if (sigsetjmp(luo_bus_env, 1)) {
+		luo_bus_armed = 0;
 		return false;
 	}
-	bus_armed = 1;
+	luo_bus_armed = 1;
 	if (write)
 		fill_words(sp->p, sp->n, sp->v);
 	else
 		sp->bad = bad_word(sp->p, sp->n, sp->v);
-	bus_armed = 0;
+	luo_bus_armed = 0;
 	return true;
 }
 
@@ -1648,7 +1638,7 @@ int main(int argc, char **argv)
 		"core", "hops", "big", "mm", "nosize",
 	};
 	const char *scenario = argc == 2 ? argv[1] : "";
-	struct sigaction sa = { .sa_handler = on_sigbus };
+	struct sigaction sa = { .sa_handler = luo_on_sigbus };
 	bool known = false;
 
 	stage = luo_stage();

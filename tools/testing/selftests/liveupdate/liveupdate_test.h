@@ -19,6 +19,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -939,6 +941,22 @@ static inline bool luo_settled(int sfd, __u64 token)
 		ksft_print_msg("token %llu: state %u after %lld ms\n",
 			       (unsigned long long)token, state, ms);
 	return state == LIVEUPDATE_FILE_PRESERVED;
+}
+
+/*
+ * A fault that finds no page (a hugetlb hole with no pool page for it)
+ * raises SIGBUS: with luo_on_sigbus() as the handler and luo_bus_armed
+ * set, it returns to the sigsetjmp(luo_bus_env) as a failed check.
+ */
+static sigjmp_buf luo_bus_env;
+static volatile sig_atomic_t luo_bus_armed;
+
+static inline void luo_on_sigbus(int sig)
+{
+	if (luo_bus_armed)
+		siglongjmp(luo_bus_env, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
 }
 
 /* Whether memfd @fd is named @name, as /proc shows it. */
