@@ -96,6 +96,7 @@ static_assert(sizeof(struct memfd_preserve_file) == 80);
 static_assert(sizeof(struct memfd_preserve_entry) == 16);
 static_assert(sizeof(struct memfd_preserve_run) == 24);
 static_assert(sizeof(struct memfd_preserve_pages) == 16);
+static_assert(sizeof(struct memfd_preserve_hugetlb_pool) == 520);
 
 /* Outgoing preserved memfds, for the debugfs statistics. */
 static LIST_HEAD(mfp_list);
@@ -934,6 +935,8 @@ static struct memfd_preserved *mfp_alloc(struct file *file)
 		kfree(p);
 		return ERR_CAST(hdr);
 	}
+	if (is_file_hugepages(file))
+		mfp_pool_hugetlb(pool);
 	mutex_init(&p->lock);
 	refcount_set(&p->ref, 1);
 	xa_init(&p->added);
@@ -1200,6 +1203,24 @@ static int mfp_stats_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(mfp_stats);
 
+/**
+ * mfp_count_hugetlb() - count the huge pages of the frozen hugetlb memfds
+ * @hp: where to write them, by huge page shift
+ */
+void mfp_count_hugetlb(struct memfd_preserve_hugetlb_pool *hp)
+{
+	struct memfd_preserved *p;
+
+	memset(hp->pages, 0, sizeof(hp->pages));
+	guard(mutex)(&mfp_list_lock);
+	list_for_each_entry(p, &mfp_list, node) {
+		if (!p->hugetlb)
+			continue;
+		guard(mutex)(&p->lock);
+		hp->pages[p->hdr->huge_shift] += p->hdr->nr_folios;
+	}
+}
+
 /* Register @h, bound to the metadata pool. */
 static int __init mfp_register(struct liveupdate_file_handler *h)
 {
@@ -1223,6 +1244,7 @@ static int __init memfd_preserve_init(void)
 	unsigned int i;
 	int err;
 
+	mfp_hugetlb_pool_in_free();
 	for (i = 0; i < ARRAY_SIZE(mfp_handlers); i++) {
 		err = mfp_register(mfp_handlers[i]);
 		if (err) {

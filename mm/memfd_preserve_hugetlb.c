@@ -14,13 +14,17 @@
  *
  * Incoming, each huge page KHO kept is a compound folio of the page's
  * order: hugetlb_add_restored_folios() makes it a hugetlb page of the new
- * memfd and of its hstate's pool, with no copy and no split.
+ * memfd and of its hstate's pool, with no copy and no split.  These pages
+ * count toward the boot pool (hugepages=): hugetlb learns how many there
+ * are from memfd_preserve_hugetlb_boot_pages(), before it allocates.
  */
 #define pr_fmt(fmt) "memfd_preserve: " fmt
 
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
+#include <linux/kexec_handover.h>
+#include <linux/memblock.h>
 #include <linux/memfd.h>
 #include <linux/pagemap.h>
 #include <linux/slab.h>
@@ -132,4 +136,95 @@ int mfp_hugetlb_retrieve(struct liveupdate_file *lf)
 	mfp_in_put_folios(in);
 	kfree(in);
 	return 0;
+}
+
+/*
+ * The incoming count of preserved huge pages: its physical address if it
+ * is one page that carries the magic, else 0.  @early: memblock still
+ * knows what is memory, the memory map does not yet.
+ */
+static phys_addr_t mfp_hugetlb_pool_in(bool early)
+{
+	const struct memfd_preserve_hugetlb_pool *hp;
+	phys_addr_t phys;
+	size_t size;
+
+	if (kho_retrieve_subtree(MEMFD_PRESERVE_HUGETLB_POOL_NODE, &phys,
+				 &size))
+		return 0;
+	if (size != sizeof(*hp) || !PAGE_ALIGNED(phys) ||
+	    !(early ? memblock_is_region_memory(phys, PAGE_SIZE) :
+		      pfn_valid(PHYS_PFN(phys)))) {
+		pr_warn("%s: %zu bytes at %pa: ignored\n",
+			MEMFD_PRESERVE_HUGETLB_POOL_NODE, size, &phys);
+		return 0;
+	}
+	hp = phys_to_virt(phys);
+	if (hp->magic != MEMFD_PRESERVE_HUGETLB_POOL_MAGIC) {
+		pr_warn("%s: magic %#llx: ignored\n",
+			MEMFD_PRESERVE_HUGETLB_POOL_NODE, hp->magic);
+		return 0;
+	}
+	return phys;
+}
+
+/* Read once, early: hugetlb asks again after memblock is gone. */
+static u64 mfp_boot_pages[MEMFD_PRESERVE_HUGE_SHIFTS] __initdata;
+
+/**
+ * memfd_preserve_hugetlb_boot_init() - read what the previous kernel kept
+ *
+ * Called by hugetlb before it allocates any boot page, while memblock
+ * still hands out scratch memory only, so the preserved page is intact.
+ */
+void __init memfd_preserve_hugetlb_boot_init(void)
+{
+	phys_addr_t phys = mfp_hugetlb_pool_in(true);
+	const struct memfd_preserve_hugetlb_pool *hp;
+
+	if (!phys)
+		return;
+	hp = phys_to_virt(phys);
+	memcpy(mfp_boot_pages, hp->pages, sizeof(mfp_boot_pages));
+}
+
+/**
+ * memfd_preserve_hugetlb_boot_pages() - huge pages the previous kernel kept
+ * @shift: a huge page size, as its shift
+ *
+ * Return: how many huge pages of 2^@shift bytes the hugetlb memfds frozen
+ * by the previous kernel hold, and that join this kernel's pool as they
+ * are retrieved; 0 if none, or if this boot is not a live update.
+ */
+unsigned long __init memfd_preserve_hugetlb_boot_pages(unsigned int shift)
+{
+	return shift < ARRAY_SIZE(mfp_boot_pages) ? mfp_boot_pages[shift] : 0;
+}
+
+/**
+ * mfp_hugetlb_pool_in_free() - free the incoming count of huge pages
+ *
+ * Once hugetlb sized its boot pool, nobody reads it again.
+ */
+void __init mfp_hugetlb_pool_in_free(void)
+{
+	phys_addr_t phys = mfp_hugetlb_pool_in(false);
+	struct folio *folio;
+
+	if (!phys)
+		return;
+	folio = kho_restore_folio(phys);
+	if (!folio) {
+		pr_warn("%s at %pa was not preserved\n",
+			MEMFD_PRESERVE_HUGETLB_POOL_NODE, &phys);
+		return;
+	}
+	/* Not the page kho_alloc_preserve() gave: keep it rather than guess. */
+	if (folio_order(folio)) {
+		pr_warn("%s at %pa is a folio of order %u: kept\n",
+			MEMFD_PRESERVE_HUGETLB_POOL_NODE, &phys,
+			folio_order(folio));
+		return;
+	}
+	folio_put(folio);
 }

@@ -135,6 +135,8 @@ extern struct liveupdate_flb mfp_pool_flb;
 void *mfp_pool_alloc(struct mfp_pool *pool, size_t len);
 void mfp_pool_free(struct mfp_pool *pool, void *obj);
 void *mfp_pool_in_ptr(struct mfp_pool_in *pool, u64 phys, size_t len);
+void mfp_pool_hugetlb(struct mfp_pool *pool);
+void mfp_count_hugetlb(struct memfd_preserve_hugetlb_pool *hp);
 
 /* memfd_preserve_move.c: the move out of CMA */
 int mfp_note_move(struct memfd_preserved *p, pgoff_t index,
@@ -197,6 +199,11 @@ struct memfd_preserved __rcu **mfp_hugetlb_slot(struct inode *inode);
 bool mfp_hugetlb_can_preserve(struct liveupdate_file_handler *handler,
 			      struct file *file);
 int mfp_hugetlb_retrieve(struct liveupdate_file *lf);
+void mfp_hugetlb_pool_in_free(void);
+#else
+static inline void mfp_hugetlb_pool_in_free(void)
+{
+}
 #endif
 
 #endif /* _MM_MEMFD_PRESERVE_INTERNAL_H */

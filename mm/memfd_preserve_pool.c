@@ -41,12 +41,15 @@ struct mfp_pool_page {
  * @pages: the pages, in list order
  * @by_pfn: PFN -> struct mfp_pool_page, for freeing objects
  * @cur: the page objects are allocated from
+ * @huge: the count of preserved huge pages handed to the next kernel's
+ *	hugetlb, once a hugetlb memfd is preserved
  */
 struct mfp_pool {
 	struct mutex lock;	/* see the kernel-doc above */
 	struct list_head pages;
 	struct xarray by_pfn;
 	struct mfp_pool_page *cur;
+	struct memfd_preserve_hugetlb_pool *huge;
 };
 
 /* Unlink @pg from the handed-over list and free it; @pool->lock held. */
@@ -183,6 +186,10 @@ static void mfp_pool_unpreserve(struct liveupdate_flb *flb,
 			mfp_pool_page_free(pool, pg);
 		}
 	}
+	if (pool->huge) {
+		kho_remove_subtree(pool->huge);
+		kho_unpreserve_free(pool->huge);
+	}
 	xa_destroy(&pool->by_pfn);
 	mutex_destroy(&pool->lock);
 	kfree(pool);
@@ -192,13 +199,68 @@ static int mfp_pool_freeze(struct liveupdate_flb *flb,
 			   struct liveupdate_flb_state *out)
 {
 	struct mfp_pool *pool = out->obj;
+	struct memfd_preserve_hugetlb_pool *huge;
 	struct mfp_pool_page *first;
 
-	guard(mutex)(&pool->lock);
-	first = list_first_entry_or_null(&pool->pages, struct mfp_pool_page,
-					 node);
-	out->data = first ? virt_to_phys(first->base) : 0;
+	scoped_guard(mutex, &pool->lock) {
+		first = list_first_entry_or_null(&pool->pages,
+						 struct mfp_pool_page, node);
+		out->data = first ? virt_to_phys(first->base) : 0;
+		huge = pool->huge;
+	}
+	/* The files are frozen: their number of huge pages is final. */
+	if (huge)
+		mfp_count_hugetlb(huge);
 	return 0;
+}
+
+/*
+ * A reboot that failed after freeze: the next freeze counts again, and a
+ * kexec that skips freeze must not find old numbers.
+ */
+static void mfp_pool_unfreeze(struct liveupdate_flb *flb,
+			      struct liveupdate_flb_state *out)
+{
+	struct mfp_pool *pool = out->obj;
+
+	guard(mutex)(&pool->lock);
+	if (pool->huge)
+		memset(pool->huge->pages, 0, sizeof(pool->huge->pages));
+}
+
+/**
+ * mfp_pool_hugetlb() - hand the count of preserved huge pages over
+ * @pool: the outgoing pool
+ *
+ * The next kernel's hugetlb sizes its boot pool before any memfd is
+ * retrieved: the first hugetlb memfd preserved adds the KHO subtree it
+ * reads then, filled in at freeze.  It goes with the pool.  Without it
+ * the next kernel allocates its whole boot pool, so a failure here only
+ * warns.
+ */
+void mfp_pool_hugetlb(struct mfp_pool *pool)
+{
+	struct memfd_preserve_hugetlb_pool *huge;
+	int err;
+
+	guard(mutex)(&pool->lock);
+	if (pool->huge)
+		return;
+	huge = kho_alloc_preserve(sizeof(*huge));
+	err = PTR_ERR_OR_ZERO(huge);
+	if (!err) {
+		huge->magic = MEMFD_PRESERVE_HUGETLB_POOL_MAGIC;
+		err = kho_add_subtree(MEMFD_PRESERVE_HUGETLB_POOL_NODE, huge,
+				      sizeof(*huge));
+		if (err)
+			kho_unpreserve_free(huge);
+	}
+	if (err) {
+		pr_warn_ratelimited("cannot hand over the count of preserved huge pages (%d): the next kernel's boot pools will not count them\n",
+				    err);
+		return;
+	}
+	pool->huge = huge;
 }
 
 /**
@@ -335,6 +397,7 @@ static const struct liveupdate_flb_ops mfp_pool_ops = {
 	.preserve	= mfp_pool_preserve,
 	.unpreserve	= mfp_pool_unpreserve,
 	.freeze		= mfp_pool_freeze,
+	.unfreeze	= mfp_pool_unfreeze,
 	.retrieve	= mfp_pool_retrieve,
 	.finish		= mfp_pool_finish,
 };

@@ -53,6 +53,12 @@
  * area, not even in part: the previous kernel moved them out, or refused
  * to preserve the file.
  *
+ * The next kernel's hugetlb sizes its boot pool (``hugepages=``) before
+ * any file is retrieved, so it learns early how many huge pages of each
+ * size will join the pool: once a hugetlb memfd is preserved, the KHO
+ * subtree %MEMFD_PRESERVE_HUGETLB_POOL_NODE holds a &struct
+ * memfd_preserve_hugetlb_pool, filled in at freeze.
+ *
  * What is held: from PRESERVE_FD until unpreserve or the kexec, every
  * folio an entry describes holds a folio reference the handler took while
  * the folio was locked and in the page cache, so that reclaim, migration,
@@ -84,6 +90,9 @@
 #define MEMFD_PRESERVE_HUGETLB_VERSION		1
 #define MEMFD_PRESERVE_POOL_COMPATIBLE	"memfd-metadata"
 #define MEMFD_PRESERVE_POOL_VERSION	1
+#define MEMFD_PRESERVE_HUGETLB_POOL_NODE	"memfd-hugetlb-pool"
+#define MEMFD_PRESERVE_HUGETLB_POOL_MAGIC	0x4d46444850315631ULL	/* "MFDHP1V1" */
+#define MEMFD_PRESERVE_HUGE_SHIFTS	64
 
 /* &memfd_preserve_file.flags: the open file's mode and status flags. */
 #define MEMFD_PRESERVE_F_READ		0x1
@@ -107,6 +116,22 @@
 struct memfd_preserve_pool_page {
 	__u64 next;
 	__u64 reserved;
+};
+
+/**
+ * struct memfd_preserve_hugetlb_pool - preserved huge pages, by size
+ * @magic: %MEMFD_PRESERVE_HUGETLB_POOL_MAGIC, which versions this
+ *	structure: a change takes a new magic
+ * @pages: @pages[s] is the number of preserved huge pages of 2^s bytes,
+ *	in every session, of the hugetlb memfds frozen for the kexec
+ *
+ * It is the one page of a kho_alloc_preserve(), which the next kernel
+ * restores with kho_restore_folio() and frees once its boot pools are
+ * allocated.  A kernel that does not read it leaves that page reserved.
+ */
+struct memfd_preserve_hugetlb_pool {
+	__u64 magic;
+	__u64 pages[MEMFD_PRESERVE_HUGE_SHIFTS];
 };
 
 /**

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/klog.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -571,24 +570,6 @@ static void setup(const struct drun *run)
 	}
 }
 
-static char *kernel_log(void)
-{
-	int size = klogctl(10, NULL, 0);	/* SYSLOG_ACTION_SIZE_BUFFER */
-	char *buf;
-	int n;
-
-	if (size <= 0)
-		luo_bail("klogctl: %s", strerror(errno));
-	buf = malloc(size + 1);
-	if (!buf)
-		luo_bail("out of memory");
-	n = klogctl(3, buf, size);		/* SYSLOG_ACTION_READ_ALL */
-	if (n < 0)
-		luo_bail("klogctl: %s", strerror(errno));
-	buf[n] = 0;
-	return buf;
-}
-
 static long now_ms(void)
 {
 	struct timespec ts;
@@ -683,7 +664,7 @@ static void check(const struct drun *run)
 		close(sfd);
 	}
 	/* After the retrieves: some damage is only seen by them. */
-	log = kernel_log();
+	log = luo_kernel_log();
 	for (i = 0; i < MAX_LOGS && run->logs[i]; i++)
 		ksft_test_result(strstr(log, run->logs[i]),
 				 "kernel log says \"%s\"\n", run->logs[i]);

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/klog.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -291,6 +292,15 @@ static inline int luo_must_create_session(int dev, const char *name)
 	return sfd;
 }
 
+static inline int luo_must_retrieve_session(int dev, const char *name)
+{
+	int sfd = -1, ret = luo_retrieve_session(dev, name, &sfd);
+
+	if (ret)
+		luo_bail("retrieve session %s: %s", name, strerror(-ret));
+	return sfd;
+}
+
 /* Read a whole (small or large) file into a malloc()ed string, or NULL. */
 static inline char *luo_read_file(const char *path)
 {
@@ -325,6 +335,25 @@ fail:
 		close(fd);
 	free(buf);
 	return NULL;
+}
+
+/* The whole kernel log buffer, NUL-terminated; bails out on failure. */
+static inline char *luo_kernel_log(void)
+{
+	int size = klogctl(10, NULL, 0);	/* SYSLOG_ACTION_SIZE_BUFFER */
+	char *buf;
+	int n;
+
+	if (size <= 0)
+		luo_bail("klogctl: %s", strerror(errno));
+	buf = malloc(size + 1);
+	if (!buf)
+		luo_bail("out of memory");
+	n = klogctl(3, buf, size);		/* SYSLOG_ACTION_READ_ALL */
+	if (n < 0)
+		luo_bail("klogctl: %s", strerror(errno));
+	buf[n] = 0;
+	return buf;
 }
 
 #define LUO_MEMFD_STATS		"/sys/kernel/debug/memfd_preserve"
