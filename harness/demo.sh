@@ -4,12 +4,21 @@
 # VMM whose guest RAM and device state live in preserved memfds; luoctl
 # updates into kernel B (another build); the VMM resumes there exactly
 # where it stopped.  The full serial log is in out/logs/demo/demo.log.
+#
+#   demo.sh [--hugetlb]: the VMM's guest RAM in 2 MiB hugetlb pages
+#   (make demo HUGETLB=1); the log is then out/logs/demo/demo-hugetlb.log.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
-log=$(dirname "$HERE")/out/logs/demo/demo.log
+test=demo
+case "${1:-}" in
+--hugetlb) test=demo-hugetlb ;;
+"") ;;
+*) echo "usage: $0 [--hugetlb]" >&2; exit 2 ;;
+esac
+log=$(dirname "$HERE")/out/logs/demo/$test.log
 echo "demo: booting kernel A (out/bzImage) in QEMU (TCG), kernel B in its initramfs"
 status=0
-"$HERE/run-suite.py" --variant demo demo > /tmp/luo-demo.$$ 2>&1 || status=$?
+"$HERE/run-suite.py" --variant demo $test > /tmp/luo-demo.$$ 2>&1 || status=$?
 grep -E "^(demo|vmm|luoctl|luod): |^(not )?ok |luo-kexec: " "$log" |
 	grep -vE "^vmm: step [0-9]*[1-9]00," |
 	sed -e 's/Linux version \([^ ]*\) (\([^)]*\)) (.*) \(#[0-9]*\) .*/Linux \1, built by \2, build \3/'

@@ -6,7 +6,19 @@
 # in B the VMM gets its memory back, checks every byte and carries on.
 # KTAP results, like every multi-stage test: the hop is stage 0's last
 # planned result, printed only if it failed.
+#
+#   demo.sh [--hugetlb]: guest RAM in 2 MiB hugetlb pages
 RAM_MIB=256
+VMM_RAM=
+POOL=/sys/kernel/mm/hugepages/hugepages-2048kB
+if [ "${1:-}" = --hugetlb ]; then
+	VMM_RAM=-H
+fi
+
+# One line on the 2 MiB hugetlb pool.
+pool() {
+	echo "demo: 2 MiB hugetlb pool: $(cat $POOL/nr_hugepages) pages, $(cat $POOL/free_hugepages) free"
+}
 
 ok() {	# ok N DESCRIPTION: report the last command's status
 	if [ $? -eq 0 ]; then echo "ok $1 $2"; else echo "not ok $1 $2"; fail=1; fi
@@ -32,7 +44,12 @@ case "$LUO_STAGE" in
 	luod -t 20 &
 	wait_for 10 "luoctl status"
 	ok 1 "luod is up"
-	luo-demo-vmm start -m $RAM_MIB -n 2000 -r 50 -p 500 &
+	if [ -n "$VMM_RAM" ]; then
+		echo $((RAM_MIB / 2)) > $POOL/nr_hugepages
+		pool
+		echo "demo: the VMM's guest RAM: a hugetlb memfd of $RAM_MIB MiB in 2 MiB pages"
+	fi
+	luo-demo-vmm start -m $RAM_MIB $VMM_RAM -n 2000 -r 50 -p 500 &
 	wait_for 120 "luoctl status | grep -q 'session demo-vmm .*files=2'"
 	ok 2 "the VMM's guest RAM and device state are preserved"
 	luoctl status | sed 's/^/demo: /'
@@ -53,8 +70,10 @@ case "$LUO_STAGE" in
 	wait_for 10 "luoctl status"
 	ok 1 "luod is up, with the incoming session"
 	luoctl status | sed 's/^/demo: /'
+	[ -z "$VMM_RAM" ] || pool
 	luo-demo-vmm resume -n 1000 -p 500
 	ok 2 "the VMM resumed where it stopped, every byte intact, and ran on"
+	[ -z "$VMM_RAM" ] || pool
 	! luoctl status | grep -q "session demo-vmm"
 	ok 3 "its session is finished and released"
 	[ $fail -eq 0 ] && echo "demo: the VMM's whole state survived the live update"

@@ -2,14 +2,16 @@
 /*
  * luo-demo-vmm: a pretend VMM whose whole state crosses a live update.
  *
- *   luo-demo-vmm start  [-s SOCKET] [-N NAME] [-m MiB] [-n STEPS] [-r RATE]
- *                       [-p EVERY]
+ *   luo-demo-vmm start  [-s SOCKET] [-N NAME] [-m MiB] [-H] [-n STEPS]
+ *                       [-r RATE] [-p EVERY]
  *   luo-demo-vmm resume [-s SOCKET] [-N NAME] [-n MORE] [-p EVERY] [-w]
  *                       [-r RATE]
- *   luo-demo-vmm check  [-m MiB] [-n STEPS]
+ *   luo-demo-vmm check  [-m MiB] [-H] [-n STEPS]
  *
- * The state lives in two memfds: "guest-ram" (-m MiB, default 256) and
- * "device-state" (one page: struct dev_state).  The "guest" runs steps:
+ * The state lives in two memfds: "guest-ram" (-m MiB, default 256; with -H
+ * a hugetlb memfd of 2 MiB pages, as VMMs back guest RAM, from the pool
+ * /proc/sys/vm/nr_hugepages sizes) and "device-state" (one page: struct
+ * dev_state).  The "guest" runs steps:
  * step S picks PAGES_PER_STEP pages of guest RAM with an xorshift generator
  * seeded by S, and rewrites each from its previous version, so every step
  * depends on all the steps that touched those pages before.  A page is fully
@@ -52,6 +54,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/memfd.h>
 
 #include "tools.h"
 #include "libluo.h"
@@ -109,6 +113,7 @@ static const char *sock_path = DEFAULT_SOCKET;
 static const char *name = DEFAULT_NAME;
 static unsigned long long print_every = 100;
 static double rate = 50;
+static bool hugetlb;
 
 static uint64_t clock_ns(clockid_t clock)
 {
@@ -419,11 +424,14 @@ static void vm_create(struct vm *vm, unsigned long long mib)
 {
 	vm->ram_size = mib * MiB;
 	vm->npages = vm->ram_size / GPAGE;
-	vm->ram_fd = memfd_create("guest-ram", MFD_CLOEXEC);
+	vm->ram_fd = memfd_create("guest-ram", MFD_CLOEXEC |
+				  (hugetlb ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
 	if (vm->ram_fd < 0)
-		die("memfd_create guest-ram", errno);
+		die(hugetlb ? "memfd_create guest-ram (MFD_HUGETLB | MFD_HUGE_2MB)"
+			    : "memfd_create guest-ram", errno);
 	if (ftruncate(vm->ram_fd, vm->ram_size))
-		die("sizing guest-ram", errno);
+		die(hugetlb ? "sizing guest-ram (a multiple of 2 MiB)"
+			    : "sizing guest-ram", errno);
 	vm->state_fd = memfd_create("device-state", MFD_CLOEXEC);
 	if (vm->state_fd < 0)
 		die("memfd_create device-state", errno);
@@ -826,12 +834,13 @@ static int mode_check(unsigned long long mib, unsigned long long steps)
 static __noreturn void print_usage(void)
 {
 	fprintf(stderr,
-		"usage: luo-demo-vmm start  [-s SOCKET] [-N NAME] [-m MiB] [-n STEPS] [-r RATE] [-p EVERY]\n"
+		"usage: luo-demo-vmm start  [-s SOCKET] [-N NAME] [-m MiB] [-H] [-n STEPS] [-r RATE] [-p EVERY]\n"
 		"       luo-demo-vmm resume [-s SOCKET] [-N NAME] [-n MORE] [-p EVERY] [-w [-r RATE]]\n"
-		"       luo-demo-vmm check  [-m MiB] [-n STEPS]\n"
+		"       luo-demo-vmm check  [-m MiB] [-H] [-n STEPS]\n"
 		"  -s SOCKET  luod's socket (default %s)\n"
 		"  -N NAME    session name (default %s)\n"
 		"  -m MiB     guest RAM (default 256)\n"
+		"  -H         guest RAM in 2 MiB hugetlb pages (set nr_hugepages first)\n"
 		"  -n STEPS   steps to run at full speed (default 1000)\n"
 		"  -r RATE    steps per second while waiting for PREPARE (default 50)\n"
 		"  -p EVERY   print a line every EVERY steps (default 100, 0: never)\n"
@@ -866,7 +875,7 @@ int main(int argc, char **argv)
 	mode = argv[1];
 	argv++;
 	argc--;
-	while ((opt = getopt(argc, argv, "s:N:m:n:r:p:w")) != -1) {
+	while ((opt = getopt(argc, argv, "s:N:m:Hn:r:p:w")) != -1) {
 		switch (opt) {
 		case 's':
 			sock_path = optarg;
@@ -881,6 +890,9 @@ int main(int argc, char **argv)
 			mib = number(optarg, 1ULL << 20);
 			if (!mib)
 				print_usage();
+			break;
+		case 'H':
+			hugetlb = true;
 			break;
 		case 'n':
 			steps = number(optarg, 1ULL << 40);

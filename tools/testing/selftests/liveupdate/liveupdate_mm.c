@@ -36,10 +36,11 @@
  * restore:  large memfds used at once after RETRIEVE_FD, while their page
  *           cache may still be filled: read through a mapping (fault-
  *           around), mapped with MAP_POPULATE, written through a mapping.
- * torture:  memfds of every shape preserved while child processes hammer
- *           mm with all of the above, through settling and up to the
- *           kexec; stage 1 checks every page, puts the restored memfds
- *           under drop_caches and memory pressure, and checks again.
+ * torture:  memfds of every shape, a hugetlb one among them, preserved
+ *           while child processes hammer mm with all of the above and
+ *           hugetlb pool resizing, through settling and up to the kexec;
+ *           stage 1 checks every page, puts the restored memfds under
+ *           drop_caches and memory pressure, and checks again.
  *
  * Between the last case and the kexec a tenant process fills most free
  * memory with a marker and holds it, mlocked: a preserved page that mm
@@ -67,6 +68,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/memfd.h>
 #include <linux/mempolicy.h>
 #include <linux/userfaultfd.h>
 
@@ -1608,10 +1610,16 @@ static void restore_1(int sfd, __u64 token)
 
 enum {
 	TT_SPARSE, TT_THP, TT_EOF, TT_CLEAN, TT_UFFD, TT_MEMCG, TT_SWAPPED,
-	TT_LATE, NR_TT
+	TT_LATE, TT_HUGE, NR_TT
 };
 
 #define TT_LATE_SIZE	(16 * MIB)
+/*
+ * A hugetlb memfd of 8 pages of 2 MiB: the even ones written before
+ * PRESERVE_FD, the odd ones after, through the mapping.
+ */
+#define HPG		(2 * MIB)
+#define TT_HUGE_SIZE	(8 * HPG)
 
 static const struct shape tt_shapes[NR_TT] = {
 	[TT_SPARSE] = { "t-sparse", 64 * MIB, 0, 64 * MIB, MIB + 3 * PG,
@@ -1623,12 +1631,16 @@ static const struct shape tt_shapes[NR_TT] = {
 	[TT_MEMCG] = { "t-memcg", 8 * MIB, 0, 8 * MIB, 0, 0, 85 },
 	[TT_SWAPPED] = { "t-swapped", 8 * MIB, 0, 8 * MIB, 0, 0, 86 },
 	[TT_LATE] = { "t-late", TT_LATE_SIZE, 0, TT_LATE_SIZE, 0, 0, 87 },
+	[TT_HUGE] = { "t-huge", TT_HUGE_SIZE, 0, TT_HUGE_SIZE, 0, 0, 88 },
 };
 
-/* No holes: the hammers may fault every page in. */
+/*
+ * No holes: the hammers may fault every page in.  Not the hugetlb memfd,
+ * whose holes must still be holes at PRESERVE_FD.
+ */
 static bool tt_dense(int i)
 {
-	return i != TT_SPARSE && i != TT_UFFD;
+	return i != TT_SPARSE && i != TT_UFFD && i != TT_HUGE;
 }
 
 enum {
@@ -1643,6 +1655,41 @@ static const char * const hammer_names[NR_H] = {
 
 static int tt_fd[NR_TT];
 static pid_t hammers[NR_H];
+static char *tt_huge_map;
+
+/*
+ * The hugetlb memfd, mapped whole: the mapping reserves its 8 pool pages,
+ * so that the pool hammer cannot take those still to be faulted in.
+ */
+static int tt_huge_new(void)
+{
+	char path[96];
+	int fd;
+
+	snprintf(path, sizeof(path), HUGE_PATH, 2048ULL);
+	luo_write_file(path, "8");
+	fd = memfd_create(tt_shapes[TT_HUGE].name, MFD_HUGETLB | MFD_HUGE_2MB);
+	if (fd < 0 || ftruncate(fd, TT_HUGE_SIZE))
+		luo_bail("hugetlb memfd of %llu bytes: %s",
+			 (unsigned long long)TT_HUGE_SIZE, strerror(errno));
+	tt_huge_map = mmap(NULL, TT_HUGE_SIZE, PROT_READ | PROT_WRITE,
+			   MAP_SHARED, fd, 0);
+	if (tt_huge_map == MAP_FAILED)
+		luo_bail("map %s with 8 free pool pages: %s",
+			 tt_shapes[TT_HUGE].name, strerror(errno));
+	luo_write_file(path, "0");
+	return fd;
+}
+
+/* Write huge pages @first, @first + 2, ... of the hugetlb memfd. */
+static void tt_huge_write(unsigned int first)
+{
+	const struct shape *s = &tt_shapes[TT_HUGE];
+
+	for (__u64 off = first * HPG; off < s->size; off += 2 * HPG)
+		for (__u64 p = off; p < off + HPG; p += PG)
+			luo_fill((__u64 *)(tt_huge_map + p), p, PG, s->seed);
+}
 
 /* One hammer's loop, in a child, until it is killed. */
 static void __noreturn hammer(int h)
@@ -1819,7 +1866,7 @@ static bool tt_uffd_fill(int fd, int uffd, char *map)
 static void torture_0(int sfd, __u64 token)
 {
 	char list[256], old[32];
-	long swapped = -1;
+	long swapped = -1, moved;
 	struct late_writer w;
 	int uffd;
 	char *umap;
@@ -1847,6 +1894,8 @@ static void torture_0(int sfd, __u64 token)
 	}
 	tt_fd[TT_LATE] = new_memfd(tt_shapes[TT_LATE].name, TT_LATE_SIZE);
 	write_part(tt_fd[TT_LATE], &tt_shapes[TT_LATE], 0, TT_LATE_SIZE / 2);
+	tt_fd[TT_HUGE] = tt_huge_new();
+	tt_huge_write(0);
 
 	/*
 	 * PRESERVE_FD while the hammers run; then writes and fills.  The
@@ -1875,6 +1924,7 @@ static void torture_0(int sfd, __u64 token)
 	w.fd = tt_fd[TT_LATE];
 	pthread_create(&w.thread, NULL, late_writer, &w);
 	ok &= tt_uffd_fill(tt_fd[TT_UFFD], uffd, umap);
+	tt_huge_write(1);
 	pthread_join(w.thread, NULL);
 	result(ok, "torture: %d memfds of every shape preserved, written and filled by userfaultfd under %s",
 	       NR_TT, list);
@@ -1885,6 +1935,13 @@ static void torture_0(int sfd, __u64 token)
 	for (int i = 0; i < NR_TT; i++)
 		ok &= luo_settled(sfd, token + i);
 	ksft_print_msg("torture: settled in %lld ms\n", now_ms() - t);
+	/* Held: move_pages() moves none of the preserved huge pages. */
+	if (nr_nodes() >= 2) {
+		moved = move_all(tt_huge_map, TT_HUGE_SIZE, nr_nodes(), NULL);
+		ksft_print_msg("torture: move_pages of the hugetlb memfd: %ld of %llu base pages moved\n",
+			       moved, TT_HUGE_SIZE / PG);
+		ok &= moved <= 0;
+	}
 	sleep_ms(3000);
 	for (int i = 0; i < NR_TT; i++)
 		ok &= verify(tt_fd[i], &tt_shapes[i]);
@@ -1900,6 +1957,7 @@ static void torture_0(int sfd, __u64 token)
 	hugetlb_try(1048576, 0, 5000);
 	online_all();
 	munmap(umap, UFFD_SIZE);
+	munmap(tt_huge_map, TT_HUGE_SIZE);
 }
 
 /* Does every memfd of the torture hold what it should? */
