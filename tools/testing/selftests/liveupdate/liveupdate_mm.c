@@ -1990,7 +1990,7 @@ static void torture_0(int sfd, __u64 token)
 	ok &= tt_uffd_fill(tt_fd[TT_UFFD], uffd, umap);
 	tt_huge_write(1, TT_HUGE_SIZE - HPG);
 	how = tt_huge_copy_last();
-	ok &= how != NULL;
+	ok &= !!how;
 	ksft_print_msg("torture: the hugetlb memfd's holes filled after PRESERVE_FD through its mapping, the last by %s\n",
 		       how ? how : "UFFDIO_COPY, which failed");
 	pthread_join(w.thread, NULL);
