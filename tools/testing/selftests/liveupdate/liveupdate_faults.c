@@ -459,23 +459,11 @@ struct hpool {
 	long nr, free, resv, surplus;
 };
 
-static long huge_val(const char *name)
-{
-	char path[96], *s;
-	long n;
-
-	snprintf(path, sizeof(path), HUGE_DIR "/%s", name);
-	s = luo_read_file(path);
-	n = s ? atol(s) : -1;
-	free(s);
-	return n;
-}
-
 static struct hpool huge_pool(void)
 {
 	struct hpool p = {
-		huge_val("nr_hugepages"), huge_val("free_hugepages"),
-		huge_val("resv_hugepages"), huge_val("surplus_hugepages"),
+		luo_huge_val(2048, "nr_hugepages"), luo_huge_val(2048, "free_hugepages"),
+		luo_huge_val(2048, "resv_hugepages"), luo_huge_val(2048, "surplus_hugepages"),
 	};
 
 	return p;
@@ -525,7 +513,7 @@ static bool huge_setup(long nr)
 
 	snprintf(str, sizeof(str), "%ld", nr);
 	ret = luo_write_file(HUGE_DIR "/nr_hugepages", str);
-	if (!ret && huge_val("nr_hugepages") != nr) {
+	if (!ret && luo_huge_val(2048, "nr_hugepages") != nr) {
 		/* Short of free 2 MiB ranges: compact, and try again. */
 		luo_write_file("/proc/sys/vm/compact_memory", "1");
 		ret = luo_write_file(HUGE_DIR "/nr_hugepages", str);

@@ -9,9 +9,12 @@
  *
  * Stage 0: NR_WORKERS processes share the /dev/liveupdate fd and run random
  * operations: sessions created (own, colliding and shared names) and closed,
- * memfds (small, sparse) and test objects preserved, unpreserved, written,
- * truncated, sealed, dup'ed and closed, every ioctl with random sizes, tails,
- * bad pointers, read-only replies, reserved fields and command numbers.
+ * memfds (small, sparse, hugetlb) and test objects preserved, unpreserved,
+ * written, truncated, sealed, dup'ed and closed, every ioctl with random
+ * sizes, tails, bad pointers, read-only replies, reserved fields and command
+ * numbers.  A hugetlb memfd (2 MiB pages, when the pool file exists) is
+ * written through shared mappings and resized and punched by whole huge
+ * pages; stage 0 sets up a pool that covers every worker's cap of them.
  * Each worker keeps a model of what it preserved and checks every result the
  * model determines; a mismatch stops it with its seed and iteration.  Each
  * worker is bounded by ITERATIONS and by SECONDS of wall clock.  The workers
@@ -20,7 +23,8 @@
  * kexecs.
  * Stage 1: every session of the manifest, and no other, is listed; each file
  * is retrieved and checked (size, content hash, seals, test values and
- * injected retrieve and finish failures), every session finished, and
+ * injected retrieve and finish failures; for a hugetlb memfd also its file
+ * system, page size and allocated huge pages), every session finished, and
  * nothing is left behind.
  *
  * The kinds of operation a worker runs are a function of the seed (and of
@@ -35,16 +39,21 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
+#include <linux/memfd.h>
 
 #include "liveupdate_test.h"
 #include "kselftest.h"
@@ -57,6 +66,12 @@
 #define PG		4096ULL
 #define SMALL_MAX	(16 * PG)
 #define SPARSE_PAGES	6
+#define HPS		(2ULL << 20)	/* hugetlb memfds: 2 MiB pages */
+#define HUGE_MAX_PAGES	3		/* the largest hugetlb memfd */
+#define HUGE_CAP	10		/* huge pages a worker's memfds span */
+#define HUGE_SLACK	8		/* for pages freed a moment late */
+#define HUGE_POOL	(NR_WORKERS * HUGE_CAP + HUGE_SLACK)
+#define HUGE_SYSFS	"/sys/kernel/mm/hugepages/hugepages-2048kB/"
 #define NR_PRIV_NAMES	12
 #define NR_SHARED_NAMES	4
 #define NR_SHARED_MEMFD	3
@@ -73,13 +88,15 @@
 
 #define CMD(nr)		_IO(LIVEUPDATE_IOCTL_TYPE, nr)
 
-enum kind { K_MEMFD, K_SPARSE, K_TEST };
+enum kind { K_MEMFD, K_SPARSE, K_TEST, K_HUGE };
 
 /*
  * One file a worker knows about.  K_MEMFD keeps its expected contents in
  * @buf; K_SPARSE has pages of generated contents at @page_off; K_TEST holds
- * @value.  A preserved object whose fds are all closed stays in the model:
- * the session keeps it.
+ * @value.  K_HUGE, a hugetlb memfd, has 4 KiB pages of generated contents
+ * at @page_off as K_SPARSE, and its allocated huge pages in bitmap
+ * @present (the rest of each reads as zeros).  A preserved object whose
+ * fds are all closed stays in the model: the session keeps it.
  */
 struct obj {
 	bool used;
@@ -93,6 +110,7 @@ struct obj {
 	int npages;
 	__u64 page_off[SPARSE_PAGES];
 	__u64 page_seed[SPARSE_PAGES];
+	unsigned int present;
 	unsigned int seals;
 	__u64 value;
 	int fail_preserve, fail_retrieve, fail_finish;
@@ -139,6 +157,8 @@ struct wstat {
 	__u64 created;		/* sessions created */
 	__u64 preserved;	/* files preserved */
 	__u64 unpreserved;	/* files unpreserved by UNPRESERVE_FD */
+	__u64 huge_new;		/* hugetlb memfds created */
+	__u64 huge_short;	/* hugetlb mmaps or fallocates short of pages */
 	__u64 msecs;
 	int nsess;
 	int failed;
@@ -152,6 +172,7 @@ static __u64 max_secs = DEF_SECS;
 static int stage;
 static int dev = -1;
 static bool have_test;
+static bool have_huge;
 
 /* Created by the parent before the workers fork: never written after. */
 static struct obj shared_obj[NR_SHARED];
@@ -268,6 +289,31 @@ static __u64 hash_fd(int fd, __u64 size)
 			h = hash_page(h, p, pg);
 		}
 		off = hole;
+	}
+	return h;
+}
+
+/*
+ * The hash of what hugetlb memfd @fd holds, a huge page per read (pread
+ * reads a hole as zeros and allocates nothing; SEEK_DATA sees no holes
+ * there); 0 on error.
+ */
+static __u64 hash_huge_fd(int fd, __u64 size)
+{
+	static __u64 buf[HPS / 8];
+	__u64 h = 1, off, p, i, w;
+
+	for (off = 0; off < size; off += HPS) {
+		if (pread(fd, buf, HPS, off) != (ssize_t)HPS)
+			return 0;
+		for (p = 0; p < HPS; p += PG) {
+			/* Most of it is zeros: skip those a word at a time. */
+			for (w = 0, i = 0; i < PG / 8; i++)
+				w |= buf[p / 8 + i];
+			if (w)
+				h = hash_page(h, off + p,
+					      (unsigned char *)&buf[p / 8]);
+		}
 	}
 	return h;
 }
@@ -498,6 +544,16 @@ static void obj_maybe_drop(struct obj *o)
 	if (o->shared < 0)
 		free(o->buf);
 	o->used = false;
+}
+
+static const char *kind_name(const struct obj *o)
+{
+	static const char * const names[] = {
+		[K_MEMFD] = "memfd", [K_SPARSE] = "sparse memfd",
+		[K_TEST] = "test object", [K_HUGE] = "hugetlb memfd",
+	};
+
+	return names[o->kind];
 }
 
 static int pick_obj(bool (*ok)(const struct obj *o))
@@ -772,7 +828,7 @@ static void op_preserve(int si, int tfd)
 			return;
 		o = &obj[oi];
 		fd = obj_fd(o);
-		what = o->kind == K_TEST ? "test object" : "memfd";
+		what = kind_name(o);
 		break;
 	}
 	if (s && s->nfiles && chance(25))
@@ -859,7 +915,9 @@ static void op_unpreserve(int si, int tfd)
 
 static const char *compatible_of(const struct obj *o)
 {
-	return o->kind == K_TEST ? LUO_TEST_COMPATIBLE : "memfd";
+	if (o->kind == K_TEST)
+		return LUO_TEST_COMPATIBLE;
+	return o->kind == K_HUGE ? "memfd-hugetlb" : "memfd";
 }
 
 /* Check a QUERY reply (@n entries written) against session @s. */
@@ -1160,6 +1218,107 @@ static void make_memfd(struct obj *o, bool sparse)
 	}
 }
 
+/* Huge pages this worker's hugetlb memfds may still span (HUGE_CAP). */
+static __u64 huge_room(void)
+{
+	__u64 used = 0;
+	int i;
+
+	/* Their sizes bound what they hold and what their mappings reserve. */
+	for (i = 0; i < MAX_OBJ; i++)
+		if (obj[i].used && obj[i].kind == K_HUGE)
+			used += obj[i].size / HPS;
+	return used < HUGE_CAP ? HUGE_CAP - used : 0;
+}
+
+/* What ftruncate(@size) of @o gets: the seals and preservation freeze it. */
+static int resize_errno(const struct obj *o, __u64 size)
+{
+	if (size == o->size)
+		return 0;
+	if ((size < o->size && (o->seals & F_SEAL_SHRINK)) ||
+	    (size > o->size && (o->seals & F_SEAL_GROW)) || o->sess >= 0)
+		return -EPERM;
+	return 0;
+}
+
+/* ftruncate(@size) of @o, which must get @want; true if it resized. */
+static bool try_truncate(struct obj *o, __u64 size, int want)
+{
+	note("ftruncate %s %llu to %llu%s", kind_name(o),
+	     (unsigned long long)o->size, (unsigned long long)size,
+	     o->sess >= 0 ? " (preserved)" : "");
+	expect(ftruncate(obj_fd(o), size) ? -errno : 0, want, NONE,
+	       o->kind == K_HUGE ? "ftruncate of a hugetlb memfd" : "ftruncate");
+	return !want;
+}
+
+/* Forget the pages written in [@from, @to). */
+static void sparse_cut(struct obj *o, __u64 from, __u64 to)
+{
+	int i, n = 0;
+
+	for (i = 0; i < o->npages; i++) {
+		if (o->page_off[i] >= from && o->page_off[i] < to)
+			continue;
+		o->page_off[n] = o->page_off[i];
+		o->page_seed[n++] = o->page_seed[i];
+	}
+	o->npages = n;
+}
+
+/*
+ * Write 4 KiB of generated data at @off of a hugetlb memfd (it has no
+ * write(2)) through a shared mapping of the whole file.  The mmap reserves
+ * every huge page the file lacks, so that the fault cannot find the pool
+ * empty (SIGBUS); a pool short for a moment, a page freed late, fails the
+ * mmap with ENOMEM instead, and nothing is written.  Writing into a hole
+ * allocates its huge page, preserved or not.
+ */
+static void huge_write(struct obj *o, int fd, __u64 off, __u64 s)
+{
+	unsigned char *map;
+	int ret = 0;
+
+	note("write hugetlb page at %llu of %llu%s", (unsigned long long)off,
+	     (unsigned long long)o->size, o->sess >= 0 ? " (preserved)" : "");
+	map = mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		ret = -errno;
+	expect(ret, 0, -ENOMEM, "mmap of a hugetlb memfd");
+	if (ret) {
+		st->huge_short++;
+		return;
+	}
+	fill_random(map + off, PG, s);
+	if (munmap(map, o->size))
+		wfail("munmap: %s", strerror(errno));
+	sparse_put(o, off, s);
+	o->present |= 1U << (off / HPS);
+}
+
+/* A hugetlb memfd of up to HUGE_MAX_PAGES huge pages, within the cap. */
+static void make_huge(struct obj *o)
+{
+	__u64 n = rn(HUGE_MAX_PAGES + 1), room = huge_room(), i, off;
+
+	o->kind = K_HUGE;
+	o->fd = memfd_create("fuzz-huge", MFD_CLOEXEC | MFD_ALLOW_SEALING |
+			     MFD_HUGETLB | MFD_HUGE_2MB);
+	if (o->fd < 0)
+		wfail("memfd_create(MFD_HUGETLB): %s", strerror(errno));
+	st->huge_new++;
+	o->size = HPS * (n < room ? n : room);
+	if (ftruncate(o->fd, o->size))
+		wfail("ftruncate of a hugetlb memfd: %s", strerror(errno));
+	/* Some huge pages written, the others holes. */
+	n = o->size ? rn(3) : 0;
+	for (i = 0; i < n; i++) {
+		off = PG * rn(o->size / PG);
+		huge_write(o, o->fd, off, rnd());
+	}
+}
+
 static void op_new_obj(void)
 {
 	struct obj *o = obj_new();
@@ -1167,7 +1326,10 @@ static void op_new_obj(void)
 
 	if (!o)
 		return;
-	if (have_test && r < 35) {
+	/* One in 8 new objects, where there are hugetlb pages. */
+	if (have_huge && !rn(8)) {
+		make_huge(o);
+	} else if (have_test && r < 35) {
 		o->kind = K_TEST;
 		o->value = rnd();
 		o->fd = luo_test_new(o->value);
@@ -1176,8 +1338,7 @@ static void op_new_obj(void)
 	} else {
 		make_memfd(o, r >= 80);
 	}
-	note("new %s fd %d size %llu", o->kind == K_TEST ? "test object" :
-	     o->kind == K_SPARSE ? "sparse memfd" : "memfd", o->fd,
+	note("new %s fd %d size %llu", kind_name(o), o->fd,
 	     (unsigned long long)o->size);
 }
 
@@ -1210,6 +1371,17 @@ static void op_write(void)
 	o = &obj[i];
 	fd = obj_fd(o);
 	s = rnd();
+	if (o->kind == K_HUGE) {
+		if (!o->size)
+			return;
+		off = o->npages && chance(50) ? o->page_off[rn(o->npages)] :
+			PG * rn(o->size / PG);
+		/* No room for another page: overwrite one. */
+		if (o->npages == SPARSE_PAGES)
+			off = o->page_off[rn(o->npages)];
+		huge_write(o, fd, off, s);
+		return;
+	}
 	if (o->kind == K_SPARSE) {
 		/* Truncated below a page: nothing to write within the size. */
 		if (o->size < PG)
@@ -1251,32 +1423,92 @@ static void op_write(void)
 		o->size = off + len;
 }
 
+/*
+ * A hugetlb memfd's size is whole huge pages (EINVAL otherwise, checked
+ * first), grown within the worker's cap; a preserved one keeps its size
+ * (EPERM).
+ */
+static void huge_truncate(struct obj *o)
+{
+	__u64 n = o->size / HPS, to = rn(HUGE_MAX_PAGES + 1), size;
+	int want;
+
+	if (to > n + huge_room())
+		to = n + huge_room();
+	size = HPS * to;
+	if (chance(10))
+		size = o->size;
+	else if (chance(15))
+		size += PG * (1 + rn(HPS / PG - 1));
+	want = size % HPS ? -EINVAL : resize_errno(o, size);
+	if (!try_truncate(o, size, want))
+		return;
+	/* Shrinking frees the huge pages past the end. */
+	sparse_cut(o, size, ~0ULL);
+	o->present &= (1U << (size / HPS)) - 1;
+	o->size = size;
+}
+
+/*
+ * Allocate or punch one whole huge page within the size: EPERM while
+ * preserved, whatever the mode.  Allocating a hole may find the pool short
+ * for a moment (ENOSPC), as an mmap may.
+ */
+static void huge_fallocate(struct obj *o)
+{
+	bool punch = chance(50);
+	int mode = punch ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE :
+		   chance(50) ? FALLOC_FL_KEEP_SIZE : 0;
+	int want = 0, alt = NONE, ret;
+	__u64 idx;
+
+	if (!o->size)
+		return;
+	idx = rn(o->size / HPS);
+	if (o->sess >= 0)
+		want = -EPERM;
+	else if (!punch && !(o->present & (1U << idx)))
+		alt = -ENOSPC;
+	note("fallocate mode 0x%x huge page %llu of %llu%s", mode,
+	     (unsigned long long)idx, (unsigned long long)o->size,
+	     o->sess >= 0 ? " (preserved)" : "");
+	ret = fallocate(obj_fd(o), mode, idx * HPS, HPS) ? -errno : 0;
+	expect(ret, want, alt, "fallocate of a hugetlb memfd");
+	if (ret == -ENOSPC)
+		st->huge_short++;
+	if (ret)
+		return;
+	if (punch) {
+		sparse_cut(o, idx * HPS, (idx + 1) * HPS);
+		o->present &= ~(1U << idx);
+	} else {
+		o->present |= 1U << idx;
+	}
+}
+
 static void op_truncate(void)
 {
-	int i = pick_obj(own_memfd_open), want = 0, j;
+	int i = pick_obj(own_memfd_open), j;
 	struct obj *o;
 	__u64 size;
 
 	if (i < 0)
 		return;
 	o = &obj[i];
+	if (o->kind == K_HUGE) {
+		if (chance(30))
+			huge_fallocate(o);
+		else
+			huge_truncate(o);
+		return;
+	}
 	if (o->kind == K_SPARSE)
 		size = PG * rn(2 * o->size / PG + 1);
 	else
 		size = rn(SMALL_MAX + 1);
 	if (chance(10))
 		size = o->size;
-	if (size != o->size) {
-		if ((size < o->size && (o->seals & F_SEAL_SHRINK)) ||
-		    (size > o->size && (o->seals & F_SEAL_GROW)) ||
-		    o->sess >= 0)
-			want = -EPERM;
-	}
-	note("ftruncate %llu to %llu%s", (unsigned long long)o->size,
-	     (unsigned long long)size, o->sess >= 0 ? " (preserved)" : "");
-	expect(ftruncate(obj_fd(o), size) ? -errno : 0, want, NONE,
-	       "ftruncate");
-	if (want)
+	if (!try_truncate(o, size, resize_errno(o, size)))
 		return;
 	if (o->kind == K_SPARSE) {
 		for (j = 0; j < o->npages && o->page_off[j] < size; j++)
@@ -1401,12 +1633,43 @@ static void op_test_cmd(void)
 	}
 }
 
+/*
+ * Why @fd is not a hugetlb memfd of 2 MiB pages with the huge pages of
+ * bitmap @present allocated (st_blocks counts them), or NULL.
+ */
+static const char *huge_mismatch(int fd, unsigned int present)
+{
+	__u64 blocks = __builtin_popcount(present) * (HPS / 512);
+	static char why[128];
+	struct statfs sf = { 0 };
+	struct stat sb = { 0 };
+
+	if (fstatfs(fd, &sf) || (__u32)sf.f_type != HUGETLBFS_MAGIC ||
+	    (__u64)sf.f_bsize != HPS) {
+		snprintf(why, sizeof(why),
+			 "file system %#lx, block size %ld; want %#x, %llu",
+			 (unsigned long)sf.f_type, (long)sf.f_bsize,
+			 HUGETLBFS_MAGIC, HPS);
+		return why;
+	}
+	if (fstat(fd, &sb) || (__u64)sb.st_blocks != blocks) {
+		snprintf(why, sizeof(why),
+			 "%lld blocks; want %llu (huge pages 0x%x)",
+			 (long long)sb.st_blocks, (unsigned long long)blocks,
+			 present);
+		return why;
+	}
+	return NULL;
+}
+
 /* What an open object holds is what the model says. */
 static void verify_obj(const struct obj *o, const char *when)
 {
 	unsigned long long value;
+	const char *why;
 	struct stat sb;
 	int fd = obj_fd(o), seals;
+	__u64 h;
 
 	if (o->kind == K_TEST) {
 		if (luo_test_value(fd, &value) || value != o->value)
@@ -1417,7 +1680,15 @@ static void verify_obj(const struct obj *o, const char *when)
 	if (fstat(fd, &sb) || (__u64)sb.st_size != o->size)
 		wfail("%s: memfd of %lld bytes, want %llu", when,
 		      (long long)sb.st_size, (unsigned long long)o->size);
-	if (hash_fd(fd, o->size) != obj_hash(o))
+	if (o->kind == K_HUGE) {
+		why = huge_mismatch(fd, o->present);
+		if (why)
+			wfail("%s: hugetlb memfd: %s", when, why);
+		h = hash_huge_fd(fd, o->size);
+	} else {
+		h = hash_fd(fd, o->size);
+	}
+	if (h != obj_hash(o))
 		wfail("%s: memfd contents differ from the model", when);
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals != (int)o->seals)
@@ -1521,8 +1792,10 @@ static __printf(1, 2) void mprintf(const char *fmt, ...)
 
 /*
  * The manifest: "S name" per session, then its files in preservation
- * order, "M token size hash seals shared" for a memfd and "T token value
- * fail_retrieve fail_finish shared" for a test object.
+ * order, "M token size hash seals shared" for a memfd, "H token size hash
+ * seals shared present" for a hugetlb memfd (@present: its allocated huge
+ * pages) and "T token value fail_retrieve fail_finish shared" for a test
+ * object.
  */
 static void write_manifest(void)
 {
@@ -1543,6 +1816,12 @@ static void write_manifest(void)
 					(unsigned long long)o->value,
 					o->fail_retrieve, o->fail_finish,
 					o->shared);
+			else if (o->kind == K_HUGE)
+				mprintf("H %llu %llu %llu %u %d %u\n",
+					(unsigned long long)o->token,
+					(unsigned long long)o->size,
+					(unsigned long long)obj_hash(o),
+					o->seals, o->shared, o->present);
 			else
 				mprintf("M %llu %llu %llu %u %d\n",
 					(unsigned long long)o->token,
@@ -1598,13 +1877,25 @@ static int recv_fd(int sock, char *name, int *fd)
 	return 1;
 }
 
+/*
+ * A hugetlb mapping reserved its pages, so a fault that raises SIGBUS was
+ * refused a page by the handler (or the pool accounting is off).
+ */
+static void on_sigbus(int sig)
+{
+	wfail("signal %d: a hugetlb fault found no page", sig);
+}
+
 static void __noreturn worker(int id, int sock)
 {
 	long long start = now_ms(), deadline = start + max_secs * 1000;
+	struct sigaction sa = { .sa_handler = on_sigbus };
 	struct liveupdate_session_query q;
 	int i, pre, ret;
 
 	wid = id;
+	if (sigaction(SIGBUS, &sa, NULL))
+		wfail("sigaction: %s", strerror(errno));
 	rnd_state = mix64(seed + (id + 1) * NR_SEED_MIX);
 	op_state = mix64(~seed + (id + 1) * NR_SEED_MIX);
 	area = mmap(NULL, 5 * PG, PROT_READ | PROT_WRITE,
@@ -1724,7 +2015,7 @@ static bool check_unique(const char *all)
 			n++;
 			continue;
 		}
-		if (*m != 'M' && *m != 'T')
+		if (*m != 'M' && *m != 'H' && *m != 'T')
 			continue;
 		if (sscanf(m, "%*c %*s %*s %*s %*s %d", &sh) != 1)
 			return false;
@@ -1740,11 +2031,53 @@ static bool check_unique(const char *all)
 	return true;
 }
 
+/*
+ * A 2 MiB pool with HUGE_POOL pages free and unreserved: the workers, each
+ * within HUGE_CAP, never find it empty.  Without it, no hugetlb memfds.
+ */
+static bool huge_setup(void)
+{
+	long nr = luo_huge_val(2048, "nr_hugepages"), avail;
+	char str[24];
+	int fd, ret = 0;
+
+	if (nr < 0) {
+		ksft_print_msg("%s missing: no hugetlb memfds\n",
+			       HUGE_SYSFS "nr_hugepages");
+		return false;
+	}
+	avail = luo_huge_val(2048, "free_hugepages") - luo_huge_val(2048, "resv_hugepages");
+	if (avail < HUGE_POOL) {
+		snprintf(str, sizeof(str), "%ld", nr + HUGE_POOL - avail);
+		ret = luo_write_file(HUGE_SYSFS "nr_hugepages", str);
+		avail = luo_huge_val(2048, "free_hugepages") -
+			luo_huge_val(2048, "resv_hugepages");
+	}
+	if (avail < HUGE_POOL) {
+		ksft_print_msg("hugetlb pool: %ld free of %ld (%s), want %d: no hugetlb memfds\n",
+			       avail, luo_huge_val(2048, "nr_hugepages"), ename(ret),
+			       HUGE_POOL);
+		return false;
+	}
+	fd = memfd_create("fuzz-probe", MFD_CLOEXEC | MFD_HUGETLB |
+			  MFD_HUGE_2MB);
+	if (fd < 0) {
+		ksft_print_msg("memfd_create(MFD_HUGETLB): %s: no hugetlb memfds\n",
+			       strerror(errno));
+		return false;
+	}
+	close(fd);
+	ksft_print_msg("hugetlb pool: %ld pages of 2 MiB free, %d per worker\n",
+		       avail, HUGE_CAP);
+	return true;
+}
+
 static void stage0(void)
 {
 	int sock[NR_WORKERS], sv[2], fds[NR_WORKERS * MAX_SESS];
 	__u64 iters = 0, calls = 0, errors = 0, ops[NR_OPS] = { 0 };
 	__u64 created = 0, preserved = 0, unpreserved = 0;
+	__u64 huge_new = 0, huge_short = 0;
 	int nfds = 0, i, j, ret, status, mfd, msfd = -1, live;
 	pid_t pid[NR_WORKERS];
 	struct wstat *ws;
@@ -1761,6 +2094,7 @@ static void stage0(void)
 	have_test = luo_test_available();
 	if (!have_test)
 		ksft_print_msg("%s missing: memfds only\n", LUO_TEST_DEVICE);
+	have_huge = huge_setup();
 	pipe_fd = -1;
 	make_shared();
 	ws = mmap(NULL, NR_WORKERS * sizeof(*ws), PROT_READ | PROT_WRITE,
@@ -1825,6 +2159,8 @@ static void stage0(void)
 		created += ws[i].created;
 		preserved += ws[i].preserved;
 		unpreserved += ws[i].unpreserved;
+		huge_new += ws[i].huge_new;
+		huge_short += ws[i].huge_short;
 		for (j = 0; j < NR_OPS; j++)
 			ops[j] += ws[i].ops[j];
 	}
@@ -1835,6 +2171,10 @@ static void stage0(void)
 		       (unsigned long long)created,
 		       (unsigned long long)preserved,
 		       (unsigned long long)unpreserved);
+	if (have_huge)
+		ksft_print_msg("fuzz: %llu hugetlb memfds, %llu mmaps or fallocates refused\n",
+			       (unsigned long long)huge_new,
+			       (unsigned long long)huge_short);
 	for (j = 0; j < NR_OPS; j++)
 		ksft_print_msg("fuzz: %-16s %llu\n", op_names[j],
 			       (unsigned long long)ops[j]);
@@ -1862,9 +2202,10 @@ static void stage0(void)
 	live = have_test ? luo_test_live() : 0;
 	ksft_test_result(live == count_lines(all, 'T'),
 			 "%d test objects preserved, as in the models\n", live);
-	ksft_print_msg("manifest: %d sessions, %d memfds, %d test objects, %zu bytes\n",
-		       count_lines(all, 'S'), count_lines(all, 'M'),
-		       count_lines(all, 'T'), len);
+	ksft_print_msg("manifest: %d sessions, %d memfds (%d hugetlb), %d test objects, %zu B\n",
+		       count_lines(all, 'S'),
+		       count_lines(all, 'M') + count_lines(all, 'H'),
+		       count_lines(all, 'H'), count_lines(all, 'T'), len);
 
 	ret = luo_create_session(dev, MANIFEST_NAME, &msfd);
 	mfd = new_memfd("fuzz-manifest");
@@ -1890,8 +2231,10 @@ static bool check_file(int sfd, const char *sname, const char *line,
 		       int *busy)
 {
 	unsigned long long token, size, hash, value;
-	unsigned int seals;
+	unsigned int seals, present = 0;
 	int fr, ff, sh, fd = -1, ret, got_seals;
+	bool huge = line[0] == 'H';
+	const char *why;
 	struct stat sb;
 	bool ok = false;
 
@@ -1926,18 +2269,31 @@ static bool check_file(int sfd, const char *sname, const char *line,
 		close(fd);
 		return ok;
 	}
-	if (sscanf(line, "M %llu %llu %llu %u %d", &token, &size, &hash,
-		   &seals, &sh) != 5)
+	if (huge) {
+		if (sscanf(line, "H %llu %llu %llu %u %d %u", &token, &size,
+			   &hash, &seals, &sh, &present) != 6)
+			return false;
+	} else if (sscanf(line, "M %llu %llu %llu %u %d", &token, &size,
+			  &hash, &seals, &sh) != 5) {
 		return false;
+	}
 	ret = luo_retrieve_fd(sfd, token, &fd);
 	if (ret) {
 		ksft_print_msg("%s: token %llu: retrieve: %s\n", sname, token,
 			       ename(ret));
 		return false;
 	}
+	/* Still a hugetlb memfd of 2 MiB pages, with the same pages. */
+	why = huge ? huge_mismatch(fd, present) : NULL;
+	if (why) {
+		ksft_print_msg("%s: token %llu: %s\n", sname, token, why);
+		close(fd);
+		return false;
+	}
 	got_seals = fcntl(fd, F_GET_SEALS);
 	ok = !fstat(fd, &sb) && (__u64)sb.st_size == size &&
-	     hash_fd(fd, size) == hash && got_seals == (int)seals;
+	     (huge ? hash_huge_fd(fd, size) : hash_fd(fd, size)) == hash &&
+	     got_seals == (int)seals;
 	if (!ok)
 		ksft_print_msg("%s: token %llu: size %lld seals 0x%x, want %llu 0x%x, or data\n",
 			       sname, token, (long long)sb.st_size, got_seals,
@@ -1981,6 +2337,14 @@ static bool check_list(char **line, int nlines)
 	return ok;
 }
 
+/* The compatible string of a manifest line's file. */
+static const char *compatible_of_line(const char *line)
+{
+	if (line[0] == 'T')
+		return LUO_TEST_COMPATIBLE;
+	return line[0] == 'H' ? "memfd-hugetlb" : "memfd";
+}
+
 /* QUERY of an incoming session: its files in the order of @line. */
 static bool check_incoming(int sfd, const char *name, char **line, int n)
 {
@@ -1997,7 +2361,7 @@ static bool check_incoming(int sfd, const char *name, char **line, int n)
 		return false;
 	}
 	for (i = 0; i < n; i++) {
-		compatible = line[i][0] == 'T' ? LUO_TEST_COMPATIBLE : "memfd";
+		compatible = compatible_of_line(line[i]);
 		if (sscanf(line[i], "%*c %llu", &token) != 1 ||
 		    info[i].token != token ||
 		    info[i].state != LIVEUPDATE_FILE_INCOMING ||
@@ -2035,11 +2399,12 @@ static void stage1(void)
 		ksft_exit_fail_msg("read the manifest: %s\n", strerror(errno));
 	close(mfd);
 	line = calloc(count_lines(m, 'S') + count_lines(m, 'M') +
-		      count_lines(m, 'T') + 2, sizeof(*line));
+		      count_lines(m, 'H') + count_lines(m, 'T') + 2,
+		      sizeof(*line));
 	if (!line)
 		ksft_exit_fail_msg("out of memory\n");
 	for (p = strtok(m, "\n"); p; p = strtok(NULL, "\n"))
-		if (p[0] == 'S' || p[0] == 'M' || p[0] == 'T')
+		if (p[0] == 'S' || p[0] == 'M' || p[0] == 'H' || p[0] == 'T')
 			line[nlines++] = p;
 	if (sscanf(m, "seed %llu", (unsigned long long *)&seed) == 1)
 		ksft_print_msg("seed %llu\n", (unsigned long long)seed);

@@ -88,7 +88,7 @@
 #define PAGE_BIT(n)	(1ULL << (n))
 /* Pattern: consecutive words of a huge page differ by this (odd) step. */
 #define STEP		0x9e3779b97f4a7c15ULL
-#define HUGE_DIR	"/sys/kernel/mm/hugepages/hugepages-%lukB"
+#define HUGE_DIR	LUO_HUGE_DIR
 /* MemTotal of the guests of harness/suite, give or take the kernel. */
 #define CORE_MEM_KB	(3 * 1024 * 1024L)
 #define BIG_MEM_KB	(9 * 1024 * 1024L)
@@ -109,33 +109,20 @@ static long long now_us(void)
 
 /* ---- hugetlb pools ---- */
 
-/* A counter of the pool of @kb pages, or -1. */
-static long pool_val(unsigned long kb, const char *name)
-{
-	char path[96], *s;
-	long n;
-
-	snprintf(path, sizeof(path), HUGE_DIR "/%s", kb, name);
-	s = luo_read_file(path);
-	n = s ? atol(s) : -1;
-	free(s);
-	return n;
-}
-
 static void pool_print(unsigned long kb, const char *when)
 {
 	ksft_print_msg("hugepages-%lukB %s: nr %ld free %ld resv %ld surplus %ld\n",
-		       kb, when, pool_val(kb, "nr_hugepages"),
-		       pool_val(kb, "free_hugepages"),
-		       pool_val(kb, "resv_hugepages"),
-		       pool_val(kb, "surplus_hugepages"));
+		       kb, when, luo_huge_val(kb, "nr_hugepages"),
+		       luo_huge_val(kb, "free_hugepages"),
+		       luo_huge_val(kb, "resv_hugepages"),
+		       luo_huge_val(kb, "surplus_hugepages"));
 }
 
 /* The pool of @kb pages: @nr pages, @free of them free, none reserved or surplus. */
 static bool pool_is(unsigned long kb, long nr, long free)
 {
-	long n = pool_val(kb, "nr_hugepages"), f = pool_val(kb, "free_hugepages");
-	long r = pool_val(kb, "resv_hugepages"), s = pool_val(kb, "surplus_hugepages");
+	long n = luo_huge_val(kb, "nr_hugepages"), f = luo_huge_val(kb, "free_hugepages");
+	long r = luo_huge_val(kb, "resv_hugepages"), s = luo_huge_val(kb, "surplus_hugepages");
 
 	if (n == nr && f == free && !r && !s)
 		return true;
@@ -186,7 +173,7 @@ static bool pool_set(unsigned long kb, long nr)
 	ret = luo_write_file(path, str);
 	if (ret)
 		ksft_print_msg("write %s to %s: %s\n", str, path, strerror(-ret));
-	return pool_val(kb, "nr_hugepages") == nr;
+	return luo_huge_val(kb, "nr_hugepages") == nr;
 }
 
 /*
@@ -213,7 +200,7 @@ static void pool_setup(unsigned long kb, long nr, long need_kb)
 		       luo_meminfo_kb("MemAvailable"));
 	if (total >= need_kb)
 		luo_bail("a pool of %ld pages of %lu kB in a guest of %ld kB: %ld allocated",
-			 nr, kb, total, pool_val(kb, "nr_hugepages"));
+			 nr, kb, total, luo_huge_val(kb, "nr_hugepages"));
 	ksft_exit_skip("%ld pages of %lu kB: this guest (MemTotal %ld kB) is smaller than the test's (%ld kB)\n",
 		       nr, kb, total, need_kb);
 }
@@ -641,7 +628,7 @@ static bool drop_intact(int ffd, int gfd)
 
 	for (int k = 0; k < 2; k++)
 		for (int i = 0; i < 4; i++)
-			before[k][i] = pool_val(kbs[k], keys[i]);
+			before[k][i] = luo_huge_val(kbs[k], keys[i]);
 	ok = luo_keep(tsfd, ffd, T_FULL) && luo_keep(tsfd, gfd, T_GIANT) &&
 	     ftruncate(ffd, fsize + HPS_2M) && errno == EPERM;
 	close(tsfd);
@@ -651,7 +638,7 @@ static bool drop_intact(int ffd, int gfd)
 	     shape_intact(gfd, &giant, giant.data);
 	for (int k = 0; k < 2; k++) {
 		for (int i = 0; i < 4; i++) {
-			long now = pool_val(kbs[k], keys[i]);
+			long now = luo_huge_val(kbs[k], keys[i]);
 
 			if (now == before[k][i])
 				continue;
@@ -1364,10 +1351,10 @@ static void mm_0(void)
 			       strerror(-ret), strerror(-ret1));
 	pool_print(KB_2M, "shrunk to 0");
 	pool_print(KB_1G, "shrunk to 0");
-	ok = pool_val(KB_2M, "nr_hugepages") == mm2m.pages &&
-	     pool_val(KB_2M, "free_hugepages") == 0 &&
-	     pool_val(KB_1G, "nr_hugepages") == 1 &&
-	     pool_val(KB_1G, "free_hugepages") == 0 &&
+	ok = luo_huge_val(KB_2M, "nr_hugepages") == mm2m.pages &&
+	     luo_huge_val(KB_2M, "free_hugepages") == 0 &&
+	     luo_huge_val(KB_1G, "nr_hugepages") == 1 &&
+	     luo_huge_val(KB_1G, "free_hugepages") == 0 &&
 	     mm_in_place(fd2, fd1, m2, m1, before, true);
 	result(ok, "while preserved: both pools shrunk to 0 keep the pages in use (16 of 2 MiB, one of 1 GiB), none free; in place, intact");
 

@@ -19,20 +19,36 @@
  * errors apply and the header does not say which wins, either is accepted.
  * A failed call must not write to its argument, a successful one nothing
  * past the kernel's struct.  After each case the state must be unchanged:
- * the debugfs view of every session and file, LIST_SESSIONS, QUERY and
- * GET_NAME of every session fd; after each base also the test module's live
- * counts and the memfd contents (slower to read); after each run of the
- * matrix the fd table.  Threads check the whole state after each group.
+ * the debugfs view of every session and file, LIST_SESSIONS, QUERY
+ * (compatible strings and counts included) and GET_NAME of every session
+ * fd; after each base also the test module's live counts, the memfd
+ * handler's debugfs list of preserved memfds and the memfd contents (slower
+ * to read); after each run of the matrix the fd table.  Threads check the
+ * whole state after each group.
  *
- * Stage 0 (first boot) runs the device and outgoing sessions (empty, with
- * files, closed), then sets up sessions for stage 1 and kexecs.  Stage 1 runs
- * the device with incoming sessions and sessions incoming before retrieve,
- * retrieved, with retrieved files, finished, closed and finished-and-closed.
- * Each stage runs the matrix from one thread, then NR_THREADS threads run the
+ * Hugetlb memfds have a handler of their own ("memfd-hugetlb"), so they are
+ * in the matrix too: the sessions with files hold a hugetlb memfd of one
+ * 2 MiB page besides a test object and a shmem memfd, PRESERVE_FD gets a
+ * fresh hugetlb memfd (preserved, then unpreserved), a preserved one, its
+ * dup, its reopen through /proc (EBUSY) and its O_PATH fd (EBADF), and a
+ * direct check makes sure a preserved one cannot be truncated, grown or
+ * hole-punched (EPERM).  Hugetlb contents are written through a shared
+ * mapping (hugetlbfs has no write(2)) with a pattern that differs at every
+ * offset, and read back with pread(); the state checks read three windows
+ * of the page.  Without a 2 MiB hugetlb pool (no hugetlbfs, or no memory
+ * for a few pages) these parts are reported as skipped.
+ *
+ * Stage 0 (first boot) sets up the 2 MiB pool, runs the device and outgoing
+ * sessions (empty, with files, closed), then sets up sessions for stage 1
+ * and kexecs.  Stage 1 runs the device with incoming sessions and sessions
+ * incoming before retrieve, retrieved, with retrieved files (the hugetlb
+ * memfd among them), finished, closed and finished-and-closed.  Each stage
+ * runs the matrix from one thread, then NR_THREADS threads run the
  * non-mutating part of it at once.  Everything is deterministic (no seed).
  *
  * Needs the liveupdate test module (CONFIG_LIVEUPDATE_TEST), memfd
- * preservation (CONFIG_LIVEUPDATE_MEMFD) and luo-next-stage.
+ * preservation (CONFIG_LIVEUPDATE_MEMFD, CONFIG_LIVEUPDATE_MEMFD_HUGETLB)
+ * and luo-next-stage.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -47,9 +63,13 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
+#include <linux/memfd.h>
 
 #include "liveupdate_test.h"
 #include "kselftest.h"
@@ -63,6 +83,20 @@
 #define MAX_WATCH	8
 #define MAX_FDTYPES	40
 #define MAX_PRINTS	40
+#define STATS_MAX	2048
+
+/* A hugetlb memfd of the matrix: one 2 MiB page. */
+#define HUGE_SIZE	(2 * 1024 * 1024)
+#define HUGE_POOL	"/sys/kernel/mm/hugepages/hugepages-2048kB/"
+/*
+ * Free 2 MiB pages a stage wants: at most four memfds hold one each, and
+ * PRESERVE_FD needs a free page outside KHO scratch (CMA) to move one out.
+ */
+#define HUGE_FREE	8
+#define HUGE_COMPATIBLE	"memfd-hugetlb"
+/* Tokens of the hugetlb memfds in the sessions with files. */
+#define HUGE_TOKEN	3
+#define HUGE_TOKEN_IN	4
 
 /* A name of exactly 63 bytes, the longest allowed. */
 #define NAME_63 \
@@ -90,6 +124,7 @@ struct sess_view {
 
 struct snap {
 	char sessions[SESSIONS_MAX];	/* debugfs: every session and file */
+	char memfds[STATS_MAX];		/* debugfs: every preserved memfd */
 	int live, flb_live;
 	__u32 nlist;
 	char list[MAX_LIST][LUO_NAME_LEN];
@@ -113,33 +148,49 @@ static void watch_memfd(int fd)
 	watch_memfds[nwatch_memfds++] = fd;
 }
 
-/* A hash of a memfd's size and contents; @buf has room for MEMFD_SIZE. */
+/*
+ * A hash of a memfd's size and contents; @buf has room for MEMFD_SIZE.  Of
+ * a larger memfd (a hugetlb one) only the first, a middle and the last
+ * MEMFD_SIZE bytes: a huge page is replaced or lost whole, and reading all
+ * of it after every base would make the matrix several times slower.
+ */
 static unsigned long long memfd_sum(int fd, unsigned char *buf)
 {
 	unsigned long long h = 0xcbf29ce484222325ULL, w;
+	off_t at[3];
 	struct stat st;
 	ssize_t len, i;
+	int k, n;
 
 	if (fstat(fd, &st))
 		return 0;
-	memset(buf, 0, MEMFD_SIZE);
-	len = pread(fd, buf, MEMFD_SIZE, 0);
-	if (len < 0)
-		return 1;
-	h ^= (unsigned long long)st.st_size + ((unsigned long long)len << 32);
-	for (i = 0; i < MEMFD_SIZE; i += sizeof(w)) {
-		memcpy(&w, buf + i, sizeof(w));
-		h = (h ^ w) * 0x100000001b3ULL;
+	at[0] = 0;
+	at[1] = st.st_size / 2 & ~(off_t)7;
+	at[2] = st.st_size - MEMFD_SIZE;
+	n = st.st_size > MEMFD_SIZE ? 3 : 1;
+	h ^= (unsigned long long)st.st_size;
+	for (k = 0; k < n; k++) {
+		memset(buf, 0, MEMFD_SIZE);
+		len = pread(fd, buf, MEMFD_SIZE, at[k]);
+		if (len < 0)
+			return 1;
+		h ^= (unsigned long long)len << 32;
+		for (i = 0; i < MEMFD_SIZE; i += sizeof(w)) {
+			memcpy(&w, buf + i, sizeof(w));
+			h = (h ^ w) * 0x100000001b3ULL;
+		}
 	}
 	return h;
 }
 
 /*
- * The debugfs session list stays open, read again from the start for each
- * snapshot (the live counts cannot be: they are not seekable).
+ * The debugfs session list and memfd list stay open, read again from the
+ * start for each snapshot (the live counts cannot be: they are not
+ * seekable).
  */
 struct dbg_fds {
 	int sessions;
+	int memfds;
 };
 
 static void dbg_open(struct dbg_fds *d)
@@ -147,11 +198,15 @@ static void dbg_open(struct dbg_fds *d)
 	d->sessions = open(LUO_DEBUGFS_SESSIONS, O_RDONLY | O_CLOEXEC);
 	if (d->sessions < 0)
 		luo_bail("open %s: %s", LUO_DEBUGFS_SESSIONS, strerror(errno));
+	d->memfds = open(LUO_MEMFD_STATS, O_RDONLY | O_CLOEXEC);
+	if (d->memfds < 0)
+		luo_bail("open %s: %s", LUO_MEMFD_STATS, strerror(errno));
 }
 
 static void dbg_close(struct dbg_fds *d)
 {
 	close(d->sessions);
+	close(d->memfds);
 }
 
 /* The whole file into @buf (NUL-terminated): its length, or -errno. */
@@ -175,8 +230,9 @@ static int pread_all(int fd, char *buf, size_t size)
 
 /*
  * Returns 0, or -errno if a part of the state could not be read.  @full:
- * the memfd contents and the live counts too (else they are copied from
- * @ref; the debugfs session list shows every file added or removed).
+ * the memfd contents, the debugfs memfd list and the live counts too (else
+ * they are copied from @ref; the debugfs session list shows every file
+ * added or removed).
  */
 static int snap_take(struct snap *s, const struct dbg_fds *d,
 		     unsigned char *membuf, bool full, const struct snap *ref)
@@ -189,6 +245,12 @@ static int snap_take(struct snap *s, const struct dbg_fds *d,
 	if (ret)
 		return ret;
 	ret = pread_all(d->sessions, s->sessions, sizeof(s->sessions));
+	if (ret < 0)
+		return ret;
+	if (full)
+		ret = pread_all(d->memfds, s->memfds, sizeof(s->memfds));
+	else
+		memcpy(s->memfds, ref->memfds, sizeof(s->memfds));
 	if (ret < 0)
 		return ret;
 	s->live = full ? luo_test_live() : ref->live;
@@ -226,6 +288,11 @@ static bool snap_same(const struct snap *a, const struct snap *b, char *why,
 	if (strcmp(a->sessions, b->sessions)) {
 		snprintf(why, len, "debugfs sessions changed:\n%s--- now:\n%s",
 			 a->sessions, b->sessions);
+		return false;
+	}
+	if (strcmp(a->memfds, b->memfds)) {
+		snprintf(why, len, "debugfs memfds changed:\n%s--- now:\n%s",
+			 a->memfds, b->memfds);
 		return false;
 	}
 	if (a->live != b->live || a->flb_live != b->flb_live) {
@@ -838,6 +905,249 @@ static bool memfd_has(int fd, unsigned int seed)
 	return ok;
 }
 
+/* ---- hugetlb memfds ---- */
+
+/* Whether this stage has hugetlb memfds, and why not if it has none. */
+static bool huge;
+static char huge_why[160];
+
+/*
+ * Seeds of the hugetlb memfds' contents, those of the shmem memfds beside
+ * them plus 20.
+ */
+#define HSEED_OUT	21	/* stage 0, mis-out-files */
+#define HSEED_UNRET	22	/* in-unret */
+#define HSEED_FRESH	23	/* the one PRESERVE_FD gets, each stage */
+#define HSEED_IN	24	/* in-files */
+#define HSEED_S1	25	/* stage 1, mis-out-s1 */
+/* In-files' first test object says whether stage 0 added a hugetlb memfd. */
+#define IN_FILES_VALUE		401
+#define IN_FILES_VALUE_HUGE	411
+
+/* Free and unreserved pages of the 2 MiB pool, or -errno. */
+static int huge_avail(void)
+{
+	int free = luo_read_count(HUGE_POOL "free_hugepages");
+	int resv = luo_read_count(HUGE_POOL "resv_hugepages");
+
+	return free < 0 ? free : resv < 0 ? resv : free - resv;
+}
+
+/*
+ * At least HUGE_FREE free and unreserved pages in the 2 MiB pool, and
+ * memfd_create() of a hugetlb memfd works; else false, with the reason in
+ * huge_why.
+ */
+static bool huge_setup(void)
+{
+	int nr = luo_read_count(HUGE_POOL "nr_hugepages");
+	int avail = huge_avail();
+	char str[32];
+	int fd, ret = 0;
+
+	if (nr < 0 || avail < 0) {
+		snprintf(huge_why, sizeof(huge_why),
+			 "no 2 MiB hugetlb pages (%s: %s)", HUGE_POOL,
+			 strerror(nr < 0 ? -nr : -avail));
+		return false;
+	}
+	if (avail < HUGE_FREE) {
+		/* nr_hugepages counts the pages in use too. */
+		snprintf(str, sizeof(str), "%d", nr + HUGE_FREE - avail);
+		ret = luo_write_file(HUGE_POOL "nr_hugepages", str);
+		avail = huge_avail();
+	}
+	if (avail < HUGE_FREE) {
+		snprintf(huge_why, sizeof(huge_why),
+			 "2 MiB hugetlb pool: %d pages free, %d wanted (%s)",
+			 avail, HUGE_FREE, ret ? strerror(-ret) : "no memory");
+		return false;
+	}
+	fd = memfd_create("misuse-huge-probe",
+			  MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
+	if (fd < 0) {
+		snprintf(huge_why, sizeof(huge_why),
+			 "memfd_create(MFD_HUGETLB | MFD_HUGE_2MB): %s",
+			 strerror(errno));
+		return false;
+	}
+	close(fd);
+	ksft_print_msg("misuse: stage %d: 2 MiB hugetlb pool: %d pages, %d free\n",
+		       stage, luo_read_count(HUGE_POOL "nr_hugepages"), avail);
+	return true;
+}
+
+/*
+ * A hugetlb memfd of one 2 MiB page holding the pattern of @seed, which
+ * differs at every offset: written through a shared mapping, since
+ * hugetlbfs has no write(2).
+ */
+static int new_huge_memfd(const char *name, unsigned long long seed)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
+	void *map;
+
+	if (fd < 0 || ftruncate(fd, HUGE_SIZE))
+		luo_bail("hugetlb memfd %s: %s", name, strerror(errno));
+	/* The mapping reserves the page: no SIGBUS when it is written. */
+	map = mmap(NULL, HUGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		luo_bail("mmap hugetlb memfd %s: %s", name, strerror(errno));
+	luo_fill(map, 0, HUGE_SIZE, seed);
+	munmap(map, HUGE_SIZE);
+	return fd;
+}
+
+/*
+ * @fd is a hugetlbfs file of HUGE_SIZE bytes holding the pattern of @seed,
+ * read back with pread(): every byte.
+ */
+static bool huge_has(int fd, unsigned long long seed)
+{
+	__u64 *buf = malloc(HUGE_SIZE);
+	struct statfs sf;
+	struct stat st;
+	size_t i;
+	bool ok;
+
+	if (!buf)
+		luo_bail("out of memory");
+	ok = fd >= 0 && !fstatfs(fd, &sf) &&
+	     (__u32)sf.f_type == HUGETLBFS_MAGIC && !fstat(fd, &st) &&
+	     st.st_size == HUGE_SIZE;
+	if (fd >= 0 && !ok)
+		ksft_print_msg("hugetlb memfd fd %d: not hugetlbfs, or not %d bytes\n",
+			       fd, HUGE_SIZE);
+	if (ok && pread(fd, buf, HUGE_SIZE, 0) != HUGE_SIZE) {
+		ksft_print_msg("hugetlb memfd fd %d: pread: %s\n", fd,
+			       strerror(errno));
+		ok = false;
+	}
+	for (i = 0; ok && i < HUGE_SIZE / 8; i++) {
+		if (buf[i] == luo_word_at(i * 8, seed))
+			continue;
+		ksft_print_msg("hugetlb memfd fd %d: byte %#zx is %#llx, want %#llx\n",
+			       fd, i * 8, (unsigned long long)buf[i],
+			       (unsigned long long)luo_word_at(i * 8, seed));
+		ok = false;
+	}
+	free(buf);
+	return ok;
+}
+
+/* A file QUERY must list: its token, compatible string and state. */
+struct want_file {
+	__u64 token;
+	const char *compatible;
+	__u32 state;
+};
+
+/* QUERY of @sfd lists exactly the @n files of @want, in any order. */
+static bool query_is(int sfd, const struct want_file *want, __u32 n)
+{
+	struct liveupdate_file_info files[MAX_FILES];
+	__u32 kind, count = MAX_FILES, i, j;
+	int ret = luo_query(sfd, &kind, files, &count);
+
+	if (ret || count != n) {
+		ksft_print_msg("QUERY of fd %d: %s, %u files, want %u\n", sfd,
+			       err_name(ret), count, n);
+		return false;
+	}
+	for (j = 0; j < n; j++) {
+		for (i = 0; i < count; i++)
+			if (files[i].token == want[j].token)
+				break;
+		if (i < count &&
+		    !strcmp((const char *)files[i].compatible,
+			    want[j].compatible) &&
+		    files[i].state == want[j].state)
+			continue;
+		ksft_print_msg("QUERY of fd %d, token %llu: %s, state %u; want %s, state %u\n",
+			       sfd, (unsigned long long)want[j].token,
+			       i < count ? (const char *)files[i].compatible :
+					   "(missing)",
+			       i < count ? files[i].state : 0,
+			       want[j].compatible, want[j].state);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The hugetlb memfd @fd of a session with files (@sess, fd @sfd), and the
+ * fresh one @fresh: written and read back, listed by QUERY with the
+ * session's other files.  Then, since a preserved memfd's pages are
+ * described by physical address, its size cannot change and no page may
+ * leave it: ftruncate to another size and punching a hole fail with EPERM,
+ * leaving size, blocks and contents as they were.
+ */
+static void huge_checks(const char *sess, int sfd, int fd,
+			unsigned long long seed, int fresh)
+{
+	static const struct want_file want[] = {
+		{ 1, LUO_TEST_COMPATIBLE, LIVEUPDATE_FILE_PRESERVED },
+		{ 2, "memfd", LIVEUPDATE_FILE_PRESERVED },
+		{ HUGE_TOKEN, HUGE_COMPATIBLE, LIVEUPDATE_FILE_PRESERVED },
+	};
+	const struct {
+		const char *desc;
+		int mode;		/* -1: ftruncate to @arg */
+		off_t arg;
+	} ops[] = {
+		{ "ftruncate to 0", -1, 0 },
+		{ "ftruncate to 4 MiB", -1, 2 * HUGE_SIZE },
+		{ "fallocate(PUNCH_HOLE | KEEP_SIZE) of the page",
+		  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, HUGE_SIZE },
+	};
+	unsigned int i, cases = 0, fails = 0;
+	struct stat before, after = { 0 };
+	char what[96];
+	int got;
+
+	snprintf(what, sizeof(what), "stage %d %s hugetlb memfd", stage, sess);
+	if (!huge) {
+		ksft_test_result_skip("%s: %s\n", what, huge_why);
+		ksft_test_result_skip("%s while preserved: %s\n", what,
+				      huge_why);
+		return;
+	}
+	ksft_test_result(huge_has(fd, seed) && huge_has(fresh, HSEED_FRESH) &&
+			 query_is(sfd, want, ARRAY_SIZE(want)),
+			 "%s: written through a mapping, read back, QUERY says %s\n",
+			 what, HUGE_COMPATIBLE);
+
+	if (fstat(fd, &before))
+		luo_bail("fstat: %s", strerror(errno));
+	for (i = 0; i < ARRAY_SIZE(ops); i++) {
+		if (ops[i].mode < 0)
+			got = ftruncate(fd, ops[i].arg);
+		else
+			got = fallocate(fd, ops[i].mode, 0, ops[i].arg);
+		got = got ? -errno : 0;
+		cases++;
+		if (got != -EPERM) {
+			fails++;
+			ksft_print_msg("FAIL %s: %s: got %s, want EPERM\n", what,
+				       ops[i].desc, err_name(got));
+		}
+	}
+	/* huge_has() tells what differs in the contents. */
+	cases++;
+	if (fstat(fd, &after) || after.st_size != before.st_size ||
+	    after.st_blocks != before.st_blocks || !huge_has(fd, seed)) {
+		fails++;
+		ksft_print_msg("FAIL %s: size %lld -> %lld, blocks %lld -> %lld, or contents\n",
+			       what, (long long)before.st_size,
+			       (long long)after.st_size,
+			       (long long)before.st_blocks,
+			       (long long)after.st_blocks);
+	}
+	ksft_test_result(!fails,
+			 "%s while preserved: resize and punch hole fail (EPERM): %u cases\n",
+			 what, cases);
+}
+
 static int new_object(unsigned long long value)
 {
 	int fd = luo_test_new(value);
@@ -956,6 +1266,26 @@ static void add_common_fdtypes(int busy_memfd, int busy_obj)
 	add_fdtype("test object failing preserve (EIO)", fd, -EIO);
 	add_fdtype("fresh memfd", new_memfd("misuse-fresh", 3), 0);
 	add_fdtype("fresh test object", new_object(998), 0);
+}
+
+/*
+ * The fds of hugetlb memfds: @busy preserved already, as the shmem ones
+ * above; @fresh preservable (then undone).
+ */
+static void add_huge_fdtypes(int busy, int fresh)
+{
+	char path[64];
+
+	add_fdtype("hugetlb memfd, preserved already", busy, -EBUSY);
+	add_fdtype("dup of a preserved hugetlb memfd",
+		   fcntl(busy, F_DUPFD_CLOEXEC, 0), -EBUSY);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", busy);
+	/* Another file of the same inode: the handler refuses it. */
+	add_fdtype("reopened preserved hugetlb memfd",
+		   open(path, O_RDWR | O_CLOEXEC), -EBUSY);
+	add_fdtype("O_PATH of a hugetlb memfd", open(path, O_PATH | O_CLOEXEC),
+		   -EBADF);
+	add_fdtype("fresh hugetlb memfd", fresh, 0);
 }
 
 /* ---- the matrix ---- */
@@ -1493,7 +1823,7 @@ static void run_stage_matrix(void)
 /* Stage 0: the device, outgoing sessions; then what stage 1 needs. */
 static void stage0(void)
 {
-	int s_empty, s_files, s_closed, m1, t1, sfd;
+	int s_empty, s_files, s_closed, m1, t1, h1 = -1, hf = -1, sfd;
 	unsigned char raw[LUO_NAME_LEN];
 	__u32 n = 0;
 	int ret;
@@ -1502,6 +1832,10 @@ static void stage0(void)
 	if (ret || n)
 		luo_bail("fresh boot: %u incoming sessions (%s)", n,
 			 strerror(-ret));
+	huge = huge_setup();
+	if (!huge)
+		ksft_print_msg("misuse: stage 0: no hugetlb memfds: %s\n",
+			       huge_why);
 
 	s_empty = luo_must_create_session(dev, "mis-out-empty");
 	s_files = luo_must_create_session(dev, "mis-out-files");
@@ -1509,14 +1843,26 @@ static void stage0(void)
 	t1 = new_object(101);
 	preserve(s_files, t1, 1);
 	preserve(s_files, m1, 2);
+	if (huge) {
+		h1 = new_huge_memfd("misuse-huge-m1", HSEED_OUT);
+		preserve(s_files, h1, HUGE_TOKEN);
+		hf = new_huge_memfd("misuse-huge-fresh", HSEED_FRESH);
+	}
 	s_closed = luo_must_create_session(dev, "mis-closed");
 	close(s_closed);
 	closed_fd = free_fd_number(901);
 
 	add_common_fdtypes(m1, t1);
+	if (huge)
+		add_huge_fdtypes(h1, hf);
 	add_fdtype("session fd (mis-out-files)", s_files, -ENOENT);
 	add_fdtype("session fd (mis-out-empty)", s_empty, -ENOENT);
 	watch_memfd(m1);
+	if (huge) {
+		watch_memfd(h1);
+		/* Its page may move out of KHO scratch at each PRESERVE_FD. */
+		watch_memfd(hf);
+	}
 	add_sess_state("outgoing (empty)", s_empty);
 	add_sess_state("outgoing (with files)", s_files);
 
@@ -1534,21 +1880,31 @@ static void stage0(void)
 	add_str_name("mis-closed", 0, -ENOENT);
 	add_str_name("\xff\x01 odd/name", 0, -ENOENT);
 
+	huge_checks("mis-out-files", s_files, h1, HSEED_OUT, hf);
 	run_stage_matrix();
 
 	/*
 	 * What stage 1 finds: one session per incoming state.  Each test
-	 * object's value says which session it was in.
+	 * object's value says which session it was in.  The sessions with
+	 * memfds get a hugetlb memfd too, if there are hugetlb pages.
 	 */
 	sfd = luo_must_create_session(dev, "in-unret");
 	preserve(sfd, new_object(201), 1);
 	preserve(sfd, new_memfd("misuse-in-unret", 2), 2);
+	if (huge)
+		preserve(sfd, new_huge_memfd("misuse-huge-in-unret",
+					     HSEED_UNRET), HUGE_TOKEN);
 	sfd = luo_must_create_session(dev, "in-ret");
 	preserve(sfd, new_object(301), 1);
 	sfd = luo_must_create_session(dev, "in-files");
-	preserve(sfd, new_object(401), 1);
+	/* Tells stage 1 whether to expect the hugetlb memfd, or a skip. */
+	preserve(sfd, new_object(huge ? IN_FILES_VALUE_HUGE : IN_FILES_VALUE),
+		 1);
 	preserve(sfd, new_memfd("misuse-in-files", 4), 2);
 	preserve(sfd, new_object(402), 3);
+	if (huge)
+		preserve(sfd, new_huge_memfd("misuse-huge-in-files", HSEED_IN),
+			 HUGE_TOKEN_IN);
 	sfd = luo_must_create_session(dev, "in-fin");
 	preserve(sfd, new_object(501), 1);
 	sfd = luo_must_create_session(dev, "in-closed");
@@ -1589,11 +1945,19 @@ static void stage1(void)
 		"in-closed", "in-files", "in-fin", "in-finclosed", "in-ret",
 		"in-unret",
 	};
+	static const struct want_file in_files[] = {
+		{ 1, LUO_TEST_COMPATIBLE, LIVEUPDATE_FILE_RETRIEVED },
+		{ 2, "memfd", LIVEUPDATE_FILE_RETRIEVED },
+		{ 3, LUO_TEST_COMPATIBLE, LIVEUPDATE_FILE_INCOMING },
+		{ HUGE_TOKEN_IN, HUGE_COMPATIBLE, LIVEUPDATE_FILE_RETRIEVED },
+	};
 	char list[MAX_LIST][LUO_NAME_LEN];
 	int s_ret, s_files, s_fin, s_out, f1, f2, m1, t1, sfd, ret;
+	int h2 = -1, hs1 = -1, hf = -1;
+	unsigned long long in_value;
 	unsigned char raw[LUO_NAME_LEN];
 	__u32 n = MAX_LIST, i;
-	bool ok;
+	bool ok, in_huge;
 
 	ret = luo_list_sessions(dev, list, &n);
 	ok = !ret && n == ARRAY_SIZE(want_list);
@@ -1607,8 +1971,27 @@ static void stage1(void)
 	s_files = retrieve_session("in-files");
 	f1 = retrieve_token(s_files, 1);
 	f2 = retrieve_token(s_files, 2);
-	ksft_test_result(luo_test_has_value(f1, 401) && memfd_has(f2, 4),
+	in_huge = luo_test_has_value(f1, IN_FILES_VALUE_HUGE);
+	in_value = in_huge ? IN_FILES_VALUE_HUGE : IN_FILES_VALUE;
+	ksft_test_result(luo_test_has_value(f1, in_value) && memfd_has(f2, 4),
 			 "stage 1: retrieved files hold what was preserved\n");
+	if (in_huge) {
+		/* A failure is reported here; the matrix runs on anyway. */
+		ret = luo_retrieve_fd(s_files, HUGE_TOKEN_IN, &h2);
+		if (ret) {
+			ksft_print_msg("retrieve hugetlb memfd: %s\n",
+				       strerror(-ret));
+			h2 = -1;
+		}
+		ksft_test_result(h2 >= 0 && huge_has(h2, HSEED_IN) &&
+				 luo_memfd_name_is(h2, "misuse-huge-in-files") &&
+				 query_is(s_files, in_files,
+					  ARRAY_SIZE(in_files)),
+				 "stage 1: retrieved hugetlb memfd intact, QUERY says %s\n",
+				 HUGE_COMPATIBLE);
+	} else {
+		ksft_test_result_skip("stage 1: retrieved hugetlb memfd: stage 0 had none\n");
+	}
 	s_fin = retrieve_session("in-fin");
 	ret = luo_finish(s_fin);
 	if (ret)
@@ -1622,18 +2005,37 @@ static void stage1(void)
 	close(sfd);
 	closed_fd = free_fd_number(901);
 
+	/* For this kernel's own hugetlb memfds: the retrieved one has its page. */
+	huge = huge_setup();
+	if (!huge)
+		ksft_print_msg("misuse: stage 1: no new hugetlb memfds: %s\n",
+			       huge_why);
+
 	/* Preserved in this kernel: the busy files of PRESERVE_FD. */
 	s_out = luo_must_create_session(dev, "mis-out-s1");
 	m1 = new_memfd("misuse-s1", 5);
 	t1 = new_object(801);
 	preserve(s_out, t1, 1);
 	preserve(s_out, m1, 2);
+	if (huge) {
+		hs1 = new_huge_memfd("misuse-huge-s1", HSEED_S1);
+		preserve(s_out, hs1, HUGE_TOKEN);
+		hf = new_huge_memfd("misuse-huge-fresh", HSEED_FRESH);
+	}
 
 	add_common_fdtypes(m1, t1);
+	if (huge)
+		add_huge_fdtypes(hs1, hf);
 	add_fdtype("a retrieved session's fd", s_ret, -ENOENT);
 	add_fdtype("a finished session's fd", s_fin, -ENOENT);
 	watch_memfd(m1);
 	watch_memfd(f2);
+	if (h2 >= 0)
+		watch_memfd(h2);
+	if (huge) {
+		watch_memfd(hs1);
+		watch_memfd(hf);
+	}
 	add_sess_state("incoming, retrieved", s_ret);
 	add_sess_state("incoming, files retrieved", s_files);
 	add_sess_state("finished", s_fin);
@@ -1653,14 +2055,24 @@ static void stage1(void)
 	add_str_name("mis-out-files", 0, -ENOENT);
 	add_str_name("mis-out-s1", -EEXIST, -ENOENT);
 
+	huge_checks("mis-out-s1", s_out, hs1, HSEED_S1, hf);
 	run_stage_matrix();
 
 	/* The matrix changed nothing: the files are still what they were. */
 	f1 = retrieve_token(s_files, 1);
-	ksft_test_result(luo_test_has_value(f1, 401) && memfd_has(f2, 4) &&
+	ksft_test_result(luo_test_has_value(f1, in_value) && memfd_has(f2, 4) &&
 			 memfd_has(m1, 5),
 			 "stage 1: files unchanged after the matrix\n");
 	close(f1);
+	if (in_huge || huge) {
+		/* Every byte, where the matrix's checks read a few windows. */
+		ok = (!in_huge || huge_has(h2, HSEED_IN)) &&
+		     (!huge || (huge_has(hs1, HSEED_S1) &&
+				huge_has(hf, HSEED_FRESH)));
+		ksft_test_result(ok, "stage 1: hugetlb memfds unchanged after the matrix\n");
+	} else {
+		ksft_test_result_skip("stage 1: hugetlb memfds after the matrix: none\n");
+	}
 	ksft_set_plan(ksft_test_num());
 	ksft_finished();
 }

@@ -337,6 +337,21 @@ fail:
 	return NULL;
 }
 
+#define LUO_HUGE_DIR	"/sys/kernel/mm/hugepages/hugepages-%lukB"
+
+/* A counter ("nr_hugepages", "free_hugepages"...) of the pool of @kb pages, or -1. */
+static inline long luo_huge_val(unsigned long kb, const char *name)
+{
+	char path[96], *s;
+	long n;
+
+	snprintf(path, sizeof(path), LUO_HUGE_DIR "/%s", kb, name);
+	s = luo_read_file(path);
+	n = s ? atol(s) : -1;
+	free(s);
+	return n;
+}
+
 /* The whole kernel log buffer, NUL-terminated; bails out on failure. */
 static inline char *luo_kernel_log(void)
 {
