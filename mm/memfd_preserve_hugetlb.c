@@ -138,38 +138,10 @@ int mfp_hugetlb_retrieve(struct liveupdate_file *lf)
 	return 0;
 }
 
-/*
- * The incoming count of preserved huge pages: its physical address if it
- * is one page that carries the magic, else 0.  @early: memblock still
- * knows what is memory, the memory map does not yet.
- */
-static phys_addr_t mfp_hugetlb_pool_in(bool early)
-{
-	const struct memfd_preserve_hugetlb_pool *hp;
-	phys_addr_t phys;
-	size_t size;
-
-	if (kho_retrieve_subtree(MEMFD_PRESERVE_HUGETLB_POOL_NODE, &phys,
-				 &size))
-		return 0;
-	if (size != sizeof(*hp) || !PAGE_ALIGNED(phys) ||
-	    !(early ? memblock_is_region_memory(phys, PAGE_SIZE) :
-		      pfn_valid(PHYS_PFN(phys)))) {
-		pr_warn("%s: %zu bytes at %pa: ignored\n",
-			MEMFD_PRESERVE_HUGETLB_POOL_NODE, size, &phys);
-		return 0;
-	}
-	hp = phys_to_virt(phys);
-	if (hp->magic != MEMFD_PRESERVE_HUGETLB_POOL_MAGIC) {
-		pr_warn("%s: magic %#llx: ignored\n",
-			MEMFD_PRESERVE_HUGETLB_POOL_NODE, hp->magic);
-		return 0;
-	}
-	return phys;
-}
-
 /* Read once, early: hugetlb asks again after memblock is gone. */
 static u64 mfp_boot_pages[MEMFD_PRESERVE_HUGE_SHIFTS] __initdata;
+/* The page that held them, freed once hugetlb has its boot pools. */
+static phys_addr_t mfp_boot_phys __initdata;
 
 /**
  * memfd_preserve_hugetlb_boot_init() - read what the previous kernel kept
@@ -179,12 +151,27 @@ static u64 mfp_boot_pages[MEMFD_PRESERVE_HUGE_SHIFTS] __initdata;
  */
 void __init memfd_preserve_hugetlb_boot_init(void)
 {
-	phys_addr_t phys = mfp_hugetlb_pool_in(true);
 	const struct memfd_preserve_hugetlb_pool *hp;
+	phys_addr_t phys;
+	size_t size;
 
-	if (!phys)
+	if (!kho_is_enabled() ||
+	    kho_retrieve_subtree(MEMFD_PRESERVE_HUGETLB_POOL_NODE, &phys, &size))
 		return;
+	if (size != sizeof(*hp) || !PAGE_ALIGNED(phys) ||
+	    !memblock_is_map_memory(phys)) {
+		pr_warn("%s: %zu bytes at %pa: ignored\n",
+			MEMFD_PRESERVE_HUGETLB_POOL_NODE, size, &phys);
+		return;
+	}
+	/* The page is ours to free from here on, whatever it holds. */
+	mfp_boot_phys = phys;
 	hp = phys_to_virt(phys);
+	if (hp->magic != MEMFD_PRESERVE_HUGETLB_POOL_MAGIC) {
+		pr_warn("%s: magic %#llx: ignored\n",
+			MEMFD_PRESERVE_HUGETLB_POOL_NODE, hp->magic);
+		return;
+	}
 	memcpy(mfp_boot_pages, hp->pages, sizeof(mfp_boot_pages));
 }
 
@@ -194,35 +181,37 @@ void __init memfd_preserve_hugetlb_boot_init(void)
  *
  * Return: how many huge pages of 2^@shift bytes the hugetlb memfds frozen
  * by the previous kernel hold, and that join this kernel's pool as they
- * are retrieved; 0 if none, or if this boot is not a live update.
+ * are retrieved; 0 if none, or if this boot is not a live update.  Asked
+ * for the 2 MiB pool after KHO checked the handover: 0 if it refused it.
  */
 unsigned long __init memfd_preserve_hugetlb_boot_pages(unsigned int shift)
 {
-	return shift < ARRAY_SIZE(mfp_boot_pages) ? mfp_boot_pages[shift] : 0;
+	if (!is_kho_boot() || shift >= ARRAY_SIZE(mfp_boot_pages))
+		return 0;
+	return mfp_boot_pages[shift];
 }
 
 /**
  * mfp_hugetlb_pool_in_free() - free the incoming count of huge pages
  *
- * Once hugetlb sized its boot pool, nobody reads it again.
+ * Once hugetlb sized its boot pools, nobody reads it again.
  */
 void __init mfp_hugetlb_pool_in_free(void)
 {
-	phys_addr_t phys = mfp_hugetlb_pool_in(false);
 	struct folio *folio;
 
-	if (!phys)
+	if (!mfp_boot_phys || !is_kho_boot())
 		return;
-	folio = kho_restore_folio(phys);
+	folio = kho_restore_folio(mfp_boot_phys);
 	if (!folio) {
 		pr_warn("%s at %pa was not preserved\n",
-			MEMFD_PRESERVE_HUGETLB_POOL_NODE, &phys);
+			MEMFD_PRESERVE_HUGETLB_POOL_NODE, &mfp_boot_phys);
 		return;
 	}
 	/* Not the page kho_alloc_preserve() gave: keep it rather than guess. */
 	if (folio_order(folio)) {
 		pr_warn("%s at %pa is a folio of order %u: kept\n",
-			MEMFD_PRESERVE_HUGETLB_POOL_NODE, &phys,
+			MEMFD_PRESERVE_HUGETLB_POOL_NODE, &mfp_boot_phys,
 			folio_order(folio));
 		return;
 	}

@@ -216,7 +216,8 @@ static int mfp_pool_freeze(struct liveupdate_flb *flb,
 
 /*
  * A reboot that failed after freeze: the next freeze counts again, and a
- * kexec that skips freeze must not find old numbers.
+ * kexec that skips freeze must not find old numbers.  The core serializes
+ * freeze and unfreeze; the lock only orders this against mfp_pool_hugetlb().
  */
 static void mfp_pool_unfreeze(struct liveupdate_flb *flb,
 			      struct liveupdate_flb_state *out)
