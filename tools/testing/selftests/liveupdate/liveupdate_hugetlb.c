@@ -22,10 +22,7 @@
  *       pool page, rewrites part of the 1 GiB page, and preserves both again
  *       into the same session after FINISH.
  * big:  4 GiB of 1 GiB pages in one memfd, every byte checked after the
- *       kexec; PRESERVE_FD, RETRIEVE_FD and the check are timed.  Its guest
- *       has 10 GiB: in q35's 8 GiB only [4 GiB, 10 GiB) holds whole free
- *       1 GiB ranges, the top one goes to memblock, and a randomized kernel
- *       image may take another.
+ *       kexec; PRESERVE_FD, RETRIEVE_FD and the check are timed.
  * mm:   (a machine with a movable zone, harness/suite) a 2 MiB memfd of 16
  *       pages and a 1 GiB memfd, preserved; then nothing mm does moves or
  *       frees a page of them: shrinking the pools to 0 leaves the pages in
@@ -52,9 +49,12 @@
  * Every word of a huge page depends on the page's index, its offset and a
  * seed, so a page or a 4 KiB part of one out of place does not match.
  *
- * The old kernel's pools are set up here at runtime.  If a pool cannot be
- * allocated the test fails when the guest has the memory its suite line
- * gives it (harness/suite), and is skipped in a smaller one.
+ * The old kernel's pools are set up here at runtime, but for 1 GiB pages,
+ * which its suite line (harness/suite, the "giant" machines) has the first
+ * boot allocate from memblock: at run time, the debug kernel's early
+ * allocations leave no free 1 GiB range in one guest out of a few.  If a
+ * pool cannot be had the test fails when the guest has the memory its
+ * suite line gives it, and is skipped in a smaller one.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
