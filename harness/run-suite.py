@@ -62,7 +62,11 @@ MACHINES = {"mm": ["numa=fake=2", "movablecore=50%"],
             "giant": ["kho_scratch=64M,512M,128M", "luotest.first",
                       "hugepagesz=1G", "hugepages=1", "luotest.first_end"],
             "giant4": ["kho_scratch=64M,512M,128M", "luotest.first",
-                       "hugepagesz=1G", "hugepages=4", "luotest.first_end"]}
+                       "hugepagesz=1G", "hugepages=4", "luotest.first_end"],
+            # The global scratch area, placed top-down below the top 1 GiB,
+            # is larger than what the top 1 GiB has left: it begins inside
+            # the 1 GiB range under it, the rest of which is free.
+            "straddle": ["kho_scratch=64M,1280M,128M"]}
 
 
 def load_suite(path):

@@ -428,6 +428,14 @@ struct mfp_walk {
 	pgoff_t slow[MFP_WALK_BATCH];
 };
 
+/*
+ * debugfs fail_memfd_placement: take a huge page of several pageblocks
+ * for one that reaches into a KHO scratch area.  The page allocator never
+ * makes one (see Documentation/mm/memfd_preservation.rst), so the refusal
+ * is tested this way.
+ */
+static DECLARE_FAULT_ATTR(fail_memfd_placement);
+
 /**
  * mfp_folio_stays() - whether a folio may stay where it is
  * @folio: a folio of a preserved memfd
@@ -446,7 +454,8 @@ bool mfp_folio_stays(struct folio *folio)
 	for (pfn += pageblock_nr_pages; pfn < end; pfn += pageblock_nr_pages)
 		if (is_migrate_cma_page(pfn_to_page(pfn)))
 			return false;
-	return true;
+	return folio_nr_pages(folio) <= pageblock_nr_pages ||
+	       !should_fail(&fail_memfd_placement, 1);
 }
 
 /**
@@ -1129,6 +1138,7 @@ static const struct liveupdate_file_ops mfp_ops = {
 	.freeze		= mfp_freeze,
 	.unfreeze	= mfp_unfreeze,
 	.settling	= mfp_settling,
+	.prepare	= mfp_prepare,
 	.retrieve	= mfp_retrieve,
 	.finish		= mfp_finish,
 };
@@ -1149,6 +1159,7 @@ static const struct liveupdate_file_ops mfp_hugetlb_ops = {
 	.freeze		= mfp_freeze,
 	.unfreeze	= mfp_unfreeze,
 	.settling	= mfp_settling,
+	.prepare	= mfp_prepare,
 	.retrieve	= mfp_hugetlb_retrieve,
 	.finish		= mfp_finish,
 };
@@ -1196,9 +1207,10 @@ static int mfp_stats_show(struct seq_file *m, void *unused)
 			   p->hdr->nr_folios, p->nr_pending, p->hdr->nr_chunks,
 			   used, alloc, mfp_left_to_move(p));
 	}
-	seq_printf(m, "# restored_in_background %ld accesses_waited %ld\n",
+	seq_printf(m, "# restored_in_background %ld accesses_waited %ld prepared %ld\n",
 		   atomic_long_read(&mfp_nr_background),
-		   atomic_long_read(&mfp_nr_waits));
+		   atomic_long_read(&mfp_nr_waits),
+		   atomic_long_read(&mfp_nr_prepared));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(mfp_stats);
@@ -1257,6 +1269,8 @@ static int __init memfd_preserve_init(void)
 			    &mfp_stats_fops);
 	fault_create_debugfs_attr("fail_memfd_restore", NULL,
 				  &fail_memfd_restore);
+	fault_create_debugfs_attr("fail_memfd_placement", NULL,
+				  &fail_memfd_placement);
 	return 0;
 }
 late_initcall(memfd_preserve_init);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * memfd preservation: the incoming side.  Parses and checks a preserved
- * memfd's metadata, restores its folios from KHO, charges them to the
+ * memfd's metadata, restores its folios from KHO (in the background after
+ * boot, or in RETRIEVE_FD if that comes first), charges them to the
  * retriever's memory cgroup and fills the new memfd's page cache: for a
  * large memfd in a work item, which shmem's accesses wait for.
  */
@@ -395,6 +396,24 @@ struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
 		return ERR_PTR(err);
 	}
 	return in;
+}
+
+/* Memfds whose folios came back from KHO before anyone asked for them. */
+atomic_long_t mfp_nr_prepared;
+
+/**
+ * mfp_prepare() - &liveupdate_file_ops.prepare: restore the folios early
+ * @lf: the incoming file, of either memfd handler
+ *
+ * Restoring the folios from KHO is most of a retrieve's work, one struct
+ * page at a time for a hugetlb page.  Done here, in the background after
+ * boot, it is no longer in the VMM's way.  A failure is sticky or
+ * retried by mfp_in_get() in the retrieve, which reports it.
+ */
+void mfp_prepare(struct liveupdate_file *lf)
+{
+	if (!IS_ERR(mfp_in_get(lf)))
+		atomic_long_inc(&mfp_nr_prepared);
 }
 
 /*

@@ -281,6 +281,33 @@ void luo_file_unpreserve(struct luo_file *lfile)
 }
 
 /**
+ * luo_file_prepare() - let the handler ready an incoming file for retrieval
+ * @lfile: an incoming file, its session's mutex held
+ *
+ * Binds the handler for the call only, as a failed retrieve leaves it: a
+ * file that is never retrieved is finished as if nothing had been done.
+ */
+void luo_file_prepare(struct luo_file *lfile)
+{
+	struct liveupdate_file_handler *h;
+
+	lockdep_assert_held(&lfile->session->mutex);
+	/* Not after a retrieve, failed (it left an error) or not. */
+	if (lfile->state != LIVEUPDATE_FILE_INCOMING || lfile->error ||
+	    lfile->lf.handler)
+		return;
+	h = luo_handler_get(lfile->compatible);
+	if (!h)
+		return;
+	if (h->ops->prepare) {
+		lfile->lf.handler = h;
+		h->ops->prepare(&lfile->lf);
+		lfile->lf.handler = NULL;
+	}
+	luo_handler_put(h);
+}
+
+/**
  * luo_file_retrieve() - restore an incoming file
  * @lfile: an incoming file, its session's mutex held
  * @filep: output: a new reference to the restored file

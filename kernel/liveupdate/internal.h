@@ -9,6 +9,7 @@
 #include <linux/mutex.h>
 #include <linux/rbtree.h>
 #include <linux/rwsem.h>
+#include <linux/workqueue.h>
 
 enum luo_session_kind {
 	LUO_SESSION_OUTGOING = LIVEUPDATE_SESSION_OUTGOING,
@@ -27,6 +28,7 @@ enum luo_session_kind {
  * @files: files in preservation order
  * @by_token: the same files, by token
  * @nr_files: number of files
+ * @prepare: incoming: readies the files for retrieval in the background
  *
  * An outgoing session lives as long as its fd.  An incoming session lives
  * until it is finished (it then becomes outgoing) or until the next update.
@@ -41,6 +43,7 @@ struct luo_session {
 	struct list_head files;
 	struct rb_root by_token;
 	unsigned long nr_files;
+	struct work_struct prepare;
 };
 
 /**
@@ -123,10 +126,12 @@ int luo_session_retrieve(const char *name, struct file **filep);
 int luo_session_list(u32 *count, char **namesp);
 struct luo_file *luo_session_find_file(struct luo_session *session, u64 token);
 int luo_session_add_file(struct luo_session *session, struct luo_file *lfile);
+void luo_sessions_prepare(void);
 
 /* files.c */
 int luo_file_preserve(struct luo_session *session, int fd, u64 token);
 void luo_file_unpreserve(struct luo_file *lfile);
+void luo_file_prepare(struct luo_file *lfile);
 int luo_file_retrieve(struct luo_file *lfile, struct file **filep);
 int luo_files_finish(struct luo_session *session);
 int luo_files_freeze(void);

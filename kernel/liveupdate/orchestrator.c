@@ -25,6 +25,15 @@ static int __init luo_parse_cmdline(char *str)
 }
 early_param("liveupdate", luo_parse_cmdline);
 
+/* Incoming files are prepared in the background unless this is off. */
+static bool luo_prepare __ro_after_init = true;
+
+static int __init luo_parse_prepare(char *str)
+{
+	return kstrtobool(str, &luo_prepare);
+}
+early_param("liveupdate_prepare", luo_parse_prepare);
+
 /**
  * liveupdate_enabled() - is live update on in this kernel
  *
@@ -139,3 +148,12 @@ static int __init luo_init(void)
 	return 0;
 }
 late_initcall(luo_init);
+
+/* After luo_init() and every built-in handler's late_initcall. */
+static int __init luo_prepare_init(void)
+{
+	if (luo_on && luo_prepare)
+		luo_sessions_prepare();
+	return 0;
+}
+late_initcall_sync(luo_prepare_init);

@@ -22,6 +22,7 @@ DEFINE_MUTEX(luo_sessions_lock);
 struct rb_root luo_sessions = RB_ROOT;
 
 static const struct file_operations luo_session_fops;
+static void luo_session_prepare(struct work_struct *work);
 
 struct luo_session *luo_session_alloc(const char *name,
 				      enum luo_session_kind kind)
@@ -37,11 +38,14 @@ struct luo_session *luo_session_alloc(const char *name,
 	INIT_LIST_HEAD(&session->files);
 	session->by_token = RB_ROOT;
 	RB_CLEAR_NODE(&session->node);
+	INIT_WORK(&session->prepare, luo_session_prepare);
 	return session;
 }
 
 void luo_session_free(struct luo_session *session)
 {
+	/* Its mutex only: the caller may hold luo_state_rwsem. */
+	cancel_work_sync(&session->prepare);
 	mutex_destroy(&session->mutex);
 	kfree(session);
 }
@@ -251,6 +255,55 @@ int luo_session_list(u32 *count, char **namesp)
 	*count = n;
 	*namesp = names;
 	return 0;
+}
+
+/*
+ * Prepares the files of an incoming session one at a time, dropping the
+ * mutex in between, so that a retrieve waits for one file at most.  While
+ * the session is incoming no file leaves it; once finished (which changes
+ * the kind under the mutex too) its files are gone, and nothing is left
+ * to prepare.
+ */
+static void luo_session_prepare(struct work_struct *work)
+{
+	struct luo_session *s = container_of(work, struct luo_session, prepare);
+	struct luo_file *lfile;
+
+	mutex_lock(&s->mutex);
+	if (s->kind != LUO_SESSION_INCOMING)
+		goto out;
+	list_for_each_entry(lfile, &s->files, list) {
+		luo_file_prepare(lfile);
+		mutex_unlock(&s->mutex);
+		cond_resched();
+		mutex_lock(&s->mutex);
+		if (s->kind != LUO_SESSION_INCOMING)
+			break;
+	}
+out:
+	mutex_unlock(&s->mutex);
+}
+
+/**
+ * luo_sessions_prepare() - prepare the incoming files in the background
+ *
+ * Called once, when the initcalls are done: the incoming sessions are in
+ * place and the built-in handlers registered.  The work is what
+ * RETRIEVE_FD would otherwise do while the VMM waits; it overlaps with the
+ * rest of the boot and with userspace starting up.  Sessions are prepared
+ * in parallel, on an unbound workqueue that takes long work items.
+ */
+void luo_sessions_prepare(void)
+{
+	struct rb_node *node;
+
+	guard(mutex)(&luo_sessions_lock);
+	for (node = rb_first(&luo_sessions); node; node = rb_next(node)) {
+		struct luo_session *s = rb_entry(node, struct luo_session, node);
+
+		if (s->kind == LUO_SESSION_INCOMING && !s->error)
+			queue_work(system_dfl_long_wq, &s->prepare);
+	}
 }
 
 static int luo_session_release(struct inode *inode, struct file *file)

@@ -30,8 +30,10 @@
  *	reboot(KEXEC); the freeze swept with the test FLB's freeze failing
  *	every time, so that the reboot cannot go through meanwhile (see
  *	freeze_sweep()); kmemleak; then the real reboot.
- * Stage 1: RETRIEVE_SESSION, RETRIEVE_FD (each memfd kind and test
- *	objects, a fresh preserved copy for each n), FINISH (a fresh session
+ * Stage 1 (booted with liveupdate_prepare=off, so that RETRIEVE_FD
+ *	restores the folios from KHO itself): RETRIEVE_SESSION,
+ *	RETRIEVE_FD (each memfd kind and test objects, a fresh preserved
+ *	copy for each n), FINISH (a fresh session
  *	for each n); the module's retrieve, FLB retrieve and can_finish
  *	failures; everything finished; kmemleak.  A failed RETRIEVE_FD of
  *	the hugetlb memfd leaves the pool counters (nr, free, resv, surplus)
@@ -1174,7 +1176,10 @@ static bool usable(void)
  */
 static void freeze_sweep(void)
 {
-	static char * const load[] = { LUO_NEXT_STAGE, "-l", NULL };
+	/* Stage 1's retrieves restore from KHO themselves: swept too. */
+	static char * const load[] = {
+		LUO_NEXT_STAGE, "-l", "-a", "liveupdate_prepare=off", NULL
+	};
 	int ret, n, tolerated = 0, objfd = pool_fd[K_OBJ][1];
 	bool injected = true;
 
@@ -1542,7 +1547,9 @@ static void stage1(void)
 	struct op op;
 	bool ok;
 
-	ksft_set_plan(20);
+	ksft_set_plan(21);
+	result(luo_memfd_prepared() == 0,
+	       "liveupdate_prepare=off: no memfd was restored before its retrieve");
 	/* The preserved pages join the pool only when retrieved. */
 	boot = huge_pool();
 	huge_print("at boot", &boot);

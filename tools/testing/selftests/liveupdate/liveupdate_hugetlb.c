@@ -37,6 +37,15 @@
  *       RETRIEVE_FD of the 1 GiB memfd fails with EOPNOTSUPP (and again),
  *       the others restore, and FINISH frees the 1 GiB page to the buddy
  *       allocator.
+ * straddle: (a machine whose KHO scratch area begins inside a free 1 GiB
+ *       range) a 1 GiB pool as large as can be had, each page in a memfd of
+ *       its own, located through /proc/self/pagemap and KHO's debugfs: no
+ *       page reaches into a scratch area.  With debugfs
+ *       fail_memfd_placement taking a page for one that does, PRESERVE_FD
+ *       fails with EXDEV and keeps nothing, and a fault in a preserved
+ *       memfd that gets the page raises SIGBUS and leaves the memfd empty.
+ *       Every page clear of the areas is then preserved, and intact after
+ *       the kexec.
  * bootpool: a 1 GiB memfd and a 2 MiB memfd of 4 pages, preserved; the
  *       next kernel boots with pools of 10 pages of 2 MiB and one of 1 GiB
  *       (hugepages=): the preserved pages count toward them, so the boot
@@ -757,9 +766,15 @@ static void core_1(void)
 	struct stat st;
 	bool ok;
 
-	ksft_set_plan(17);
+	ksft_set_plan(18);
 	result(pool_is(KB_2M, 0, 0) && pool_is(KB_1G, 0, 0),
 	       "no hugetlb pool at boot");
+	/* Left alone, the pool stays as it is: prepared pages are not in it. */
+	ret = luo_wait_memfd_prepared(NR_FILES + 1, 60);
+	result(ret == NR_FILES + 1 && pool_is(KB_2M, 0, 0) &&
+	       pool_is(KB_1G, 0, 0),
+	       "before any retrieve, the %d memfds were restored from KHO in the background (%d seen); the pools are untouched",
+	       NR_FILES + 1, ret);
 
 	/* The never retrieved memfd, finished first: nothing else counts yet. */
 	usfd = luo_must_retrieve_session(dev, "hugetlb-unret");
@@ -1687,6 +1702,234 @@ static void bootpool_1(void)
 	ksft_finished();
 }
 
+/* ---- straddle ---- */
+
+/*
+ * The placement rule (Documentation/mm/memfd_preservation.rst): no huge
+ * page may reach into a KHO scratch area.  What guarantees it for 1 GiB
+ * pages is the page allocator: scratch areas are CMA pageblocks, and
+ * alloc_contig_range() outside a CMA allocation refuses a range with one
+ * (has_unmovable_pages()); a boot-time page comes from memblock before the
+ * areas are placed, or, after a live update, from inside them.  The suite
+ * line's machine makes KHO's global scratch area begin inside a 1 GiB
+ * range whose rest is free: a pool as large as can be had must still have
+ * no page reaching into an area.  The handler's own check, the backstop,
+ * is tried through debugfs fail_memfd_placement.
+ */
+#define ST_MAX		16
+#define ST_SCRATCH	"/sys/kernel/debug/kho/out/scratch_"
+#define ST_FAIL		"/sys/kernel/debug/fail_memfd_placement"
+
+enum st_kind { ST_CLEAR, ST_STRADDLE, ST_INSIDE };
+
+static const char * const st_kinds[] = {
+	"clear of the scratch areas", "reaching into one", "starting in one",
+};
+
+struct st_area {
+	__u64 start, end;
+};
+
+/* KHO's scratch areas, from its debugfs: their number, or -1. */
+static int st_areas(struct st_area *a, int max)
+{
+	char *phys = luo_read_file(ST_SCRATCH "phys");
+	char *len = luo_read_file(ST_SCRATCH "len");
+	char *p = phys, *l = len, *end;
+	int n = 0;
+
+	while (p && l && n < max) {
+		__u64 start = strtoull(p, &end, 16);
+
+		if (end == p)
+			break;
+		p = end;
+		a[n].start = start;
+		a[n].end = start + strtoull(l, &end, 16);
+		if (end == l)
+			break;
+		l = end;
+		n++;
+	}
+	if (!phys || !len)
+		n = -1;
+	free(phys);
+	free(len);
+	return n;
+}
+
+/* Where the 1 GiB range at @start stands with respect to the areas. */
+static enum st_kind st_classify(__u64 start, const struct st_area *a, int n)
+{
+	enum st_kind k = ST_CLEAR;
+
+	for (int i = 0; i < n; i++) {
+		if (start >= a[i].start && start < a[i].end)
+			return ST_INSIDE;
+		if (a[i].start < start + HPS_1G && a[i].end > start)
+			k = ST_STRADDLE;
+	}
+	return k;
+}
+
+static struct hshape st_shape(int i)
+{
+	static char names[ST_MAX + 1][8];
+
+	snprintf(names[i], sizeof(names[i]), "st%d", i);
+	return (struct hshape){ .name = names[i], .token = i + 1,
+				.kb = KB_1G, .pages = 1, .seed = 70 + i,
+				.data = 1 };
+}
+
+/* The physical address of the one page of the 1 GiB memfd @fd, or 0. */
+static __u64 st_phys(int fd)
+{
+	volatile char *map = mmap(NULL, HPS_1G, PROT_READ, MAP_SHARED, fd, 0);
+	__u64 pfn;
+
+	if (map == MAP_FAILED)
+		return 0;
+	(void)map[0];
+	pfn = pfn_of((const void *)map);
+	munmap((void *)map, HPS_1G);
+	return pfn * PG;
+}
+
+/* @nr pages of 1 GiB, @free of them free (a mapping may reserve one). */
+static bool st_pool_is(long nr, long free)
+{
+	long n = luo_huge_val(KB_1G, "nr_hugepages");
+	long f = luo_huge_val(KB_1G, "free_hugepages");
+
+	if (n != nr || f != free)
+		pool_print(KB_1G, "now");
+	return n == nr && f == free;
+}
+
+static bool st_inject(bool on)
+{
+	if (!on)
+		return !luo_write_file(ST_FAIL "/probability", "0");
+	return !luo_write_file(ST_FAIL "/verbose", "0") &&
+	       !luo_write_file(ST_FAIL "/times", "-1") &&
+	       !luo_write_file(ST_FAIL "/probability", "100");
+}
+
+static void straddle_0(void)
+{
+	int fd[ST_MAX], kind[ST_MAX], count[3] = { 0 }, nr, na, sfd, efd = -1;
+	struct hshape sh[ST_MAX], empty = st_shape(ST_MAX);
+	struct st_area area[16];
+	int cut = 0, ret, victim;
+	bool ok = true;
+	__u64 phys;
+
+	ksft_set_plan(6);
+	na = st_areas(area, 16);
+	if (na <= 0)
+		luo_bail("no KHO scratch areas in %s*", ST_SCRATCH);
+	for (int i = 0; i < na; i++)
+		ksft_print_msg("KHO scratch area %d: [%#llx, %#llx)\n", i,
+			       (unsigned long long)area[i].start,
+			       (unsigned long long)area[i].end);
+	for (int i = 0; i < na; i++) {
+		__u64 g = area[i].start & ~(HPS_1G - 1);
+
+		cut += g != area[i].start &&
+		       st_classify(g, area, na) == ST_STRADDLE;
+	}
+	/* Every 1 GiB range that can be had. */
+	luo_write_file("/proc/sys/vm/compact_memory", "1");
+	pool_set(KB_1G, ST_MAX);
+	nr = luo_huge_val(KB_1G, "nr_hugepages");
+	for (int i = 0; i < nr; i++) {
+		sh[i] = st_shape(i);
+		fd[i] = shape_new(&sh[i]);
+		ok &= shape_put(fd[i], &sh[i], 1);
+		phys = st_phys(fd[i]);
+		ok &= phys && !(phys % HPS_1G);
+		kind[i] = st_classify(phys, area, na);
+		count[kind[i]]++;
+		ksft_print_msg("%s: the 1 GiB page at %#llx, %s\n", sh[i].name,
+			       (unsigned long long)phys, st_kinds[kind[i]]);
+	}
+	result(ok && nr >= 2 && cut && !count[ST_STRADDLE],
+	       "%d areas begin inside a 1 GiB range; a pool of %d pages of 1 GiB: %d clear of the areas, %d starting in one, none reaching into one",
+	       cut, nr, count[ST_CLEAR], count[ST_INSIDE]);
+	if (!ok || nr < 2 || !count[ST_CLEAR])
+		ksft_exit_fail_msg("cannot go on without two pages, one clear\n");
+
+	sfd = luo_must_create_session(dev, "hugetlb-straddle");
+	if (access(ST_FAIL, F_OK)) {
+		for (int i = 0; i < 3; i++)
+			ksft_test_result_skip("the handler's refusal: no %s (CONFIG_FAULT_INJECTION_DEBUG_FS)\n",
+					      ST_FAIL);
+		goto keep;
+	}
+
+	/* PRESERVE_FD's walk. */
+	victim = 0;
+	while (kind[victim] != ST_CLEAR)
+		victim++;
+	if (!st_inject(true))
+		ksft_exit_fail_msg("cannot set up %s\n", ST_FAIL);
+	ret = luo_preserve_fd(sfd, fd[victim], sh[victim].token);
+	st_inject(false);
+	result(ret == -EXDEV && luo_file_count(sfd) == 0 &&
+	       shape_intact(fd[victim], &sh[victim], 1),
+	       "a page taken for one reaching into a scratch area (%s): PRESERVE_FD fails with EXDEV (%s), nothing kept, the memfd intact",
+	       ST_FAIL, strerror(-ret));
+
+	/* The hook, for a page added to a preserved memfd. */
+	efd = shape_new(&empty);
+	ok = luo_keep(sfd, efd, empty.token);
+	close(fd[victim]);
+	fd[victim] = -1;
+	ok = ok && st_pool_is(nr, 1) && st_inject(true);
+	ok = ok && !put_range(empty.name, efd, HPS_1G, 0, HPS_1G, empty.seed);
+	st_inject(false);
+	result(ok && shape_meta(efd, &empty, 0) && st_pool_is(nr, 1),
+	       "so taken, a page faulted into a preserved memfd: SIGBUS, the page back in the pool, the memfd still empty");
+	result(put_range(empty.name, efd, HPS_1G, 0, HPS_1G, empty.seed) &&
+	       st_pool_is(nr, 0),
+	       "without the injection, the same fault adds the page");
+
+keep:
+	/* One in a scratch area would need a free page to move to. */
+	ok = true;
+	for (int i = 0; i < nr; i++)
+		if (fd[i] >= 0 && kind[i] == ST_CLEAR)
+			ok &= luo_keep(sfd, fd[i], sh[i].token);
+	result(ok && luo_file_count(sfd) == count[ST_CLEAR],
+	       "every page clear of the areas preserved: %d memfds",
+	       count[ST_CLEAR]);
+	luo_kexec_next();
+}
+
+static void straddle_1(void)
+{
+	int sfd, fd, n = 0;
+	bool ok = true;
+
+	ksft_set_plan(2);
+	sfd = luo_must_retrieve_session(dev, "hugetlb-straddle");
+	for (int i = 0; i <= ST_MAX; i++) {
+		struct hshape sh = st_shape(i);
+
+		if (!luo_file_state(sfd, sh.token))
+			continue;
+		fd = luo_take(sfd, sh.token);
+		ok &= fd >= 0 && shape_intact(fd, &sh, 1);
+		n++;
+		close(fd);
+	}
+	result(ok && n >= 2, "%d memfds retrieved, every byte intact", n);
+	result(!luo_finish(sfd) && !close(sfd) && pool_set(KB_1G, 0) &&
+	       pool_is(KB_1G, 0, 0), "finished; the pool shrinks to 0");
+	ksft_finished();
+}
+
 /* Stage 0 or 1 of a two-stage scenario; returns at any other stage. */
 static void run_two(void (*stage0)(void), void (*stage1)(void))
 {
@@ -1699,7 +1942,7 @@ static void run_two(void (*stage0)(void), void (*stage1)(void))
 int main(int argc, char **argv)
 {
 	static const char * const scenarios[] = {
-		"core", "hops", "big", "mm", "nosize", "bootpool",
+		"core", "hops", "big", "mm", "nosize", "bootpool", "straddle",
 	};
 	const char *scenario = argc == 2 ? argv[1] : "";
 	struct sigaction sa = { .sa_handler = luo_on_sigbus };
@@ -1709,7 +1952,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
 		known |= !strcmp(scenario, scenarios[i]);
 	if (!known) {
-		fprintf(stderr, "%s core|hops|big|mm|nosize|bootpool, with LUO_STAGE=N\n",
+		fprintf(stderr, "%s core|hops|big|mm|nosize|bootpool|straddle, with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
 	}
@@ -1731,6 +1974,8 @@ int main(int argc, char **argv)
 		run_two(nosize_0, nosize_1);
 	else if (!strcmp(scenario, "bootpool"))
 		run_two(bootpool_0, bootpool_1);
+	else if (!strcmp(scenario, "straddle"))
+		run_two(straddle_0, straddle_1);
 	else
 		run_two(core_0, core_1);
 	ksft_exit_fail_msg("no stage %d\n", stage);

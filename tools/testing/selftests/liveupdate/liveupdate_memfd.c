@@ -506,8 +506,8 @@ static bool seal_holds(int fd, unsigned int seal)
 
 static void core_1(void)
 {
-	int sfd = -1, usfd = -1, fd, got;
-	long free0, free1, thp0, shmem0, shmem1, shmem2;
+	int sfd = -1, usfd = -1, fd, got, n;
+	long free0, free1, thp0, shmem0, shmem1, shmem2, prepared;
 	struct stat st;
 	char want[64];
 	long long t;
@@ -518,10 +518,13 @@ static void core_1(void)
 	luo_retrieve_session(dev, "memfd-unret", &usfd);
 	if (sfd < 0 || usfd < 0)
 		ksft_exit_fail_msg("retrieve sessions\n");
-	snprintf(want, sizeof(want), "files=%d pending",
-		 luo_file_count(sfd) + luo_file_count(usfd));
-	result(pool_is("incoming", want),
-	       "incoming metadata pool: one reference per memfd, not retrieved");
+	n = luo_file_count(sfd) + luo_file_count(usfd);
+	prepared = luo_wait_memfd_prepared(n, 60);
+	/* Restoring a memfd in the background takes the pool in. */
+	snprintf(want, sizeof(want), "files=%d retrieved", n);
+	result(prepared == n && pool_is("incoming", want),
+	       "all %d memfds prepared in the background (%ld seen); incoming metadata pool: one reference per memfd, retrieved",
+	       n, prepared);
 
 	shmem0 = luo_meminfo_kb("Shmem");
 	t = now_us();

@@ -383,6 +383,34 @@ struct luo_memfd_stats {
 	long pages, folios, pending, chunks, used, alloc, moving;
 };
 
+/*
+ * Incoming memfds whose folios the handler restored from KHO in the
+ * background after boot (liveupdate_prepare=), or -1.
+ */
+static inline long luo_memfd_prepared(void)
+{
+	char *buf = luo_read_file(LUO_MEMFD_STATS);
+	char *line = buf ? strstr(buf, " prepared ") : NULL;
+	long n = -1;
+
+	if (line && sscanf(line, " prepared %ld", &n) != 1)
+		n = -1;
+	free(buf);
+	return n;
+}
+
+/* Waits up to @secs seconds for @want prepared memfds: the last count. */
+static inline long luo_wait_memfd_prepared(long want, int secs)
+{
+	long n = luo_memfd_prepared();
+
+	for (int i = 0; n >= 0 && n < want && i < secs * 10; i++) {
+		usleep(100000);
+		n = luo_memfd_prepared();
+	}
+	return n;
+}
+
 /* The statistics of the preserved memfd @fd; false if it is not listed. */
 static inline bool luo_memfd_stats(int fd, struct luo_memfd_stats *out)
 {
