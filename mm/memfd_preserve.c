@@ -41,8 +41,9 @@
  * from a pool of preserved pages shared by every preserved memfd, an FLB
  * bound to the handler; larger chunks are preserved blocks of their own.
  *
- * Incoming: the first retrieve (or finish) restores every folio from KHO
- * into an array kept in &liveupdate_file.private, and frees the chunks of
+ * Incoming: the preload after boot (or else the first retrieve, or the
+ * finish) restores every folio from KHO into an array kept in
+ * &liveupdate_file.private, and frees the chunks of
  * its own; the pool goes when the last memfd is finished.  A retrieve
  * builds a new memfd from that array, its folios charged to the memory
  * cgroup of the retrieving task; if it fails, the new memfd is torn down
@@ -428,14 +429,6 @@ struct mfp_walk {
 	pgoff_t slow[MFP_WALK_BATCH];
 };
 
-/*
- * debugfs fail_memfd_placement: take a huge page of several pageblocks
- * for one that reaches into a KHO scratch area.  The page allocator never
- * makes one (see Documentation/mm/memfd_preservation.rst), so the refusal
- * is tested this way.
- */
-static DECLARE_FAULT_ATTR(fail_memfd_placement);
-
 /**
  * mfp_folio_stays() - whether a folio may stay where it is
  * @folio: a folio of a preserved memfd
@@ -454,8 +447,7 @@ bool mfp_folio_stays(struct folio *folio)
 	for (pfn += pageblock_nr_pages; pfn < end; pfn += pageblock_nr_pages)
 		if (is_migrate_cma_page(pfn_to_page(pfn)))
 			return false;
-	return folio_nr_pages(folio) <= pageblock_nr_pages ||
-	       !should_fail(&fail_memfd_placement, 1);
+	return true;
 }
 
 /**
@@ -475,6 +467,14 @@ bool mfp_poisoned(struct folio *folio)
 }
 
 /*
+ * debugfs fail_memfd_placement: take a huge page of several pageblocks
+ * for one that reaches into a KHO scratch area.  The page allocator never
+ * makes one (see Documentation/mm/memfd_preservation.rst), so the refusal
+ * is tested this way.
+ */
+static DECLARE_FAULT_ATTR(fail_memfd_placement);
+
+/*
  * What may not be preserved at all: a poisoned folio, and one whose head
  * is out of CMA but whose tail is in it, which migration
  * (memfd_pin_folios()) would leave where it is, looking at the head alone.
@@ -487,7 +487,9 @@ static int mfp_check_folio(struct memfd_preserved *p, struct folio *folio)
 				    folio_pfn(folio));
 		return -EHWPOISON;
 	}
-	if (mfp_folio_stays(folio))
+	if (mfp_folio_stays(folio) &&
+	    (folio_nr_pages(folio) <= pageblock_nr_pages ||
+	     !should_fail(&fail_memfd_placement, 1)))
 		return 0;
 	pr_warn_ratelimited("inode %llu: the %lu KiB page at PFN %#lx reaches into a KHO scratch area; it cannot be preserved\n",
 			    file_inode(p->file)->i_ino, folio_size(folio) / SZ_1K,
@@ -503,6 +505,9 @@ static bool mfp_stays(struct folio *folio, unsigned long *block, bool *ok)
 {
 	unsigned long pb = folio_pfn(folio) >> pageblock_order;
 
+	/* A gigantic page takes the slow path, where mfp_check_folio() decides. */
+	if (folio_nr_pages(folio) > pageblock_nr_pages)
+		return false;
 	if (folio_test_large(folio))
 		return mfp_folio_stays(folio);
 	if (pb != *block) {
@@ -1138,7 +1143,7 @@ static const struct liveupdate_file_ops mfp_ops = {
 	.freeze		= mfp_freeze,
 	.unfreeze	= mfp_unfreeze,
 	.settling	= mfp_settling,
-	.prepare	= mfp_prepare,
+	.preload	= mfp_preload,
 	.retrieve	= mfp_retrieve,
 	.finish		= mfp_finish,
 };
@@ -1159,7 +1164,7 @@ static const struct liveupdate_file_ops mfp_hugetlb_ops = {
 	.freeze		= mfp_freeze,
 	.unfreeze	= mfp_unfreeze,
 	.settling	= mfp_settling,
-	.prepare	= mfp_prepare,
+	.preload	= mfp_preload,
 	.retrieve	= mfp_hugetlb_retrieve,
 	.finish		= mfp_finish,
 };
@@ -1207,10 +1212,10 @@ static int mfp_stats_show(struct seq_file *m, void *unused)
 			   p->hdr->nr_folios, p->nr_pending, p->hdr->nr_chunks,
 			   used, alloc, mfp_left_to_move(p));
 	}
-	seq_printf(m, "# restored_in_background %ld accesses_waited %ld prepared %ld\n",
+	seq_printf(m, "# restored_in_background %ld accesses_waited %ld preloaded %ld\n",
 		   atomic_long_read(&mfp_nr_background),
 		   atomic_long_read(&mfp_nr_waits),
-		   atomic_long_read(&mfp_nr_prepared));
+		   atomic_long_read(&mfp_nr_preloaded));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(mfp_stats);

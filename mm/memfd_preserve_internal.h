@@ -184,9 +184,9 @@ struct mfp_in {
 extern struct fault_attr fail_memfd_restore;
 extern atomic_long_t mfp_nr_background;
 extern atomic_long_t mfp_nr_waits;
-extern atomic_long_t mfp_nr_prepared;
+extern atomic_long_t mfp_nr_preloaded;
 struct mfp_in *mfp_in_get(struct liveupdate_file *lf);
-void mfp_prepare(struct liveupdate_file *lf);
+void mfp_preload(struct liveupdate_file *lf);
 void mfp_in_put_folios(struct mfp_in *in);
 struct file *mfp_open_as(struct file *file, u32 flags);
 void mfp_in_set_attrs(struct file *file, struct mfp_in *in,

@@ -301,7 +301,7 @@ mfp_in_chunk(struct mfp_pool_in *pool, u64 phys, struct folio **foliop)
 
 /* Restore everything from KHO into @in, freeing the chunks of their own. */
 static int mfp_in_restore(struct mfp_in *in, struct mfp_pool_in *pool,
-			  u64 phys, bool hugetlb)
+			  u64 phys, bool hugetlb, gfp_t gfp)
 {
 	const struct memfd_preserve_file *hdr;
 	const struct memfd_preserve_chunk *c;
@@ -326,10 +326,8 @@ static int mfp_in_restore(struct mfp_in *in, struct mfp_pool_in *pool,
 	nr_chunks = hdr->nr_chunks;
 	nr_pages = hdr->nr_pages;
 	/* The last allocation: nothing after it returns -ENOMEM. */
-	in->folios = kvmalloc_array(ps.max ?: 1, sizeof(*in->folios),
-				    GFP_KERNEL);
-	in->indices = kvmalloc_array(ps.max ?: 1, sizeof(*in->indices),
-				     GFP_KERNEL);
+	in->folios = kvmalloc_array(ps.max ?: 1, sizeof(*in->folios), gfp);
+	in->indices = kvmalloc_array(ps.max ?: 1, sizeof(*in->indices), gfp);
 	if (!in->folios || !in->indices)
 		return -ENOMEM;
 
@@ -351,14 +349,7 @@ static int mfp_in_restore(struct mfp_in *in, struct mfp_pool_in *pool,
 	return 0;
 }
 
-/**
- * mfp_in_get() - the incoming state of a memfd, restored on first use
- * @lf: the incoming file, of either memfd handler
- *
- * Return: the state, its folios restored from KHO; or an error: sticky
- * (-EBADMSG) if the handover is damaged, else the retrieve can be retried.
- */
-struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
+static struct mfp_in *__mfp_in_get(struct liveupdate_file *lf, gfp_t gfp)
 {
 	bool hugetlb = strcmp(lf->handler->compatible, MEMFD_PRESERVE_COMPATIBLE);
 	struct mfp_in *in = lf->private;
@@ -375,11 +366,11 @@ struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
 	err = liveupdate_flb_get_incoming(&mfp_pool_flb, (void **)&pool);
 	if (err)
 		return ERR_PTR(err == -ENOENT ? -EBADMSG : err);
-	in = kzalloc_obj(*in);
+	in = kzalloc_obj(*in, gfp);
 	if (!in)
 		return ERR_PTR(-ENOMEM);
 	lf->private = in;
-	err = mfp_in_restore(in, pool, lf->data, hugetlb);
+	err = mfp_in_restore(in, pool, lf->data, hugetlb, gfp);
 	if (err == -ENOMEM) {
 		/* Nothing was restored yet (see mfp_in_restore()): retry. */
 		mfp_in_put_folios(in);
@@ -398,11 +389,23 @@ struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
 	return in;
 }
 
+/**
+ * mfp_in_get() - the incoming state of a memfd, restored on first use
+ * @lf: the incoming file, of either memfd handler
+ *
+ * Return: the state, its folios restored from KHO; or an error: sticky
+ * (-EBADMSG) if the handover is damaged, else the retrieve can be retried.
+ */
+struct mfp_in *mfp_in_get(struct liveupdate_file *lf)
+{
+	return __mfp_in_get(lf, GFP_KERNEL);
+}
+
 /* Memfds whose folios came back from KHO before anyone asked for them. */
-atomic_long_t mfp_nr_prepared;
+atomic_long_t mfp_nr_preloaded;
 
 /**
- * mfp_prepare() - &liveupdate_file_ops.prepare: restore the folios early
+ * mfp_preload() - &liveupdate_file_ops.preload: restore the folios early
  * @lf: the incoming file, of either memfd handler
  *
  * Restoring the folios from KHO is most of a retrieve's work, one struct
@@ -410,10 +413,12 @@ atomic_long_t mfp_nr_prepared;
  * boot, it is no longer in the VMM's way.  A failure is sticky or
  * retried by mfp_in_get() in the retrieve, which reports it.
  */
-void mfp_prepare(struct liveupdate_file *lf)
+void mfp_preload(struct liveupdate_file *lf)
 {
-	if (!IS_ERR(mfp_in_get(lf)))
-		atomic_long_inc(&mfp_nr_prepared);
+	/* Nobody asked yet: no OOM kill for it, a retrieve can retry. */
+	if (!IS_ERR(__mfp_in_get(lf, GFP_KERNEL | __GFP_RETRY_MAYFAIL |
+				     __GFP_NOWARN)))
+		atomic_long_inc(&mfp_nr_preloaded);
 }
 
 /*

@@ -42,14 +42,18 @@ struct luo_flb_in;
  *	then reports the file as LIVEUPDATE_FILE_SETTLING, so that an agent
  *	can wait for it before pausing its workloads.  Must be quick: it
  *	is asked for every file QUERY lists.  Optional.
- * @prepare: in the new kernel, from a worker started once the initcalls
+ * @preload: in the new kernel, from a worker started once the initcalls
  *	are done: do ahead of time what @retrieve would otherwise do while
  *	the VMM waits and that does not depend on the caller, such as taking
  *	the preserved memory back from KHO.  Called at most once per file,
  *	never after its @retrieve or @finish; not for a handler registered
- *	after the boot's initcalls, nor with "liveupdate_prepare=off".
- *	Errors are for @retrieve to report: nothing may be left that
- *	@retrieve, a retry of it, or @finish would not handle.  Optional.
+ *	after the boot's initcalls, nor with "liveupdate_preload=off".
+ *	Called without any LUO lock (a retrieve or finish of the file waits
+ *	for it), possibly while the reboot freezes outgoing files.  The file
+ *	stays bound to the handler (its module pinned) until finished, so
+ *	that @lf->private can keep what was done.  Errors are for @retrieve
+ *	to report: nothing may be left that @retrieve, a retry of it, or
+ *	@finish would not handle.  Optional.
  * @retrieve: in the new kernel, rebuild the file from @lf->data and
  *	@lf->version and set @lf->file (with a reference the core owns).  On
  *	error nothing may be consumed: the retrieve can be retried.  Required.
@@ -69,7 +73,7 @@ struct liveupdate_file_ops {
 	int (*freeze)(struct liveupdate_file *lf);
 	void (*unfreeze)(struct liveupdate_file *lf);
 	bool (*settling)(struct liveupdate_file *lf);
-	void (*prepare)(struct liveupdate_file *lf);
+	void (*preload)(struct liveupdate_file *lf);
 	int (*retrieve)(struct liveupdate_file *lf);
 	bool (*can_finish)(struct liveupdate_file *lf);
 	void (*finish)(struct liveupdate_file *lf);

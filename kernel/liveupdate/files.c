@@ -281,30 +281,71 @@ void luo_file_unpreserve(struct luo_file *lfile)
 }
 
 /**
- * luo_file_prepare() - let the handler ready an incoming file for retrieval
+ * luo_file_preload_begin() - bind an incoming file for its handler's preload
  * @lfile: an incoming file, its session's mutex held
  *
- * Binds the handler for the call only, as a failed retrieve leaves it: a
- * file that is never retrieved is finished as if nothing had been done.
+ * A file whose handler has a @preload is bound to it from here on, as a
+ * retrieved file is: the handler's module stays pinned while the file may
+ * hold its state.  The caller runs @preload without the session's mutex,
+ * and then calls luo_file_preload_end(); retrieve and finish of the file
+ * wait for that (luo_files_wait_preload()).
+ *
+ * Return: the handler whose @preload to call, or NULL if there is none or
+ * the file is past preloading (retrieved, broken, or a retrieve was tried).
  */
-void luo_file_prepare(struct luo_file *lfile)
+struct liveupdate_file_handler *luo_file_preload_begin(struct luo_file *lfile)
 {
 	struct liveupdate_file_handler *h;
 
 	lockdep_assert_held(&lfile->session->mutex);
-	/* Not after a retrieve, failed (it left an error) or not. */
 	if (lfile->state != LIVEUPDATE_FILE_INCOMING || lfile->error ||
 	    lfile->lf.handler)
-		return;
+		return NULL;
 	h = luo_handler_get(lfile->compatible);
 	if (!h)
-		return;
-	if (h->ops->prepare) {
-		lfile->lf.handler = h;
-		h->ops->prepare(&lfile->lf);
-		lfile->lf.handler = NULL;
+		return NULL;
+	if (!h->ops->preload) {
+		luo_handler_put(h);
+		return NULL;
 	}
-	luo_handler_put(h);
+	lfile->lf.handler = h;
+	lfile->preloaded = true;
+	lfile->preloading = true;
+	return h;
+}
+
+/**
+ * luo_file_preload_end() - the handler's preload of @lfile is done
+ * @lfile: a file luo_file_preload_begin() returned a handler for
+ *
+ * Called without the session's mutex: a retrieve or finish may be waiting
+ * for this, holding it.  The file may be freed as soon as this returns.
+ */
+void luo_file_preload_end(struct luo_file *lfile)
+{
+	store_release_wake_up(&lfile->preloading, false);
+}
+
+static void luo_file_wait_preload(struct luo_file *lfile)
+{
+	/* Pairs with luo_file_preload_end(): the handler's state after it. */
+	wait_var_event(&lfile->preloading, !smp_load_acquire(&lfile->preloading));
+}
+
+/**
+ * luo_files_wait_preload() - wait until no file of @session is preloading
+ * @session: an incoming session, its mutex held
+ *
+ * At most one file of a session preloads at a time, and its preload does
+ * not need the mutex to end.
+ */
+void luo_files_wait_preload(struct luo_session *session)
+{
+	struct luo_file *lfile;
+
+	lockdep_assert_held(&session->mutex);
+	list_for_each_entry(lfile, &session->files, list)
+		luo_file_wait_preload(lfile);
 }
 
 /**
@@ -332,7 +373,9 @@ int luo_file_retrieve(struct luo_file *lfile, struct file **filep)
 		return lfile->error;
 	}
 
-	h = luo_handler_get(lfile->compatible);
+	/* A preloaded file is bound already, and stays bound. */
+	luo_file_wait_preload(lfile);
+	h = lfile->lf.handler ?: luo_handler_get(lfile->compatible);
 	if (!h) {
 		err = -EOPNOTSUPP;
 		goto out;
@@ -342,8 +385,10 @@ int luo_file_retrieve(struct luo_file *lfile, struct file **filep)
 	if (!err && WARN_ON_ONCE(!lfile->lf.file))
 		err = -EIO;
 	if (err) {
-		lfile->lf.handler = NULL;
-		luo_handler_put(h);
+		if (!lfile->preloaded) {
+			lfile->lf.handler = NULL;
+			luo_handler_put(h);
+		}
 		goto out;
 	}
 	lfile->state = LIVEUPDATE_FILE_RETRIEVED;
@@ -372,7 +417,7 @@ static void luo_files_unbind_unretrieved(struct luo_session *session)
 	struct luo_file *lfile;
 
 	list_for_each_entry(lfile, &session->files, list) {
-		if (!lfile->lf.handler ||
+		if (!lfile->lf.handler || lfile->preloaded ||
 		    lfile->state == LIVEUPDATE_FILE_RETRIEVED)
 			continue;
 		luo_handler_put(lfile->lf.handler);
@@ -396,6 +441,7 @@ int luo_files_finish(struct luo_session *session)
 	struct luo_file *lfile, *tmp;
 
 	lockdep_assert_held(&session->mutex);
+	luo_files_wait_preload(session);
 	luo_files_bind_all(session);
 	list_for_each_entry(lfile, &session->files, list) {
 		struct liveupdate_file_handler *h = lfile->lf.handler;

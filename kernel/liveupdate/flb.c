@@ -438,7 +438,8 @@ static struct luo_flb_in *luo_flb_in_find(struct liveupdate_flb *flb)
  *
  * The first call retrieves the object; later ones return the same one,
  * until the last file that depended on @flb is finished.  Called by the
- * subsystem that owns @flb, or by a dependent file's @retrieve.
+ * subsystem that owns @flb, or by a dependent file's @retrieve or
+ * @preload (from a worker).
  *
  * Return: 0; -ENOENT if the previous kernel handed no such FLB over or it
  * is finished; -ENODEV if the FLB's module is going away; or the error of

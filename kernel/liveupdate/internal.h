@@ -21,14 +21,15 @@ enum luo_session_kind {
  * @node: in the global tree of sessions, by name
  * @name: NUL-terminated name
  * @kind: outgoing (files are preserved into it) or incoming (files are
- *	retrieved from it)
+ *	retrieved from it); changed under both luo_sessions_lock and @mutex,
+ *	so either is enough to read it
  * @open: a session fd refers to the session
  * @error: incoming: why the session cannot be retrieved, or 0
  * @mutex: protects @files and @by_token
  * @files: files in preservation order
  * @by_token: the same files, by token
  * @nr_files: number of files
- * @prepare: incoming: readies the files for retrieval in the background
+ * @preload_work: incoming: preloads the files in the background
  *
  * An outgoing session lives as long as its fd.  An incoming session lives
  * until it is finished (it then becomes outgoing) or until the next update.
@@ -43,7 +44,7 @@ struct luo_session {
 	struct list_head files;
 	struct rb_root by_token;
 	unsigned long nr_files;
-	struct work_struct prepare;
+	struct work_struct preload_work;
 };
 
 /**
@@ -58,6 +59,9 @@ struct luo_session {
  * @state: enum liveupdate_file_state
  * @error: LIVEUPDATE_FILE_BROKEN: the negative errno a retrieve gets
  * @frozen: outgoing: frozen for the reboot in progress
+ * @preloaded: incoming: the handler's @preload ran; the file stays bound to
+ *	the handler, whose state it may hold, until finished
+ * @preloading: incoming: @preload is running, without the session's mutex
  * @compatible: incoming: the handler's format name from the old kernel
  * @flbs: incoming: the FLBs the file depends on, one reference on each
  * @nr_flbs: incoming: entries in @flbs
@@ -72,6 +76,8 @@ struct luo_file {
 	u32 state;
 	int error;
 	bool frozen;
+	bool preloaded;
+	bool preloading;
 	char compatible[LIVEUPDATE_COMPATIBLE_LENGTH];
 	struct luo_flb_in **flbs;
 	unsigned int nr_flbs;
@@ -126,12 +132,14 @@ int luo_session_retrieve(const char *name, struct file **filep);
 int luo_session_list(u32 *count, char **namesp);
 struct luo_file *luo_session_find_file(struct luo_session *session, u64 token);
 int luo_session_add_file(struct luo_session *session, struct luo_file *lfile);
-void luo_sessions_prepare(void);
+void luo_sessions_preload(void);
 
 /* files.c */
 int luo_file_preserve(struct luo_session *session, int fd, u64 token);
 void luo_file_unpreserve(struct luo_file *lfile);
-void luo_file_prepare(struct luo_file *lfile);
+struct liveupdate_file_handler *luo_file_preload_begin(struct luo_file *lfile);
+void luo_file_preload_end(struct luo_file *lfile);
+void luo_files_wait_preload(struct luo_session *session);
 int luo_file_retrieve(struct luo_file *lfile, struct file **filep);
 int luo_files_finish(struct luo_session *session);
 int luo_files_freeze(void);

@@ -25,14 +25,14 @@ static int __init luo_parse_cmdline(char *str)
 }
 early_param("liveupdate", luo_parse_cmdline);
 
-/* Incoming files are prepared in the background unless this is off. */
-static bool luo_prepare __ro_after_init = true;
+/* Incoming files are preloaded in the background unless this is off. */
+static bool luo_preload __ro_after_init = true;
 
-static int __init luo_parse_prepare(char *str)
+static int __init luo_parse_preload(char *str)
 {
-	return kstrtobool(str, &luo_prepare);
+	return kstrtobool(str, &luo_preload);
 }
-early_param("liveupdate_prepare", luo_parse_prepare);
+early_param("liveupdate_preload", luo_parse_preload);
 
 /**
  * liveupdate_enabled() - is live update on in this kernel
@@ -150,10 +150,10 @@ static int __init luo_init(void)
 late_initcall(luo_init);
 
 /* After luo_init() and every built-in handler's late_initcall. */
-static int __init luo_prepare_init(void)
+static int __init luo_preload_init(void)
 {
-	if (luo_on && luo_prepare)
-		luo_sessions_prepare();
+	if (luo_on && luo_preload)
+		luo_sessions_preload();
 	return 0;
 }
-late_initcall_sync(luo_prepare_init);
+late_initcall_sync(luo_preload_init);

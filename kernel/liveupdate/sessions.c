@@ -22,7 +22,8 @@ DEFINE_MUTEX(luo_sessions_lock);
 struct rb_root luo_sessions = RB_ROOT;
 
 static const struct file_operations luo_session_fops;
-static void luo_session_prepare(struct work_struct *work);
+static void luo_session_preload(struct work_struct *work);
+static struct workqueue_struct *luo_preload_wq;
 
 struct luo_session *luo_session_alloc(const char *name,
 				      enum luo_session_kind kind)
@@ -38,14 +39,14 @@ struct luo_session *luo_session_alloc(const char *name,
 	INIT_LIST_HEAD(&session->files);
 	session->by_token = RB_ROOT;
 	RB_CLEAR_NODE(&session->node);
-	INIT_WORK(&session->prepare, luo_session_prepare);
+	INIT_WORK(&session->preload_work, luo_session_preload);
 	return session;
 }
 
 void luo_session_free(struct luo_session *session)
 {
-	/* Its mutex only: the caller may hold luo_state_rwsem. */
-	cancel_work_sync(&session->prepare);
+	/* The work never takes luo_state_rwsem, which the caller may hold. */
+	cancel_work_sync(&session->preload_work);
 	mutex_destroy(&session->mutex);
 	kfree(session);
 }
@@ -258,24 +259,35 @@ int luo_session_list(u32 *count, char **namesp)
 }
 
 /*
- * Prepares the files of an incoming session one at a time, dropping the
- * mutex in between, so that a retrieve waits for one file at most.  While
- * the session is incoming no file leaves it; once finished (which changes
- * the kind under the mutex too) its files are gone, and nothing is left
- * to prepare.
+ * Preloads the files of an incoming session one at a time.  The handler's
+ * @preload runs without the session's mutex: a retrieve or finish waits
+ * for the one file being preloaded, if any, not for the session.  While
+ * the session is incoming no file leaves it; once finished (which waited
+ * for the preload in progress) its files are gone, and nothing is left to
+ * preload.
+ *
+ * The work never takes luo_state_rwsem (see luo_session_free()): it may
+ * run while the reboot freezes the outgoing files, and after it.  It only
+ * touches incoming files, which the reboot leaves alone.
  */
-static void luo_session_prepare(struct work_struct *work)
+static void luo_session_preload(struct work_struct *work)
 {
-	struct luo_session *s = container_of(work, struct luo_session, prepare);
+	struct luo_session *s = container_of(work, struct luo_session,
+					     preload_work);
+	struct liveupdate_file_handler *h;
 	struct luo_file *lfile;
 
 	mutex_lock(&s->mutex);
 	if (s->kind != LUO_SESSION_INCOMING)
 		goto out;
 	list_for_each_entry(lfile, &s->files, list) {
-		luo_file_prepare(lfile);
+		h = luo_file_preload_begin(lfile);
+		if (!h)
+			continue;
 		mutex_unlock(&s->mutex);
-		cond_resched();
+		h->ops->preload(&lfile->lf);
+		/* A finish may free @lfile from here: the kind tells. */
+		luo_file_preload_end(lfile);
 		mutex_lock(&s->mutex);
 		if (s->kind != LUO_SESSION_INCOMING)
 			break;
@@ -285,24 +297,29 @@ out:
 }
 
 /**
- * luo_sessions_prepare() - prepare the incoming files in the background
+ * luo_sessions_preload() - preload the incoming files in the background
  *
  * Called once, when the initcalls are done: the incoming sessions are in
  * place and the built-in handlers registered.  The work is what
  * RETRIEVE_FD would otherwise do while the VMM waits; it overlaps with the
- * rest of the boot and with userspace starting up.  Sessions are prepared
- * in parallel, on an unbound workqueue that takes long work items.
+ * end of the boot and with userspace starting up.  One session at a time,
+ * so that it takes one CPU at most.
  */
-void luo_sessions_prepare(void)
+void luo_sessions_preload(void)
 {
 	struct rb_node *node;
 
+	luo_preload_wq = alloc_workqueue("liveupdate_preload", WQ_UNBOUND, 1);
+	if (!luo_preload_wq) {
+		pr_warn("no workqueue: the retrieves restore the files\n");
+		return;
+	}
 	guard(mutex)(&luo_sessions_lock);
 	for (node = rb_first(&luo_sessions); node; node = rb_next(node)) {
 		struct luo_session *s = rb_entry(node, struct luo_session, node);
 
 		if (s->kind == LUO_SESSION_INCOMING && !s->error)
-			queue_work(system_dfl_long_wq, &s->prepare);
+			queue_work(luo_preload_wq, &s->preload_work);
 	}
 }
 

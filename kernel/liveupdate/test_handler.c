@@ -28,6 +28,11 @@
  *	subsystem would (the write fails with the error).  read() gives
  *	"out=VALUE" while the FLB is preserved, else "out=none".
  * flb_live: preserved pages of the FLB this kernel holds.
+ *
+ * With "liveupdate_test_preload_ms=N" on the command line, the handlers
+ * have a preload, which logs "preload VALUE", sleeps N ms and logs
+ * "preload_end VALUE": tests can then retrieve or finish a file while it,
+ * or another, is being preloaded.
  */
 
 #define pr_fmt(fmt) "liveupdate_test: " fmt
@@ -37,6 +42,7 @@
 #include <linux/build_bug.h>
 #include <linux/cleanup.h>
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/init.h>
@@ -621,6 +627,28 @@ static void lut_finish(struct liveupdate_file *lf)
 	lf->private = NULL;
 }
 
+static int lut_preload_ms = -1;
+
+static int __init lut_parse_preload_ms(char *str)
+{
+	return kstrtoint(str, 0, &lut_preload_ms);
+}
+early_param("liveupdate_test_preload_ms", lut_parse_preload_ms);
+
+static void lut_preload(struct liveupdate_file *lf)
+{
+	struct lut_ser *ser;
+	u64 value;
+
+	scoped_guard(mutex, &lut_lock) {
+		ser = lut_in_ser(lf);
+		value = IS_ERR(ser) ? 0 : ser->value;
+	}
+	lut_log("preload", value);
+	msleep(lut_preload_ms);
+	lut_log("preload_end", value);
+}
+
 static const struct liveupdate_file_ops lut_ops = {
 	/* Outgoing, before the reboot. */
 	.can_preserve	= lut_can_preserve,
@@ -631,6 +659,23 @@ static const struct liveupdate_file_ops lut_ops = {
 	.freeze		= lut_freeze,
 	.unfreeze	= lut_unfreeze,
 	/* Incoming, in the next kernel. */
+	.retrieve	= lut_retrieve,
+	.can_finish	= lut_can_finish,
+	.finish		= lut_finish,
+};
+
+/* The same, with a preload (liveupdate_test_preload_ms=). */
+static const struct liveupdate_file_ops lut_preload_ops = {
+	/* Outgoing, before the reboot. */
+	.can_preserve	= lut_can_preserve,
+	.preserve	= lut_preserve,
+	.settling	= lut_settling,
+	.unpreserve	= lut_unpreserve,
+	/* At the reboot. */
+	.freeze		= lut_freeze,
+	.unfreeze	= lut_unfreeze,
+	/* Incoming, in the next kernel. */
+	.preload	= lut_preload,
 	.retrieve	= lut_retrieve,
 	.can_finish	= lut_can_finish,
 	.finish		= lut_finish,
@@ -955,6 +1000,10 @@ static int __init lut_init(void)
 	struct dentry *dir;
 	int ret;
 
+	if (lut_preload_ms >= 0) {
+		lut_handler.ops = &lut_preload_ops;
+		lut_ghost_handler.ops = &lut_preload_ops;
+	}
 	ret = liveupdate_register_file_handler(&lut_handler);
 	if (ret) {
 		pr_err("cannot register the file handler: %d\n", ret);

@@ -30,7 +30,7 @@
  *	reboot(KEXEC); the freeze swept with the test FLB's freeze failing
  *	every time, so that the reboot cannot go through meanwhile (see
  *	freeze_sweep()); kmemleak; then the real reboot.
- * Stage 1 (booted with liveupdate_prepare=off, so that RETRIEVE_FD
+ * Stage 1 (booted with liveupdate_preload=off, so that RETRIEVE_FD
  *	restores the folios from KHO itself): RETRIEVE_SESSION,
  *	RETRIEVE_FD (each memfd kind and test objects, a fresh preserved
  *	copy for each n), FINISH (a fresh session
@@ -1178,7 +1178,7 @@ static void freeze_sweep(void)
 {
 	/* Stage 1's retrieves restore from KHO themselves: swept too. */
 	static char * const load[] = {
-		LUO_NEXT_STAGE, "-l", "-a", "liveupdate_prepare=off", NULL
+		LUO_NEXT_STAGE, "-l", "-a", "liveupdate_preload=off", NULL
 	};
 	int ret, n, tolerated = 0, objfd = pool_fd[K_OBJ][1];
 	bool injected = true;
@@ -1548,8 +1548,8 @@ static void stage1(void)
 	bool ok;
 
 	ksft_set_plan(21);
-	result(luo_memfd_prepared() == 0,
-	       "liveupdate_prepare=off: no memfd was restored before its retrieve");
+	result(luo_memfd_preloaded() == 0,
+	       "liveupdate_preload=off: no memfd was restored before its retrieve");
 	/* The preserved pages join the pool only when retrieved. */
 	boot = huge_pool();
 	huge_print("at boot", &boot);

@@ -1689,6 +1689,134 @@ static void reply_fault_1(void)
 	ksft_finished();
 }
 
+/* ---- preload: the handlers' background preload after boot ---- */
+
+/* Each preload sleeps this long: what the test does meanwhile is ordered. */
+#define PRELOAD_ARG	"liveupdate_test_preload_ms=3000"
+
+static const unsigned long long preload_a[] = { 501, 502, 503 };
+static const unsigned long long preload_b[] = { 511, 512 };
+
+static void preload_0(void)
+{
+	int sfd_a, sfd_b, fd, i;
+	bool ok = true;
+
+	ksft_set_plan(1);
+	sfd_a = luo_must_create_session(dev, "preload-a");
+	sfd_b = luo_must_create_session(dev, "preload-b");
+	for (i = 0; i < 3; i++) {
+		fd = new_object(preload_a[i]);
+		ok &= preserve(sfd_a, fd, i + 1);
+		close(fd);
+	}
+	for (i = 0; i < 2; i++) {
+		fd = new_object(preload_b[i]);
+		ok &= preserve(sfd_b, fd, i + 1);
+		close(fd);
+	}
+	result(ok, "3 files preserved in session preload-a, 2 in preload-b");
+	next_stage_append(PRELOAD_ARG);
+	ksft_exit_fail_msg("kexec with %s failed\n", PRELOAD_ARG);
+}
+
+/* The line number of event "@op @value" in @ev, or -1. */
+static int event_at(const char *ev, const char *op, unsigned long long value)
+{
+	const char *line = ev;
+	char want[48];
+	int n = 0;
+
+	snprintf(want, sizeof(want), "%s %llu\n", op, value);
+	while (line && *line) {
+		if (!strncmp(line, want, strlen(want)))
+			return n;
+		line = strchr(line, '\n');
+		if (line)
+			line++;
+		n++;
+	}
+	return -1;
+}
+
+/* Waits up to 60 s for event "@op @value": whether it came. */
+static bool wait_event_of(const char *op, unsigned long long value)
+{
+	for (int i = 0; i < 1200; i++) {
+		char *ev = events();
+		int at = event_at(ev, op, value);
+
+		free(ev);
+		if (at >= 0)
+			return true;
+		usleep(50000);
+	}
+	ksft_print_msg("no event \"%s %llu\" in 60 s\n", op, value);
+	return false;
+}
+
+static void preload_1(void)
+{
+	int sfd_a, sfd_b, fd[3], i, end;
+	bool ok, before;
+	char *ev;
+
+	ksft_set_plan(10);
+	sfd_a = retrieve_session("preload-a");
+	sfd_b = retrieve_session("preload-b");
+	require(sfd_a >= 0 && sfd_b >= 0, "retrieve sessions preload-a and preload-b");
+
+	/* A retrieve does not wait for another file's preload. */
+	require(wait_event_of("preload", 501), "the preload of 501 starts");
+	ev = events();
+	before = event_at(ev, "preload_end", 501) < 0;
+	free(ev);
+	ok = retrieve_value(sfd_a, 3, 503, &fd[2]);
+	ev = events();
+	end = event_at(ev, "preload_end", 501);
+	ok = ok && (!before || end < 0 || event_at(ev, "retrieve", 503) < end);
+	if (!ok)
+		dump_events(ev, NULL);
+	free(ev);
+	result(ok, "RETRIEVE_FD of 503 while 501 preloads: done at once%s",
+	       before ? "" : " (501's preload was over already)");
+
+	/* One that does waits for it, and the retrieve uses what it did. */
+	require(wait_event_of("preload", 502), "the preload of 502 starts");
+	ok = retrieve_value(sfd_a, 2, 502, &fd[1]);
+	ev = events();
+	ok = ok && event_at(ev, "preload_end", 502) >= 0 &&
+	     event_at(ev, "preload_end", 502) < event_at(ev, "retrieve", 502);
+	if (!ok)
+		dump_events(ev, NULL);
+	free(ev);
+	result(ok, "RETRIEVE_FD of 502 while it preloads: waits for the preload to end");
+
+	/* A finish waits for the preload in progress, and stops the rest. */
+	require(wait_event_of("preload", 511), "the preload of 511 starts");
+	check_ret(luo_finish(sfd_b), 0, "FINISH of preload-b while 511 preloads");
+	ev = events();
+	ok = event_at(ev, "preload_end", 511) >= 0 &&
+	     event_at(ev, "preload_end", 511) < event_at(ev, "finish", 511) &&
+	     event_at(ev, "finish", 512) >= 0 &&
+	     event_at(ev, "preload", 512) < 0 &&
+	     event_at(ev, "preload", 503) < 0;
+	if (!ok)
+		dump_events(ev, NULL);
+	free(ev);
+	result(ok, "FINISH waited for 511's preload, then finished both; 512, and 503 retrieved before its turn, never preloaded");
+
+	ok = retrieve_value(sfd_a, 1, 501, &fd[0]);
+	check_ret(luo_finish(sfd_a), 0, "FINISH of preload-a");
+	for (i = 0; i < 3; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	close(sfd_a);
+	close(sfd_b);
+	result(ok && live_is(0), "501 retrieved; finished, no test object live");
+	ksft_finished();
+}
+
 typedef void (*stage_fn)(void);
 
 struct scenario {
@@ -1717,6 +1845,7 @@ static const struct scenario scenarios[] = {
 	{ "flb-unretrieved", 1, { flb_unretrieved_0, flb_unretrieved_1 } },
 	{ "flb-first-use", 1, { flb_first_use_0, flb_first_use_1 } },
 	{ "reply-fault", 1, { reply_fault_0, reply_fault_1 } },
+	{ "preload", 1, { preload_0, preload_1 } },
 };
 
 static void usage(const char *prog)

@@ -507,7 +507,7 @@ static bool seal_holds(int fd, unsigned int seal)
 static void core_1(void)
 {
 	int sfd = -1, usfd = -1, fd, got, n;
-	long free0, free1, thp0, shmem0, shmem1, shmem2, prepared;
+	long free0, free1, thp0, shmem0, shmem1, shmem2, preloaded;
 	struct stat st;
 	char want[64];
 	long long t;
@@ -519,12 +519,12 @@ static void core_1(void)
 	if (sfd < 0 || usfd < 0)
 		ksft_exit_fail_msg("retrieve sessions\n");
 	n = luo_file_count(sfd) + luo_file_count(usfd);
-	prepared = luo_wait_memfd_prepared(n, 60);
+	preloaded = luo_wait_memfd_preloaded(n, 60);
 	/* Restoring a memfd in the background takes the pool in. */
 	snprintf(want, sizeof(want), "files=%d retrieved", n);
-	result(prepared == n && pool_is("incoming", want),
-	       "all %d memfds prepared in the background (%ld seen); incoming metadata pool: one reference per memfd, retrieved",
-	       n, prepared);
+	result(preloaded == n && pool_is("incoming", want),
+	       "all %d memfds preloaded in the background (%ld seen); incoming metadata pool: one reference per memfd, retrieved",
+	       n, preloaded);
 
 	shmem0 = luo_meminfo_kb("Shmem");
 	t = now_us();

@@ -385,28 +385,28 @@ struct luo_memfd_stats {
 
 /*
  * Incoming memfds whose folios the handler restored from KHO in the
- * background after boot (liveupdate_prepare=), or -1.
+ * background after boot (liveupdate_preload=), or -1.
  */
-static inline long luo_memfd_prepared(void)
+static inline long luo_memfd_preloaded(void)
 {
 	char *buf = luo_read_file(LUO_MEMFD_STATS);
-	char *line = buf ? strstr(buf, " prepared ") : NULL;
+	char *line = buf ? strstr(buf, " preloaded ") : NULL;
 	long n = -1;
 
-	if (line && sscanf(line, " prepared %ld", &n) != 1)
+	if (line && sscanf(line, " preloaded %ld", &n) != 1)
 		n = -1;
 	free(buf);
 	return n;
 }
 
-/* Waits up to @secs seconds for @want prepared memfds: the last count. */
-static inline long luo_wait_memfd_prepared(long want, int secs)
+/* Waits up to @secs seconds for @want preloaded memfds: the last count. */
+static inline long luo_wait_memfd_preloaded(long want, int secs)
 {
-	long n = luo_memfd_prepared();
+	long n = luo_memfd_preloaded();
 
 	for (int i = 0; n >= 0 && n < want && i < secs * 10; i++) {
 		usleep(100000);
-		n = luo_memfd_prepared();
+		n = luo_memfd_preloaded();
 	}
 	return n;
 }
