@@ -649,7 +649,8 @@ static void lut_preload(struct liveupdate_file *lf)
 	lut_log("preload_end", value);
 }
 
-static const struct liveupdate_file_ops lut_ops = {
+/* Not const: liveupdate_test_preload_ms= adds the preload. */
+static struct liveupdate_file_ops lut_ops = {
 	/* Outgoing, before the reboot. */
 	.can_preserve	= lut_can_preserve,
 	.preserve	= lut_preserve,
@@ -659,23 +660,6 @@ static const struct liveupdate_file_ops lut_ops = {
 	.freeze		= lut_freeze,
 	.unfreeze	= lut_unfreeze,
 	/* Incoming, in the next kernel. */
-	.retrieve	= lut_retrieve,
-	.can_finish	= lut_can_finish,
-	.finish		= lut_finish,
-};
-
-/* The same, with a preload (liveupdate_test_preload_ms=). */
-static const struct liveupdate_file_ops lut_preload_ops = {
-	/* Outgoing, before the reboot. */
-	.can_preserve	= lut_can_preserve,
-	.preserve	= lut_preserve,
-	.settling	= lut_settling,
-	.unpreserve	= lut_unpreserve,
-	/* At the reboot. */
-	.freeze		= lut_freeze,
-	.unfreeze	= lut_unfreeze,
-	/* Incoming, in the next kernel. */
-	.preload	= lut_preload,
 	.retrieve	= lut_retrieve,
 	.can_finish	= lut_can_finish,
 	.finish		= lut_finish,
@@ -1000,10 +984,8 @@ static int __init lut_init(void)
 	struct dentry *dir;
 	int ret;
 
-	if (lut_preload_ms >= 0) {
-		lut_handler.ops = &lut_preload_ops;
-		lut_ghost_handler.ops = &lut_preload_ops;
-	}
+	if (lut_preload_ms >= 0)
+		lut_ops.preload = lut_preload;
 	ret = liveupdate_register_file_handler(&lut_handler);
 	if (ret) {
 		pr_err("cannot register the file handler: %d\n", ret);

@@ -1723,20 +1723,7 @@ static void preload_0(void)
 /* The line number of event "@op @value" in @ev, or -1. */
 static int event_at(const char *ev, const char *op, unsigned long long value)
 {
-	const char *line = ev;
-	char want[48];
-	int n = 0;
-
-	snprintf(want, sizeof(want), "%s %llu\n", op, value);
-	while (line && *line) {
-		if (!strncmp(line, want, strlen(want)))
-			return n;
-		line = strchr(line, '\n');
-		if (line)
-			line++;
-		n++;
-	}
-	return -1;
+	return luo_event_find(ev, op, value, 0);
 }
 
 /* Waits up to 60 s for event "@op @value": whether it came. */
