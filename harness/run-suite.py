@@ -65,8 +65,9 @@ MACHINES = {"mm": ["numa=fake=2", "movablecore=50%"],
                        "hugepagesz=1G", "hugepages=4", "luotest.first_end"],
             # The global scratch area, placed top-down below the top 1 GiB,
             # is larger than what the top 1 GiB has left: it begins inside
-            # the 1 GiB range under it, the rest of which is free.
-            "straddle": ["kho_scratch=64M,1280M,128M"]}
+            # the 1 GiB range under it, the rest of which is free.  Large
+            # enough for the debug kernel in a 10G guest (see cmdline()).
+            "straddle": ["kho_scratch=64M,1408M,128M"]}
 
 
 def load_suite(path):
@@ -171,7 +172,11 @@ def cmdline(test, variant):
         # scratch alone: the global area grows with the guest.
         mem_mb = int(test["mem"][:-1]) * (1024 if test["mem"][-1] == "G"
                                           else 1)
-        args += [f"kho_scratch=64M,{max(256, mem_mb // 8 + 128)}M,128M"]
+        need = max(256, mem_mb // 8 + 128)
+        # A machine's own sizes stay if they are large enough.
+        own = [a for a in test["args"] if a.startswith("kho_scratch=")]
+        if not own or int(own[0].split(",")[1].rstrip("M")) < need:
+            args += [f"kho_scratch=64M,{need}M,128M"]
     extra = os.environ.get("LUO_APPEND")
     if extra:
         args.append(extra)

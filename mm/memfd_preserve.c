@@ -429,6 +429,22 @@ struct mfp_walk {
 	pgoff_t slow[MFP_WALK_BATCH];
 };
 
+/*
+ * debugfs fail_memfd_placement: take pageblock "block" (1 is the second
+ * one) of a huge page for one in a KHO scratch area, when the attribute
+ * fires.  The page allocator never makes a huge page that reaches into an
+ * area (see Documentation/mm/memfd_preservation.rst), so the scan and the
+ * refusal are tested this way.
+ */
+static DECLARE_FAULT_ATTR(fail_memfd_placement);
+static u32 mfp_placement_block;
+
+static bool mfp_placement_fails(unsigned long block)
+{
+	return block == READ_ONCE(mfp_placement_block) &&
+	       should_fail(&fail_memfd_placement, 1);
+}
+
 /**
  * mfp_folio_stays() - whether a folio may stay where it is
  * @folio: a folio of a preserved memfd
@@ -441,11 +457,13 @@ struct mfp_walk {
 bool mfp_folio_stays(struct folio *folio)
 {
 	unsigned long pfn = folio_pfn(folio), end = pfn + folio_nr_pages(folio);
+	unsigned long block = 0;
 
 	if (!folio_is_longterm_pinnable(folio))
 		return false;
 	for (pfn += pageblock_nr_pages; pfn < end; pfn += pageblock_nr_pages)
-		if (is_migrate_cma_page(pfn_to_page(pfn)))
+		if (is_migrate_cma_page(pfn_to_page(pfn)) ||
+		    mfp_placement_fails(++block))
 			return false;
 	return true;
 }
@@ -467,14 +485,6 @@ bool mfp_poisoned(struct folio *folio)
 }
 
 /*
- * debugfs fail_memfd_placement: take a huge page of several pageblocks
- * for one that reaches into a KHO scratch area.  The page allocator never
- * makes one (see Documentation/mm/memfd_preservation.rst), so the refusal
- * is tested this way.
- */
-static DECLARE_FAULT_ATTR(fail_memfd_placement);
-
-/*
  * What may not be preserved at all: a poisoned folio, and one whose head
  * is out of CMA but whose tail is in it, which migration
  * (memfd_pin_folios()) would leave where it is, looking at the head alone.
@@ -487,9 +497,7 @@ static int mfp_check_folio(struct memfd_preserved *p, struct folio *folio)
 				    folio_pfn(folio));
 		return -EHWPOISON;
 	}
-	if (mfp_folio_stays(folio) &&
-	    (folio_nr_pages(folio) <= pageblock_nr_pages ||
-	     !should_fail(&fail_memfd_placement, 1)))
+	if (mfp_folio_stays(folio))
 		return 0;
 	pr_warn_ratelimited("inode %llu: the %lu KiB page at PFN %#lx reaches into a KHO scratch area; it cannot be preserved\n",
 			    file_inode(p->file)->i_ino, folio_size(folio) / SZ_1K,
@@ -505,7 +513,7 @@ static bool mfp_stays(struct folio *folio, unsigned long *block, bool *ok)
 {
 	unsigned long pb = folio_pfn(folio) >> pageblock_order;
 
-	/* A gigantic page takes the slow path, where mfp_check_folio() decides. */
+	/* A gigantic page takes the slow path: mfp_check_folio() decides, once. */
 	if (folio_nr_pages(folio) > pageblock_nr_pages)
 		return false;
 	if (folio_test_large(folio))
@@ -1258,6 +1266,7 @@ static int __init mfp_register(struct liveupdate_file_handler *h)
 
 static int __init memfd_preserve_init(void)
 {
+	struct dentry *dir;
 	unsigned int i;
 	int err;
 
@@ -1274,8 +1283,10 @@ static int __init memfd_preserve_init(void)
 			    &mfp_stats_fops);
 	fault_create_debugfs_attr("fail_memfd_restore", NULL,
 				  &fail_memfd_restore);
-	fault_create_debugfs_attr("fail_memfd_placement", NULL,
-				  &fail_memfd_placement);
+	dir = fault_create_debugfs_attr("fail_memfd_placement", NULL,
+					&fail_memfd_placement);
+	if (!IS_ERR(dir))
+		debugfs_create_u32("block", 0600, dir, &mfp_placement_block);
 	return 0;
 }
 late_initcall(memfd_preserve_init);

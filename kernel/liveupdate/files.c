@@ -323,6 +323,8 @@ struct liveupdate_file_handler *luo_file_preload_begin(struct luo_file *lfile)
  */
 void luo_file_preload_end(struct luo_file *lfile)
 {
+	trace_liveupdate_preload(lfile->session->name, lfile->lf.token,
+				 lfile->compatible);
 	store_release_wake_up(&lfile->preloading, false);
 }
 

@@ -303,13 +303,13 @@ out:
  * place and the built-in handlers registered.  The work is what
  * RETRIEVE_FD would otherwise do while the VMM waits; it overlaps with the
  * end of the boot and with userspace starting up.  One session at a time,
- * so that it takes one CPU at most.
+ * in name order, so that it takes one CPU at most.
  */
 void luo_sessions_preload(void)
 {
 	struct rb_node *node;
 
-	luo_preload_wq = alloc_workqueue("liveupdate_preload", WQ_UNBOUND, 1);
+	luo_preload_wq = alloc_ordered_workqueue("liveupdate_preload", 0);
 	if (!luo_preload_wq) {
 		pr_warn("no workqueue: the retrieves restore the files\n");
 		return;

@@ -29,10 +29,11 @@
  *	"out=VALUE" while the FLB is preserved, else "out=none".
  * flb_live: preserved pages of the FLB this kernel holds.
  *
- * With "liveupdate_test_preload_ms=N" on the command line, the handlers
- * have a preload, which logs "preload VALUE", sleeps N ms and logs
- * "preload_end VALUE": tests can then retrieve or finish a file while it,
- * or another, is being preloaded.
+ * With "liveupdate_test_preload_hold=1" on the command line, the handlers
+ * have a preload, which logs "preload VALUE", waits until VALUE (or
+ * 18446744073709551615, for all) is written to debugfs preload_release,
+ * and logs "preload_end VALUE": tests can then retrieve or finish a file
+ * while it, or another, is being preloaded.
  */
 
 #define pr_fmt(fmt) "liveupdate_test: " fmt
@@ -42,7 +43,6 @@
 #include <linux/build_bug.h>
 #include <linux/cleanup.h>
 #include <linux/debugfs.h>
-#include <linux/delay.h>
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/init.h>
@@ -58,6 +58,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/wait_bit.h>
 
 #define LUT_MAGIC		0x4c554f5445535431ULL	/* "LUOTEST1" */
 #define LUT_VERSION		1
@@ -627,13 +628,22 @@ static void lut_finish(struct liveupdate_file *lf)
 	lf->private = NULL;
 }
 
-static int lut_preload_ms = -1;
+static bool lut_preload_hold;
+/* The value of the file whose preload may end; U64_MAX: every file's. */
+static u64 lut_preload_released;
 
-static int __init lut_parse_preload_ms(char *str)
+static int __init lut_parse_preload_hold(char *str)
 {
-	return kstrtoint(str, 0, &lut_preload_ms);
+	return kstrtobool(str, &lut_preload_hold);
 }
-early_param("liveupdate_test_preload_ms", lut_parse_preload_ms);
+early_param("liveupdate_test_preload_hold", lut_parse_preload_hold);
+
+static bool lut_preload_may_end(u64 value)
+{
+	u64 released = READ_ONCE(lut_preload_released);
+
+	return released == value || released == U64_MAX;
+}
 
 static void lut_preload(struct liveupdate_file *lf)
 {
@@ -645,11 +655,32 @@ static void lut_preload(struct liveupdate_file *lf)
 		value = IS_ERR(ser) ? 0 : ser->value;
 	}
 	lut_log("preload", value);
-	msleep(lut_preload_ms);
+	wait_var_event(&lut_preload_released, lut_preload_may_end(value));
 	lut_log("preload_end", value);
 }
 
-/* Not const: liveupdate_test_preload_ms= adds the preload. */
+static ssize_t lut_preload_release_write(struct file *file,
+					 const char __user *ubuf,
+					 size_t count, loff_t *ppos)
+{
+	u64 value;
+	int ret;
+
+	ret = kstrtou64_from_user(ubuf, count, 0, &value);
+	if (ret)
+		return ret;
+	store_release_wake_up(&lut_preload_released, value);
+	return count;
+}
+
+static const struct file_operations lut_preload_release_fops = {
+	.owner		= THIS_MODULE,
+	.open		= simple_open,
+	.write		= lut_preload_release_write,
+	.llseek		= default_llseek,
+};
+
+/* Not const: liveupdate_test_preload_hold= adds the preload. */
 static struct liveupdate_file_ops lut_ops = {
 	/* Outgoing, before the reboot. */
 	.can_preserve	= lut_can_preserve,
@@ -984,7 +1015,7 @@ static int __init lut_init(void)
 	struct dentry *dir;
 	int ret;
 
-	if (lut_preload_ms >= 0)
+	if (lut_preload_hold)
 		lut_ops.preload = lut_preload;
 	ret = liveupdate_register_file_handler(&lut_handler);
 	if (ret) {
@@ -1007,6 +1038,8 @@ static int __init lut_init(void)
 	/* debugfs failures are not fatal: the tests then skip. */
 	dir = debugfs_create_dir("liveupdate_test", NULL);
 	debugfs_create_file("ghost", 0600, dir, NULL, &lut_ghost_fops);
+	debugfs_create_file("preload_release", 0200, dir, NULL,
+			    &lut_preload_release_fops);
 	debugfs_create_file("events", 0600, dir, NULL, &lut_events_fops);
 	debugfs_create_atomic_t("live", 0400, dir, &lut_nr_live);
 	debugfs_create_atomic_t("objects", 0400, dir, &lut_nr_objects);

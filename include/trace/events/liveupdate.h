@@ -48,7 +48,8 @@ DEFINE_EVENT(liveupdate_file_op, liveupdate_finish,
 		 int err),
 	TP_ARGS(session, token, compatible, err));
 
-TRACE_EVENT(liveupdate_unpreserve,
+/* File operations that cannot fail. */
+DECLARE_EVENT_CLASS(liveupdate_file,
 	TP_PROTO(const char *session, u64 token, const char *compatible),
 	TP_ARGS(session, token, compatible),
 	TP_STRUCT__entry(
@@ -64,6 +65,15 @@ TRACE_EVENT(liveupdate_unpreserve,
 	TP_printk("session=%s token=%llu compatible=%s",
 		  __get_str(session), __entry->token, __get_str(compatible))
 );
+
+DEFINE_EVENT(liveupdate_file, liveupdate_unpreserve,
+	TP_PROTO(const char *session, u64 token, const char *compatible),
+	TP_ARGS(session, token, compatible));
+
+/* The handler's preload of an incoming file returned. */
+DEFINE_EVENT(liveupdate_file, liveupdate_preload,
+	TP_PROTO(const char *session, u64 token, const char *compatible),
+	TP_ARGS(session, token, compatible));
 
 #endif /* _TRACE_LIVEUPDATE_H */
 

@@ -1547,7 +1547,7 @@ static void stage1(void)
 	struct op op;
 	bool ok;
 
-	ksft_set_plan(21);
+	ksft_set_plan(22);
 	result(luo_memfd_preloaded() == 0,
 	       "liveupdate_preload=off: no memfd was restored before its retrieve");
 	/* The preserved pages join the pool only when retrieved. */
@@ -1622,6 +1622,9 @@ static void stage1(void)
 	       "FINISH frees the %d hugetlb copies never retrieved to the page allocator, not to the pool; every retrieved page a free pool page",
 	       POOL - pool_next[K_HUGE]);
 	result(!log_check("finishing", 0), "no kernel splat while finishing");
+	/* Every memfd restored by the retrieves themselves, or by FINISH. */
+	result(luo_memfd_preloaded() == 0,
+	       "liveupdate_preload=off: still no memfd preloaded at the end");
 
 	kmemleak_check("stage 1");
 	ksft_print_msg("%d allocation failure reports (hidden from the console)\n",

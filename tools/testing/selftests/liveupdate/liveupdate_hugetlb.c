@@ -17,6 +17,8 @@
  *       hole, seal, name, mode, owner, position and open flag, and follows
  *       the pool counters: the restored pages are the pool, in use, until
  *       the memfds are closed, and free pool pages after.
+ * core-nopreload: the same, the next kernel booted with
+ *       liveupdate_preload=off: RETRIEVE_FD restores each memfd itself.
  * hops: a sparse 2 MiB memfd and a 1 GiB memfd through three kexecs: each
  *       stage checks every byte, writes a hole of the 2 MiB one from a new
  *       pool page, rewrites part of the 1 GiB page, and preserves both again
@@ -37,6 +39,10 @@
  *       RETRIEVE_FD of the 1 GiB memfd fails with EOPNOTSUPP (and again),
  *       the others restore, and FINISH frees the 1 GiB page to the buddy
  *       allocator.
+ * bootclamp: a 2 MiB memfd of 4 pages, preserved; the next kernel boots
+ *       with a pool of 2 pages of 2 MiB: both count as preserved ones, so
+ *       none is allocated, and the log says "2 of 2"; after the retrieve
+ *       the pool has the 4 pages.
  * straddle: (a machine whose KHO scratch area begins inside a free 1 GiB
  *       range) a 1 GiB pool as large as can be had, each page in a memfd of
  *       its own, located through /proc/self/pagemap and KHO's debugfs: no
@@ -104,6 +110,9 @@
 
 static int dev = -1;
 static int stage;
+/* core-nopreload: the next kernel restores the memfds in RETRIEVE_FD. */
+static bool nopreload;
+#define NOPRELOAD	"liveupdate_preload=off"
 
 #define result(cond, fmt, ...) \
 	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
@@ -756,7 +765,7 @@ static void core_0(void)
 	result(ok, "while preserved: two holes written through shared mappings, made before and after PRESERVE_FD");
 	pool_print(KB_2M, "at the reboot");
 	pool_print(KB_1G, "at the reboot");
-	luo_kexec_next();
+	luo_kexec_next_with(nopreload ? NOPRELOAD : NULL);
 }
 
 static void core_1(void)
@@ -770,11 +779,16 @@ static void core_1(void)
 	result(pool_is(KB_2M, 0, 0) && pool_is(KB_1G, 0, 0),
 	       "no hugetlb pool at boot");
 	/* Left alone, the pool stays as it is: preloaded pages are not in it. */
-	ret = luo_wait_memfd_preloaded(NR_FILES + 1, 60);
-	result(ret == NR_FILES + 1 && pool_is(KB_2M, 0, 0) &&
-	       pool_is(KB_1G, 0, 0),
-	       "before any retrieve, the %d memfds were restored from KHO in the background (%d seen); the pools are untouched",
-	       NR_FILES + 1, ret);
+	if (nopreload) {
+		ret = luo_memfd_preloaded();
+		result(!ret, NOPRELOAD ": no memfd preloaded (%d)", ret);
+	} else {
+		ret = luo_wait_memfd_preloaded(NR_FILES + 1);
+		result(ret == NR_FILES + 1 && pool_is(KB_2M, 0, 0) &&
+		       pool_is(KB_1G, 0, 0),
+		       "before any retrieve, the %d memfds were restored from KHO in the background (%d seen); the pools are untouched",
+		       NR_FILES + 1, ret);
+	}
 
 	/* The never retrieved memfd, finished first: nothing else counts yet. */
 	usfd = luo_must_retrieve_session(dev, "hugetlb-unret");
@@ -1531,23 +1545,6 @@ static const struct hshape ns2m = {
 	.data = PAGE_BIT(4) - 1,
 };
 
-/* luo_kexec_next(), with @append on the next kernel's command line. */
-static void __noreturn kexec_append(const char *append)
-{
-	int ret;
-
-	if (ksft_get_fail_cnt()) {
-		ksft_test_result_fail("kexec into stage %d with %s # not tried after failures\n",
-				      stage + 1, append);
-		ksft_finished();
-	}
-	ret = next_stage_append(append);
-	ksft_print_msg("%s -a %s returned %d\n", LUO_NEXT_STAGE, append, ret);
-	ksft_test_result_fail("kexec into stage %d with %s\n", stage + 1,
-			      append);
-	ksft_finished();
-}
-
 static void nosize_0(void)
 {
 	int sfd, fd1, fd2, shfd;
@@ -1569,7 +1566,7 @@ static void nosize_0(void)
 	result(luo_keep(sfd, fd1, ns1g.token) && luo_keep(sfd, fd2, ns2m.token) &&
 	       luo_keep(sfd, shfd, NS_SHMEM),
 	       "nosize: preserved, to a kernel booted with " NO_1G);
-	kexec_append(NO_1G);
+	luo_kexec_next_with(NO_1G);
 }
 
 static void nosize_1(void)
@@ -1666,7 +1663,7 @@ static void bootpool_0(void)
 	       "bootpool: a 1 GiB memfd and a 2 MiB memfd of 4 pages written");
 	result(luo_keep(sfd, fd1, bp1g.token) && luo_keep(sfd, fd2, bp2m.token),
 	       "bootpool: preserved, to a kernel booted with " BOOT_POOLS);
-	kexec_append(BOOT_POOLS);
+	luo_kexec_next_with(BOOT_POOLS);
 }
 
 static void bootpool_1(void)
@@ -1796,6 +1793,51 @@ static __u64 st_phys(int fd)
 	return pfn * PG;
 }
 
+/* Is every page of [@start, @end) free (a page count of 0)? */
+static bool st_all_free(__u64 start, __u64 end)
+{
+	static __u64 count[4096];
+	int fd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
+	__u64 pfn = start / PG, last = end / PG;
+	bool free = fd >= 0;
+
+	while (free && pfn < last) {
+		size_t n = last - pfn < 4096 ? last - pfn : 4096;
+
+		if (pread(fd, count, n * 8, pfn * 8) != (ssize_t)(n * 8))
+			free = false;
+		for (size_t i = 0; free && i < n; i++)
+			free = !count[i];
+		pfn += n;
+	}
+	if (fd >= 0)
+		close(fd);
+	return free;
+}
+
+/*
+ * The 1 GiB ranges the allocator could have had but for a scratch area
+ * beginning inside them: the part below the area all free.
+ */
+static int st_refused(const struct st_area *a, int n)
+{
+	int refused = 0;
+
+	for (int i = 0; i < n; i++) {
+		__u64 g = a[i].start & ~(HPS_1G - 1);
+
+		if (g == a[i].start || st_classify(g, a, n) != ST_STRADDLE ||
+		    !st_all_free(g, a[i].start))
+			continue;
+		ksft_print_msg("[%#llx, %#llx): free up to the scratch area at %#llx, and no pool page\n",
+			       (unsigned long long)g,
+			       (unsigned long long)(g + HPS_1G),
+			       (unsigned long long)a[i].start);
+		refused++;
+	}
+	return refused;
+}
+
 /* @nr pages of 1 GiB, @free of them free (a mapping may reserve one). */
 static bool st_pool_is(long nr, long free)
 {
@@ -1807,25 +1849,40 @@ static bool st_pool_is(long nr, long free)
 	return n == nr && f == free;
 }
 
-static bool st_inject(bool on)
+/*
+ * Have the handler take pageblock @block of a 1 GiB page (1 is the second
+ * of its 512) for one in a scratch area; 0: stop.
+ */
+static bool st_inject(int block)
 {
-	if (!on)
-		return !luo_write_file(ST_FAIL "/probability", "0");
-	return !luo_write_file(ST_FAIL "/verbose", "0") &&
+	char str[16];
+
+	if (!block)
+		return !luo_write_file(ST_FAIL "/probability", "0") &&
+		       !luo_write_file(ST_FAIL "/block", "0");
+	snprintf(str, sizeof(str), "%d", block);
+	return !luo_write_file(ST_FAIL "/block", str) &&
+	       !luo_write_file(ST_FAIL "/verbose", "0") &&
 	       !luo_write_file(ST_FAIL "/times", "-1") &&
 	       !luo_write_file(ST_FAIL "/probability", "100");
 }
+
+/* The last pageblock of a 1 GiB page, whose tail would reach an area. */
+#define ST_LAST_BLOCK	((int)(HPS_1G / HPS_2M) - 1)
 
 static void straddle_0(void)
 {
 	int fd[ST_MAX], kind[ST_MAX], count[3] = { 0 }, nr, na, sfd, efd = -1;
 	struct hshape sh[ST_MAX], empty = st_shape(ST_MAX);
 	struct st_area area[16];
-	int cut = 0, ret, victim;
+	int refused, ret, victim;
+	unsigned int kept = 0;
+	bool inject;
+	char name[LIVEUPDATE_SESSION_NAME_LENGTH];
 	bool ok = true;
 	__u64 phys;
 
-	ksft_set_plan(6);
+	ksft_set_plan(5);
 	na = st_areas(area, 16);
 	if (na <= 0)
 		luo_bail("no KHO scratch areas in %s*", ST_SCRATCH);
@@ -1833,12 +1890,6 @@ static void straddle_0(void)
 		ksft_print_msg("KHO scratch area %d: [%#llx, %#llx)\n", i,
 			       (unsigned long long)area[i].start,
 			       (unsigned long long)area[i].end);
-	for (int i = 0; i < na; i++) {
-		__u64 g = area[i].start & ~(HPS_1G - 1);
-
-		cut += g != area[i].start &&
-		       st_classify(g, area, na) == ST_STRADDLE;
-	}
 	/* Every 1 GiB range that can be had. */
 	luo_write_file("/proc/sys/vm/compact_memory", "1");
 	pool_set(KB_1G, ST_MAX);
@@ -1854,32 +1905,45 @@ static void straddle_0(void)
 		ksft_print_msg("%s: the 1 GiB page at %#llx, %s\n", sh[i].name,
 			       (unsigned long long)phys, st_kinds[kind[i]]);
 	}
-	result(ok && nr >= 2 && cut && !count[ST_STRADDLE] &&
-	       !count[ST_INSIDE],
-	       "%d areas begin inside a 1 GiB range; a pool of %d pages of 1 GiB, every one clear of the areas",
-	       cut, nr);
-	if (!ok || nr < 2 || !count[ST_CLEAR])
-		ksft_exit_fail_msg("cannot go on without two pages, one clear\n");
+	refused = st_refused(area, na);
+	result(ok && refused && !count[ST_STRADDLE] && !count[ST_INSIDE],
+	       "a pool of %d pages of 1 GiB, every one clear of the scratch areas; %d 1 GiB ranges free below an area were not taken",
+	       nr, refused);
+	if (!ok || count[ST_CLEAR] < 2)
+		ksft_exit_fail_msg("the memory layout gave fewer than two 1 GiB pages clear of the areas: cannot go on\n");
 
-	sfd = luo_must_create_session(dev, "hugetlb-straddle");
-	if (access(ST_FAIL, F_OK)) {
-		for (int i = 0; i < 3; i++)
-			ksft_test_result_skip("the handler's refusal: no %s (CONFIG_FAULT_INJECTION_DEBUG_FS)\n",
-					      ST_FAIL);
-		goto keep;
-	}
-
-	/* PRESERVE_FD's walk. */
+	/*
+	 * Stage 1 learns the tokens to expect from the session's name: the
+	 * clear pages' memfds, but for the victim's, whose page the empty
+	 * memfd (token ST_MAX + 1) gets where fault injection is.
+	 */
+	inject = !access("/sys/kernel/debug/fail_page_alloc", F_OK);
 	victim = 0;
 	while (kind[victim] != ST_CLEAR)
 		victim++;
-	if (!st_inject(true))
+	for (int i = 0; i < nr; i++)
+		if (kind[i] == ST_CLEAR && (!inject || i != victim))
+			kept |= 1U << i;
+	if (inject)
+		kept |= 1U << ST_MAX;
+	snprintf(name, sizeof(name), "hugetlb-straddle-%x", kept);
+	sfd = luo_must_create_session(dev, name);
+	if (!inject) {
+		for (int i = 0; i < 3; i++)
+			ksft_test_result_skip("the handler's refusal: no fault injection in this kernel (the debug kernel has it)\n");
+		goto keep;
+	}
+	if (access(ST_FAIL, F_OK))
+		ksft_exit_fail_msg("fault injection, but no %s\n", ST_FAIL);
+
+	/* PRESERVE_FD's walk, the page's last pageblock taken for CMA. */
+	if (!st_inject(ST_LAST_BLOCK))
 		ksft_exit_fail_msg("cannot set up %s\n", ST_FAIL);
 	ret = luo_preserve_fd(sfd, fd[victim], sh[victim].token);
-	st_inject(false);
+	st_inject(0);
 	result(ret == -EXDEV && luo_file_count(sfd) == 0 &&
 	       shape_intact(fd[victim], &sh[victim], 1),
-	       "a page taken for one reaching into a scratch area (%s): PRESERVE_FD fails with EXDEV (%s), nothing kept, the memfd intact",
+	       "a page whose last pageblock is taken for a scratch area's (%s): PRESERVE_FD fails with EXDEV (%s), nothing kept, the memfd intact",
 	       ST_FAIL, strerror(-ret));
 
 	/* The hook, for a page added to a preserved memfd. */
@@ -1887,11 +1951,11 @@ static void straddle_0(void)
 	ok = luo_keep(sfd, efd, empty.token);
 	close(fd[victim]);
 	fd[victim] = -1;
-	ok = ok && st_pool_is(nr, 1) && st_inject(true);
+	ok = ok && st_pool_is(nr, 1) && st_inject(1);
 	ok = ok && !put_range(empty.name, efd, HPS_1G, 0, HPS_1G, empty.seed);
-	st_inject(false);
+	st_inject(0);
 	result(ok && shape_meta(efd, &empty, 0) && st_pool_is(nr, 1),
-	       "so taken, a page faulted into a preserved memfd: SIGBUS, the page back in the pool, the memfd still empty");
+	       "a page faulted into a preserved memfd, its second pageblock taken for a scratch area's: SIGBUS, the page back in the pool, the memfd still empty");
 	result(put_range(empty.name, efd, HPS_1G, 0, HPS_1G, empty.seed) &&
 	       st_pool_is(nr, 0),
 	       "without the injection, the same fault adds the page");
@@ -1902,32 +1966,96 @@ keep:
 	for (int i = 0; i < nr; i++)
 		if (fd[i] >= 0 && kind[i] == ST_CLEAR)
 			ok &= luo_keep(sfd, fd[i], sh[i].token);
-	result(ok && luo_file_count(sfd) == count[ST_CLEAR],
-	       "every page clear of the areas preserved: %d memfds",
-	       count[ST_CLEAR]);
+	result(ok && luo_file_count(sfd) == __builtin_popcount(kept),
+	       "every page clear of the areas preserved: %d memfds, session %s",
+	       __builtin_popcount(kept), name);
 	luo_kexec_next();
 }
 
 static void straddle_1(void)
 {
+	char names[4][LIVEUPDATE_SESSION_NAME_LENGTH] = { 0 }, *end;
+	unsigned int kept = 0;
+	__u32 count = 4;
 	int sfd, fd, n = 0;
-	bool ok = true;
+	bool ok;
 
 	ksft_set_plan(2);
-	sfd = luo_must_retrieve_session(dev, "hugetlb-straddle");
+	ok = !luo_list_sessions(dev, names, &count) && count == 1 &&
+	     !strncmp(names[0], "hugetlb-straddle-", 17);
+	if (ok)
+		kept = strtoul(names[0] + 17, &end, 16);
+	if (!ok || *end || !kept)
+		luo_bail("want one incoming session hugetlb-straddle-MASK (%u listed, the first '%s')",
+			 count, names[0]);
+	sfd = luo_must_retrieve_session(dev, names[0]);
 	for (int i = 0; i <= ST_MAX; i++) {
 		struct hshape sh = st_shape(i);
 
-		if (!luo_file_state(sfd, sh.token))
+		if (!(kept & (1U << i)))
 			continue;
 		fd = luo_take(sfd, sh.token);
 		ok &= fd >= 0 && shape_intact(fd, &sh, 1);
 		n++;
 		close(fd);
 	}
-	result(ok && n >= 2, "%d memfds retrieved, every byte intact", n);
-	result(!luo_finish(sfd) && !close(sfd) && pool_set(KB_1G, 0) &&
-	       pool_is(KB_1G, 0, 0), "finished; the pool shrinks to 0");
+	result(ok && luo_file_count(sfd) == n,
+	       "the %d memfds named by the session retrieved, every byte intact, and no other",
+	       n);
+	result(!luo_finish(sfd) && !close(sfd) && pool_is(KB_1G, n, n) &&
+	       pool_set(KB_1G, 0) && pool_is(KB_1G, 0, 0),
+	       "finished and closed: %d free pool pages; the pool shrinks to 0",
+	       n);
+	ksft_finished();
+}
+
+/* ---- bootclamp ---- */
+
+/* Fewer 2 MiB boot pool pages than are preserved: the count is clamped. */
+#define CLAMP_POOLS	"hugepagesz=2M hugepages=2 log_buf_len=4M"
+
+static const struct hshape bc2m = {
+	.name = "bc2m", .token = 1, .kb = KB_2M, .pages = 4, .seed = 63,
+	.data = PAGE_BIT(4) - 1,
+};
+
+static void bootclamp_0(void)
+{
+	int sfd, fd;
+
+	ksft_set_plan(2);
+	pool_setup(KB_2M, bc2m.pages, CORE_MEM_KB / 2);
+	sfd = luo_must_create_session(dev, "hugetlb-bootclamp");
+	fd = shape_new(&bc2m);
+	result(shape_put(fd, &bc2m, bc2m.data), "a 2 MiB memfd of 4 pages written");
+	result(luo_keep(sfd, fd, bc2m.token),
+	       "preserved, to a kernel booted with " CLAMP_POOLS);
+	luo_kexec_next_with(CLAMP_POOLS);
+}
+
+static void bootclamp_1(void)
+{
+	char *log = luo_kernel_log();
+	int sfd, fd;
+
+	ksft_set_plan(4);
+	result(pool_is(KB_2M, 0, 0) &&
+	       strstr(log, "HugeTLB: 2 of 2 " BP_FROM "2.00 MiB " BP_PREV) &&
+	       !strstr(log, BP_FROM "1.00 GiB") &&
+	       !strstr(log, "HugeTLB: allocating"),
+	       "booted with " CLAMP_POOLS ": both boot pages come from the 4 preserved, none is allocated; no line for 1 GiB pages");
+	free(log);
+	sfd = luo_must_retrieve_session(dev, "hugetlb-bootclamp");
+	fd = luo_take(sfd, bc2m.token);
+	result(fd >= 0 && pool_is(KB_2M, bc2m.pages, 0) &&
+	       shape_intact(fd, &bc2m, bc2m.data),
+	       "retrieved: 4 pool pages, all in use, more than the boot pool; intact");
+	result(!luo_finish(sfd), "finish");
+	close(sfd);
+	close(fd);
+	result(pool_is(KB_2M, bc2m.pages, bc2m.pages) && pool_set(KB_2M, 0) &&
+	       pool_is(KB_2M, 0, 0),
+	       "closed: 4 free pool pages; the pool shrinks to 0");
 	ksft_finished();
 }
 
@@ -1943,17 +2071,19 @@ static void run_two(void (*stage0)(void), void (*stage1)(void))
 int main(int argc, char **argv)
 {
 	static const char * const scenarios[] = {
-		"core", "hops", "big", "mm", "nosize", "bootpool", "straddle",
+		"core", "core-nopreload", "hops", "big", "mm", "nosize",
+		"bootpool", "bootclamp", "straddle",
 	};
 	const char *scenario = argc == 2 ? argv[1] : "";
 	struct sigaction sa = { .sa_handler = luo_on_sigbus };
 	bool known = false;
 
 	stage = luo_stage();
+	nopreload = !strcmp(scenario, "core-nopreload");
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++)
 		known |= !strcmp(scenario, scenarios[i]);
 	if (!known) {
-		fprintf(stderr, "%s core|hops|big|mm|nosize|bootpool|straddle, with LUO_STAGE=N\n",
+		fprintf(stderr, "%s core|core-nopreload|hops|big|mm|nosize|bootpool|bootclamp|straddle, with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
 	}
@@ -1975,6 +2105,8 @@ int main(int argc, char **argv)
 		run_two(nosize_0, nosize_1);
 	else if (!strcmp(scenario, "bootpool"))
 		run_two(bootpool_0, bootpool_1);
+	else if (!strcmp(scenario, "bootclamp"))
+		run_two(bootclamp_0, bootclamp_1);
 	else if (!strcmp(scenario, "straddle"))
 		run_two(straddle_0, straddle_1);
 	else

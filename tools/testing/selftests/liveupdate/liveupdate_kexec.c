@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <linux/reboot.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -1691,8 +1692,17 @@ static void reply_fault_1(void)
 
 /* ---- preload: the handlers' background preload after boot ---- */
 
-/* Each preload sleeps this long: what the test does meanwhile is ordered. */
-#define PRELOAD_ARG	"liveupdate_test_preload_ms=3000"
+/*
+ * The test handler's preload waits for the test to release it, so that
+ * what runs while a file is being preloaded is known, not timed.  The
+ * tracepoint is on from boot, where the kernel has tracing.
+ */
+#define PRELOAD_ARG	"liveupdate_test_preload_hold=1 " \
+			"trace_event=liveupdate:liveupdate_preload"
+#define PRELOAD_RELEASE	LUO_TEST_DEBUGFS "/preload_release"
+#define PRELOAD_ALL	"18446744073709551615"
+#define TRACE_DIR	"/sys/kernel/tracing"
+#define TRACED		"liveupdate_preload: "
 
 static const unsigned long long preload_a[] = { 501, 502, 503 };
 static const unsigned long long preload_b[] = { 511, 512 };
@@ -1716,8 +1726,7 @@ static void preload_0(void)
 		close(fd);
 	}
 	result(ok, "3 files preserved in session preload-a, 2 in preload-b");
-	next_stage_append(PRELOAD_ARG);
-	ksft_exit_fail_msg("kexec with %s failed\n", PRELOAD_ARG);
+	luo_kexec_next_with(PRELOAD_ARG);
 }
 
 /* The line number of event "@op @value" in @ev, or -1. */
@@ -1726,64 +1735,135 @@ static int event_at(const char *ev, const char *op, unsigned long long value)
 	return luo_event_find(ev, op, value, 0);
 }
 
-/* Waits up to 60 s for event "@op @value": whether it came. */
-static bool wait_event_of(const char *op, unsigned long long value)
+/* Is event "@op @value" in the log now? */
+static bool has_event(const char *op, unsigned long long value)
 {
-	for (int i = 0; i < 1200; i++) {
-		char *ev = events();
-		int at = event_at(ev, op, value);
+	char *ev = events();
+	bool has = event_at(ev, op, value) >= 0;
 
-		free(ev);
-		if (at >= 0)
-			return true;
+	free(ev);
+	return has;
+}
+
+/* Waits for event "@op @value" (the suite's timeout bounds the wait). */
+static void wait_event_of(const char *op, unsigned long long value)
+{
+	for (int i = 0; !has_event(op, value); i++) {
+		if (i && !(i % 100))
+			ksft_print_msg("still waiting for event \"%s %llu\"\n",
+				       op, value);
 		usleep(50000);
 	}
-	ksft_print_msg("no event \"%s %llu\" in 60 s\n", op, value);
-	return false;
+}
+
+static void preload_release(unsigned long long value)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%llu", value);
+	if (luo_write_file(PRELOAD_RELEASE, buf))
+		luo_bail("cannot write %s", PRELOAD_RELEASE);
+}
+
+/* A RETRIEVE_FD or FINISH in a thread of its own, which may block. */
+struct preload_call {
+	pthread_t thread;
+	int sfd;
+	__u64 token;	/* 0: FINISH */
+	int fd, ret, tid, done;
+};
+
+static void *preload_call_main(void *arg)
+{
+	struct preload_call *c = arg;
+
+	__atomic_store_n(&c->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	c->fd = -1;
+	c->ret = c->token ? luo_retrieve_fd(c->sfd, c->token, &c->fd) :
+			    luo_finish(c->sfd);
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* The scheduler state of thread @tid ('D' while it waits in the kernel). */
+static char thread_state(int tid)
+{
+	char path[64], *stat, *paren, state = '?';
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	stat = luo_read_file(path);
+	paren = stat ? strrchr(stat, ')') : NULL;
+	if (paren && paren[1] == ' ')
+		state = paren[2];
+	free(stat);
+	return state;
+}
+
+/*
+ * Starts @c, and waits until it either blocks in the kernel (true) or
+ * returns (false).
+ */
+static bool preload_call_blocks(struct preload_call *c)
+{
+	if (pthread_create(&c->thread, NULL, preload_call_main, c))
+		luo_bail("pthread_create");
+	for (;;) {
+		int tid = __atomic_load_n(&c->tid, __ATOMIC_ACQUIRE);
+
+		if (__atomic_load_n(&c->done, __ATOMIC_ACQUIRE))
+			return false;
+		if (tid && thread_state(tid) == 'D')
+			return true;
+		usleep(10000);
+	}
 }
 
 static void preload_1(void)
 {
-	int sfd_a, sfd_b, fd[3], i, end;
-	bool ok, before;
+	struct preload_call ret502 = { .token = 2 }, fin_b = { 0 };
+	int sfd_a, sfd_b, fd[3] = { -1, -1, -1 }, i;
+	bool ok, blocked;
 	char *ev;
 
-	ksft_set_plan(10);
+	ksft_set_plan(8);
 	sfd_a = retrieve_session("preload-a");
 	sfd_b = retrieve_session("preload-b");
-	require(sfd_a >= 0 && sfd_b >= 0, "retrieve sessions preload-a and preload-b");
+	require(sfd_a >= 0 && sfd_b >= 0,
+		"retrieve sessions preload-a and preload-b");
 
 	/* A retrieve does not wait for another file's preload. */
-	require(wait_event_of("preload", 501), "the preload of 501 starts");
-	ev = events();
-	before = event_at(ev, "preload_end", 501) < 0;
-	free(ev);
-	ok = retrieve_value(sfd_a, 3, 503, &fd[2]);
-	ev = events();
-	end = event_at(ev, "preload_end", 501);
-	ok = ok && (!before || end < 0 || event_at(ev, "retrieve", 503) < end);
-	if (!ok)
-		dump_events(ev, NULL);
-	free(ev);
-	result(ok, "RETRIEVE_FD of 503 while 501 preloads: done at once%s",
-	       before ? "" : " (501's preload was over already)");
+	wait_event_of("preload", 501);
+	ok = retrieve_value(sfd_a, 3, 503, &fd[2]) &&
+	     !has_event("preload_end", 501);
+	result(ok, "RETRIEVE_FD of 503 while 501's preload is held: done at once");
 
-	/* One that does waits for it, and the retrieve uses what it did. */
-	require(wait_event_of("preload", 502), "the preload of 502 starts");
-	ok = retrieve_value(sfd_a, 2, 502, &fd[1]);
+	/* One of the file being preloaded waits for the preload to end. */
+	preload_release(501);
+	wait_event_of("preload", 502);
+	ret502.sfd = sfd_a;
+	blocked = preload_call_blocks(&ret502);
+	preload_release(502);
+	pthread_join(ret502.thread, NULL);
+	fd[1] = ret502.fd;
 	ev = events();
-	ok = ok && event_at(ev, "preload_end", 502) >= 0 &&
+	ok = blocked && !ret502.ret && has_value(fd[1], 502) &&
+	     event_at(ev, "preload_end", 502) >= 0 &&
 	     event_at(ev, "preload_end", 502) < event_at(ev, "retrieve", 502);
 	if (!ok)
 		dump_events(ev, NULL);
 	free(ev);
-	result(ok, "RETRIEVE_FD of 502 while it preloads: waits for the preload to end");
+	result(ok, "RETRIEVE_FD of 502 while its preload is held: blocks until the preload ends, then retrieves it");
 
 	/* A finish waits for the preload in progress, and stops the rest. */
-	require(wait_event_of("preload", 511), "the preload of 511 starts");
-	check_ret(luo_finish(sfd_b), 0, "FINISH of preload-b while 511 preloads");
+	wait_event_of("preload", 511);
+	fin_b.sfd = sfd_b;
+	blocked = preload_call_blocks(&fin_b);
+	preload_release(511);
+	pthread_join(fin_b.thread, NULL);
+	check_ret(fin_b.ret, 0, "FINISH of preload-b while 511's preload is held");
+	preload_release(~0ULL);
 	ev = events();
-	ok = event_at(ev, "preload_end", 511) >= 0 &&
+	ok = blocked && event_at(ev, "preload_end", 511) >= 0 &&
 	     event_at(ev, "preload_end", 511) < event_at(ev, "finish", 511) &&
 	     event_at(ev, "finish", 512) >= 0 &&
 	     event_at(ev, "preload", 512) < 0 &&
@@ -1791,7 +1871,7 @@ static void preload_1(void)
 	if (!ok)
 		dump_events(ev, NULL);
 	free(ev);
-	result(ok, "FINISH waited for 511's preload, then finished both; 512, and 503 retrieved before its turn, never preloaded");
+	result(ok, "FINISH blocked until 511's preload ended, then finished both; 512, and 503 retrieved before its turn, never preloaded");
 
 	ok = retrieve_value(sfd_a, 1, 501, &fd[0]);
 	check_ret(luo_finish(sfd_a), 0, "FINISH of preload-a");
@@ -1801,6 +1881,24 @@ static void preload_1(void)
 	close(sfd_a);
 	close(sfd_b);
 	result(ok && live_is(0), "501 retrieved; finished, no test object live");
+
+	/* The files preloaded, and only they, in the trace. */
+	mount("tracefs", TRACE_DIR, "tracefs", 0, NULL);
+	if (access(TRACE_DIR "/events/liveupdate", F_OK)) {
+		ksft_test_result_skip("liveupdate_preload trace events: no tracing in this kernel (the debug kernel has it)\n");
+	} else {
+		ev = luo_read_file(TRACE_DIR "/trace");
+		ok = ev &&
+		     strstr(ev, TRACED "session=preload-a token=1 compatible=liveupdate-test") &&
+		     strstr(ev, TRACED "session=preload-a token=2 ") &&
+		     strstr(ev, TRACED "session=preload-b token=1 ") &&
+		     !strstr(ev, TRACED "session=preload-a token=3 ") &&
+		     !strstr(ev, TRACED "session=preload-b token=2 ");
+		if (!ok && ev)
+			ksft_print_msg("trace:\n%s\n", ev);
+		free(ev);
+		result(ok, "liveupdate_preload fired for 501, 502 and 511, and for no other file");
+	}
 	ksft_finished();
 }
 

@@ -360,7 +360,10 @@ static inline char *luo_kernel_log(void)
 	int n;
 
 	if (size <= 0)
-		luo_bail("klogctl: %s", strerror(errno));
+		luo_bail("klogctl: log buffer size %d: %s", size,
+			 size < 0 ? strerror(errno) : "empty");
+	/* Formatted, the records take more room than in the ring. */
+	size *= 2;
 	buf = malloc(size + 1);
 	if (!buf)
 		luo_bail("out of memory");
@@ -399,14 +402,20 @@ static inline long luo_memfd_preloaded(void)
 	return n;
 }
 
-/* Waits up to @secs seconds for @want preloaded memfds: the last count. */
-static inline long luo_wait_memfd_preloaded(long want, int secs)
+/*
+ * Waits for @want preloaded memfds (the suite's timeout bounds the wait):
+ * the count, or -1 if it cannot be read.
+ */
+static inline long luo_wait_memfd_preloaded(long want)
 {
 	long n = luo_memfd_preloaded();
 
-	for (int i = 0; n >= 0 && n < want && i < secs * 10; i++) {
+	for (int i = 1; n >= 0 && n < want; i++) {
 		usleep(100000);
 		n = luo_memfd_preloaded();
+		if (!(i % 50))
+			ksft_print_msg("%ld of %ld memfds preloaded so far\n", n,
+				       want);
 	}
 	return n;
 }
@@ -957,22 +966,30 @@ static inline int next_stage(void)
 }
 
 /*
- * End the stage by kexecing into the next one, unless a check failed
- * already; returning from the kexec is itself a failure.
+ * End the stage by kexecing into the next one, with @append added to the
+ * kernel command line (or NULL), unless a check failed already; returning
+ * from the kexec is itself a failure.
  */
-static inline void __noreturn luo_kexec_next(void)
+static inline void __noreturn luo_kexec_next_with(const char *append)
 {
 	int ret;
 
 	if (ksft_get_fail_cnt()) {
-		ksft_test_result_fail("kexec into stage %d # not tried after failures\n",
-				      luo_stage() + 1);
+		ksft_test_result_fail("kexec into stage %d%s%s # not tried after failures\n",
+				      luo_stage() + 1, append ? " with " : "",
+				      append ?: "");
 		ksft_finished();
 	}
-	ret = next_stage();
+	ret = next_stage_append(append);
 	ksft_print_msg("%s returned %d\n", LUO_NEXT_STAGE, ret);
-	ksft_test_result_fail("kexec into stage %d\n", luo_stage() + 1);
+	ksft_test_result_fail("kexec into stage %d%s%s\n", luo_stage() + 1,
+			      append ? " with " : "", append ?: "");
 	ksft_finished();
+}
+
+static inline void __noreturn luo_kexec_next(void)
+{
+	luo_kexec_next_with(NULL);
 }
 
 /* The QUERY state of file @token of session @sfd, or 0 if it is not there. */
