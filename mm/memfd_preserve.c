@@ -431,8 +431,8 @@ struct mfp_walk {
 
 /*
  * debugfs fail_memfd_placement: take pageblock "block" (1 is the second
- * one) of a huge page for one in a KHO scratch area, when the attribute
- * fires.  The page allocator never makes a huge page that reaches into an
+ * one; 0, the default, is off) of a huge page for one in a KHO scratch
+ * area, when the attribute fires.  The page allocator never makes a huge page that reaches into an
  * area (see Documentation/mm/memfd_preservation.rst), so the scan and the
  * refusal are tested this way.
  */
@@ -441,7 +441,8 @@ static u32 mfp_placement_block;
 
 static bool mfp_placement_fails(unsigned long block)
 {
-	return block == READ_ONCE(mfp_placement_block) &&
+	return IS_ENABLED(CONFIG_FAULT_INJECTION_DEBUG_FS) &&
+	       block == READ_ONCE(mfp_placement_block) &&
 	       should_fail(&fail_memfd_placement, 1);
 }
 
@@ -452,7 +453,8 @@ static bool mfp_placement_fails(unsigned long block)
  * Return: true if no page of @folio is in CMA (the KHO scratch areas the
  * next kernel boots from) and @folio is not otherwise movable.  A folio
  * larger than a pageblock (a gigantic hugetlb page) may start outside CMA
- * and reach into it: every pageblock is checked.
+ * and reach into it: every pageblock is checked.  Test kernels can make
+ * one pageblock count as CMA (fail_memfd_placement).
  */
 bool mfp_folio_stays(struct folio *folio)
 {
@@ -513,7 +515,10 @@ static bool mfp_stays(struct folio *folio, unsigned long *block, bool *ok)
 {
 	unsigned long pb = folio_pfn(folio) >> pageblock_order;
 
-	/* A gigantic page takes the slow path: mfp_check_folio() decides, once. */
+	/*
+	 * A gigantic page takes the slow path, so that mfp_check_folio()
+	 * decides, once (fail_memfd_placement counts on it).
+	 */
 	if (folio_nr_pages(folio) > pageblock_nr_pages)
 		return false;
 	if (folio_test_large(folio))

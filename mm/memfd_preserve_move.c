@@ -138,8 +138,9 @@ static int mfp_take_moved(struct memfd_preserved *p, struct folio *folio)
 	}
 	/* Moved by its head alone: a gigantic page may still reach into CMA. */
 	if (mfp_poisoned(folio) || !mfp_folio_stays(folio)) {
+		err = mfp_poisoned(folio) ? -EHWPOISON : -EXDEV;
 		folio_put(folio);
-		return mfp_poisoned(folio) ? -EHWPOISON : -EXDEV;
+		return err;
 	}
 	err = mfp_added_store(p, folio, false);
 	if (err) {

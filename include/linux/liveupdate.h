@@ -48,8 +48,9 @@ struct luo_flb_in;
  *	the preserved memory back from KHO.  Called at most once per file,
  *	never after its @retrieve or @finish; not for a handler registered
  *	after the boot's initcalls, nor with "liveupdate_preload=off".
- *	Called without any LUO lock (a retrieve or finish of the file waits
- *	for it), possibly while the reboot freezes outgoing files.  The file
+ *	Called without any LUO lock, possibly while the reboot freezes
+ *	outgoing files; a retrieve or finish of the file waits for it, with
+ *	LUO locks held, so it must not wait for userspace.  The file
  *	stays bound to the handler (its module pinned) until finished, so
  *	that @lf->private can keep what was done.  Errors are for @retrieve
  *	to report: nothing may be left that @retrieve, a retry of it, or

@@ -29,11 +29,13 @@
  *	"out=VALUE" while the FLB is preserved, else "out=none".
  * flb_live: preserved pages of the FLB this kernel holds.
  *
- * With "liveupdate_test_preload_hold=1" on the command line, the handlers
- * have a preload, which logs "preload VALUE", waits until VALUE (or
- * 18446744073709551615, for all) is written to debugfs preload_release,
- * and logs "preload_end VALUE": tests can then retrieve or finish a file
- * while it, or another, is being preloaded.
+ * With "liveupdate_test_preload_hold=1" on the command line (and debugfs),
+ * the handlers have a preload, which logs "preload VALUE", waits until
+ * VALUE (or 18446744073709551615, for all) is written to debugfs
+ * preload_release, and logs "preload_end VALUE": tests can then retrieve
+ * or finish a file while it, or another, is being preloaded.  Each write
+ * replaces the one before; a preload not released within a minute ends
+ * anyway, with a warning, so that a test that died does not hang LUO.
  */
 
 #define pr_fmt(fmt) "liveupdate_test: " fmt
@@ -634,6 +636,10 @@ static u64 lut_preload_released;
 
 static int __init lut_parse_preload_hold(char *str)
 {
+	if (!str) {
+		lut_preload_hold = true;
+		return 0;
+	}
 	return kstrtobool(str, &lut_preload_hold);
 }
 early_param("liveupdate_test_preload_hold", lut_parse_preload_hold);
@@ -655,7 +661,9 @@ static void lut_preload(struct liveupdate_file *lf)
 		value = IS_ERR(ser) ? 0 : ser->value;
 	}
 	lut_log("preload", value);
-	wait_var_event(&lut_preload_released, lut_preload_may_end(value));
+	if (!wait_var_event_timeout(&lut_preload_released,
+				    lut_preload_may_end(value), 60 * HZ))
+		pr_warn("preload of %llu: not released in 60 s\n", value);
 	lut_log("preload_end", value);
 }
 
@@ -675,9 +683,8 @@ static ssize_t lut_preload_release_write(struct file *file,
 
 static const struct file_operations lut_preload_release_fops = {
 	.owner		= THIS_MODULE,
-	.open		= simple_open,
 	.write		= lut_preload_release_write,
-	.llseek		= default_llseek,
+	.llseek		= noop_llseek,
 };
 
 /* Not const: liveupdate_test_preload_hold= adds the preload. */
@@ -1015,7 +1022,8 @@ static int __init lut_init(void)
 	struct dentry *dir;
 	int ret;
 
-	if (lut_preload_hold)
+	/* Released through debugfs only. */
+	if (lut_preload_hold && IS_ENABLED(CONFIG_DEBUG_FS))
 		lut_ops.preload = lut_preload;
 	ret = liveupdate_register_file_handler(&lut_handler);
 	if (ret) {

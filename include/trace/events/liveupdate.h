@@ -49,7 +49,7 @@ DEFINE_EVENT(liveupdate_file_op, liveupdate_finish,
 	TP_ARGS(session, token, compatible, err));
 
 /* File operations that cannot fail. */
-DECLARE_EVENT_CLASS(liveupdate_file,
+DECLARE_EVENT_CLASS(liveupdate_file_nofail,
 	TP_PROTO(const char *session, u64 token, const char *compatible),
 	TP_ARGS(session, token, compatible),
 	TP_STRUCT__entry(
@@ -66,12 +66,12 @@ DECLARE_EVENT_CLASS(liveupdate_file,
 		  __get_str(session), __entry->token, __get_str(compatible))
 );
 
-DEFINE_EVENT(liveupdate_file, liveupdate_unpreserve,
+DEFINE_EVENT(liveupdate_file_nofail, liveupdate_unpreserve,
 	TP_PROTO(const char *session, u64 token, const char *compatible),
 	TP_ARGS(session, token, compatible));
 
 /* The handler's preload of an incoming file returned. */
-DEFINE_EVENT(liveupdate_file, liveupdate_preload,
+DEFINE_EVENT(liveupdate_file_nofail, liveupdate_preload,
 	TP_PROTO(const char *session, u64 token, const char *compatible),
 	TP_ARGS(session, token, compatible));
 
