@@ -194,6 +194,12 @@ static bool pool_set(unsigned long kb, long nr)
 	return luo_huge_val(kb, "nr_hugepages") == nr;
 }
 
+/* The pool of @kb pages: @nr pages, all free; then shrunk to none. */
+static bool pool_all_free_then_empty(unsigned long kb, long nr)
+{
+	return pool_is(kb, nr, nr) && pool_set(kb, 0) && pool_is(kb, 0, 0);
+}
+
 /*
  * The old kernel's pool of @kb pages: @nr of them.  The guest was given
  * memory for it by design if its MemTotal is at least @need_kb: a pool
@@ -1618,8 +1624,7 @@ static void nosize_1(void)
 	close(sfd);
 	close(fd2);
 	close(shfd);
-	result(pool_is(KB_2M, ns2m.pages, ns2m.pages) && pool_set(KB_2M, 0) &&
-	       pool_is(KB_2M, 0, 0),
+	result(pool_all_free_then_empty(KB_2M, ns2m.pages),
 	       "closed: the 2 MiB pages are free pool pages; the pool shrinks to 0");
 	ksft_finished();
 }
@@ -2053,8 +2058,7 @@ static void bootclamp_1(void)
 	result(!luo_finish(sfd), "finish");
 	close(sfd);
 	close(fd);
-	result(pool_is(KB_2M, bc2m.pages, bc2m.pages) && pool_set(KB_2M, 0) &&
-	       pool_is(KB_2M, 0, 0),
+	result(pool_all_free_then_empty(KB_2M, bc2m.pages),
 	       "closed: 4 free pool pages; the pool shrinks to 0");
 	ksft_finished();
 }
