@@ -219,6 +219,7 @@ struct liveupdate_flb {
 
 bool liveupdate_enabled(void);
 int liveupdate_reboot(struct kimage *image);
+void liveupdate_jump(void);
 int liveupdate_register_file_handler(struct liveupdate_file_handler *handler);
 int liveupdate_unregister_file_handler(struct liveupdate_file_handler *handler);
 int liveupdate_register_flb(struct liveupdate_file_handler *handler,
@@ -238,6 +239,10 @@ static inline bool liveupdate_enabled(void)
 static inline int liveupdate_reboot(struct kimage *image)
 {
 	return 0;
+}
+
+static inline void liveupdate_jump(void)
+{
 }
 
 static inline int

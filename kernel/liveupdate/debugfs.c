@@ -55,11 +55,19 @@ static int luo_flbs_dbg_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(luo_flbs_dbg);
 
+static int luo_timeline_show(struct seq_file *m, void *unused)
+{
+	luo_tl_show(m);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(luo_timeline);
+
 void luo_debugfs_init(void)
 {
 	struct dentry *dir = debugfs_create_dir("liveupdate", NULL);
 
 	debugfs_create_file("sessions", 0400, dir, NULL, &luo_sessions_fops);
 	debugfs_create_file("flbs", 0400, dir, NULL, &luo_flbs_dbg_fops);
+	debugfs_create_file("timeline", 0400, dir, NULL, &luo_timeline_fops);
 	luo_damage_debugfs_init(dir);
 }

@@ -7,6 +7,7 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/module.h>
+#include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -364,6 +365,7 @@ void luo_files_wait_preload(struct luo_session *session)
 int luo_file_retrieve(struct luo_file *lfile, struct file **filep)
 {
 	struct liveupdate_file_handler *h;
+	u64 start = local_clock();
 	int err;
 
 	lockdep_assert_held(&lfile->session->mutex);
@@ -395,6 +397,7 @@ int luo_file_retrieve(struct luo_file *lfile, struct file **filep)
 	}
 	lfile->state = LIVEUPDATE_FILE_RETRIEVED;
 	*filep = get_file(lfile->lf.file);
+	luo_tl_span(LIVEUPDATE_TL_RETRIEVE_FD, start, 1);
 out:
 	lfile->error = err;
 	trace_liveupdate_retrieve(lfile->session->name, lfile->lf.token,
@@ -524,6 +527,7 @@ int luo_files_freeze(void)
 			continue;
 		list_for_each_entry(lfile, &s->files, list) {
 			const struct liveupdate_file_ops *ops;
+			u64 start = local_clock();
 
 			ops = lfile->lf.handler->ops;
 			err = ops->freeze ? ops->freeze(&lfile->lf) : 0;
@@ -537,6 +541,7 @@ int luo_files_freeze(void)
 				return err;
 			}
 			lfile->frozen = true;
+			luo_tl_out_freeze(lfile->lf.handler->compatible, start);
 		}
 	}
 	return 0;

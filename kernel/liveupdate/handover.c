@@ -9,8 +9,8 @@
 #include <linux/kexec.h>
 #include <linux/kexec_handover.h>
 #include <linux/kho/abi/liveupdate.h>
-#include <linux/ktime.h>
 #include <linux/mm.h>
+#include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/xarray.h>
@@ -173,7 +173,7 @@ static u32 luo_writer_handler_id(struct luo_writer *w,
  * once files are frozen.
  */
 static int luo_writer_prepare(struct luo_writer *w, u32 *nr_sessions,
-			      u64 *nr_files)
+			      u64 *nr_files, u32 *nr_flbs)
 {
 	size_t bytes = 0;
 	struct rb_node *node;
@@ -182,7 +182,8 @@ static int luo_writer_prepare(struct luo_writer *w, u32 *nr_sessions,
 
 	*nr_sessions = 0;
 	*nr_files = 0;
-	bytes += luo_flbs_prepare() * sizeof(struct luo_abi_flb);
+	*nr_flbs = luo_flbs_prepare();
+	bytes += *nr_flbs * sizeof(struct luo_abi_flb);
 	for (node = rb_first(&luo_sessions); node; node = rb_next(node)) {
 		struct luo_session *s = rb_entry(node, struct luo_session, node);
 
@@ -301,6 +302,7 @@ static void luo_report_dropped(void)
 /**
  * luo_handover_write() - freeze the files and write the handover state
  * @image: the kexec image about to be started
+ * @start_ns: local_clock() when LUO got hold of the state, for the timeline
  *
  * Called with luo_state_rwsem held for writing.  Everything that can fail
  * (sizing and allocating the state) happens before the first freeze, so
@@ -308,19 +310,20 @@ static void luo_report_dropped(void)
  *
  * Return: 0 or a negative errno, with nothing frozen or allocated left.
  */
-int luo_handover_write(struct kimage *image)
+int luo_handover_write(struct kimage *image, u64 start_ns)
 {
 	struct luo_writer w = { .hdr = luo_header };
-	u64 start = ktime_get_ns();
-	u32 nr_sessions;
+	u64 t = start_ns;
+	u32 nr_sessions, nr_flbs;
 	u64 nr_files;
 	int err;
 
 	lockdep_assert_held_write(&luo_state_rwsem);
 	xa_init(&w.handler_ids);
-	err = luo_writer_prepare(&w, &nr_sessions, &nr_files);
+	err = luo_writer_prepare(&w, &nr_sessions, &nr_files, &nr_flbs);
 	if (err)
 		goto out;
+	t = luo_tl_out_step(LIVEUPDATE_TL_PREPARE, t, 0);
 	if (nr_files && !image->kho.fdt) {
 		pr_err("%llu preserved files but the kexec image carries no KHO state (load it with kexec_file_load and KHO on)\n",
 		       nr_files);
@@ -332,11 +335,13 @@ int luo_handover_write(struct kimage *image)
 	if (err)
 		goto out_free;
 	/* The FLBs after the files that depend on them. */
+	t = local_clock();
 	err = luo_flbs_freeze();
 	if (err) {
 		luo_files_unfreeze();
 		goto out_free;
 	}
+	t = luo_tl_out_step(LIVEUPDATE_TL_FREEZE_FLB, t, nr_flbs);
 
 	luo_writer_write(&w);
 	w.hdr->version = LUO_ABI_VERSION;
@@ -345,10 +350,11 @@ int luo_handover_write(struct kimage *image)
 	w.hdr->nr_sessions = nr_sessions;
 	w.hdr->nr_files = nr_files;
 	w.hdr->magic = LUO_ABI_MAGIC;
+	luo_tl_out_step(LIVEUPDATE_TL_WRITE, t, nr_files);
 	luo_report_dropped();
 	pr_info("handing over %u sessions, %llu files (%zu bytes of state, %llu us)\n",
 		nr_sessions, nr_files, luo_state_bytes(w.hdr),
-		div_u64(ktime_get_ns() - start, NSEC_PER_USEC));
+		div_u64(local_clock() - start_ns, NSEC_PER_USEC));
 	luo_handover_damage(w.hdr);
 	kfree(w.chunks);
 	goto out;
@@ -621,8 +627,10 @@ damaged:
  * Reads what the previous kernel handed over, validating every field.
  * What is damaged fails only its own session or file, with a log line;
  * the rest stays retrievable.
+ *
+ * Return: the number of files restored.
  */
-void luo_handover_restore(void)
+u64 luo_handover_restore(void)
 {
 	struct luo_reader r = {};
 	const struct luo_abi_header *hdr;
@@ -633,17 +641,17 @@ void luo_handover_restore(void)
 	char *compatible;
 
 	if (kho_retrieve_subtree(LUO_ABI_SUBTREE_NAME, &phys, &size))
-		return;		/* not a live update boot */
+		return 0;	/* not a live update boot */
 	if (size != PAGE_SIZE || !PAGE_ALIGNED(phys)) {
 		pr_err("handover state has a bad size or address: ignored\n");
-		return;
+		return 0;
 	}
 	folio = kho_restore_folio(phys);
 	if (!folio || folio_size(folio) != PAGE_SIZE) {
 		pr_err("handover state page was not preserved: ignored\n");
 		if (folio)
 			folio_put(folio);
-		return;
+		return 0;
 	}
 	hdr = folio_address(folio);
 	if (!hdr->magic) {
@@ -679,4 +687,5 @@ void luo_handover_restore(void)
 			r.nr_files);
 out:
 	folio_put(folio);
+	return r.nr_files;
 }

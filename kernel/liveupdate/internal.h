@@ -168,8 +168,8 @@ void luo_flbs_show(struct seq_file *m);
 /* handover.c */
 int luo_handover_init(void);
 void luo_handover_fini(void);
-int luo_handover_write(struct kimage *image);
-void luo_handover_restore(void);
+int luo_handover_write(struct kimage *image, u64 start_ns);
+u64 luo_handover_restore(void);
 
 /* handover_damage.c: test kernels only */
 struct dentry;
@@ -181,6 +181,17 @@ void luo_damage_debugfs_init(struct dentry *dir);
 static inline void luo_handover_damage(struct luo_abi_header *hdr) { }
 static inline void luo_damage_debugfs_init(struct dentry *dir) { }
 #endif
+
+/* timeline.c */
+u64 luo_tl_reboot_begin(void);
+u64 luo_tl_out_step(u32 step, u64 start_ns, u32 count);
+void luo_tl_out_freeze(const char *compatible, u64 start_ns);
+void luo_tl_reboot_done(void);
+void luo_tl_span(u32 step, u64 start_ns, u32 count);
+void luo_tl_instant(u32 step);
+void luo_tl_init(void);
+u32 luo_tl_get(struct liveupdate_timeline_step *out, u32 room, u32 *flags);
+void luo_tl_show(struct seq_file *m);
 
 /* ioctl.c */
 long luo_dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg);

@@ -10,6 +10,7 @@
  */
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -20,6 +21,7 @@ union luo_ucmd_buffer {
 	struct liveupdate_ioctl_create_session create;
 	struct liveupdate_ioctl_retrieve_session retrieve;
 	struct liveupdate_ioctl_list_sessions list;
+	struct liveupdate_ioctl_get_timeline timeline;
 	struct liveupdate_session_preserve_fd preserve;
 	struct liveupdate_session_retrieve_fd retrieve_fd;
 	struct liveupdate_session_finish finish;
@@ -172,6 +174,31 @@ static int luo_ioctl_list_sessions(struct luo_ucmd *ucmd)
 	return luo_ucmd_respond(ucmd, sizeof(*cmd));
 }
 
+static int luo_ioctl_get_timeline(struct luo_ucmd *ucmd)
+{
+	struct liveupdate_timeline_step *steps __free(kvfree) = NULL;
+	struct liveupdate_ioctl_get_timeline *cmd = ucmd->cmd;
+	u32 room, n;
+	int err;
+
+	if (cmd->reserved)
+		return -EINVAL;
+	/* A handful of steps: no need to trust a huge count. */
+	room = min(cmd->count, luo_tl_get(NULL, 0, &cmd->flags));
+	if (room) {
+		steps = kvmalloc_objs(*steps, room);
+		if (!steps)
+			return -ENOMEM;
+	}
+	n = luo_tl_get(steps, room, &cmd->flags);
+	err = luo_copy_out(u64_to_user_ptr(cmd->steps), steps, min(room, n),
+			   sizeof(*steps));
+	if (err)
+		return err;
+	cmd->count = n;
+	return luo_ucmd_respond(ucmd, sizeof(*cmd));
+}
+
 #define LUO_IOCTL_BASE LIVEUPDATE_CMD_CREATE_SESSION
 
 static const struct luo_ioctl_op luo_dev_ops[] = {
@@ -182,6 +209,8 @@ static const struct luo_ioctl_op luo_dev_ops[] = {
 		     struct liveupdate_ioctl_retrieve_session, name),
 	LUO_IOCTL_OP(LIVEUPDATE_CMD_LIST_SESSIONS, luo_ioctl_list_sessions,
 		     struct liveupdate_ioctl_list_sessions, names),
+	LUO_IOCTL_OP(LIVEUPDATE_CMD_GET_TIMELINE, luo_ioctl_get_timeline,
+		     struct liveupdate_ioctl_get_timeline, steps),
 };
 
 #undef LUO_IOCTL_BASE
@@ -249,6 +278,7 @@ static int luo_ioctl_finish(struct luo_ucmd *ucmd)
 {
 	struct liveupdate_session_finish *cmd = ucmd->cmd;
 	struct luo_session *session = ucmd->private;
+	u64 start = local_clock();
 	int err;
 
 	if (cmd->reserved)
@@ -261,8 +291,9 @@ static int luo_ioctl_finish(struct luo_ucmd *ucmd)
 	if (err)
 		return err;
 	/* Ready for the next update under the same name. */
-	guard(mutex)(&luo_sessions_lock);
-	session->kind = LUO_SESSION_OUTGOING;
+	scoped_guard(mutex, &luo_sessions_lock)
+		session->kind = LUO_SESSION_OUTGOING;
+	luo_tl_span(LIVEUPDATE_TL_FINISH, start, 1);
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <linux/kexec.h>
 #include <linux/kexec_handover.h>
 #include <linux/miscdevice.h>
+#include <linux/sched/clock.h>
 #include <linux/string.h>
 
 #include "internal.h"
@@ -64,18 +65,24 @@ EXPORT_SYMBOL_GPL(liveupdate_enabled);
  */
 int liveupdate_reboot(struct kimage *image)
 {
+	u64 start;
 	int err;
 
 	if (!luo_on)
 		return 0;
 
+	start = luo_tl_reboot_begin();
 	err = down_write_killable(&luo_state_rwsem);
 	if (err)
 		return err;
-	err = luo_handover_write(image);
-	if (err)
+	start = luo_tl_out_step(LIVEUPDATE_TL_REBOOT, start, 0);
+	err = luo_handover_write(image, start);
+	if (err) {
 		up_write(&luo_state_rwsem);
-	return err;
+		return err;
+	}
+	luo_tl_reboot_done();
+	return 0;
 }
 
 static atomic_t luo_dev_busy = ATOMIC_INIT(0);
@@ -90,6 +97,7 @@ static int luo_dev_open(struct inode *inode, struct file *file)
 	/* One agent owns the device at a time. */
 	if (atomic_cmpxchg(&luo_dev_busy, 0, 1))
 		return -EBUSY;
+	luo_tl_instant(LIVEUPDATE_TL_OPEN);
 	return 0;
 }
 
@@ -120,6 +128,7 @@ static struct miscdevice luo_miscdev = {
  */
 static int __init luo_init(void)
 {
+	u64 start;
 	int err;
 
 	if (!luo_cmdline)
@@ -141,9 +150,13 @@ static int __init luo_init(void)
 		luo_handover_fini();
 		return err;
 	}
-	luo_handover_restore();
+	/* Best effort: live update works without a timeline. */
+	luo_tl_init();
+	start = local_clock();
+	luo_tl_span(LIVEUPDATE_TL_RESTORE, start, luo_handover_restore());
 	/* Opens /dev/liveupdate: the restored sessions are visible. */
 	smp_store_release(&luo_on, true);
+	luo_tl_instant(LIVEUPDATE_TL_READY);
 	luo_debugfs_init();
 	return 0;
 }

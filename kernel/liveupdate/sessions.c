@@ -12,6 +12,7 @@
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -184,6 +185,7 @@ int luo_session_create(const char *name, struct file **filep)
 int luo_session_retrieve(const char *name, struct file **filep)
 {
 	struct luo_session *session;
+	u64 start = local_clock();
 	struct file *file;
 
 	scoped_guard(mutex, &luo_sessions_lock) {
@@ -204,6 +206,7 @@ int luo_session_retrieve(const char *name, struct file **filep)
 		return PTR_ERR(file);
 	}
 	*filep = file;
+	luo_tl_span(LIVEUPDATE_TL_RETRIEVE_SESSION, start, 1);
 	return 0;
 }
 
@@ -281,11 +284,15 @@ static void luo_session_preload(struct work_struct *work)
 	if (s->kind != LUO_SESSION_INCOMING)
 		goto out;
 	list_for_each_entry(lfile, &s->files, list) {
+		u64 start;
+
 		h = luo_file_preload_begin(lfile);
 		if (!h)
 			continue;
 		mutex_unlock(&s->mutex);
+		start = local_clock();
 		h->ops->preload(&lfile->lf);
+		luo_tl_span(LIVEUPDATE_TL_PRELOAD, start, 1);
 		/* A finish may free @lfile from here: the kind tells. */
 		luo_file_preload_end(lfile);
 		mutex_lock(&s->mutex);

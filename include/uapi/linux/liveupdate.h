@@ -41,6 +41,7 @@ enum {
 	LIVEUPDATE_CMD_RETRIEVE_SESSION		= 0x01,
 	/* Extensions (not in the first LUO interface). */
 	LIVEUPDATE_CMD_LIST_SESSIONS		= 0x20,
+	LIVEUPDATE_CMD_GET_TIMELINE		= 0x21,
 };
 
 /* Commands on a session fd. */
@@ -287,5 +288,107 @@ struct liveupdate_session_query {
 
 #define LIVEUPDATE_SESSION_QUERY \
 	_IO(LIVEUPDATE_IOCTL_TYPE, LIVEUPDATE_CMD_SESSION_QUERY)
+
+/**
+ * enum liveupdate_timeline_step_id - steps of LIVEUPDATE_IOCTL_GET_TIMELINE
+ * @LIVEUPDATE_TL_REBOOT: the kernel that rebooted: reboot(KEXEC) reached
+ *	LUO, until every other LUO operation is done and held off
+ * @LIVEUPDATE_TL_PREPARE: the handover state sized and allocated
+ * @LIVEUPDATE_TL_FREEZE: one file handler's freezes, from the first to the
+ *	last; @count files, @label the handler's compatible string
+ * @LIVEUPDATE_TL_FREEZE_FLB: the FLBs frozen; @count FLBs
+ * @LIVEUPDATE_TL_WRITE: the handover state written
+ * @LIVEUPDATE_TL_SHUTDOWN: from LUO's part done to the jump: devices and
+ *	CPUs shut down
+ * @LIVEUPDATE_TL_JUMP: the jump to the next kernel (an instant)
+ * @LIVEUPDATE_TL_BOOT: the kernel that booted: from the jump to the start
+ *	of its clock (purgatory, decompression, early setup); only with
+ *	%LIVEUPDATE_TIMELINE_ONE_CLOCK
+ * @LIVEUPDATE_TL_KHO_RESERVE: KHO reserved the preserved memory, early in
+ *	the boot
+ * @LIVEUPDATE_TL_RESTORE: LUO read the handover state and rebuilt the
+ *	incoming sessions; @count files
+ * @LIVEUPDATE_TL_READY: /dev/liveupdate can be opened (an instant)
+ * @LIVEUPDATE_TL_OPEN: the first open of /dev/liveupdate (an instant)
+ * @LIVEUPDATE_TL_PRELOAD: the background preload of incoming files, from
+ *	the first start to the last end; @count files
+ * @LIVEUPDATE_TL_RETRIEVE_SESSION: RETRIEVE_SESSION of incoming sessions,
+ *	first to last; @count sessions
+ * @LIVEUPDATE_TL_RETRIEVE_FD: RETRIEVE_FD of incoming files, from the
+ *	first start to the last end; @count files
+ * @LIVEUPDATE_TL_FINISH: FINISH of incoming sessions, from the first
+ *	start to the last end; @count sessions
+ *
+ * New ids may be added; a reader skips the ones it does not know.
+ */
+enum liveupdate_timeline_step_id {
+	LIVEUPDATE_TL_REBOOT		= 1,
+	LIVEUPDATE_TL_PREPARE		= 2,
+	LIVEUPDATE_TL_FREEZE		= 3,
+	LIVEUPDATE_TL_FREEZE_FLB	= 4,
+	LIVEUPDATE_TL_WRITE		= 5,
+	LIVEUPDATE_TL_SHUTDOWN		= 6,
+	LIVEUPDATE_TL_JUMP		= 7,
+	LIVEUPDATE_TL_BOOT		= 8,
+	LIVEUPDATE_TL_KHO_RESERVE	= 9,
+	LIVEUPDATE_TL_RESTORE		= 10,
+	LIVEUPDATE_TL_READY		= 11,
+	LIVEUPDATE_TL_OPEN		= 12,
+	LIVEUPDATE_TL_PRELOAD		= 13,
+	LIVEUPDATE_TL_RETRIEVE_SESSION	= 14,
+	LIVEUPDATE_TL_RETRIEVE_FD	= 15,
+	LIVEUPDATE_TL_FINISH		= 16,
+};
+
+/**
+ * struct liveupdate_timeline_step - one step, LIVEUPDATE_IOCTL_GET_TIMELINE
+ * @start_ns: when it started, in ns on the timeline's axis (see
+ *	struct liveupdate_ioctl_get_timeline)
+ * @end_ns: when it ended; @start_ns for an instant
+ * @step: enum liveupdate_timeline_step_id
+ * @count: how many files, sessions or FLBs it covered, as the id says
+ * @label: NUL-terminated; the handler's compatible string for
+ *	%LIVEUPDATE_TL_FREEZE, else empty
+ */
+struct liveupdate_timeline_step {
+	__s64	start_ns;
+	__s64	end_ns;
+	__u32	step;
+	__u32	count;
+	__u8	label[LIVEUPDATE_COMPATIBLE_LENGTH];
+};
+
+/* The steps of the kernel that rebooted into this one are included. */
+#define LIVEUPDATE_TIMELINE_PREVIOUS	(1U << 0)
+/* Both kernels' steps are on one axis (a cycle counter crossed the jump). */
+#define LIVEUPDATE_TIMELINE_ONE_CLOCK	(1U << 1)
+
+/**
+ * struct liveupdate_ioctl_get_timeline - LIVEUPDATE_IOCTL_GET_TIMELINE
+ * @size: sizeof(struct liveupdate_ioctl_get_timeline)
+ * @count: input: number of entries @steps has room for; output: number of
+ *	steps (only the first ones are written if larger)
+ * @flags: output: LIVEUPDATE_TIMELINE_*
+ * @reserved: must be zero
+ * @steps: pointer to @count struct liveupdate_timeline_step, in the order
+ *	they started (may be 0 when @count is 0)
+ *
+ * Extension: where the blackout of the last update went, measured by both
+ * kernels.  The axis starts (0 ns) at the start of %LIVEUPDATE_TL_REBOOT
+ * when %LIVEUPDATE_TIMELINE_PREVIOUS is set, else at the start of this
+ * kernel's clock.  With %LIVEUPDATE_TIMELINE_PREVIOUS but not
+ * %LIVEUPDATE_TIMELINE_ONE_CLOCK, this kernel's own steps are relative to
+ * the start of its clock, and the two kernels' steps cannot be compared.
+ */
+struct liveupdate_ioctl_get_timeline {
+	__u32	size;
+	__u32	count;
+	__u32	flags;
+	__u32	reserved;
+	__aligned_u64 steps;
+};
+
+#define LIVEUPDATE_IOCTL_GET_TIMELINE \
+	_IO(LIVEUPDATE_IOCTL_TYPE, LIVEUPDATE_CMD_GET_TIMELINE)
 
 #endif /* _UAPI_LINUX_LIVEUPDATE_H */

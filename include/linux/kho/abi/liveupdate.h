@@ -178,4 +178,72 @@ struct luo_abi_file_flb {
 	__u32 reserved;
 };
 
+/**
+ * DOC: Live Update Orchestrator blackout timeline
+ *
+ * A second KHO subtree, named %LUO_ABI_TIMELINE_NAME, carries what the
+ * outgoing kernel measured of its reboot path, so that the next kernel can
+ * show one timeline of the update across both kernels.  Its blob is one
+ * preserved page holding a &struct luo_abi_timeline, allocated and
+ * published when LUO starts and filled in by the reboot path, up to the
+ * kexec jump.  It is independent of the handover state: a reader that does
+ * not know it loses nothing but the timeline.
+ *
+ * Times are the writer's local_clock() in nanoseconds.  The writer also
+ * records its cycle counter (get_cycles()) at the jump, which the reader
+ * relates to its own to place both kernels on one axis; 0 means the writer
+ * has no cycle counter.  The page is versioned by
+ * &luo_abi_timeline.version, with the rules of the handover state: newer
+ * versions only grow &struct luo_abi_timeline_step (by
+ * &luo_abi_timeline.step_size) or add step ids, which readers skip.
+ */
+
+#define LUO_ABI_TIMELINE_NAME		"liveupdate-timeline"
+#define LUO_ABI_TIMELINE_MAGIC		0x4c5554494d454c4eULL	/* "LUTIMELN" */
+#define LUO_ABI_TIMELINE_VERSION	1
+
+/**
+ * struct luo_abi_timeline_step - one step of the reboot path
+ * @start_ns: when it started
+ * @end_ns: when it ended; @start_ns for an instant
+ * @step: what it is, a LIVEUPDATE_TL_* id of include/uapi/linux/liveupdate.h
+ * @count: how many files or FLBs it covered, if it says
+ * @label: NUL-terminated: the handler's compatible string for a freeze,
+ *	else empty
+ */
+struct luo_abi_timeline_step {
+	__u64 start_ns;
+	__u64 end_ns;
+	__u32 step;
+	__u32 count;
+	char label[LUO_ABI_COMPATIBLE_LENGTH];
+};
+
+/**
+ * struct luo_abi_timeline - root of the timeline page
+ * @magic: %LUO_ABI_TIMELINE_MAGIC once a reboot wrote it, else 0
+ * @version: %LUO_ABI_TIMELINE_VERSION when written by this kernel
+ * @step_size: sizeof(struct luo_abi_timeline_step) of the writer
+ * @nr_steps: number of entries in @steps
+ * @reserved: zero
+ * @jump_ns: local_clock() right before the jump to the next kernel
+ * @jump_cycles: get_cycles() at the same point, or 0
+ * @steps: the steps, in the order they started
+ */
+struct luo_abi_timeline {
+	__u64 magic;
+	__u32 version;
+	__u32 step_size;
+	__u32 nr_steps;
+	__u32 reserved;
+	__u64 jump_ns;
+	__u64 jump_cycles;
+	struct luo_abi_timeline_step steps[];
+};
+
+/* How many steps fit in the timeline page. */
+#define LUO_ABI_TIMELINE_MAX_STEPS(page_size)				\
+	(((page_size) - sizeof(struct luo_abi_timeline)) /		\
+	 sizeof(struct luo_abi_timeline_step))
+
 #endif /* _LINUX_KHO_ABI_LIVEUPDATE_H */

@@ -136,6 +136,71 @@ static void put(const char *key, long long value)
 	fflush(stdout);
 }
 
+/*
+ * The kernel's timeline of the update (ours only: other kernels have no
+ * LIVEUPDATE_IOCTL_GET_TIMELINE): tl_STEP_us, the duration of each step
+ * (the freezes of all handlers added up), and from the jump to the device
+ * ready, to its first open and to the last RETRIEVE_FD.
+ */
+static void timeline(void)
+{
+	static const char * const names[] = {
+		[LIVEUPDATE_TL_REBOOT] = "reboot",
+		[LIVEUPDATE_TL_PREPARE] = "prepare",
+		[LIVEUPDATE_TL_FREEZE] = "freeze",
+		[LIVEUPDATE_TL_FREEZE_FLB] = "freeze_flb",
+		[LIVEUPDATE_TL_WRITE] = "write",
+		[LIVEUPDATE_TL_SHUTDOWN] = "shutdown",
+		[LIVEUPDATE_TL_BOOT] = "boot",
+		[LIVEUPDATE_TL_KHO_RESERVE] = "kho_reserve",
+		[LIVEUPDATE_TL_RESTORE] = "restore",
+		[LIVEUPDATE_TL_PRELOAD] = "preload",
+		[LIVEUPDATE_TL_RETRIEVE_FD] = "retrieve_fd",
+	};
+	struct liveupdate_timeline_step steps[64];
+	long long sum[ARRAY_SIZE(names)] = { 0 }, at[LIVEUPDATE_TL_FINISH + 1];
+	__u32 n = ARRAY_SIZE(steps), flags = 0, i;
+	char key[64];
+
+	if (luo_get_timeline(dev, steps, &n, &flags))
+		return;
+	memset(at, 0xff, sizeof(at));
+	for (i = 0; i < n && i < ARRAY_SIZE(steps); i++) {
+		__u32 id = steps[i].step;
+
+		if (id < ARRAY_SIZE(names))
+			sum[id] += steps[i].end_ns - steps[i].start_ns;
+		if (id < ARRAY_SIZE(at))
+			at[id] = id == LIVEUPDATE_TL_RETRIEVE_FD ?
+				 steps[i].end_ns : steps[i].start_ns;
+	}
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		if (!names[i] || at[i] < 0)
+			continue;
+		snprintf(key, sizeof(key), "tl_%s_us", names[i]);
+		put(key, sum[i] / 1000);
+	}
+	if (!(flags & LIVEUPDATE_TIMELINE_ONE_CLOCK))
+		return;
+	put("tl_to_jump_us", at[LIVEUPDATE_TL_JUMP] / 1000);
+	if (at[LIVEUPDATE_TL_READY] >= 0)
+		put("tl_jump_to_ready_us",
+		    (at[LIVEUPDATE_TL_READY] - at[LIVEUPDATE_TL_JUMP]) / 1000);
+	if (at[LIVEUPDATE_TL_OPEN] >= 0)
+		put("tl_jump_to_open_us",
+		    (at[LIVEUPDATE_TL_OPEN] - at[LIVEUPDATE_TL_JUMP]) / 1000);
+	if (at[LIVEUPDATE_TL_RETRIEVE_FD] >= 0)
+		put("tl_jump_to_retrieved_us",
+		    (at[LIVEUPDATE_TL_RETRIEVE_FD] - at[LIVEUPDATE_TL_JUMP]) /
+		    1000);
+}
+
+static void done(void)
+{
+	timeline();
+	say("done");
+}
+
 static long long now_ns(void)
 {
 	struct timespec ts;
@@ -466,7 +531,7 @@ static void memfd_1(u64 size, bool thp)
 	finish_bench();
 	if (thp)
 		put("shmem_huge_kb", meminfo_kb("ShmemHugePages"));
-	say("done");
+	done();
 }
 
 /*
@@ -571,7 +636,7 @@ static void hugetlb_1(u64 size, u64 hps)
 		fail(errno, "munmap");
 	put("retrieve_kb", before - meminfo_kb("MemFree"));
 	finish_bench();
-	say("done");
+	done();
 }
 
 static void sparse_0(u64 size, u64 step)
@@ -604,7 +669,7 @@ static void sparse_1(u64 size, u64 step)
 		fail(errno, "fstat");
 	put("blocks_pages", st.st_blocks / 8);
 	finish_bench();
-	say("done");
+	done();
 }
 
 /*
@@ -705,7 +770,7 @@ static void spread_1(const struct spread *s)
 			fail(-ret, "finish session %d", j);
 	}
 	put_us("finish_us", now_ns() - t);
-	say("done");
+	done();
 }
 
 static __noreturn void print_usage(const char *prog)
@@ -775,7 +840,7 @@ int main(int argc, char **argv)
 		if (!stage)
 			next_kernel();
 		say("retrieved");
-		say("done");
+		done();
 	} else {
 		print_usage(argv[0]);
 	}

@@ -1902,6 +1902,233 @@ static void preload_1(void)
 	ksft_finished();
 }
 
+/*
+ * timeline: the steps both kernels stamp, on one axis.  A reboot that
+ * fails (a freeze) comes first: the timeline the next kernel reads is the
+ * one of the reboot that went through.
+ */
+#define TL_MAX	64
+#define TL_DEBUGFS	"/sys/kernel/debug/liveupdate/timeline"
+
+static struct liveupdate_timeline_step tl[TL_MAX];
+static __u32 tl_n, tl_flags;
+
+static bool tl_read(void)
+{
+	int ret;
+
+	tl_n = TL_MAX;
+	ret = luo_get_timeline(dev, tl, &tl_n, &tl_flags);
+	if (ret || tl_n > TL_MAX) {
+		ksft_print_msg("GET_TIMELINE: %s, %u steps\n", strerror(-ret),
+			       tl_n);
+		return false;
+	}
+	return true;
+}
+
+static void tl_dump(void)
+{
+	for (__u32 i = 0; i < tl_n; i++)
+		ksft_print_msg("step %u: %lld..%lld ns count %u %s\n",
+			       tl[i].step, (long long)tl[i].start_ns,
+			       (long long)tl[i].end_ns, tl[i].count,
+			       (char *)tl[i].label);
+}
+
+/* The index of step @step (with @label, if given) from @from, or -1. */
+static int tl_find(__u32 step, const char *label, int from)
+{
+	for (int i = from; i >= 0 && i < (int)tl_n; i++)
+		if (tl[i].step == step &&
+		    (!label || !strcmp((char *)tl[i].label, label)))
+			return i;
+	return -1;
+}
+
+static int tl_count(__u32 step)
+{
+	int n = 0;
+
+	for (__u32 i = 0; i < tl_n; i++)
+		n += tl[i].step == step;
+	return n;
+}
+
+/* Steps in the order they started, none ending before it starts. */
+static bool tl_ordered(void)
+{
+	for (__u32 i = 0; i < tl_n; i++) {
+		if (tl[i].end_ns < tl[i].start_ns)
+			return false;
+		if (i && tl[i].start_ns < tl[i - 1].start_ns)
+			return false;
+	}
+	return true;
+}
+
+static void timeline_0(void)
+{
+	struct liveupdate_ioctl_get_timeline bad = {
+		.size = sizeof(bad), .reserved = 1,
+	};
+	struct liveupdate_timeline_step one[2];
+	int sfd, obj[2], mfd, ret;
+	__u32 n = 0, flags = 0;
+	char buf[4096];
+	bool ok;
+
+	ksft_set_plan(6);
+	/* A cold boot: only this kernel's steps. */
+	ok = tl_read() && !tl_flags && tl_ordered() &&
+	     tl_find(LIVEUPDATE_TL_READY, NULL, 0) >= 0 &&
+	     tl_find(LIVEUPDATE_TL_OPEN, NULL, 0) >
+	     tl_find(LIVEUPDATE_TL_READY, NULL, 0) &&
+	     tl_find(LIVEUPDATE_TL_REBOOT, NULL, 0) < 0 &&
+	     tl_find(LIVEUPDATE_TL_KHO_RESERVE, NULL, 0) < 0 &&
+	     tl[0].start_ns >= 0;
+	if (!ok)
+		tl_dump();
+	result(ok, "cold boot: READY then OPEN, no previous kernel, no KHO reservation");
+
+	check_ret(ioctl(dev, LIVEUPDATE_IOCTL_GET_TIMELINE, &bad) ? -errno : 0,
+		  -EINVAL, "GET_TIMELINE with reserved set: EINVAL");
+	memset(one, 0xa5, sizeof(one));
+	n = 1;
+	ret = luo_get_timeline(dev, one, &n, &flags);
+	ok = !ret && n == tl_n && one[0].step == tl[0].step &&
+	     one[1].step == 0xa5a5a5a5;
+	result(ok, "room for one step: one written, the count of all returned");
+	n = 0;
+	ret = luo_get_timeline(dev, (void *)1, &n, &flags);
+	result(!ret && n == tl_n, "room for none: only the count (%u)", n);
+
+	sfd = luo_must_create_session(dev, "timeline");
+	obj[0] = new_object(71);
+	obj[1] = new_object(72);
+	mfd = memfd_create("timeline", 0);
+	memset(buf, 0x5a, sizeof(buf));
+	ok = mfd >= 0 && write(mfd, buf, sizeof(buf)) == sizeof(buf) &&
+	     preserve(sfd, obj[0], 1) && preserve(sfd, mfd, 2) &&
+	     preserve(sfd, obj[1], 3);
+	require(ok, "preserve two test files and a memfd");
+
+	/* A reboot that fails leaves nothing in the next kernel's timeline. */
+	ok = !luo_test_set_fail(obj[1], "freeze", EIO, 0);
+	ret = next_stage();
+	result(ok && ret > 0 && ret < 127, "a reboot whose freeze fails");
+	object_cmd(obj[1], "fail=none");
+	close(mfd);
+	close(obj[0]);
+	close(obj[1]);
+	luo_kexec_next();
+}
+
+static void timeline_1(void)
+{
+	int reboot, prep, ft, fm, flb, wr, sd, jump, boot, kho, rest, ready,
+	    open_, fin, sfd, fd[3], i;
+	struct timespec mono;
+	char *dbg, *line;
+	long long lines = 0;
+	bool ok;
+
+	ksft_set_plan(11);
+	require(tl_read(), "GET_TIMELINE after the update");
+	ok = tl_flags == (LIVEUPDATE_TIMELINE_PREVIOUS |
+			  LIVEUPDATE_TIMELINE_ONE_CLOCK) && tl_ordered();
+	if (!ok)
+		tl_dump();
+	result(ok, "both kernels on one clock, steps in the order they started");
+
+	reboot = tl_find(LIVEUPDATE_TL_REBOOT, NULL, 0);
+	prep = tl_find(LIVEUPDATE_TL_PREPARE, NULL, 0);
+	ft = tl_find(LIVEUPDATE_TL_FREEZE, LUO_TEST_COMPATIBLE, 0);
+	fm = tl_find(LIVEUPDATE_TL_FREEZE, "memfd", 0);
+	flb = tl_find(LIVEUPDATE_TL_FREEZE_FLB, NULL, 0);
+	wr = tl_find(LIVEUPDATE_TL_WRITE, NULL, 0);
+	sd = tl_find(LIVEUPDATE_TL_SHUTDOWN, NULL, 0);
+	jump = tl_find(LIVEUPDATE_TL_JUMP, NULL, 0);
+	ok = reboot == 0 && tl[0].start_ns == 0 && prep > reboot &&
+	     ft > prep && fm > ft && flb > fm && wr > flb && sd > wr &&
+	     jump > sd && tl_count(LIVEUPDATE_TL_REBOOT) == 1 &&
+	     tl_count(LIVEUPDATE_TL_FREEZE) == 2 &&
+	     tl[ft].count == 2 && tl[fm].count == 1 && tl[flb].count == 2 &&
+	     tl[wr].count == 3 && tl[jump].start_ns == tl[jump].end_ns &&
+	     tl[sd].end_ns == tl[jump].start_ns &&
+	     tl[ft].end_ns >= tl[fm].start_ns;
+	if (!ok)
+		tl_dump();
+	result(ok, "old kernel: reboot, prepare, a freeze per handler (2 test files spanning the memfd), 2 FLBs, write of 3 files, shutdown, jump");
+
+	boot = tl_find(LIVEUPDATE_TL_BOOT, NULL, 0);
+	kho = tl_find(LIVEUPDATE_TL_KHO_RESERVE, NULL, 0);
+	rest = tl_find(LIVEUPDATE_TL_RESTORE, NULL, 0);
+	ready = tl_find(LIVEUPDATE_TL_READY, NULL, 0);
+	open_ = tl_find(LIVEUPDATE_TL_OPEN, NULL, 0);
+	ok = boot == jump + 1 && tl[boot].start_ns == tl[jump].start_ns &&
+	     tl[boot].end_ns > tl[boot].start_ns &&
+	     tl[boot].end_ns - tl[boot].start_ns < 60 * 1000000000LL &&
+	     kho > boot && tl[kho].start_ns >= tl[boot].end_ns &&
+	     rest > kho && tl[rest].count == 3 && ready > rest &&
+	     open_ > ready;
+	if (!ok)
+		tl_dump();
+	result(ok, "new kernel: boot from the jump, KHO reservation, restore of 3 files, ready, open");
+
+	/* This kernel's clock and CLOCK_MONOTONIC both start at its boot. */
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	ok = open_ >= 0 && tl[open_].start_ns - tl[boot].end_ns <=
+	     mono.tv_sec * 1000000000LL + mono.tv_nsec + 1000000000LL;
+	result(ok, "the first open is placed before now on this kernel's clock");
+
+	sfd = retrieve_session("timeline");
+	require(sfd >= 0, "retrieve session timeline");
+	ok = true;
+	for (i = 0; i < 3; i++) {
+		fd[i] = -1;
+		ok &= !luo_retrieve_fd(sfd, i + 1, &fd[i]);
+	}
+	ok &= !luo_finish(sfd);
+	result(ok, "retrieve the 3 files, finish");
+	for (i = 0; i < 3; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	close(sfd);
+
+	luo_wait_memfd_preloaded(1);
+	require(tl_read(), "GET_TIMELINE after the finish");
+	i = tl_find(LIVEUPDATE_TL_RETRIEVE_SESSION, NULL, 0);
+	fin = tl_find(LIVEUPDATE_TL_FINISH, NULL, 0);
+	open_ = tl_find(LIVEUPDATE_TL_OPEN, NULL, 0);
+	ok = i > open_ && tl[i].count == 1 &&
+	     tl_find(LIVEUPDATE_TL_RETRIEVE_FD, NULL, i) > i &&
+	     tl[tl_find(LIVEUPDATE_TL_RETRIEVE_FD, NULL, i)].count == 3 &&
+	     fin > i && tl[fin].count == 1 &&
+	     tl[fin].end_ns >= tl[tl_find(LIVEUPDATE_TL_RETRIEVE_FD, NULL,
+					  i)].end_ns &&
+	     tl_find(LIVEUPDATE_TL_PRELOAD, NULL, 0) > 0 &&
+	     tl[tl_find(LIVEUPDATE_TL_PRELOAD, NULL, 0)].count >= 1;
+	if (!ok)
+		tl_dump();
+	result(ok, "retrieve-session (1), retrieve-fd (3), finish (1), and the memfd's preload");
+
+	dbg = luo_read_file(TL_DEBUGFS);
+	ok = dbg && strstr(dbg, "# previous kernel: yes, one clock: yes\n");
+	for (line = dbg; ok && line && *line; line = strchr(line, '\n')) {
+		line += *line == '\n';
+		lines += *line && *line != '#';
+	}
+	ok = ok && lines == tl_n && strstr(dbg, " freeze 2 liveupdate-test\n") &&
+	     strstr(dbg, " freeze 1 memfd\n") && strstr(dbg, " jump 0 -\n");
+	if (!ok && dbg)
+		ksft_print_msg("%s:\n%s", TL_DEBUGFS, dbg);
+	free(dbg);
+	result(ok, "debugfs timeline: the same %u steps", tl_n);
+	result(live_is(0), "no test object live");
+	ksft_finished();
+}
+
 typedef void (*stage_fn)(void);
 
 struct scenario {
@@ -1931,6 +2158,7 @@ static const struct scenario scenarios[] = {
 	{ "flb-first-use", 1, { flb_first_use_0, flb_first_use_1 } },
 	{ "reply-fault", 1, { reply_fault_0, reply_fault_1 } },
 	{ "preload", 1, { preload_0, preload_1 } },
+	{ "timeline", 1, { timeline_0, timeline_1 } },
 };
 
 static void usage(const char *prog)

@@ -226,6 +226,27 @@ static inline int luo_query(int sfd, __u32 *kind,
 	return 0;
 }
 
+/*
+ * LIVEUPDATE_IOCTL_GET_TIMELINE: up to *@count steps into @steps; *@count
+ * gets the number of steps, *@flags LIVEUPDATE_TIMELINE_*.
+ */
+static inline int luo_get_timeline(int dev,
+				   struct liveupdate_timeline_step *steps,
+				   __u32 *count, __u32 *flags)
+{
+	struct liveupdate_ioctl_get_timeline arg = {
+		.size = sizeof(arg),
+		.count = *count,
+		.steps = (uintptr_t)steps,
+	};
+
+	if (ioctl(dev, LIVEUPDATE_IOCTL_GET_TIMELINE, &arg))
+		return -errno;
+	*count = arg.count;
+	*flags = arg.flags;
+	return 0;
+}
+
 /* Number of files in a session, or -errno. */
 static inline int luo_file_count(int sfd)
 {
