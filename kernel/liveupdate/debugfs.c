@@ -57,8 +57,7 @@ DEFINE_SHOW_ATTRIBUTE(luo_flbs_dbg);
 
 static int luo_timeline_show(struct seq_file *m, void *unused)
 {
-	luo_tl_show(m);
-	return 0;
+	return luo_tl_show(m);
 }
 DEFINE_SHOW_ATTRIBUTE(luo_timeline);
 

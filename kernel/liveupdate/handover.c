@@ -350,7 +350,7 @@ int luo_handover_write(struct kimage *image, u64 start_ns)
 	w.hdr->nr_sessions = nr_sessions;
 	w.hdr->nr_files = nr_files;
 	w.hdr->magic = LUO_ABI_MAGIC;
-	luo_tl_out_step(LIVEUPDATE_TL_WRITE, t, nr_files);
+	luo_tl_out_step(LIVEUPDATE_TL_WRITE, t, min_t(u64, nr_files, U32_MAX));
 	luo_report_dropped();
 	pr_info("handing over %u sessions, %llu files (%zu bytes of state, %llu us)\n",
 		nr_sessions, nr_files, luo_state_bytes(w.hdr),

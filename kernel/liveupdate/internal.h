@@ -191,7 +191,7 @@ void luo_tl_span(u32 step, u64 start_ns, u32 count);
 void luo_tl_instant(u32 step);
 void luo_tl_init(void);
 u32 luo_tl_get(struct liveupdate_timeline_step *out, u32 room, u32 *flags);
-void luo_tl_show(struct seq_file *m);
+int luo_tl_show(struct seq_file *m);
 
 /* ioctl.c */
 long luo_dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg);

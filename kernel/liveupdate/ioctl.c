@@ -176,17 +176,17 @@ static int luo_ioctl_list_sessions(struct luo_ucmd *ucmd)
 
 static int luo_ioctl_get_timeline(struct luo_ucmd *ucmd)
 {
-	struct liveupdate_timeline_step *steps __free(kvfree) = NULL;
+	struct liveupdate_timeline_step *steps __free(kfree) = NULL;
 	struct liveupdate_ioctl_get_timeline *cmd = ucmd->cmd;
 	u32 room, n;
 	int err;
 
 	if (cmd->reserved)
 		return -EINVAL;
-	/* A handful of steps: no need to trust a huge count. */
+	/* A few dozen steps at most, whatever room the caller has. */
 	room = min(cmd->count, luo_tl_get(NULL, 0, &cmd->flags));
 	if (room) {
-		steps = kvmalloc_objs(*steps, room);
+		steps = kzalloc_objs(*steps, room);
 		if (!steps)
 			return -ENOMEM;
 	}

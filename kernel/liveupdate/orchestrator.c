@@ -128,7 +128,7 @@ static struct miscdevice luo_miscdev = {
  */
 static int __init luo_init(void)
 {
-	u64 start;
+	u64 start, nr_files;
 	int err;
 
 	if (!luo_cmdline)
@@ -153,7 +153,10 @@ static int __init luo_init(void)
 	/* Best effort: live update works without a timeline. */
 	luo_tl_init();
 	start = local_clock();
-	luo_tl_span(LIVEUPDATE_TL_RESTORE, start, luo_handover_restore());
+	nr_files = luo_handover_restore();
+	if (is_kho_boot())
+		luo_tl_span(LIVEUPDATE_TL_RESTORE, start,
+			    min_t(u64, nr_files, U32_MAX));
 	/* Opens /dev/liveupdate: the restored sessions are visible. */
 	smp_store_release(&luo_on, true);
 	luo_tl_instant(LIVEUPDATE_TL_READY);

@@ -10,8 +10,11 @@
  * Each kernel's clock starts at its own boot, so the two are joined by a
  * cycle counter that keeps running across the jump: the old kernel records
  * it at the jump, the new one at a known time of its own clock and again
- * when the timeline is read, which gives the counter's rate.  Without a
- * counter the two kernels' steps are shown apart.
+ * when the timeline is first read, which gives the counter's rate.  Only
+ * a counter known to run on across a kexec at one rate joins them (the
+ * TSC on x86, unless found unstable); without one the two kernels' steps
+ * are shown apart.  The stamps are the kernels' local_clock(), which is
+ * approximate across CPUs where sched_clock is not stable.
  *
  * This kernel's steps are kept per id: the first start, the last end and
  * a count, so that 100,000 retrieves cost one slot, not 100,000.
@@ -28,6 +31,9 @@
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/timex.h>
+#ifdef CONFIG_X86
+#include <asm/tsc.h>
+#endif
 
 #include "internal.h"
 
@@ -40,19 +46,47 @@ static_assert(sizeof(struct liveupdate_timeline_step) ==
 #define LUO_TL_LAST_STEP	LIVEUPDATE_TL_FINISH
 #define LUO_TL_NR_BOOT_STEPS	(LUO_TL_LAST_STEP - LUO_TL_FIRST_BOOT_STEP + 1)
 
+/* The shutdown and the jump always find room. */
+#define LUO_TL_OUT_MAX		(LUO_ABI_TIMELINE_MAX_STEPS(PAGE_SIZE) - 2)
+/* A counter slower than this (Hz) is not used to join the clocks. */
+#define LUO_TL_MIN_HZ		(NSEC_PER_SEC / 16)
+/* Nor is a join measured over less than this, or one that puts a boot
+ * step longer than LUO_TL_MAX_BOOT_NS. */
+#define LUO_TL_MIN_RATE_NS	(NSEC_PER_SEC / 10)
+#define LUO_TL_MAX_BOOT_NS	(600 * NSEC_PER_SEC)
+
 /* Outgoing: the page the reboot path fills in, published at boot. */
-static struct luo_abi_timeline *luo_tl_out;
+static struct luo_abi_timeline *luo_tl_out __ro_after_init;
 /* When LUO's part of the reboot ended, for the shutdown step. */
 static u64 luo_tl_out_done_ns;
 
 /* Incoming: a copy of what the previous kernel wrote, or NULL. */
-static struct luo_abi_timeline *luo_tl_prev;
+static struct luo_abi_timeline *luo_tl_prev __ro_after_init;
 
-/* This kernel's steps, by id. */
+/* This kernel's steps, by id, and the join; under luo_tl_lock. */
 static DEFINE_SPINLOCK(luo_tl_lock);
 static struct luo_abi_timeline_step luo_tl_boot[LUO_TL_NR_BOOT_STEPS];
+static bool luo_tl_join_tried, luo_tl_joined;
+/* Where this kernel's clock started on the previous kernel's axis. */
+static u64 luo_tl_zero;
 /* The cycle counter at a known time of this kernel's clock. */
-static u64 luo_tl_anchor_ns, luo_tl_anchor_cycles;
+static u64 luo_tl_anchor_ns __ro_after_init;
+static u64 luo_tl_anchor_cycles __ro_after_init;
+
+/*
+ * A cycle counter that runs on across a kexec at one rate: the TSC, unless
+ * the kernel found it unstable.  Elsewhere get_cycles() may restart at
+ * boot (s390), wrap within seconds (MIPS) or differ between CPUs.
+ * Return: the counter, or 0 where there is none.
+ */
+static u64 luo_tl_cycles(void)
+{
+#ifdef CONFIG_X86
+	if (boot_cpu_has(X86_FEATURE_TSC) && !check_tsc_unstable())
+		return get_cycles();
+#endif
+	return 0;
+}
 
 /* ---- the kernel that reboots ---- */
 
@@ -62,7 +96,9 @@ static struct luo_abi_timeline_step *luo_tl_out_append(u32 step)
 	struct luo_abi_timeline *tl = luo_tl_out;
 	struct luo_abi_timeline_step *s;
 
-	if (!tl || tl->nr_steps == LUO_ABI_TIMELINE_MAX_STEPS(PAGE_SIZE))
+	if (!tl || tl->nr_steps == LUO_ABI_TIMELINE_MAX_STEPS(PAGE_SIZE) ||
+	    (tl->nr_steps >= LUO_TL_OUT_MAX && step != LIVEUPDATE_TL_SHUTDOWN &&
+	     step != LIVEUPDATE_TL_JUMP))
 		return NULL;
 	s = &tl->steps[tl->nr_steps++];
 	memset(s, 0, sizeof(*s));
@@ -81,6 +117,7 @@ static struct luo_abi_timeline_step *luo_tl_out_append(u32 step)
  */
 u64 luo_tl_reboot_begin(void)
 {
+	luo_tl_out_done_ns = 0;
 	if (luo_tl_out) {
 		luo_tl_out->magic = 0;
 		luo_tl_out->nr_steps = 0;
@@ -171,7 +208,7 @@ void liveupdate_jump(void)
 
 	if (!liveupdate_enabled() || !tl || !luo_tl_out_done_ns)
 		return;
-	tl->jump_cycles = get_cycles();
+	tl->jump_cycles = luo_tl_cycles();
 	tl->jump_ns = local_clock();
 	s = luo_tl_out_append(LIVEUPDATE_TL_SHUTDOWN);
 	if (s) {
@@ -184,13 +221,15 @@ void liveupdate_jump(void)
 		s->end_ns = tl->jump_ns;
 	}
 	tl->version = LUO_ABI_TIMELINE_VERSION;
+	tl->header_size = sizeof(*tl);
 	tl->step_size = sizeof(struct luo_abi_timeline_step);
 	tl->magic = LUO_ABI_TIMELINE_MAGIC;
 }
 
 /* ---- the kernel that booted ---- */
 
-static void luo_tl_span_at(u32 step, u64 start_ns, u64 end_ns, u32 count)
+static void luo_tl_span_at(u32 step, u64 start_ns, u64 end_ns, u32 count,
+			   bool once)
 {
 	struct luo_abi_timeline_step *s;
 
@@ -199,6 +238,8 @@ static void luo_tl_span_at(u32 step, u64 start_ns, u64 end_ns, u32 count)
 		return;
 	s = &luo_tl_boot[step - LUO_TL_FIRST_BOOT_STEP];
 	guard(spinlock_irqsave)(&luo_tl_lock);
+	if (once && s->step)
+		return;
 	if (!s->step) {
 		s->step = step;
 		s->start_ns = start_ns;
@@ -219,7 +260,7 @@ static void luo_tl_span_at(u32 step, u64 start_ns, u64 end_ns, u32 count)
  */
 void luo_tl_span(u32 step, u64 start_ns, u32 count)
 {
-	luo_tl_span_at(step, start_ns, local_clock(), count);
+	luo_tl_span_at(step, start_ns, local_clock(), count, false);
 }
 
 /**
@@ -230,8 +271,9 @@ void luo_tl_span(u32 step, u64 start_ns, u32 count)
  */
 void luo_tl_instant(u32 step)
 {
-	if (!READ_ONCE(luo_tl_boot[step - LUO_TL_FIRST_BOOT_STEP].step))
-		luo_tl_span(step, local_clock(), 0);
+	u64 now = local_clock();
+
+	luo_tl_span_at(step, now, now, 0, true);
 }
 
 static void __init luo_tl_read_prev(void)
@@ -243,6 +285,7 @@ static void __init luo_tl_read_prev(void)
 	phys_addr_t phys;
 	size_t size;
 	u32 i, stride;
+	u64 last = 0;
 
 	if (kho_retrieve_subtree(LUO_ABI_TIMELINE_NAME, &phys, &size))
 		return;
@@ -254,11 +297,13 @@ static void __init luo_tl_read_prev(void)
 	tl = folio_address(folio);
 	if (folio_size(folio) != PAGE_SIZE || !tl->magic)
 		goto out;
-	/* Any version: later ones only grow steps and add step ids. */
+	/* Any version: later ones only grow and add step ids. */
 	stride = tl->step_size;
 	if (tl->magic != LUO_ABI_TIMELINE_MAGIC || !tl->version ||
-	    stride < sizeof(*step) || stride % 8 || !tl->nr_steps ||
-	    tl->nr_steps > (PAGE_SIZE - sizeof(*tl)) / stride) {
+	    tl->header_size < sizeof(*tl) || tl->header_size % 8 ||
+	    tl->header_size >= PAGE_SIZE || stride < sizeof(*step) ||
+	    stride % 8 || !tl->nr_steps ||
+	    tl->nr_steps > (PAGE_SIZE - tl->header_size) / stride) {
 		/* Only the timeline is lost; say why it is missing. */
 		pr_warn("previous kernel's timeline is damaged: ignored\n");
 		goto out;
@@ -268,10 +313,10 @@ static void __init luo_tl_read_prev(void)
 		goto out;
 	*prev = *tl;
 	prev->nr_steps = 0;
-	first = (const void *)tl->steps;
+	first = (const void *)tl + tl->header_size;
 	/* Only what a rebooting kernel stamps, from the reboot on. */
 	for (i = 0; i < tl->nr_steps; i++) {
-		step = (const void *)tl->steps + i * stride;
+		step = (const void *)first + i * stride;
 		if (step->step < LIVEUPDATE_TL_REBOOT ||
 		    step->step > LIVEUPDATE_TL_JUMP ||
 		    step->end_ns < step->start_ns ||
@@ -279,14 +324,15 @@ static void __init luo_tl_read_prev(void)
 			continue;
 		prev->steps[prev->nr_steps] = *step;
 		prev->steps[prev->nr_steps].label[sizeof(step->label) - 1] = 0;
+		last = max(last, step->end_ns);
 		prev->nr_steps++;
 	}
 	if (!prev->nr_steps || prev->steps[0].step != LIVEUPDATE_TL_REBOOT) {
 		kfree(prev);
 		goto out;
 	}
-	/* A jump before the reboot cannot join the clocks. */
-	if (prev->jump_ns < prev->steps[0].start_ns)
+	/* A jump before the end of a step cannot join the clocks. */
+	if (prev->jump_ns < last)
 		prev->jump_cycles = 0;
 	luo_tl_prev = prev;
 out:
@@ -302,12 +348,16 @@ out:
 void __init luo_tl_init(void)
 {
 	struct luo_abi_timeline *tl;
+	unsigned long flags;
 	u64 start, end;
 
-	luo_tl_anchor_cycles = get_cycles();
+	/* Both at once: see luo_tl_join(). */
+	local_irq_save(flags);
+	luo_tl_anchor_cycles = luo_tl_cycles();
 	luo_tl_anchor_ns = local_clock();
+	local_irq_restore(flags);
 	if (kho_reserve_time(&start, &end))
-		luo_tl_span_at(LIVEUPDATE_TL_KHO_RESERVE, start, end, 0);
+		luo_tl_span_at(LIVEUPDATE_TL_KHO_RESERVE, start, end, 0, false);
 	luo_tl_read_prev();
 
 	tl = kho_alloc_preserve(PAGE_SIZE);
@@ -327,26 +377,38 @@ void __init luo_tl_init(void)
 
 /*
  * Where this kernel's clock started on the axis of the previous kernel's
- * reboot, if the cycle counter crossed the jump and ran at a steady rate.
+ * reboot (@base is its start), from the counter's rate between the anchor
+ * and now.  Called with luo_tl_lock held, so with IRQs off between the two
+ * reads; done once, when enough time has passed to measure the rate well.
  */
-static bool luo_tl_boot_offset(const struct luo_abi_timeline *prev, u64 base,
-			       u64 *zero)
+static void luo_tl_join(const struct luo_abi_timeline *prev, u64 base)
 {
-	u64 cycles = get_cycles(), now = local_clock();
-	u64 gap;
+	u64 cycles = luo_tl_cycles(), now = local_clock();
+	u64 dcycles, dns, gap_cycles, gap;
 
-	if (!prev->jump_cycles || luo_tl_anchor_cycles <= prev->jump_cycles ||
+	lockdep_assert_held(&luo_tl_lock);
+	if (!prev->jump_cycles || !luo_tl_anchor_cycles ||
+	    luo_tl_anchor_cycles <= prev->jump_cycles ||
 	    cycles <= luo_tl_anchor_cycles || now <= luo_tl_anchor_ns)
-		return false;
-	/* Cycles to ns at the rate measured since the anchor. */
-	gap = mul_u64_u64_div_u64(luo_tl_anchor_cycles - prev->jump_cycles,
-				  now - luo_tl_anchor_ns,
-				  cycles - luo_tl_anchor_cycles);
-	/* The clock cannot have started before the jump. */
-	if (gap < luo_tl_anchor_ns)
-		return false;
-	*zero = prev->jump_ns - base + gap - luo_tl_anchor_ns;
-	return true;
+		goto fail;
+	dns = now - luo_tl_anchor_ns;
+	if (dns < LUO_TL_MIN_RATE_NS)
+		return;		/* too early to tell: try again later */
+	dcycles = cycles - luo_tl_anchor_cycles;
+	gap_cycles = luo_tl_anchor_cycles - prev->jump_cycles;
+	/* With dns / dcycles < 16 the quotient below fits in 64 bits. */
+	if (dcycles < div_u64(dns, NSEC_PER_SEC / LUO_TL_MIN_HZ) ||
+	    gap_cycles >= 1ULL << 59)
+		goto fail;
+	gap = mul_u64_u64_div_u64(gap_cycles, dns, dcycles);
+	/* The clock started after the jump, and not much later. */
+	if (gap < luo_tl_anchor_ns ||
+	    gap - luo_tl_anchor_ns > LUO_TL_MAX_BOOT_NS)
+		goto fail;
+	luo_tl_zero = prev->jump_ns - base + gap - luo_tl_anchor_ns;
+	luo_tl_joined = true;
+fail:
+	luo_tl_join_tried = true;
 }
 
 static void luo_tl_put(struct liveupdate_timeline_step *out, u32 room, u32 *n,
@@ -359,7 +421,8 @@ static void luo_tl_put(struct liveupdate_timeline_step *out, u32 room, u32 *n,
 		o->end_ns = s->end_ns + offset;
 		o->step = s->step;
 		o->count = s->count;
-		strscpy(o->label, s->label);
+		/* Padded: the whole struct goes to userspace. */
+		strscpy_pad(o->label, s->label);
 	}
 	(*n)++;
 }
@@ -378,41 +441,51 @@ u32 luo_tl_get(struct liveupdate_timeline_step *out, u32 room, u32 *flags)
 {
 	const struct luo_abi_timeline *prev = luo_tl_prev;
 	struct luo_abi_timeline_step boot[LUO_TL_NR_BOOT_STEPS];
+	u8 order[LUO_TL_NR_BOOT_STEPS];
 	u64 base = 0, zero = 0;
+	bool joined = false;
 	u32 i, j, n = 0, nr = 0;
 
 	*flags = 0;
+	if (prev)
+		base = prev->steps[0].start_ns;
+
+	scoped_guard(spinlock_irqsave, &luo_tl_lock) {
+		if (prev && !luo_tl_join_tried)
+			luo_tl_join(prev, base);
+		joined = luo_tl_joined;
+		zero = joined ? luo_tl_zero : 0;
+		memcpy(boot, luo_tl_boot, sizeof(boot));
+	}
+
 	if (prev) {
 		*flags |= LIVEUPDATE_TIMELINE_PREVIOUS;
-		base = prev->steps[0].start_ns;
 		for (i = 0; i < prev->nr_steps; i++)
 			luo_tl_put(out, room, &n, &prev->steps[i], -base);
-		if (luo_tl_boot_offset(prev, base, &zero)) {
-			struct luo_abi_timeline_step s = {
-				.step = LIVEUPDATE_TL_BOOT,
-				.start_ns = prev->jump_ns,
-				.end_ns = zero + base,
-			};
+	}
+	if (joined) {
+		struct luo_abi_timeline_step s = {
+			.step = LIVEUPDATE_TL_BOOT,
+			.start_ns = prev->jump_ns,
+			.end_ns = zero + base,
+		};
 
-			*flags |= LIVEUPDATE_TIMELINE_ONE_CLOCK;
-			luo_tl_put(out, room, &n, &s, -base);
-		}
+		*flags |= LIVEUPDATE_TIMELINE_ONE_CLOCK;
+		luo_tl_put(out, room, &n, &s, -base);
 	}
 
 	/* This kernel's steps, by start: few, so an insertion sort. */
-	scoped_guard(spinlock_irqsave, &luo_tl_lock) {
-		for (i = 0; i < LUO_TL_NR_BOOT_STEPS; i++) {
-			if (!luo_tl_boot[i].step)
-				continue;
-			for (j = nr; j > 0 && boot[j - 1].start_ns >
-					      luo_tl_boot[i].start_ns; j--)
-				boot[j] = boot[j - 1];
-			boot[j] = luo_tl_boot[i];
-			nr++;
-		}
+	for (i = 0; i < LUO_TL_NR_BOOT_STEPS; i++) {
+		if (!boot[i].step)
+			continue;
+		for (j = nr; j > 0 && boot[order[j - 1]].start_ns >
+				      boot[i].start_ns; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+		nr++;
 	}
 	for (i = 0; i < nr; i++)
-		luo_tl_put(out, room, &n, &boot[i], zero);
+		luo_tl_put(out, room, &n, &boot[order[i]], zero);
 	return n;
 }
 
@@ -434,6 +507,7 @@ static const char *const luo_tl_names[] = {
 	[LIVEUPDATE_TL_RETRIEVE_FD]	= "retrieve-fd",
 	[LIVEUPDATE_TL_FINISH]		= "finish",
 };
+static_assert(ARRAY_SIZE(luo_tl_names) == LUO_TL_LAST_STEP + 1);
 
 /**
  * luo_tl_show() - the timeline for debugfs, one step a line
@@ -441,16 +515,18 @@ static const char *const luo_tl_names[] = {
  *
  * Start and end in microseconds on the axis of luo_tl_get(), the duration,
  * the step, its count and its label.
+ *
+ * Return: 0 or -ENOMEM.
  */
-void luo_tl_show(struct seq_file *m)
+int luo_tl_show(struct seq_file *m)
 {
 	struct liveupdate_timeline_step *steps;
 	u32 flags, n, i;
 
 	n = luo_tl_get(NULL, 0, &flags);
-	steps = kvmalloc_objs(*steps, n);
+	steps = kzalloc_objs(*steps, n);
 	if (!steps)
-		return;
+		return -ENOMEM;
 	n = min(n, luo_tl_get(steps, n, &flags));
 	seq_printf(m, "# previous kernel: %s, one clock: %s\n",
 		   str_yes_no(flags & LIVEUPDATE_TIMELINE_PREVIOUS),
@@ -466,5 +542,6 @@ void luo_tl_show(struct seq_file *m)
 			   luo_tl_names[s->step], s->count,
 			   s->label[0] ? (char *)s->label : "-");
 	}
-	kvfree(steps);
+	kfree(steps);
+	return 0;
 }

@@ -297,7 +297,7 @@ struct liveupdate_session_query {
  * @LIVEUPDATE_TL_FREEZE: one file handler's freezes, from the first to the
  *	last; @count files, @label the handler's compatible string
  * @LIVEUPDATE_TL_FREEZE_FLB: the FLBs frozen; @count FLBs
- * @LIVEUPDATE_TL_WRITE: the handover state written
+ * @LIVEUPDATE_TL_WRITE: the handover state written; @count files
  * @LIVEUPDATE_TL_SHUTDOWN: from LUO's part done to the jump: devices and
  *	CPUs shut down
  * @LIVEUPDATE_TL_JUMP: the jump to the next kernel (an instant)
@@ -319,7 +319,9 @@ struct liveupdate_session_query {
  * @LIVEUPDATE_TL_FINISH: FINISH of incoming sessions, from the first
  *	start to the last end; @count sessions
  *
- * New ids may be added; a reader skips the ones it does not know.
+ * The steps describe how this implementation works, for telling where time
+ * goes: they are informational, new ids may be added and old ones may no
+ * longer be reported.  A reader skips the ids it does not know.
  */
 enum liveupdate_timeline_step_id {
 	LIVEUPDATE_TL_REBOOT		= 1,
@@ -368,7 +370,7 @@ struct liveupdate_timeline_step {
  * @size: sizeof(struct liveupdate_ioctl_get_timeline)
  * @count: input: number of entries @steps has room for; output: number of
  *	steps (only the first ones are written if larger)
- * @flags: output: LIVEUPDATE_TIMELINE_*
+ * @flags: output: LIVEUPDATE_TIMELINE_* (ignored on input)
  * @reserved: must be zero
  * @steps: pointer to @count struct liveupdate_timeline_step, in the order
  *	they started (may be 0 when @count is 0)
@@ -378,7 +380,8 @@ struct liveupdate_timeline_step {
  * when %LIVEUPDATE_TIMELINE_PREVIOUS is set, else at the start of this
  * kernel's clock.  With %LIVEUPDATE_TIMELINE_PREVIOUS but not
  * %LIVEUPDATE_TIMELINE_ONE_CLOCK, this kernel's own steps are relative to
- * the start of its clock, and the two kernels' steps cannot be compared.
+ * the start of its clock: they follow the previous kernel's steps in
+ * @steps, and cannot be compared with them.
  */
 struct liveupdate_ioctl_get_timeline {
 	__u32	size;

@@ -190,16 +190,17 @@ struct luo_abi_file_flb {
  * not know it loses nothing but the timeline.
  *
  * Times are the writer's local_clock() in nanoseconds.  The writer also
- * records its cycle counter (get_cycles()) at the jump, which the reader
- * relates to its own to place both kernels on one axis; 0 means the writer
- * has no cycle counter.  The page is versioned by
- * &luo_abi_timeline.version, with the rules of the handover state: newer
- * versions only grow &struct luo_abi_timeline_step (by
- * &luo_abi_timeline.step_size) or add step ids, which readers skip.
+ * records, at the jump, a cycle counter that runs on across a kexec at one
+ * rate (the TSC on x86), which the reader relates to its own to place both
+ * kernels on one axis; 0 means the writer has no such counter.  The page
+ * is versioned by &luo_abi_timeline.version.  Unlike the handover state,
+ * a reader accepts every version: newer ones may only grow the header (by
+ * &luo_abi_timeline.header_size) or the steps (by
+ * &luo_abi_timeline.step_size), or add step ids, which readers skip.
  */
 
 #define LUO_ABI_TIMELINE_NAME		"liveupdate-timeline"
-#define LUO_ABI_TIMELINE_MAGIC		0x4c5554494d454c4eULL	/* "LUTIMELN" */
+#define LUO_ABI_TIMELINE_MAGIC		0x4c5554494d454c4eULL
 #define LUO_ABI_TIMELINE_VERSION	1
 
 /**
@@ -225,9 +226,10 @@ struct luo_abi_timeline_step {
  * @version: %LUO_ABI_TIMELINE_VERSION when written by this kernel
  * @step_size: sizeof(struct luo_abi_timeline_step) of the writer
  * @nr_steps: number of entries in @steps
- * @reserved: zero
+ * @header_size: sizeof(struct luo_abi_timeline) of the writer: where the
+ *	steps start
  * @jump_ns: local_clock() right before the jump to the next kernel
- * @jump_cycles: get_cycles() at the same point, or 0
+ * @jump_cycles: the cycle counter at the same point, or 0
  * @steps: the steps, in the order they started
  */
 struct luo_abi_timeline {
@@ -235,7 +237,7 @@ struct luo_abi_timeline {
 	__u32 version;
 	__u32 step_size;
 	__u32 nr_steps;
-	__u32 reserved;
+	__u32 header_size;
 	__u64 jump_ns;
 	__u64 jump_cycles;
 	struct luo_abi_timeline_step steps[];
