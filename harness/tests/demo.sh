@@ -82,6 +82,8 @@ case "$LUO_STAGE" in
 	luo-demo-vmm resume -n 1000 -p 500
 	ok 2 "the VMM resumed where it stopped, every byte intact, and ran on"
 	[ -z "$VMM_RAM" ] || pool
+	echo "demo: the update's blackout, as both kernels timed it (us from reboot() reaching LUO):"
+	sed 's/^/demo: timeline: /' /sys/kernel/debug/liveupdate/timeline
 	! luoctl status | grep -q "session demo-vmm"
 	ok 3 "its session is finished and released"
 	[ $fail -eq 0 ] && echo "demo: the VMM's whole state survived the live update"

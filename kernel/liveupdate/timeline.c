@@ -50,8 +50,10 @@ static_assert(sizeof(struct liveupdate_timeline_step) ==
 #define LUO_TL_OUT_MAX		(LUO_ABI_TIMELINE_MAX_STEPS(PAGE_SIZE) - 2)
 /* A counter slower than this (Hz) is not used to join the clocks. */
 #define LUO_TL_MIN_HZ		(NSEC_PER_SEC / 16)
-/* Nor is a join measured over less than this, or one that puts a boot
- * step longer than LUO_TL_MAX_BOOT_NS. */
+/*
+ * Nor is a join measured over less than this, or one that puts a boot
+ * step longer than LUO_TL_MAX_BOOT_NS.
+ */
 #define LUO_TL_MIN_RATE_NS	(NSEC_PER_SEC / 10)
 #define LUO_TL_MAX_BOOT_NS	(600 * NSEC_PER_SEC)
 
@@ -507,6 +509,7 @@ static const char *const luo_tl_names[] = {
 	[LIVEUPDATE_TL_RETRIEVE_FD]	= "retrieve-fd",
 	[LIVEUPDATE_TL_FINISH]		= "finish",
 };
+
 static_assert(ARRAY_SIZE(luo_tl_names) == LUO_TL_LAST_STEP + 1);
 
 /**
