@@ -840,6 +840,8 @@ int main(int argc, char **argv)
 		if (!stage)
 			next_kernel();
 		say("retrieved");
+		/* For the timeline only, after the blackout's end. */
+		open_dev();
 		done();
 	} else {
 		print_usage(argv[0]);
