@@ -24,6 +24,7 @@
 #include <linux/kexec.h>
 #include <linux/reboot.h>
 
+#include "tools.h"
 #include "libluo.h"
 
 /*
@@ -614,7 +615,7 @@ char *luo_kexec_cmdline(const char *cmdline)
 		return NULL;
 	memcpy(out, cmdline, len);
 	out[len] = '\0';
-	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(opts); i++) {
 		/* Before " -- ": what follows it is init's, not the kernel's. */
 		if (!scan_cmdline(out, opts[i][0], &end))
 			insert_opt(out, end, opts[i][1]);
@@ -630,7 +631,7 @@ static bool has_init_args(const char *cmdline)
 
 	while ((tok = next_token(&p, &len)))
 		if (is_end_of_kernel_args(tok, len))
-			return next_token(&p, &len) != NULL;
+			return next_token(&p, &len);
 	return false;
 }
 
