@@ -38,6 +38,7 @@
  *	luod pid=P socket=PATH clients=C sessions=S kexec=loaded|not-loaded|
  *	     unknown update=idle|syncing|settling|preparing connections=N
  *	session NAME kind=outgoing|incoming|error files=F client=PID|none
+ *		[error=ERRNO]
  *	  file token=T state=STATE compatible=STRING [error=ERRNO]
  *	Values are escaped as above, spaces too (PATH, STRING); NAME needs
  *	none; ERRNO is a name such as EIO.
