@@ -665,21 +665,22 @@ static void settle_check(struct conn *req)
 	send_prepare(req);
 }
 
-/* Reap the sync() child if it is done; true if it is (or none runs). */
+/*
+ * Reap the sync() child if it is done; true if it is (or none runs).
+ * Called every round: an update that gave up on it still reaps it.
+ */
 static bool sync_reap(void)
 {
 	char c;
 
 	if (!sync_pid)
 		return true;
-	if (sync_pipe >= 0) {
-		if (read(sync_pipe, &c, 1) < 0 && errno == EAGAIN)
-			return false;
-		close(sync_pipe);
-		sync_pipe = -1;
-	}
-	if (waitpid(sync_pid, NULL, WNOHANG) == 0)
-		return false;
+	if (read(sync_pipe, &c, 1) < 0)
+		return false;	/* EAGAIN: still syncing */
+	/* EOF: the child closed its end by exiting, so this does not wait. */
+	close(sync_pipe);
+	sync_pipe = -1;
+	waitpid(sync_pid, NULL, 0);
 	sync_pid = 0;
 	return true;
 }
@@ -1628,6 +1629,7 @@ static void serve(void)
 		if (ret > 0 && pfds[0].revents)
 			conn_accept();
 		log_window_roll();
+		sync_reap();
 		conn_mark_gone();
 		update_check();
 		conn_reap();
