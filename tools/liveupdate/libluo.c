@@ -24,6 +24,7 @@
 #include <linux/kexec.h>
 #include <linux/reboot.h>
 
+#include "tools.h"
 #include "libluo.h"
 
 /*
@@ -238,7 +239,7 @@ const char *luo_file_state_str(unsigned int state)
 	return "unknown";
 }
 
-int luo_connect(const char *path)
+int luo_connect_timeout(const char *path, int timeout_ms)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	size_t len = strlen(path);
@@ -250,51 +251,84 @@ int luo_connect(const char *path)
 	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (sock < 0)
 		return -errno;
-	if (connect(sock, (struct sockaddr *)&addr, sizeof(addr))) {
-		err = -errno;
+	if (timeout_ms >= 0) {
+		/* 0 would mean "for ever" to SO_SNDTIMEO. */
+		int ms = timeout_ms ? timeout_ms : 1;
+		struct timeval tv = {
+			.tv_sec = ms / 1000,
+			.tv_usec = (ms % 1000) * 1000,
+		};
+
+		if (setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv,
+			       sizeof(tv))) {
+			err = -errno;
+			close(sock);
+			return err;
+		}
+	}
+	/* A unix connect() waits, up to SO_SNDTIMEO, while the backlog is full. */
+	while (connect(sock, (struct sockaddr *)&addr, sizeof(addr))) {
+		if (errno == EINTR)
+			continue;
+		err = errno == EAGAIN && timeout_ms >= 0 ? -ETIMEDOUT : -errno;
 		close(sock);
 		return err;
 	}
 	return sock;
 }
 
-int luo_send_fd(int sock, int fd, const void *msg, size_t len)
+int luo_connect(const char *path)
+{
+	return luo_connect_timeout(path, -1);
+}
+
+ssize_t luo_send_fd_some(int sock, int fd, const void *msg, size_t len,
+			 int flags)
 {
 	union {
 		struct cmsghdr hdr;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} ctl;
-	const char *p = msg;
 	struct msghdr mh;
 	struct iovec iov;
 	ssize_t n;
 
 	if (fd >= 0 && !len)
 		return -EINVAL;
-	while (len) {
-		memset(&mh, 0, sizeof(mh));
-		iov.iov_base = (void *)p;
-		iov.iov_len = len;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		if (fd >= 0) {
-			struct cmsghdr *cm;
+	memset(&mh, 0, sizeof(mh));
+	iov.iov_base = (void *)msg;
+	iov.iov_len = len;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (fd >= 0) {
+		struct cmsghdr *cm;
 
-			memset(&ctl, 0, sizeof(ctl));
-			mh.msg_control = ctl.buf;
-			mh.msg_controllen = sizeof(ctl.buf);
-			cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-		}
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &mh, flags | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+int luo_send_fd(int sock, int fd, const void *msg, size_t len)
+{
+	const char *p = msg;
+	ssize_t n;
+
+	if (fd >= 0 && !len)
+		return -EINVAL;
+	while (len) {
+		n = luo_send_fd_some(sock, fd, p, len, 0);
+		if (n < 0)
+			return n;
 		/* The fd went with the first chunk. */
 		fd = -1;
 		p += n;
@@ -475,80 +509,181 @@ static bool value_is_on(const char *v, size_t len)
 	return false;
 }
 
-/*
- * Walk the kernel's part of @cmdline (tokens split on blanks, double quotes
- * grouping; " -- " ends it, the rest goes to init).  Sets *@on to whether the
- * last liveupdate= turns live update on, and returns the offset where the
- * kernel's part ends.
- */
-static size_t scan_cmdline(const char *cmdline, bool *on)
+static bool is_blank(char c)
 {
-	static const char key[] = "liveupdate=";
-	const char *p = cmdline;
+	return c == ' ' || c == '\t' || c == '\n';
+}
 
-	*on = false;
-	for (;;) {
-		const char *start;
-		bool quoted = false;
+/*
+ * The next token of a command line at *@p (split on blanks, double quotes
+ * grouping, as the kernel's parse_args() does), or NULL at the end; its
+ * length in *@len, and *@p moved past it.
+ */
+static const char *next_token(const char **p, size_t *len)
+{
+	const char *s = *p, *start;
+	bool quoted = false;
 
-		while (*p == ' ' || *p == '\t' || *p == '\n')
-			p++;
-		if (!*p)
-			return p - cmdline;
-		start = p;
-		while (*p && (quoted || (*p != ' ' && *p != '\t' &&
-					 *p != '\n'))) {
-			if (*p == '"')
-				quoted = !quoted;
-			p++;
-		}
-		if (p - start == 2 && !strncmp(start, "--", 2))
-			return start - cmdline;
-		if ((size_t)(p - start) >= sizeof(key) - 1 &&
-		    !strncmp(start, key, sizeof(key) - 1))
-			*on = value_is_on(start + sizeof(key) - 1,
-					  p - start - (sizeof(key) - 1));
+	while (is_blank(*s))
+		s++;
+	start = s;
+	while (*s && (quoted || !is_blank(*s))) {
+		if (*s == '"')
+			quoted = !quoted;
+		s++;
 	}
+	*p = s;
+	*len = s - start;
+	return *len ? start : NULL;
+}
+
+static bool is_end_of_kernel_args(const char *tok, size_t len)
+{
+	return len == 2 && !strncmp(tok, "--", 2);
+}
+
+/* Does @tok (of @len bytes) start with @key ("name=")? */
+static bool token_is(const char *tok, size_t len, const char *key)
+{
+	size_t klen = strlen(key);
+
+	return len >= klen && !strncmp(tok, key, klen);
+}
+
+/*
+ * Walk the kernel's part of @cmdline (" -- " ends it, the rest goes to
+ * init).  Returns whether the last @key ("name=") there turns its option
+ * on, and in *@end the offset where the kernel's part ends.
+ */
+static bool scan_cmdline(const char *cmdline, const char *key, size_t *end)
+{
+	const char *p = cmdline, *tok;
+	size_t len, klen = strlen(key);
+	bool on = false;
+
+	while ((tok = next_token(&p, &len))) {
+		if (is_end_of_kernel_args(tok, len)) {
+			*end = tok - cmdline;
+			return on;
+		}
+		if (token_is(tok, len, key))
+			on = value_is_on(tok + klen, len - klen);
+	}
+	*end = p - cmdline;
+	return on;
 }
 
 int luo_cmdline_has_liveupdate(const char *cmdline)
 {
-	bool on;
+	size_t end;
 
-	scan_cmdline(cmdline ? cmdline : "", &on);
-	return on;
+	return scan_cmdline(cmdline ? cmdline : "", "liveupdate=", &end);
+}
+
+/* Insert "@opt " at @out[@at] (room checked by the caller). */
+static void insert_opt(char *out, size_t at, const char *opt)
+{
+	size_t olen = strlen(opt), len = strlen(out);
+
+	if (at < len) {
+		memmove(out + at + olen + 1, out + at, len - at + 1);
+		memcpy(out + at, opt, olen);
+		out[at + olen] = ' ';
+	} else {
+		sprintf(out + len, "%s%s", len ? " " : "", opt);
+	}
 }
 
 char *luo_kexec_cmdline(const char *cmdline)
 {
-	static const char opt[] = "liveupdate=on";
-	size_t len, end;
-	bool on;
+	/* In this order: KHO is what LUO's handover rides on. */
+	static const char * const opts[][2] = {
+		{ "kho=", "kho=on" },
+		{ "liveupdate=", "liveupdate=on" },
+	};
+	size_t len, end, i;
 	char *out;
 
 	if (!cmdline)
 		cmdline = "";
 	/* Drop trailing blanks: /proc/cmdline ends with a newline. */
 	len = strlen(cmdline);
-	while (len && (cmdline[len - 1] == ' ' || cmdline[len - 1] == '\t' ||
-		       cmdline[len - 1] == '\n'))
+	while (len && is_blank(cmdline[len - 1]))
 		len--;
-	out = malloc(len + sizeof(opt) + 2);
+	out = malloc(len + sizeof(" kho=on liveupdate=on "));
 	if (!out)
 		return NULL;
 	memcpy(out, cmdline, len);
 	out[len] = '\0';
-	end = scan_cmdline(out, &on);
-	if (on)
-		return out;
-	if (end < len) {
+	for (i = 0; i < ARRAY_SIZE(opts); i++) {
 		/* Before " -- ": what follows it is init's, not the kernel's. */
-		memmove(out + end + sizeof(opt), out + end, len - end + 1);
-		memcpy(out + end, opt, sizeof(opt) - 1);
-		out[end + sizeof(opt) - 1] = ' ';
-	} else {
-		sprintf(out + len, "%s%s", len ? " " : "", opt);
+		if (!scan_cmdline(out, opts[i][0], &end))
+			insert_opt(out, end, opts[i][1]);
 	}
+	return out;
+}
+
+/* Does @cmdline have init arguments (a token after " -- ")? */
+static bool has_init_args(const char *cmdline)
+{
+	const char *p = cmdline, *tok;
+	size_t len;
+
+	while ((tok = next_token(&p, &len)))
+		if (is_end_of_kernel_args(tok, len))
+			return next_token(&p, &len);
+	return false;
+}
+
+/*
+ * Append to @out (at *@olen) the tokens of the kernel's part of @src, or of
+ * init's part if @init, each after a space; BOOT_IMAGE= dropped if @boot.
+ */
+static void add_tokens(char *out, size_t *olen, const char *src, bool init,
+		       bool boot)
+{
+	const char *p = src, *tok;
+	bool in_init = false;
+	size_t len;
+
+	while ((tok = next_token(&p, &len))) {
+		if (!in_init && is_end_of_kernel_args(tok, len)) {
+			in_init = true;
+			continue;
+		}
+		if (in_init != init ||
+		    (boot && !in_init && token_is(tok, len, "BOOT_IMAGE=")))
+			continue;
+		if (*olen)
+			out[(*olen)++] = ' ';
+		memcpy(out + *olen, tok, len);
+		*olen += len;
+	}
+	out[*olen] = '\0';
+}
+
+char *luo_next_cmdline(const char *current, const char *append)
+{
+	size_t len = 0, room;
+	char *line, *out;
+
+	current = current ? current : "";
+	append = append ? append : "";
+	/* Each token plus a space, and " --": never more than the inputs. */
+	room = strlen(current) + strlen(append) + sizeof(" -- ") + 2;
+	line = malloc(room);
+	if (!line)
+		return NULL;
+	add_tokens(line, &len, current, false, true);
+	add_tokens(line, &len, append, false, false);
+	if (has_init_args(current) || has_init_args(append)) {
+		memcpy(line + len, len ? " --" : "--", len ? 3 : 2);
+		len += len ? 3 : 2;
+		add_tokens(line, &len, current, true, false);
+		add_tokens(line, &len, append, true, false);
+	}
+	out = luo_kexec_cmdline(line);
+	free(line);
 	return out;
 }
 
@@ -624,10 +759,15 @@ int luo_kexec_loaded(void)
 	return c == '1';
 }
 
-int luo_kexec_reboot(void)
+int luo_kexec_jump(void)
 {
-	sync();
 	/* glibc's reboot() passes the two magic numbers itself. */
 	reboot(LINUX_REBOOT_CMD_KEXEC);
 	return -errno;
+}
+
+int luo_kexec_reboot(void)
+{
+	sync();
+	return luo_kexec_jump();
 }

@@ -194,6 +194,19 @@ const char *luo_file_state_str(unsigned int state);
 int luo_connect(const char *path);
 
 /**
+ * luo_connect_timeout() - luo_connect(), waiting at most @timeout_ms
+ * @path: the socket's path
+ * @timeout_ms: how long connect() may wait (while the listener's backlog is
+ *	full), or -1 for ever
+ *
+ * The timeout stays on the socket as its SO_SNDTIMEO, so that a send on it
+ * does not block for longer either (it then fails with -EAGAIN).
+ *
+ * Return: as luo_connect(), or -ETIMEDOUT.
+ */
+int luo_connect_timeout(const char *path, int timeout_ms);
+
+/**
  * luo_send_fd() - send @len bytes of @msg, and @fd with them
  * @sock: a connected unix socket
  * @fd: the fd to pass (SCM_RIGHTS), or -1 for plain data
@@ -208,6 +221,23 @@ int luo_connect(const char *path);
  * full), or another sendmsg() error.
  */
 int luo_send_fd(int sock, int fd, const void *msg, size_t len);
+
+/**
+ * luo_send_fd_some() - one sendmsg() of up to @len bytes of @msg, with @fd
+ * @sock: a connected unix socket
+ * @fd: the fd to pass with the first byte, or -1
+ * @msg: the data (see luo_send_fd())
+ * @len: its length
+ * @flags: sendmsg() flags, such as MSG_DONTWAIT; MSG_NOSIGNAL is added
+ *
+ * For an event loop that must never block: a full socket sends part of
+ * @msg, or nothing.  When it returns a count, @fd went with those bytes.
+ *
+ * Return: the number of bytes sent, or -EAGAIN (nothing sent, the socket
+ * is full), -EPIPE, or another sendmsg() error.
+ */
+ssize_t luo_send_fd_some(int sock, int fd, const void *msg, size_t len,
+			 int flags);
 
 /**
  * luo_recv_fd() - receive data, and an fd if one comes with it
@@ -255,16 +285,34 @@ int luo_send_line(int sock, const char *line);
 /* ---- kexec ---- */
 
 /**
- * luo_kexec_cmdline() - @cmdline with live update kept on
+ * luo_kexec_cmdline() - @cmdline with KHO and live update kept on
  * @cmdline: a kernel command line, or NULL for an empty one
  *
- * LUO hands state over only to a kernel booted with "liveupdate=on": if the
- * last liveupdate= option of the kernel's part of @cmdline (before any
- * " -- ") does not turn it on, "liveupdate=on" is added there.
+ * LUO hands state over only to a kernel booted with "liveupdate=on", and
+ * KHO only with "kho=on" (unless built on by default): for each, if its
+ * last option in the kernel's part of @cmdline (before any " -- ") does
+ * not turn it on, "kho=on" or "liveupdate=on" is added there.
  *
  * Return: a malloc()ed string, or NULL (out of memory).
  */
 char *luo_kexec_cmdline(const char *cmdline);
+
+/**
+ * luo_next_cmdline() - the command line for the next kernel
+ * @current: the running kernel's command line (/proc/cmdline), or NULL
+ * @append: options to add, or NULL; anything after a "--" in it goes to
+ *	init, after @current's own init arguments
+ *
+ * The kernel's part of @current without the boot loader's BOOT_IMAGE=
+ * (the path of the image running now, not of the next one), then the
+ * kernel's part of @append, then "kho=on" and "liveupdate=on" unless
+ * already on (as luo_kexec_cmdline()), then " -- " and init's arguments
+ * if there are any.  Blanks are normalised to single spaces; quoted
+ * values stay whole.
+ *
+ * Return: a malloc()ed string, or NULL (out of memory).
+ */
+char *luo_next_cmdline(const char *current, const char *append);
 
 /**
  * luo_cmdline_has_liveupdate() - does @cmdline turn live update on
@@ -322,5 +370,15 @@ int luo_kexec_loaded(void);
  * the error of a file's freeze or of writing the handover state.
  */
 int luo_kexec_reboot(void);
+
+/**
+ * luo_kexec_jump() - luo_kexec_reboot() without its sync()
+ *
+ * For an agent that synced before pausing its clients: a sync() that hangs
+ * (a dead NFS server) must not keep every paused VM waiting.
+ *
+ * Return: as luo_kexec_reboot().
+ */
+int luo_kexec_jump(void);
 
 #endif /* LIBLUO_H */

@@ -21,7 +21,13 @@
  *
  * Stage 1 starts luod again, gets "tools-test" back by name, checks the
  * memfd's contents, finishes the session, checks luoctl status, and resumes
- * the demo VMM, which verifies all of its guest RAM.
+ * the demo VMM, which verifies all of its guest RAM.  Then, with luod
+ * restarted and logging to a file, it abuses luod and luoctl: 500
+ * connections at once, peers that send and never read, binary garbage, an
+ * over-long line, a request cut short, bad session names, luoctl cancel
+ * during an update, luoctl's exit codes, --timeout, --json and load
+ * --dry-run, and last a luod with few fds hit by more connections than it
+ * has fds.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -36,8 +42,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,10 +61,11 @@
 #define SETTLE		"tools-test-settle"
 #define TOKEN		7
 #define DATA_SIZE	(1024 * 1024 + 123)
+#define LINE_MAX_TEST	600		/* longer than luod takes */
 #define TIMEOUT_S	4		/* luod -t */
 #define TIMEOUT_ARG	"4"
 #define STAGE0_TESTS	15
-#define STAGE1_TESTS	10
+#define STAGE1_TESTS	32
 
 static int test_no, failures;
 static pid_t luod_pid = -1;
@@ -133,7 +142,8 @@ static void sleep_ms(int ms)
  * (malloc()ed, NUL-terminated, echoed as diagnostics).  Returns its exit
  * status, 128 + signal, or -errno.
  */
-static int run_echo(char **out, const char *const argv[], bool echo)
+static int run_opts(char **out, const char *const argv[], bool echo,
+		    bool with_stderr)
 {
 	size_t len = 0, size = 4096;
 	char *buf = malloc(size), *line, *next;
@@ -148,7 +158,10 @@ static int run_echo(char **out, const char *const argv[], bool echo)
 		bail("fork: %s", strerror(errno));
 	if (!pid) {
 		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
+		if (with_stderr)
+			dup2(pfd[1], 2);
+		else
+			close(2);
 		/* execvp() does not write to the strings it is given. */
 		execvp(argv[0], (char *const *)argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
@@ -197,6 +210,11 @@ done:
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	return 128 + WTERMSIG(status);
+}
+
+static int run_echo(char **out, const char *const argv[], bool echo)
+{
+	return run_opts(out, argv, echo, true);
 }
 
 static int run(char **out, const char *const argv[])
@@ -271,17 +289,13 @@ static char *status(void)
 	return status_echo(true);
 }
 
-/* Start luod and wait until it answers PING. */
-static bool start_luod(void)
+/* Wait until luod (@pid) answers PING on SOCK. */
+static bool luod_answers(pid_t pid)
 {
-	static const char * const argv[] = {
-		"luod", "-s", SOCK, "-t", TIMEOUT_ARG, NULL
-	};
 	long long until = now_ms() + 20000;
 	char line[256];
 
-	luod_pid = spawn(argv);
-	while (now_ms() < until && alive(luod_pid)) {
+	while (now_ms() < until && alive(pid)) {
 		int sock = luo_connect(SOCK);
 
 		if (sock >= 0) {
@@ -295,8 +309,30 @@ static bool start_luod(void)
 		}
 		sleep_ms(100);
 	}
-	diag("luod %s", alive(luod_pid) ? "does not answer" : "exited");
+	diag("luod %s", alive(pid) ? "does not answer" : "exited");
 	return false;
+}
+
+/* Start luod and wait until it answers PING. */
+static bool start_luod(void)
+{
+	static const char * const argv[] = {
+		"luod", "-s", SOCK, "-t", TIMEOUT_ARG, NULL
+	};
+
+	luod_pid = spawn(argv);
+	return luod_answers(luod_pid);
+}
+
+/* Stop luod with SIGTERM: true if it exits cleanly. */
+static bool stop_luod(void)
+{
+	int st, rc;
+
+	kill(luod_pid, SIGTERM);
+	rc = waitpid(luod_pid, &st, 0);
+	luod_pid = -1;
+	return rc > 0 && WIFEXITED(st) && !WEXITSTATUS(st);
 }
 
 /* ---- the memfd's contents ---- */
@@ -723,6 +759,666 @@ static void stage0(void)
 	bail("still running after luoctl update");
 }
 
+/* ---- robustness: luod and luoctl under abuse (stage 1, at the end) ---- */
+
+#define ROBUST_LOG	"/run/luod-robust.log"
+#define SILENT_SOCK	"/run/luo-tools-test-silent.sock"
+#define NR_MANY		500
+#define NR_SLOW		5
+#define SLOW_REQS	2000
+#define NR_FLOOD	150
+#define LOW_NOFILE	32	/* luod's soft limit in the fd test */
+#define LOW_NOFILE_MAX	64	/* and its hard limit */
+#define NOT_A_NAME	"tools-test-not-a-name"
+
+/*
+ * Start luod on SOCK with its log in @log and, if @soft, RLIMIT_NOFILE
+ * @soft / @hard; wait until it answers PING.
+ */
+static bool start_luod_logged(const char *log, rlim_t soft, rlim_t hard)
+{
+	static const char * const argv[] = {
+		"luod", "-s", SOCK, "-t", TIMEOUT_ARG, NULL
+	};
+	struct rlimit rl = { soft, hard };
+	int fd;
+
+	fflush(stdout);
+	luod_pid = fork();
+	if (luod_pid < 0)
+		bail("fork: %s", strerror(errno));
+	if (!luod_pid) {
+		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		if (soft && setrlimit(RLIMIT_NOFILE, &rl))
+			_exit(127);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return luod_answers(luod_pid);
+}
+
+/* Does the file @path hold @needle? */
+static bool file_has(const char *path, const char *needle)
+{
+	char buf[65536];
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return false;
+	buf[n] = '\0';
+	return strstr(buf, needle);
+}
+
+/* PING on @sock answered within @ms? */
+static bool ping_within(int sock, int ms)
+{
+	char line[128];
+	int ret = luo_send_line(sock, "PING");
+
+	if (!ret)
+		ret = luo_recv_line(sock, line, sizeof(line), NULL, ms);
+	return ret > 0 && !strncmp(line, "OK luod ", 8);
+}
+
+/*
+ * Read @sock until EOF (a reset counts), or for @ms at most: the bytes in
+ * @buf (NUL-terminated); *@eof says whether the peer closed.
+ */
+static size_t read_all(int sock, char *buf, size_t size, int ms, bool *eof)
+{
+	long long until = now_ms() + ms;
+	size_t len = 0;
+
+	*eof = false;
+	while (len + 1 < size) {
+		struct pollfd pfd = { .fd = sock, .events = POLLIN };
+		long long left = until - now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			break;
+		n = recv(sock, buf + len, size - len - 1, 0);
+		if (n <= 0) {
+			*eof = !n || errno == ECONNRESET;
+			break;
+		}
+		len += n;
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+/* Is @buf (@len bytes) whole lines, each "ERR " and printable ASCII? */
+static bool plain_err_lines(const char *buf, size_t len, int *lines)
+{
+	size_t i, start = 0;
+
+	*lines = 0;
+	for (i = 0; i < len; i++) {
+		if (buf[i] == '\n') {
+			if (strncmp(buf + start, "ERR ", 4) || i - start < 5)
+				return false;
+			++*lines;
+			start = i + 1;
+		} else if (buf[i] < 0x20 || buf[i] >= 0x7f) {
+			return false;
+		}
+	}
+	return start == len;
+}
+
+/*
+ * Send @len bytes of @req on a new connection and read for up to @ms:
+ * the length of the reply in @buf, or -1; *@eof as for read_all().
+ */
+static ssize_t raw_request(const void *req, size_t len, char *buf,
+			   size_t size, int ms, bool *eof)
+{
+	int sock = luo_connect_timeout(SOCK, 5000);
+	size_t got;
+
+	*eof = false;
+	buf[0] = '\0';
+	if (sock < 0)
+		return -1;
+	if (luo_send_fd(sock, -1, req, len)) {
+		close(sock);
+		return -1;
+	}
+	got = read_all(sock, buf, size, ms, eof);
+	close(sock);
+	return got;
+}
+
+/* A PING on a new connection answered within @ms? */
+static bool ping_new(int ms)
+{
+	int sock = luo_connect_timeout(SOCK, ms);
+	bool ok = sock >= 0 && ping_within(sock, ms);
+
+	if (sock >= 0)
+		close(sock);
+	return ok;
+}
+
+/* connections=N in luoctl status, or -1. */
+static int status_connections(void)
+{
+	char *out = status_echo(false), *p = strstr(out, " connections=");
+	int n = p ? atoi(p + 13) : -1;
+
+	free(out);
+	return n;
+}
+
+static void robust_many(void)
+{
+	static int socks[NR_MANY];
+	int i, connected = 0, n;
+	bool ok;
+
+	for (i = 0; i < NR_MANY; i++) {
+		socks[i] = luo_connect_timeout(SOCK, 5000);
+		connected += socks[i] >= 0;
+	}
+	n = status_connections();
+	diag("%d of %d connected; luoctl status says connections=%d",
+	     connected, NR_MANY, n);
+	ok = connected == NR_MANY && n > NR_MANY &&
+	     socks[0] >= 0 && ping_within(socks[0], 5000) &&
+	     socks[NR_MANY - 1] >= 0 && ping_within(socks[NR_MANY - 1], 5000);
+	for (i = 0; i < NR_MANY; i++)
+		if (socks[i] >= 0)
+			close(socks[i]);
+	result(ok, "with %d clients connected, luoctl status and PING still work",
+	       NR_MANY);
+}
+
+/* Count the replies ("OK " at a line start) @sock sends, up to @want. */
+static int count_replies(int sock, int want, int ms)
+{
+	long long until = now_ms() + ms;
+	bool at_start = true, matching = false;
+	int heads = 0, m = 0;
+	char buf[16384];
+
+	while (heads < want && now_ms() < until) {
+		struct pollfd pfd = { .fd = sock, .events = POLLIN };
+		ssize_t n, i;
+
+		if (poll(&pfd, 1, 500) <= 0)
+			continue;
+		n = recv(sock, buf, sizeof(buf), 0);
+		if (n <= 0)
+			break;
+		for (i = 0; i < n; i++) {
+			if (at_start) {
+				matching = true;
+				m = 0;
+			}
+			at_start = buf[i] == '\n';
+			if (!matching)
+				continue;
+			if (buf[i] != "OK "[m]) {
+				matching = false;
+			} else if (++m == 3) {
+				heads++;
+				matching = false;
+			}
+		}
+	}
+	return heads;
+}
+
+static void robust_slow_readers(void)
+{
+	static char reqs[SLOW_REQS * 7 + 1];
+	int socks[NR_SLOW], i, sock, got, all = 0;
+	long long t0, took = -1;
+
+	for (i = 0; i < SLOW_REQS; i++)
+		memcpy(reqs + 7 * i, "STATUS\n", 7);
+	for (i = 0; i < NR_SLOW; i++) {
+		socks[i] = luo_connect_timeout(SOCK, 5000);
+		if (socks[i] >= 0 &&
+		    luo_send_fd(socks[i], -1, reqs, 7 * SLOW_REQS))
+			diag("slow reader %d: cannot send its requests", i);
+	}
+	sleep_ms(300);	/* luod is answering them meanwhile */
+	t0 = now_ms();
+	sock = luo_connect_timeout(SOCK, 5000);
+	if (sock >= 0 && ping_within(sock, 10000))
+		took = now_ms() - t0;
+	if (sock >= 0)
+		close(sock);
+	diag("PING with %d peers not reading: %lld ms", NR_SLOW, took);
+	result(took >= 0 && took < 1000,
+	       "%d peers that send requests and never read do not delay another client's PING (< 1 s)",
+	       NR_SLOW);
+
+	for (i = 0; i < NR_SLOW; i++) {
+		got = socks[i] < 0 ? 0 : count_replies(socks[i], SLOW_REQS,
+							  20000);
+		if (got != SLOW_REQS)
+			diag("slow reader %d got %d replies", i, got);
+		all += got == SLOW_REQS;
+		if (socks[i] >= 0)
+			close(socks[i]);
+	}
+	result(all == NR_SLOW,
+	       "once they read, the slow peers get all %d replies each",
+	       SLOW_REQS);
+}
+
+static void robust_hostile(void)
+{
+	static char junk[8192 + LINE_MAX_TEST + 1];
+	char buf[65536], *out;
+	unsigned int x = 2463534242u;
+	int lines = 0;
+	bool eof, ok;
+	ssize_t n;
+	size_t i;
+
+	/* Random bytes (NULs, newlines, escapes...), then a run too long. */
+	for (i = 0; i < 8192; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		junk[i] = (char)x;
+	}
+	memset(junk + 8192, 'Z', LINE_MAX_TEST);
+	n = raw_request(junk, sizeof(junk) - 1, buf, sizeof(buf), 5000, &eof);
+	ok = n >= 0 && plain_err_lines(buf, n, &lines) && lines > 0 && eof;
+	diag("binary garbage: %d ERR line(s), %s", lines,
+	     eof ? "then closed" : "not closed");
+	result(ok && ping_new(5000),
+	       "binary garbage gets single-line printable ERR replies, then the connection is closed; luod serves on");
+
+	memset(junk, 'A', 2000);
+	junk[2000] = '\n';
+	n = raw_request(junk, 2001, buf, sizeof(buf), 5000, &eof);
+	diag("over-long line: '%.*s'", (int)strcspn(buf, "\n"), buf);
+	result(n > 0 && !strncmp(buf, "ERR ", 4) && strstr(buf, "longer") &&
+	       eof, "an over-long line is refused and its connection closed");
+
+	/* No newline, then close: nothing to answer, nothing to do. */
+	n = raw_request("SESSION " NOT_A_NAME,
+			sizeof("SESSION " NOT_A_NAME) - 1, buf, sizeof(buf),
+			500, &eof);
+	sleep_ms(200);
+	out = status_echo(false);
+	result(n == 0 && *out && !strstr(out, NOT_A_NAME) &&
+	       file_has(ROBUST_LOG, "unfinished request") && ping_new(5000),
+	       "a request cut short by a close is logged, not served");
+	free(out);
+}
+
+static void robust_names(void)
+{
+	/* Each with its length: some hold a NUL. */
+	static const struct {
+		const char *req;
+		size_t len;
+	} bad[] = {
+#define R(s)	{ s "\n", sizeof(s) }
+		R("SESSION xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+		R("SESSION"),
+		R("SESSION tools-test-bad\0evil"),
+		R("SESSION tools-test-bad\rSTATUS"),
+		R("SESSION tools-test-bad\x01"),
+		R("SESSION tools-test-bad\x7f"),
+		R("SESSION tools-test-caf\xc3\xa9"),
+		R("SESSION \x1b[2Jtools-test-bad"),
+		R("RELEASE tools-test-bad\x1b"),
+		R("RELEASE tools-test-caf\xc3\xa9"),
+#undef R
+	};
+	static const char good[] =
+		"!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_";
+	char buf[4096], req[128], line[300], *out;
+	int sock, fd, lines;
+	bool eof, ok = true;
+	ssize_t n;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		n = raw_request(bad[i].req, bad[i].len, buf, sizeof(buf),
+				500, &eof);
+		if (n <= 0 || !plain_err_lines(buf, n, &lines) || lines != 1) {
+			diag("bad name %zu: '%s'", i, buf);
+			ok = false;
+		}
+	}
+	out = status_echo(false);
+	ok = ok && *out && !strstr(out, "session tools-test-bad") &&
+	     !strstr(out, "session tools-test-caf");
+	free(out);
+	result(ok, "bad session names (64 bytes, empty, NUL, CR, control, DEL, non-ASCII) are refused with one ERR line each, and none is created");
+
+	/* 63 bytes of printable ASCII, no space: the longest valid name. */
+	sock = luo_connect_timeout(SOCK, 5000);
+	fd = -1;
+	snprintf(req, sizeof(req), "SESSION %s outgoing", good);
+	ok = sock >= 0 && strlen(good) == LUO_NAME_SIZE - 1 &&
+	     !ask(sock, req, line, sizeof(line), &fd) &&
+	     !strcmp(line, "OK outgoing") && fd >= 0;
+	if (fd >= 0)
+		close(fd);
+	snprintf(req, sizeof(req), "RELEASE %s", good);
+	ok = ok && !ask(sock, req, line, sizeof(line), NULL) &&
+	     !strcmp(line, "OK released");
+	if (sock >= 0)
+		close(sock);
+	result(ok, "a name of 63 printable ASCII bytes is accepted and released");
+
+	result(file_has(ROBUST_LOG, "refused: request holds control character 0x00") &&
+	       file_has(ROBUST_LOG, "refused: bad session name") &&
+	       file_has(ROBUST_LOG, "refused: request longer than"),
+	       "luod logs every refused request with its reason");
+}
+
+/* luoctl update in the background, cancelled by luoctl cancel. */
+static void robust_cancel(void)
+{
+	static const char * const update[] = {
+		"luoctl", "-s", SOCK, "update", NULL
+	};
+	static const char * const cancel[] = {
+		"luoctl", "-s", SOCK, "cancel", NULL
+	};
+	static const char * const load[] = {
+		"luoctl", "load", "/boot/bzImage", NULL
+	};
+	static const char * const unload[] = { "luoctl", "unload", NULL };
+	struct client mute;
+	char line[300], *out;
+	long long until, t0;
+	pid_t upd;
+	int rc, st;
+	bool ok, preparing = false;
+
+	rc = run(&out, load);
+	result(rc == 0 && luo_kexec_loaded() == 1 && strstr(out, " kho=on") &&
+	       strstr(out, " liveupdate=on") && !strstr(out, "BOOT_IMAGE="),
+	       "luoctl load loads a kernel with kho=on and liveupdate=on and no BOOT_IMAGE=");
+	free(out);
+
+	mute = start_client(MUTE "-2", true, line, sizeof(line));
+	diag("silent client: %s", line);
+	upd = spawn(update);
+	until = now_ms() + 10000;
+	while (!preparing && now_ms() < until) {
+		out = status_echo(false);
+		preparing = strstr(out, " update=preparing");
+		free(out);
+		if (!preparing)
+			sleep_ms(50);
+	}
+	t0 = now_ms();
+	rc = run(&out, cancel);
+	free(out);
+	ok = waitpid(upd, &st, 0) == upd && WIFEXITED(st) &&
+	     WEXITSTATUS(st) == 1;
+	t0 = now_ms() - t0;
+	diag("update ended %lld ms after the cancel", t0);
+	result(preparing && rc == 0 && ok && t0 < TIMEOUT_S * 1000 - 1000 &&
+	       client_check(&mute, 1, 1) &&
+	       file_has(ROBUST_LOG, "update cancelled: cancelled by pid"),
+	       "luoctl cancel ends an update in progress: the requester fails, the client gets CANCEL");
+	kill(mute.pid, SIGKILL);
+	waitpid(mute.pid, NULL, 0);
+	close(mute.ctl);
+	rc = run(&out, unload);
+	free(out);
+	if (rc || luo_kexec_loaded() == 1)
+		diag("luoctl unload: exit %d", rc);
+}
+
+static void robust_luod(void)
+{
+	struct rlimit rl;
+
+	/* Room for NR_MANY connections and then some. */
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	require(start_luod_logged(ROBUST_LOG, 0, 0),
+		"luod starts again, logging to a file");
+	robust_many();
+	robust_slow_readers();
+	robust_hostile();
+	robust_names();
+	robust_cancel();
+}
+
+/* luoctl's exit status and output for @argv, stdout only unless @err. */
+static int luoctl_out(char **out, bool err, const char *const argv[])
+{
+	return run_opts(out, argv, true, err);
+}
+
+static void robust_luoctl(void)
+{
+	static const char * const help[] = { "luoctl", "--help", NULL };
+	static const char * const version[] = { "luoctl", "--version", NULL };
+	static const char * const bogus[] = { "luoctl", "--bogus", NULL };
+	static const char * const nocmd[] = { "luoctl", "frobnicate", NULL };
+	static const char * const absent[] = {
+		"luoctl", "-s", "/run/nobody-listens.sock", "status", NULL
+	};
+	static const char * const release[] = {
+		"luoctl", "-s", SOCK, "release", NOT_A_NAME, NULL
+	};
+	static const char * const cancel[] = {
+		"luoctl", "-s", SOCK, "cancel", NULL
+	};
+	static const char * const silent[] = {
+		"luoctl", "-s", SILENT_SOCK, "--timeout", "1", "status", NULL
+	};
+	static const char * const json[] = {
+		"luoctl", "-s", SOCK, "status", "--json", NULL
+	};
+	static const char * const dry[] = {
+		"luoctl", "load", "--dry-run", "--cmdline",
+		"BOOT_IMAGE=/boot/old root=/dev/vda console=ttyS0 -- init1",
+		"--append", "foo=1 -- init2", "/boot/bzImage", NULL
+	};
+	static const char * const dry_on[] = {
+		"luoctl", "load", "--dry-run", "--cmdline",
+		"quiet kho=on liveupdate=1", "/boot/bzImage", "/boot/initrd", NULL
+	};
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int rc[4], lsn;
+	long long t0;
+	char *out;
+	bool ok;
+
+	rc[0] = luoctl_out(&out, false, help);
+	ok = !rc[0] && !strncmp(out, "usage: luoctl", 13) &&
+	     strstr(out, "exit status");
+	free(out);
+	rc[0] = luoctl_out(&out, false, version);
+	ok = ok && !rc[0] && !strncmp(out, "luoctl ", 7);
+	free(out);
+	result(ok, "luoctl --help prints its usage on stdout and exits 0; --version too");
+
+	rc[0] = luoctl_out(&out, true, bogus);
+	free(out);
+	rc[1] = luoctl_out(&out, true, nocmd);
+	free(out);
+	rc[2] = luoctl_out(&out, true, absent);
+	ok = strstr(out, "not running");
+	free(out);
+	rc[3] = luoctl_out(&out, true, release);
+	free(out);
+	diag("exit: bad option %d, bad command %d, no luod %d, ERR %d",
+	     rc[0], rc[1], rc[2], rc[3]);
+	rc[0] = rc[0] == 2 && rc[1] == 2 && rc[2] == 3 && rc[3] == 1;
+	rc[1] = luoctl_out(&out, true, cancel);
+	free(out);
+	result(ok && rc[0] && rc[1] == 1,
+	       "luoctl exits 2 on bad usage, 3 when luod is not running, 1 when luod refuses");
+
+	/* A socket that accepts (in its backlog) and never answers. */
+	unlink(SILENT_SOCK);
+	memcpy(addr.sun_path, SILENT_SOCK, sizeof(SILENT_SOCK));
+	lsn = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ok = lsn >= 0 && !bind(lsn, (struct sockaddr *)&addr, sizeof(addr)) &&
+	     !listen(lsn, 4);
+	t0 = now_ms();
+	rc[0] = luoctl_out(&out, true, silent);
+	t0 = now_ms() - t0;
+	free(out);
+	if (lsn >= 0)
+		close(lsn);
+	unlink(SILENT_SOCK);
+	result(ok && rc[0] == 4 && t0 >= 900 && t0 < 5000,
+	       "luoctl --timeout 1 gives up on a silent luod after 1 s with exit 4 (took %lld ms)",
+	       t0);
+
+	rc[0] = luoctl_out(&out, false, json);
+	result(!rc[0] && !strncmp(out, "{\"luod\":{\"pid\":", 15) &&
+	       strstr(out, "\"sessions\":[{\"name\":\"" MUTE "\",\"kind\":\"incoming\""),
+	       "luoctl status --json gives luod's state and sessions as JSON");
+	free(out);
+
+	rc[0] = luoctl_out(&out, false, dry);
+	ok = !rc[0] && has_line(out, "command line: root=/dev/vda console=ttyS0 foo=1 kho=on liveupdate=on -- init1 init2\n");
+	free(out);
+	rc[0] = luoctl_out(&out, false, dry_on);
+	result(ok && !rc[0] &&
+	       has_line(out, "would load /boot/bzImage with /boot/initrd\n") &&
+	       has_line(out, "command line: quiet kho=on liveupdate=1\n") &&
+	       luo_kexec_loaded() != 1,
+	       "luoctl load builds the next command line: BOOT_IMAGE= dropped, --append before init's args, kho=on and liveupdate=on ensured");
+	free(out);
+	result(stop_luod(), "luod exits cleanly after all that");
+}
+
+/* utime + stime of @pid, in clock ticks, or -1. */
+static long long cpu_ticks(pid_t pid)
+{
+	unsigned long long ut, st;
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* After the command name: state is field 3, utime 14, stime 15. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			 &ut, &st) != 2)
+		return -1;
+	return ut + st;
+}
+
+/* luod's soft RLIMIT_NOFILE, from /proc/PID/limits, or -1. */
+static long long luod_nofile(void)
+{
+	char path[64], buf[4096], *p;
+	long long soft = -1;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)luod_pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strstr(buf, "Max open files");
+	if (p)
+		sscanf(p + 14, "%lld", &soft);
+	return soft;
+}
+
+/* luod with few fds, hit by more connections than it has fds. */
+static void robust_fds(void)
+{
+	static int socks[NR_FLOOD];
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int i, made = 0, held = -1, refused = 0, sock;
+	long long c0, c1, limit;
+	char buf[256];
+	ssize_t n;
+	bool ok;
+
+	require(start_luod_logged(ROBUST_LOG, LOW_NOFILE, LOW_NOFILE_MAX),
+		"luod starts with RLIMIT_NOFILE %d (hard %d)", LOW_NOFILE,
+		LOW_NOFILE_MAX);
+	limit = luod_nofile();
+	result(limit == LOW_NOFILE_MAX,
+	       "luod raises RLIMIT_NOFILE to its hard limit (%lld)", limit);
+
+	/* Non-blocking: a full backlog must not hang the test. */
+	memcpy(addr.sun_path, SOCK, sizeof(SOCK));
+	for (i = 0; i < NR_FLOOD; i++) {
+		socks[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
+				  SOCK_NONBLOCK, 0);
+		if (socks[i] >= 0 &&
+		    connect(socks[i], (struct sockaddr *)&addr, sizeof(addr))) {
+			close(socks[i]);
+			socks[i] = -1;
+		}
+		made += socks[i] >= 0;
+	}
+	sleep_ms(500);	/* for luod to take or refuse them all */
+	c0 = cpu_ticks(luod_pid);
+	sleep_ms(1000);
+	c1 = cpu_ticks(luod_pid);
+	diag("%d connections made; luod used %lld ticks of CPU in 1 s (%ld a second)",
+	     made, c1 - c0, sysconf(_SC_CLK_TCK));
+	for (i = 0; i < NR_FLOOD; i++) {
+		if (socks[i] < 0)
+			continue;
+		n = recv(socks[i], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		if (n > 0 && !strncmp(buf, "ERR ", 4))
+			refused++;
+		else if (n < 0 && errno == EAGAIN && held < 0)
+			held = i;
+	}
+	diag("%d refused with ERR; first one held: %d", refused, held);
+	result(made > LOW_NOFILE_MAX && c0 >= 0 && c1 >= 0 &&
+	       c1 - c0 < sysconf(_SC_CLK_TCK) / 5 && refused > 0,
+	       "out of fds, luod refuses the extra connections with ERR and does not spin");
+
+	ok = held >= 0 && ping_within(socks[held], 5000);
+	for (i = 0; i < NR_FLOOD; i++)
+		if (socks[i] >= 0)
+			close(socks[i]);
+	sleep_ms(200);
+	sock = luo_connect_timeout(SOCK, 5000);
+	ok = ok && sock >= 0 && ping_within(sock, 5000) &&
+	     file_has(ROBUST_LOG, "out of file descriptors");
+	if (sock >= 0)
+		close(sock);
+	/* Stopped whatever the checks said: it holds /dev/liveupdate. */
+	ok = stop_luod() && ok;
+	result(ok,
+	       "luod keeps serving its connections, and new ones once fds are free");
+}
+
 /* ---- stage 1 ---- */
 
 static void stage1(void)
@@ -734,7 +1430,7 @@ static void stage1(void)
 	struct liveupdate_file_info files[4];
 	char line[300], name[LUO_NAME_SIZE], want[128], *out;
 	unsigned int kind = 0, count = 0;
-	int sock, sfd = -1, memfd = -1, rc, st;
+	int sock, sfd = -1, memfd = -1, rc;
 	const char *why;
 
 	printf("1..%d\n", STAGE1_TESTS);
@@ -796,12 +1492,12 @@ static void stage1(void)
 	free(out);
 
 	close(sock);
-	kill(luod_pid, SIGTERM);
-	rc = waitpid(luod_pid, &st, 0);
-	luod_pid = -1;
-	result(rc > 0 && WIFEXITED(st) && !WEXITSTATUS(st) &&
-	       access(SOCK, F_OK) && errno == ENOENT,
+	result(stop_luod() && access(SOCK, F_OK) && errno == ENOENT,
 	       "luod exits cleanly on SIGTERM and removes its socket");
+
+	robust_luod();
+	robust_luoctl();
+	robust_fds();
 }
 
 int main(void)

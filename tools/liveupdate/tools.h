@@ -7,6 +7,9 @@
 #ifndef LUO_TOOLS_H
 #define LUO_TOOLS_H
 
+/* luod's and luoctl's version (--version). */
+#define LUO_TOOLS_VERSION	"0.2"
+
 #ifndef __printf
 #define __printf(a, b)	__attribute__((format(printf, a, b)))
 #endif
