@@ -98,6 +98,49 @@ int luo_list_sessions(int dev, char names[][LUO_NAME_SIZE], unsigned int max,
 	return 0;
 }
 
+int luo_get_timeline(int dev, struct liveupdate_timeline_step *steps,
+		     unsigned int max, unsigned int *count,
+		     unsigned int *flags)
+{
+	struct liveupdate_ioctl_get_timeline arg;
+
+	memset(&arg, 0, sizeof(arg));
+	arg.size = sizeof(arg);
+	arg.count = steps ? max : 0;
+	arg.steps = (uintptr_t)steps;
+	if (ioctl(dev, LIVEUPDATE_IOCTL_GET_TIMELINE, &arg))
+		return -errno;
+	*count = arg.count;
+	*flags = arg.flags;
+	return 0;
+}
+
+const char *luo_timeline_step_str(unsigned int step)
+{
+	static const char * const names[] = {
+		[LIVEUPDATE_TL_REBOOT] = "reboot",
+		[LIVEUPDATE_TL_PREPARE] = "prepare",
+		[LIVEUPDATE_TL_FREEZE] = "freeze",
+		[LIVEUPDATE_TL_FREEZE_FLB] = "freeze-flb",
+		[LIVEUPDATE_TL_WRITE] = "write",
+		[LIVEUPDATE_TL_SHUTDOWN] = "shutdown",
+		[LIVEUPDATE_TL_JUMP] = "jump",
+		[LIVEUPDATE_TL_BOOT] = "boot",
+		[LIVEUPDATE_TL_KHO_RESERVE] = "kho-reserve",
+		[LIVEUPDATE_TL_RESTORE] = "restore",
+		[LIVEUPDATE_TL_READY] = "ready",
+		[LIVEUPDATE_TL_OPEN] = "open",
+		[LIVEUPDATE_TL_PRELOAD] = "preload",
+		[LIVEUPDATE_TL_RETRIEVE_SESSION] = "retrieve-session",
+		[LIVEUPDATE_TL_RETRIEVE_FD] = "retrieve-fd",
+		[LIVEUPDATE_TL_FINISH] = "finish",
+	};
+
+	if (step < sizeof(names) / sizeof(names[0]) && names[step])
+		return names[step];
+	return "unknown";
+}
+
 int luo_walk_sessions(int dev, int (*fn)(const char *name, void *arg),
 		      void *arg)
 {

@@ -95,6 +95,24 @@ int luo_list_sessions(int dev, char names[][LUO_NAME_SIZE], unsigned int max,
 int luo_walk_sessions(int dev, int (*fn)(const char *name, void *arg),
 		      void *arg);
 
+/**
+ * luo_get_timeline() - where the last update's blackout went
+ * @dev: fd from luo_open()
+ * @steps: room for @max steps (may be NULL if @max is 0)
+ * @max: number of entries of @steps
+ * @count: output: number of steps, which may exceed @max (then only the
+ *	first @max are written)
+ * @flags: output: LIVEUPDATE_TIMELINE_* (linux/liveupdate.h)
+ *
+ * Return: 0, -EFAULT, or -ENOTTY on a kernel without this extension.
+ */
+int luo_get_timeline(int dev, struct liveupdate_timeline_step *steps,
+		     unsigned int max, unsigned int *count,
+		     unsigned int *flags);
+
+/* A step's name ("reboot", "freeze", "retrieve-fd"...) or "unknown". */
+const char *luo_timeline_step_str(unsigned int step);
+
 /* ---- session fds ---- */
 
 /**

@@ -65,7 +65,7 @@
 #define TIMEOUT_S	4		/* luod -t */
 #define TIMEOUT_ARG	"4"
 #define STAGE0_TESTS	15
-#define STAGE1_TESTS	32
+#define STAGE1_TESTS	33
 
 static int test_no, failures;
 static pid_t luod_pid = -1;
@@ -1288,8 +1288,10 @@ static void robust_luoctl(void)
 
 	rc[0] = luoctl_out(&out, false, json);
 	result(!rc[0] && !strncmp(out, "{\"luod\":{\"pid\":", 15) &&
-	       strstr(out, "\"sessions\":[{\"name\":\"" MUTE "\",\"kind\":\"incoming\""),
-	       "luoctl status --json gives luod's state and sessions as JSON");
+	       strstr(out, "\"sessions\":[{\"name\":\"" MUTE "\",\"kind\":\"incoming\"") &&
+	       strstr(out, "],\"timeline\":{\"previous\":\"yes\",\"one-clock\":\"yes\",\"steps\":[{\"name\":\"reboot\",\"start_us\":0,") &&
+	       strstr(out, "}]}}"),
+	       "luoctl status --json gives luod's state, sessions and timeline as JSON");
 	free(out);
 
 	rc[0] = luoctl_out(&out, false, dry);
@@ -1476,6 +1478,14 @@ static void stage1(void)
 	snprintf(want, sizeof(want), "session " SESSION " kind=outgoing files=0 client=%d",
 		 (int)getpid());
 	result(has_line(out, want), "luoctl status shows the finished session");
+	result(has_line(out, "timeline previous=yes one-clock=yes") &&
+	       has_line(out, "  step name=reboot start_us=0 ") &&
+	       has_line(out, "  step name=freeze ") &&
+	       has_line(out, "  step name=jump ") &&
+	       has_line(out, "  step name=boot ") &&
+	       has_line(out, "  step name=retrieve-fd ") &&
+	       has_line(out, "  step name=finish "),
+	       "luoctl status shows the kernel's timeline of the update, both kernels on one clock");
 	free(out);
 
 	rc = run(&out, resume);

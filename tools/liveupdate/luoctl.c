@@ -265,6 +265,7 @@ static bool numeric_key(const char *key)
 {
 	static const char * const keys[] = {
 		"pid", "clients", "sessions", "connections", "token", "client",
+		"start_us", "end_us", "count",
 	};
 	size_t i;
 
@@ -305,6 +306,7 @@ static void json_fields(char *fields, bool first)
 static void status_json(char **lines, int n)
 {
 	bool in_session = false, any_file = false, any_session = false;
+	bool in_timeline = false, any_step = false;
 	char *name, *rest;
 	int i;
 
@@ -335,9 +337,23 @@ static void status_json(char **lines, int n)
 			json_fields(l + 7, true);
 			printf("}");
 			any_file = true;
+		} else if (!strncmp(l, "timeline ", 9) && !in_timeline) {
+			printf("%s],\"timeline\":{", in_session ? "]}" : "");
+			json_fields(l + 9, true);
+			printf(",\"steps\":[");
+			in_session = false;
+			in_timeline = true;
+		} else if (!strncmp(l, "  step ", 7) && in_timeline) {
+			printf("%s{", any_step ? "," : "");
+			json_fields(l + 7, true);
+			printf("}");
+			any_step = true;
 		}
 	}
-	printf("%s]}\n", in_session ? "]}" : "");
+	if (in_timeline)
+		printf("]}}\n");
+	else
+		printf("%s]}\n", in_session ? "]}" : "");
 }
 
 /* Read the @n lines of a STATUS body; 0 or an exit status. */

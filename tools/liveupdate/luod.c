@@ -40,6 +40,8 @@
  *	session NAME kind=outgoing|incoming|error files=F client=PID|none
  *		[error=ERRNO]
  *	  file token=T state=STATE compatible=STRING [error=ERRNO]
+ *	timeline previous=yes|no one-clock=yes|no
+ *	  step name=STEP start_us=S end_us=E count=C label=STRING|-
  *	Values are escaped as above, spaces too (PATH, STRING); NAME needs
  *	none; ERRNO is a name such as EIO.
  *   UPDATE               -> ERR MESSAGE, or never answers: the machine
@@ -1057,6 +1059,32 @@ static void status_session(struct text *t, const struct session *s)
 	free(files);
 }
 
+/*
+ * The kernel's timeline of the last update, if it has one: a header line,
+ * then a line per step, times in microseconds (see the README).
+ */
+static void status_timeline(struct text *t)
+{
+	struct liveupdate_timeline_step steps[64];
+	unsigned int n = 0, flags = 0, i;
+	char label[4 * sizeof(steps[0].label)];
+
+	if (luo_get_timeline(dev, steps, 64, &n, &flags) || !n)
+		return;
+	text_add(t, "timeline previous=%s one-clock=%s",
+		 flags & LIVEUPDATE_TIMELINE_PREVIOUS ? "yes" : "no",
+		 flags & LIVEUPDATE_TIMELINE_ONE_CLOCK ? "yes" : "no");
+	for (i = 0; i < n && i < 64; i++) {
+		steps[i].label[sizeof(steps[i].label) - 1] = '\0';
+		escape(label, sizeof(label), (char *)steps[i].label, true);
+		text_add(t, "  step name=%s start_us=%lld end_us=%lld count=%u label=%s",
+			 luo_timeline_step_str(steps[i].step),
+			 (long long)steps[i].start_ns / 1000,
+			 (long long)steps[i].end_ns / 1000, steps[i].count,
+			 label[0] ? label : "-");
+	}
+}
+
 static void req_status(struct conn *c)
 {
 	int clients = 0, loaded = luo_kexec_loaded();
@@ -1074,6 +1102,7 @@ static void req_status(struct conn *c)
 		 phase_names[phase], nr_conns);
 	for (j = 0; j < nr_sessions; j++)
 		status_session(&t, &sessions[j]);
+	status_timeline(&t);
 	if (t.failed) {
 		free(t.buf);
 		reject(c, "out of memory");
