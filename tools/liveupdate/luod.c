@@ -87,6 +87,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +126,7 @@ struct out_fd {
 
 struct conn {
 	int fd;
-	unsigned int id;	/* never reused, unlike fds */
+	uint64_t id;		/* never reused (nor 0), unlike fds */
 	pid_t pid;
 	char in[LINE_SIZE];
 	size_t len;
@@ -143,7 +144,7 @@ struct conn {
 struct session {
 	char name[LUO_NAME_SIZE];
 	int fd;
-	unsigned int owner;	/* id of the client holding it, 0 if none */
+	uint64_t owner;		/* id of the client holding it, 0 if none */
 };
 
 enum update_phase {
@@ -171,9 +172,9 @@ static struct conn **conns;
 static size_t nr_conns, conns_size;
 static struct session *sessions;
 static size_t nr_sessions;
-static unsigned int next_id = 1;
+static uint64_t next_id = 1;
 /* Update in progress: id of the connection that asked, 0 if none. */
-static unsigned int updater;
+static uint64_t updater;
 static enum update_phase phase;
 static long long deadline;
 /* The sync() child: its pid, and a pipe that reads EOF when it is done. */
@@ -266,7 +267,7 @@ static void escape(char *dst, size_t size, const char *src, bool field)
 	dst[len] = '\0';
 }
 
-static struct conn *conn_by_id(unsigned int id)
+static struct conn *conn_by_id(uint64_t id)
 {
 	size_t i;
 
@@ -662,8 +663,8 @@ static void settle_check(struct conn *req)
 	if (left && now_ms() < deadline)
 		return;
 	if (left)
-		logmsg("%d preserved file(s) still settling after %d.%d s: going on, the reboot waits for them",
-		       left, timeout_ms / 1000, timeout_ms % 1000 / 100);
+		logmsg("%d preserved file(s) still settling after %g s: going on, the reboot waits for them",
+		       left, timeout_ms / 1000.0);
 	send_prepare(req);
 }
 
@@ -724,8 +725,8 @@ static void sync_check(struct conn *req)
 		return;
 	}
 	if (now_ms() >= deadline)
-		update_fail("sync() of the file systems did not finish in %d.%d s (a hung file system?); no client was asked to prepare",
-			    timeout_ms / 1000, timeout_ms % 1000 / 100);
+		update_fail("sync() of the file systems did not finish in %g s (a hung file system?); no client was asked to prepare",
+			    timeout_ms / 1000.0);
 }
 
 /* Called after each round of events: has the update succeeded or failed? */
@@ -773,8 +774,8 @@ static void update_check(void)
 	if (!waiting)
 		do_reboot();
 	else if (now_ms() >= deadline)
-		update_fail("timed out after %d.%d s waiting for %d client(s) to get ready: %s",
-			    timeout_ms / 1000, timeout_ms % 1000 / 100,
+		update_fail("timed out after %g s waiting for %d client(s) to get ready: %s",
+			    timeout_ms / 1000.0,
 			    waiting, late);
 }
 
@@ -1454,9 +1455,11 @@ static int listen_on(const char *path)
 				path);
 			return -1;
 		}
-		fd = luo_connect(path);
-		if (fd >= 0) {
-			close(fd);
+		/* A luod with a full backlog makes connect() wait: bound it. */
+		fd = luo_connect_timeout(path, 1000);
+		if (fd >= 0 || fd == -ETIMEDOUT) {
+			if (fd >= 0)
+				close(fd);
 			fprintf(stderr, "luod: another luod is listening on %s\n",
 				path);
 			return -1;
@@ -1530,9 +1533,10 @@ static int parse_args(int argc, char **argv)
 			break;
 		case 't':
 			t = strtod(optarg, &end);
-			if (*end || t <= 0 || t > 86400)
+			/* Written so that NaN fails too; 0 would mean no wait. */
+			if (end == optarg || *end || !(t >= 0.001 && t <= 86400))
 				return 2;
-			timeout_ms = (int)(t * 1000);
+			timeout_ms = (int)(t * 1000 + 0.5);
 			break;
 		case 'h':
 			print_usage(stdout);
@@ -1689,8 +1693,8 @@ int main(int argc, char **argv)
 	lsock = listen_on(sock_path);
 	if (lsock < 0)
 		return 1;
-	logmsg("listening on %s (update timeout %d.%d s)", sock_path,
-	       timeout_ms / 1000, timeout_ms % 1000 / 100);
+	logmsg("listening on %s (update timeout %g s)", sock_path,
+	       timeout_ms / 1000.0);
 
 	serve();
 
