@@ -689,6 +689,28 @@ static bool sync_reap(void)
 }
 
 /*
+ * In the sync() child: close every fd but @keep.  A child stuck in sync()
+ * must not hold /dev/liveupdate (a restarted luod could not open it), nor
+ * sessions (RELEASE and luod's exit would not drop them), nor clients'
+ * sockets (their peers would never see EOF).
+ */
+static void close_all_but(int keep)
+{
+	struct rlimit rl;
+	long fd, max = 65536;
+
+	if ((!keep || !close_range(0, keep - 1, 0)) &&
+	    !close_range(keep + 1, ~0U, 0))
+		return;
+	/* No close_range() (before Linux 5.9): every fd up to the limit. */
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY)
+		max = (long)rl.rlim_cur;
+	for (fd = 0; fd < max; fd++)
+		if (fd != keep)
+			close(fd);
+}
+
+/*
  * sync() in a child, so that luod keeps serving and can give up: a sync
  * stuck on a dead file system is uninterruptible.  The child holds the
  * write end of sync_pipe, which reads EOF when it exits.
@@ -709,6 +731,7 @@ static int sync_start(void)
 		return err;
 	}
 	if (!sync_pid) {
+		close_all_but(pfd[1]);
 		sync();
 		_exit(0);
 	}
