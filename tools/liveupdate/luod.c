@@ -36,7 +36,8 @@
  *                           session goes away once nobody holds it)
  *   STATUS               -> OK N, then N lines:
  *	luod pid=P socket=PATH clients=C sessions=S kexec=loaded|not-loaded|
- *	     unknown update=idle|syncing|settling|preparing connections=N
+ *	     unknown update=idle|syncing|settling|preparing|final-sync
+ *	     connections=N
  *	session NAME kind=outgoing|incoming|error files=F client=PID|none
  *		[error=ERRNO]
  *	  file token=T state=STATE compatible=STRING [error=ERRNO]
@@ -56,12 +57,14 @@
  *	paused.  Then it sends "PREPARE" to every client (except the
  *	connection asking), and waits up to -t SECONDS (default 10) for
  *	each to answer "READY": a client must then be quiescent, its state
- *	in its preserved files.  When all are ready it calls
- *	reboot(LINUX_REBOOT_CMD_KEXEC).  If a client answers "NOTREADY
- *	[WHY]", does not answer in time, or disconnects, or if the reboot
- *	fails, or the requester disconnects or an operator sends CANCEL,
- *	luod sends "CANCEL" to the clients it asked and replies ERR to the
- *	requester.
+ *	in its preserved files.  When all are ready it syncs again, as
+ *	before and for at most -t SECONDS (what the clients wrote while
+ *	quiescing), then calls reboot(LINUX_REBOOT_CMD_KEXEC), which does
+ *	not sync.  If a client answers "NOTREADY [WHY]", does not answer in
+ *	time, cannot be sent PREPARE, or disconnects, or if the final sync
+ *	times out, or the reboot fails, or the requester disconnects or an
+ *	operator sends CANCEL, luod sends "CANCEL" to the clients it asked
+ *	and replies ERR to the requester.
  *   CANCEL               -> OK cancelled: the update in progress fails
  *   READY, NOTREADY [WHY] are a client's answers to PREPARE: no reply.
  *
@@ -152,6 +155,7 @@ enum update_phase {
 	UPD_SYNCING,	/* sync() running in a child */
 	UPD_SETTLING,	/* waiting for preserved files to settle */
 	UPD_PREPARING,	/* PREPARE sent, waiting for READY */
+	UPD_FINAL_SYNC,	/* all READY: sync() again, in a child */
 };
 
 static const char * const phase_names[] = {
@@ -159,6 +163,7 @@ static const char * const phase_names[] = {
 	[UPD_SYNCING] = "syncing",
 	[UPD_SETTLING] = "settling",
 	[UPD_PREPARING] = "preparing",
+	[UPD_FINAL_SYNC] = "final-sync",
 };
 
 static int dev = -1, lsock = -1;
@@ -552,9 +557,9 @@ static void do_reboot(void)
 			logmsg("warning: incoming session %s was never finished: this update drops it",
 			       sessions[i].name);
 	}
-	logmsg("all clients ready: rebooting into the loaded kernel");
+	logmsg("synced: rebooting into the loaded kernel");
 	fflush(stdout);
-	/* Synced before PREPARE: a hung sync() must not hold paused VMs. */
+	/* Synced in a child, with a time limit: never here, uninterruptibly. */
 	ret = luo_kexec_jump();
 	update_fail("the kexec reboot failed: %s (%s)", reboot_error(ret),
 		    strerror(-ret));
@@ -752,6 +757,52 @@ static void sync_check(struct conn *req)
 			    timeout_ms / 1000.0);
 }
 
+/*
+ * Every client is READY: sync again, for what they wrote while quiescing
+ * (the first sync ran before PREPARE), again in a child and for at most
+ * -t: the clients are paused meanwhile.
+ */
+static void final_sync_start(void)
+{
+	int ret = sync_pid ? -EBUSY : sync_start();
+
+	if (ret) {
+		update_fail("cannot start the final sync(): %s", strerror(-ret));
+		return;
+	}
+	phase = UPD_FINAL_SYNC;
+	deadline = now_ms() + timeout_ms;
+	logmsg("all clients ready: syncing what they wrote while quiescing");
+}
+
+/* While syncing the last time: reboot once sync() is done. */
+static void final_sync_check(void)
+{
+	if (sync_reap())
+		do_reboot();
+	else if (now_ms() >= deadline)
+		update_fail("the final sync() of the file systems, after every client was ready, did not finish in %g s (a hung file system?); the clients resume",
+			    timeout_ms / 1000.0);
+}
+
+/* Has a client refused, or gone away? Then fail the update: true. */
+static bool client_refused(void)
+{
+	size_t i;
+
+	for (i = 0; i < nr_conns; i++) {
+		struct conn *c = conns[i];
+
+		if (c->prep != PREP_REFUSED)
+			continue;
+		update_fail("client pid %d (sessions %s) is not ready: %s",
+			    (int)c->pid, held_by(c),
+			    c->why[0] ? c->why : "no reason given");
+		return true;
+	}
+	return false;
+}
+
 /* Called after each round of events: has the update succeeded or failed? */
 static void update_check(void)
 {
@@ -775,16 +826,16 @@ static void update_check(void)
 		settle_check(req);
 		return;
 	}
+	if (client_refused())
+		return;
+	if (phase == UPD_FINAL_SYNC) {
+		final_sync_check();
+		return;
+	}
 	late[0] = '\0';
 	for (i = 0; i < nr_conns; i++) {
 		struct conn *c = conns[i];
 
-		if (c->prep == PREP_REFUSED) {
-			update_fail("client pid %d (sessions %s) is not ready: %s",
-				    (int)c->pid, held_by(c),
-				    c->why[0] ? c->why : "no reason given");
-			return;
-		}
 		if (c->prep != PREP_ASKED)
 			continue;
 		waiting++;
@@ -795,7 +846,7 @@ static void update_check(void)
 					held_by(c));
 	}
 	if (!waiting)
-		do_reboot();
+		final_sync_start();
 	else if (now_ms() >= deadline)
 		update_fail("timed out after %g s waiting for %d client(s) to get ready: %s",
 			    timeout_ms / 1000.0,
