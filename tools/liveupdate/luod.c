@@ -619,7 +619,11 @@ static int files_settling(void)
 	return n;
 }
 
-/* Ask every client but the requester @req to prepare. */
+/*
+ * Ask every client but the requester @req to prepare.  One that cannot be
+ * sent PREPARE (out of memory, a send error) counts as refusing: else it
+ * would not be waited for, and the reboot would catch it running.
+ */
 static void send_prepare(struct conn *req)
 {
 	int asked = 0;
@@ -635,6 +639,10 @@ static void send_prepare(struct conn *req)
 		if (reply(o, "PREPARE")) {
 			o->prep = PREP_ASKED;
 			asked++;
+		} else {
+			snprintf(o->why, sizeof(o->why),
+				 "it could not be sent PREPARE");
+			o->prep = PREP_REFUSED;
 		}
 	}
 	deadline = now_ms() + timeout_ms;
