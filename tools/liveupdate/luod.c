@@ -121,6 +121,12 @@ enum prep {
 	PREP_REFUSED,	/* answered NOTREADY */
 };
 
+#define NO_PREPARE	SIZE_MAX
+
+/* out_add() flags */
+#define OUT_OWN		1	/* a line luod initiates: no OUT_MAX limit */
+#define OUT_PREPARE	2	/* it is PREPARE: remember where */
+
 /* An fd to pass with the queued byte at @pos. */
 struct out_fd {
 	size_t pos;
@@ -138,6 +144,7 @@ struct conn {
 	size_t head, tail, size;
 	struct out_fd *fds;
 	size_t nr_fds;
+	size_t prepare_at;	/* where an unsent PREPARE is, or NO_PREPARE */
 	bool client;		/* was handed a session */
 	bool dead;		/* to be closed at the end of this round */
 	enum prep prep;
@@ -332,6 +339,8 @@ static void out_flush(struct conn *c)
 				--c->nr_fds * sizeof(*c->fds));
 		}
 		c->head += n;
+		if (c->prepare_at != NO_PREPARE && c->head > c->prepare_at)
+			c->prepare_at = NO_PREPARE;	/* sent, at least some */
 	}
 	if (c->head == c->tail) {
 		c->head = 0;
@@ -355,6 +364,8 @@ static bool out_room(struct conn *c, size_t len)
 		memmove(c->out, c->out + c->head, queued(c));
 		for (i = 0; i < c->nr_fds; i++)
 			c->fds[i].pos -= c->head;
+		if (c->prepare_at != NO_PREPARE)
+			c->prepare_at -= c->head;
 		c->tail -= c->head;
 		c->head = 0;
 	}
@@ -376,16 +387,18 @@ static bool out_room(struct conn *c, size_t len)
 /*
  * Queue @len bytes for @c, with @fd (owned by the queue from now on: it is
  * closed once sent or dropped) attached to the first, and send what can
- * be sent.  A client that lets too much pile up is dropped.
+ * be sent.  A client that lets too much pile up is dropped, unless the
+ * line is luod's own (@flags OUT_OWN): it did not ask for those.
  */
-static bool out_add(struct conn *c, const char *data, size_t len, int fd)
+static bool out_add(struct conn *c, const char *data, size_t len, int fd,
+		    unsigned int flags)
 {
 	struct out_fd *fds;
 	bool ok = false;
 
 	if (c->dead)
 		goto out;
-	if (queued(c) > OUT_MAX) {
+	if (!(flags & OUT_OWN) && queued(c) > OUT_MAX) {
 		conn_drop(c, "does not read its replies (over 1 MiB waiting)");
 		goto out;
 	}
@@ -400,6 +413,8 @@ static bool out_add(struct conn *c, const char *data, size_t len, int fd)
 		fds[c->nr_fds++].fd = fd;
 		fd = -1;
 	}
+	if (flags & OUT_PREPARE)
+		c->prepare_at = c->tail;
 	memcpy(c->out + c->tail, data, len);
 	c->tail += len;
 	out_flush(c);
@@ -427,10 +442,33 @@ static __printf(3, 4) bool send_fd_line(struct conn *c, int fd,
 	escape(line, sizeof(line) - 1, raw, false);
 	len = strlen(line);
 	line[len++] = '\n';
-	return out_add(c, line, len, fd);
+	return out_add(c, line, len, fd, 0);
 }
 
 #define reply(c, ...)	send_fd_line(c, -1, __VA_ARGS__)
+
+/*
+ * Send @c PREPARE, or CANCEL if !@prepare.  A CANCEL takes back a PREPARE
+ * still wholly queued instead: a client that reads slowly must not find
+ * a PREPARE/CANCEL pair per update another client started and cancelled.
+ */
+static bool notify(struct conn *c, bool prepare)
+{
+	static const char prep[] = "PREPARE\n", cancel[] = "CANCEL\n";
+	size_t at = c->prepare_at, len = sizeof(prep) - 1, i;
+
+	if (prepare)
+		return out_add(c, prep, len, -1, OUT_OWN | OUT_PREPARE);
+	if (at == NO_PREPARE || c->dead)
+		return out_add(c, cancel, sizeof(cancel) - 1, -1, OUT_OWN);
+	memmove(c->out + at, c->out + at + len, c->tail - at - len);
+	c->tail -= len;
+	for (i = 0; i < c->nr_fds; i++)
+		if (c->fds[i].pos > at)
+			c->fds[i].pos -= len;
+	c->prepare_at = NO_PREPARE;
+	return true;
+}
 
 /* Refuse a request: ERR MESSAGE to @c, and the reason in the log. */
 static __printf(2, 3) void reject(struct conn *c, const char *fmt, ...)
@@ -520,7 +558,7 @@ static __printf(1, 2) void update_fail(const char *fmt, ...)
 		if (c->prep == PREP_NONE)
 			continue;
 		c->prep = PREP_NONE;
-		reply(c, "CANCEL");
+		notify(c, false);
 	}
 	updater = 0;
 	phase = UPD_IDLE;
@@ -636,7 +674,7 @@ static void send_prepare(struct conn *req)
 		if (o == req || !o->client || o->dead)
 			continue;
 		o->why[0] = '\0';
-		if (reply(o, "PREPARE")) {
+		if (notify(o, true)) {
 			o->prep = PREP_ASKED;
 			asked++;
 		} else {
@@ -1193,8 +1231,8 @@ static void req_status(struct conn *c)
 	}
 	snprintf(head, sizeof(head), "OK %u\n", t.lines);
 	/* Head and body in one go: the body is many lines, not escaped again. */
-	if (out_add(c, head, strlen(head), -1))
-		out_add(c, t.buf, t.len, -1);
+	if (out_add(c, head, strlen(head), -1, 0))
+		out_add(c, t.buf, t.len, -1, 0);
 	free(t.buf);
 }
 
@@ -1293,6 +1331,7 @@ static struct conn *conn_add(int fd, const struct ucred *cred)
 		return NULL;
 	c->fd = fd;
 	c->id = next_id++;
+	c->prepare_at = NO_PREPARE;
 	c->pid = cred->pid;
 	conns[nr_conns++] = c;
 	return c;
