@@ -83,6 +83,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -109,6 +110,9 @@
 #define LINE_SIZE	512		/* a line with its newline */
 #define OUT_PAUSE	(64 * 1024)	/* queued: stop reading requests */
 #define OUT_MAX		(1024 * 1024)	/* queued: drop the connection */
+#define FDS_PAUSE	8		/* fds queued: stop reading requests */
+/* Kept free of connections, for pipe2(), dup() and new sessions. */
+#define FD_RESERVE	16
 #define ACCEPT_BATCH	64		/* accepts per round, to stay fair */
 #define LOG_BURST	20		/* refusals logged per second */
 /* Out of fds with no spare to refuse with: stop accepting for this long. */
@@ -177,6 +181,12 @@ static int dev = -1, lsock = -1;
 /* Kept open to accept-and-close a connection when out of fds. */
 static int spare_fd = -1;
 static long long accept_paused_until;
+/*
+ * Open fds: base_fds (stdio, the device, the listener, the spare...,
+ * counted at start), and one per connection, session, fd in a reply
+ * queue, and the sync pipe.  Never let them reach nofile - FD_RESERVE.
+ */
+static unsigned long long base_fds, queued_fds, nofile = 1024;
 static const char *sock_path = DEFAULT_SOCKET;
 static int timeout_ms = 10000;
 /* Every connection, allocated one by one: pointers stay valid. */
@@ -279,6 +289,14 @@ static void escape(char *dst, size_t size, const char *src, bool field)
 	dst[len] = '\0';
 }
 
+static bool fds_short(void)
+{
+	unsigned long long open = base_fds + nr_conns + nr_sessions +
+				  queued_fds + (sync_pipe >= 0);
+
+	return open + FD_RESERVE >= nofile;
+}
+
 static struct conn *conn_by_id(uint64_t id)
 {
 	size_t i;
@@ -335,6 +353,7 @@ static void out_flush(struct conn *c)
 		}
 		if (fd >= 0) {
 			close(fd);
+			queued_fds--;
 			memmove(c->fds, c->fds + 1,
 				--c->nr_fds * sizeof(*c->fds));
 		}
@@ -411,6 +430,7 @@ static bool out_add(struct conn *c, const char *data, size_t len, int fd,
 		c->fds = fds;
 		fds[c->nr_fds].pos = c->tail;
 		fds[c->nr_fds++].fd = fd;
+		queued_fds++;
 		fd = -1;
 	}
 	if (flags & OUT_PREPARE)
@@ -1028,6 +1048,11 @@ static void req_session(struct conn *c, const char *name, const char *mode)
 		reject(c, "an update is in progress: try again later");
 		return;
 	}
+	/* Each SESSION takes an fd, maybe two: keep the reserve. */
+	if (fds_short()) {
+		reject(c, "luod is short of file descriptors: try again later");
+		return;
+	}
 	if (!check_name(c, name))
 		return;
 	s = find_session(name);
@@ -1343,6 +1368,7 @@ static void conn_free(struct conn *c)
 
 	for (i = 0; i < c->nr_fds; i++)
 		close(c->fds[i].fd);
+	queued_fds -= c->nr_fds;
 	free(c->fds);
 	free(c->out);
 	close(c->fd);
@@ -1413,6 +1439,15 @@ static bool conn_accept_one(void)
 		close(fd);
 		return true;
 	}
+	/* The reserve is for what luod must do, not for more peers. */
+	if (fds_short()) {
+		if (!fd_refusals)	/* once a second, then a count */
+			logmsg("out of file descriptors (limit %llu, %d kept in reserve) with %zu connections: refusing new ones",
+			       nofile, FD_RESERVE, nr_conns);
+		fd_refusals++;
+		refuse_fd(fd, "luod is out of file descriptors: try again later");
+		return true;
+	}
 	if (cred.uid != 0 && cred.uid != geteuid()) {
 		snprintf(why, sizeof(why), "uid %u is neither root nor luod's",
 			 (unsigned int)cred.uid);
@@ -1438,10 +1473,19 @@ static void conn_accept(void)
 		;
 }
 
+/*
+ * Too much waits for @c to read: take no more of its requests.  Fds count
+ * apart: SESSION over and over would have luod dup one per reply.
+ */
+static bool conn_paused(const struct conn *c)
+{
+	return queued(c) > OUT_PAUSE || c->nr_fds > FDS_PAUSE;
+}
+
 /* Can luod take @c's next request now? */
 static bool conn_readable(const struct conn *c)
 {
-	return !c->dead && queued(c) <= OUT_PAUSE && c->len < sizeof(c->in);
+	return !c->dead && !conn_paused(c) && c->len < sizeof(c->in);
 }
 
 /* Handle the whole lines waiting in @c's input, while its replies flow. */
@@ -1449,7 +1493,7 @@ static void conn_process(struct conn *c)
 {
 	char *nl;
 
-	while (!c->dead && queued(c) <= OUT_PAUSE &&
+	while (!c->dead && !conn_paused(c) &&
 	       (nl = memchr(c->in, '\n', c->len))) {
 		size_t used = nl - c->in + 1, len = used - 1;
 
@@ -1636,8 +1680,30 @@ static void raise_nofile(void)
 			       (unsigned long long)rl.rlim_max,
 			       strerror(errno));
 	}
-	if (!getrlimit(RLIMIT_NOFILE, &rl))
-		logmsg("up to %llu open files", (unsigned long long)rl.rlim_cur);
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	nofile = rl.rlim_cur == RLIM_INFINITY ? ~0ULL >> 1 : rl.rlim_cur;
+	logmsg("up to %llu open files", nofile);
+}
+
+/*
+ * The fds open before serving, but the sessions (counted apart): stdio,
+ * the device, the listener, the spare, and whatever luod inherited.
+ */
+static void count_base_fds(void)
+{
+	struct dirent *d;
+	DIR *dir;
+
+	base_fds = 6;	/* stdio, dev, lsock, spare_fd: a guess if no /proc */
+	dir = opendir("/proc/self/fd");
+	if (!dir)
+		return;
+	base_fds = 0;
+	while ((d = readdir(dir)))
+		base_fds += d->d_name[0] != '.';
+	closedir(dir);
+	base_fds -= 1 + nr_sessions;	/* the directory's own fd */
 }
 
 static int parse_args(int argc, char **argv)
@@ -1814,6 +1880,7 @@ int main(int argc, char **argv)
 	lsock = listen_on(sock_path);
 	if (lsock < 0)
 		return 1;
+	count_base_fds();
 	logmsg("listening on %s (update timeout %g s)", sock_path,
 	       timeout_ms / 1000.0);
 
