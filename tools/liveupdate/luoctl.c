@@ -323,6 +323,7 @@ static void status_json(char **lines, int n)
 			rest = strchr(name, ' ');
 			if (rest)
 				*rest++ = '\0';
+			unescape(name);
 			printf("%s%s{\"name\":", in_session ? "]}" : "",
 			       any_session ? "," : "");
 			json_string(name);

@@ -43,8 +43,10 @@
  *	  file token=T state=STATE compatible=STRING [error=ERRNO]
  *	timeline previous=yes|no one-clock=yes|no
  *	  step name=STEP start_us=S end_us=E count=C label=STRING|-
- *	Values are escaped as above, spaces too (PATH, STRING); NAME needs
- *	none; ERRNO is a name such as EIO.
+ *	Values are escaped as above, spaces too (PATH, STRING, NAME: an
+ *	incoming session's name is whatever bytes the previous kernel had;
+ *	one a request cannot carry is dropped by the next update); ERRNO is
+ *	a name such as EIO.  Logs show names escaped the same way.
  *   UPDATE               -> ERR MESSAGE, or never answers: the machine
  *                           kexecs into the loaded kernel
  *	luod refuses at once if no kernel is loaded.  Otherwise it first
@@ -157,6 +159,12 @@ struct conn {
 
 struct session {
 	char name[LUO_NAME_SIZE];
+	/*
+	 * @name escaped as a STATUS field, for every message: an incoming
+	 * session's name is any bytes the previous kernel had, '\n' and
+	 * blanks included, and must not break a line.
+	 */
+	char shown[4 * LUO_NAME_SIZE];
 	int fd;
 	uint64_t owner;		/* id of the client holding it, 0 if none */
 };
@@ -517,7 +525,7 @@ static const char *held_by(const struct conn *c)
 		if (sessions[i].owner != c->id)
 			continue;
 		len += snprintf(buf + len, sizeof(buf) - len, "%s%s",
-				len ? "," : "", sessions[i].name);
+				len ? "," : "", sessions[i].shown);
 		if (len >= sizeof(buf) - 1)
 			break;
 	}
@@ -545,6 +553,7 @@ static struct session *add_session(const char *name, int fd)
 	s = &sessions[nr_sessions++];
 	memset(s, 0, sizeof(*s));
 	snprintf(s->name, sizeof(s->name), "%s", name);
+	escape(s->shown, sizeof(s->shown), s->name, true);
 	s->fd = fd;
 	return s;
 }
@@ -613,7 +622,7 @@ static void do_reboot(void)
 		if (!luo_query(sessions[i].fd, &kind, NULL, 0, NULL) &&
 		    kind == LIVEUPDATE_SESSION_INCOMING)
 			logmsg("warning: incoming session %s was never finished: this update drops it",
-			       sessions[i].name);
+			       sessions[i].shown);
 	}
 	logmsg("synced: rebooting into the loaded kernel");
 	fflush(stdout);
@@ -996,7 +1005,7 @@ static void hand_session(struct conn *c, struct session *s, unsigned int kind)
 		s->owner = c->id;
 		c->client = true;
 		logmsg("pid %d: handed %s session %s", (int)c->pid,
-		       luo_kind_str(kind), s->name);
+		       luo_kind_str(kind), s->shown);
 	}
 }
 
@@ -1191,14 +1200,13 @@ static void status_session(struct text *t, const struct session *s)
 		snprintf(client, sizeof(client), "%d", (int)holder->pid);
 	else
 		snprintf(client, sizeof(client), "none");
-	/* Names were validated: they hold no blank and need no escape. */
 	ret = query_files(s, &kind, &count, &files, &n);
 	if (ret) {
 		text_add(t, "session %s kind=error files=0 client=%s error=%s",
-			 s->name, client, errno_name(-ret));
+			 s->shown, client, errno_name(-ret));
 		return;
 	}
-	text_add(t, "session %s kind=%s files=%u client=%s", s->name,
+	text_add(t, "session %s kind=%s files=%u client=%s", s->shown,
 		 luo_kind_str(kind), count, client);
 	for (i = 0; i < n; i++)
 		status_file(t, &files[i]);
@@ -1586,12 +1594,14 @@ static void conn_reap(void)
 
 static int adopt(const char *name, void *arg)
 {
+	char shown[4 * LUO_NAME_SIZE];
 	int ret, fd;
 
 	(void)arg;
 	ret = luo_retrieve_session(dev, name, &fd);
 	if (ret) {
-		logmsg("cannot retrieve incoming session %s: %s", name,
+		escape(shown, sizeof(shown), name, true);
+		logmsg("cannot retrieve incoming session %s: %s", shown,
 		       strerror(-ret));
 		return 0;
 	}
@@ -1769,7 +1779,7 @@ static void adopt_incoming(void)
 	names[0] = '\0';
 	for (j = 0; j < nr_sessions && len < sizeof(names); j++)
 		len += snprintf(names + len, sizeof(names) - len, " %s",
-				sessions[j].name);
+				sessions[j].shown);
 	logmsg("%zu incoming session(s) from the previous kernel:%s",
 	       nr_sessions, names);
 }
