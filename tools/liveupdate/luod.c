@@ -188,6 +188,8 @@ static const char * const phase_names[] = {
 static int dev = -1, lsock = -1;
 /* Kept open to accept-and-close a connection when out of fds. */
 static int spare_fd = -1;
+/* Signals luod handles: blocked but while it waits in ppoll(). */
+static sigset_t wait_mask;
 static long long accept_paused_until;
 /*
  * Open fds: base_fds (stdio, the device, the listener, the spare...,
@@ -1395,6 +1397,19 @@ static void refuse_fd(int fd, const char *why)
 	close(fd);
 }
 
+/* O_PATH: needs no device, no permission, only a free fd. */
+static void spare_open(void)
+{
+	if (spare_fd < 0)
+		spare_fd = open("/", O_PATH | O_CLOEXEC);
+}
+
+/* Stop polling the listener for a moment: it would stay readable. */
+static void accept_pause(void)
+{
+	accept_paused_until = now_ms() + ACCEPT_PAUSE_MS;
+}
+
 /*
  * Out of fds (EMFILE, ENFILE): a pending connection would keep the
  * listener readable and poll() spinning.  Give up the spare fd to accept
@@ -1409,15 +1424,16 @@ static bool accept_no_fds(int err)
 		       strerror(err), nr_conns);
 	if (spare_fd >= 0) {
 		close(spare_fd);
+		spare_fd = -1;
 		fd = accept4(lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd >= 0) {
 			refuse_fd(fd, "luod is out of file descriptors: try again later");
 			fd_refusals++;
 		}
-		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		spare_open();
 	}
 	if (fd < 0 || spare_fd < 0) {
-		accept_paused_until = now_ms() + ACCEPT_PAUSE_MS;
+		accept_pause();
 		return false;
 	}
 	return true;
@@ -1437,8 +1453,13 @@ static bool conn_accept_one(void)
 			return accept_no_fds(errno);
 		if (errno == EINTR || errno == ECONNABORTED)
 			return true;
-		if (errno != EAGAIN)
-			logmsg("accept: %s", strerror(errno));
+		if (errno == EAGAIN)
+			return false;
+		/* ENOMEM, ENOBUFS, EPERM...: retrying at once would spin. */
+		if (log_allowed())
+			logmsg("accept: %s: pausing for %d ms", strerror(errno),
+			       ACCEPT_PAUSE_MS);
+		accept_pause();
 		return false;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
@@ -1477,6 +1498,7 @@ static void conn_accept(void)
 {
 	int i;
 
+	spare_open();	/* if reopening it failed last time */
 	for (i = 0; i < ACCEPT_BATCH && conn_accept_one(); i++)
 		;
 }
@@ -1538,6 +1560,16 @@ static void conn_read(struct conn *c)
 	}
 	c->len += n;
 	conn_process(c);
+}
+
+/*
+ * Whole requests wait in @c's input, and it may take them: reading paused
+ * while its queue was long, and the queue drained.  POLLIN or POLLOUT may
+ * not come to say so (its input is full, its queue empty).
+ */
+static bool conn_has_lines(const struct conn *c)
+{
+	return !c->dead && !conn_paused(c) && memchr(c->in, '\n', c->len);
 }
 
 /* @c's socket is writable (or hung up): send, then take its next lines. */
@@ -1807,8 +1839,10 @@ static int poll_setup(struct pollfd *pfds, int *wait)
 		pfds[n].events = (conn_readable(c) ? POLLIN : 0) |
 				 (queued(c) ? POLLOUT : 0);
 		n++;
+		if (conn_has_lines(c))
+			*wait = 0;	/* serve() takes them after polling */
 	}
-	if (updater) {
+	if (updater && *wait) {
 		long long left = deadline - now;
 		int w = left > 0 ? (int)left : 0;
 
@@ -1827,6 +1861,7 @@ static void serve(void)
 {
 	struct pollfd *pfds = NULL, *grown;
 	size_t room = 0, i, polled;
+	struct timespec ts;
 	int n, wait, ret;
 
 	while (!stop) {
@@ -1843,7 +1878,10 @@ static void serve(void)
 		n = poll_setup(pfds, &wait);
 		/* Connections accepted in this round are polled in the next. */
 		polled = nr_conns;
-		ret = poll(pfds, n, wait);
+		ts.tv_sec = wait / 1000;
+		ts.tv_nsec = wait % 1000 * 1000000L;
+		/* Signals are unblocked only in there: none is missed. */
+		ret = ppoll(pfds, n, wait < 0 ? NULL : &ts, &wait_mask);
 		if (ret < 0 && errno != EINTR) {
 			perror("luod: poll");
 			break;
@@ -1856,6 +1894,9 @@ static void serve(void)
 			if (ev & (POLLOUT | POLLHUP | POLLERR))
 				conn_write(conns[i]);
 		}
+		for (i = 0; i < polled; i++)
+			if (conn_has_lines(conns[i]))
+				conn_process(conns[i]);
 		if (ret > 0 && pfds[0].revents)
 			conn_accept();
 		log_window_roll();
@@ -1870,6 +1911,7 @@ static void serve(void)
 int main(int argc, char **argv)
 {
 	struct sigaction sa;
+	sigset_t block;
 	size_t j;
 
 	if (parse_args(argc, argv)) {
@@ -1879,14 +1921,21 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;	/* no SA_RESTART: poll() returns */
+	sa.sa_handler = on_signal;	/* no SA_RESTART: ppoll() returns */
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	/* Delivered only in ppoll(), after the check of stop. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &wait_mask);
+	sigdelset(&wait_mask, SIGTERM);
+	sigdelset(&wait_mask, SIGINT);
 	raise_nofile();
 	if (open_device())
 		return 1;
 	adopt_incoming();
-	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	spare_open();
 	lsock = listen_on(sock_path);
 	if (lsock < 0)
 		return 1;
