@@ -489,10 +489,25 @@ struct load_args {
 	bool dry_run;
 };
 
+/*
+ * An unclosed '"' would swallow the rest of the line into one value, and
+ * with it the kho=on and liveupdate=on that luod's handover needs.
+ */
+static void check_quotes(const char *opt, const char *args)
+{
+	size_t n = 0;
+
+	for (; *args; args++)
+		n += *args == '"';
+	if (n % 2)
+		usage_error("load: %s has an unclosed '\"'", opt);
+}
+
 static void add_append(struct load_args *a, const char *args)
 {
 	char *joined;
 
+	check_quotes("--append", args);
 	if (asprintf(&joined, "%s%s%s", a->append ? a->append : "",
 		     a->append ? " " : "", args) < 0) {
 		err("out of memory");
@@ -534,6 +549,8 @@ static void parse_load(int argc, char **argv, struct load_args *a)
 	}
 	if (!a->kernel)
 		usage_error("load: which KERNEL?");
+	if (a->base)
+		check_quotes("--cmdline", a->base);
 }
 
 static int cmd_load(int argc, char **argv)
@@ -601,8 +618,11 @@ static void parse_global(int argc, char **argv)
 	int opt;
 
 	opterr = 0;
-	/* "+": stop at the command; its own options are parsed after. */
-	while ((opt = getopt_long(argc, argv, "+s:t:jhV", opts, NULL)) != -1) {
+	/*
+	 * "+": stop at the command; its own options are parsed after.  ":":
+	 * a missing argument is ':', told apart from an unknown option.
+	 */
+	while ((opt = getopt_long(argc, argv, "+:s:t:jhV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			sock_path = optarg;
@@ -623,7 +643,15 @@ static void parse_global(int argc, char **argv)
 		case 'V':
 			printf("luoctl %s\n", LUO_TOOLS_VERSION);
 			exit(EXIT_OK);
+		case ':':
+			usage_error("option %s needs a value", argv[optind - 1]);
 		default:
+			/* optopt: the letter, or a long option's given a value. */
+			if (!strncmp(argv[optind - 1], "--", 2) && optopt)
+				usage_error("option %s takes no value",
+					    argv[optind - 1]);
+			if (optopt)	/* maybe among others: "-jx" */
+				usage_error("unknown option -%c", optopt);
 			usage_error("unknown option %s", argv[optind - 1]);
 		}
 	}
