@@ -23,15 +23,18 @@
  * memfd's contents, finishes the session, checks luoctl status, and resumes
  * the demo VMM, which verifies all of its guest RAM.  Then, with luod
  * restarted and logging to a file, it abuses luod and luoctl: 500
- * connections at once, peers that send and never read, binary garbage, an
- * over-long line, a request cut short, bad session names, luoctl cancel
- * during an update, luoctl's exit codes, --timeout, --json and load
- * --dry-run, and last a luod with few fds hit by more connections than it
- * has fds.
+ * connections at once, peers that send and never read, a session fd behind
+ * 2000 queued replies, SESSION repeated unread (luod's fds), binary
+ * garbage, an over-long line, a request cut short, bad session names,
+ * luoctl cancel during an update, luoctl's exit codes, usage errors,
+ * --timeout, --json (parsed) and load --dry-run, and last a luod with few
+ * fds hit by more connections than it has fds.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -65,7 +68,7 @@
 #define TIMEOUT_S	4		/* luod -t */
 #define TIMEOUT_ARG	"4"
 #define STAGE0_TESTS	15
-#define STAGE1_TESTS	33
+#define STAGE1_TESTS	36
 
 static int test_no, failures;
 static pid_t luod_pid = -1;
@@ -704,6 +707,9 @@ static void stage0(void)
 
 	mute = start_client(MUTE, true, line, sizeof(line));
 	diag("silent client: %s", line);
+	/* Without it the update below would succeed: a kexec mid-stage. */
+	if (strncmp(line, "setup ok", 8))
+		bail("the silent client is not set up: %s", line);
 	fflush(stdout);
 	checker = ok ? fork() : -1;
 	if (!checker)
@@ -1018,6 +1024,206 @@ static void robust_slow_readers(void)
 	       SLOW_REQS);
 }
 
+#define FDQ		"tools-test-fdq"
+#define FLOOD		"tools-test-flood"
+#define NR_FLOOD_REQS	3000
+#define REPLIES_SIZE	(32 << 20)
+
+/* The open fds of luod, from /proc/PID/fd, or -1. */
+static int luod_fds(void)
+{
+	char path[64];
+	struct dirent *d;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)luod_pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir)))
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* Does @buf's last whole line (it ends with '\n') start with @prefix? */
+static bool last_line_is(const char *buf, size_t len, const char *prefix)
+{
+	size_t start;
+
+	if (!len || buf[len - 1] != '\n')
+		return false;
+	for (start = len - 1; start && buf[start - 1] != '\n'; start--)
+		;
+	return !strncmp(buf + start, prefix, strlen(prefix));
+}
+
+/* Lines of @buf (@len bytes) starting with @prefix. */
+static int count_lines(const char *buf, size_t len, const char *prefix)
+{
+	const char *p = buf, *end = buf + len, *nl;
+	size_t plen = strlen(prefix);
+	int n = 0;
+
+	while (p < end) {
+		if ((size_t)(end - p) >= plen && !memcmp(p, prefix, plen))
+			n++;
+		nl = memchr(p, '\n', end - p);
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	return n;
+}
+
+/*
+ * An fd reply behind a long queue: 2000 STATUS, then SESSION, then PING,
+ * sent before reading anything.  The session fd must come with the recv()
+ * that holds the first byte of "OK outgoing", no earlier, no later, and
+ * it alone.
+ */
+static void robust_fd_order(void)
+{
+	static const char tail[] = "SESSION " FDQ " outgoing\nPING\n";
+	static char reqs[SLOW_REQS * 7 + sizeof(tail)];
+	size_t len = 0, at = 0, line_at = 0;
+	int sock, i, fds = 0, fd, sfd = -1;
+	char *buf, name[LUO_NAME_SIZE], line[128], *p;
+	long long until;
+	bool ok;
+
+	for (i = 0; i < SLOW_REQS; i++)
+		memcpy(reqs + 7 * i, "STATUS\n", 7);
+	memcpy(reqs + 7 * SLOW_REQS, tail, sizeof(tail) - 1);
+	buf = malloc(REPLIES_SIZE);
+	sock = luo_connect_timeout(SOCK, 5000);
+	ok = buf && sock >= 0 &&
+	     !luo_send_fd(sock, -1, reqs, 7 * SLOW_REQS + sizeof(tail) - 1);
+	sleep_ms(500);	/* luod queues what it can meanwhile */
+	until = now_ms() + 30000;
+	while (ok && now_ms() < until && !last_line_is(buf, len, "OK luod ")) {
+		struct pollfd pfd = { .fd = sock, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 1000) <= 0)
+			continue;
+		/* Small reads: where the fd comes says something. */
+		n = luo_recv_fd(sock, &fd, buf + len,
+				len + 4096 < REPLIES_SIZE ? 4096 :
+				REPLIES_SIZE - len - 1);
+		if (n <= 0) {
+			ok = false;
+			break;
+		}
+		if (fd >= 0) {
+			fds++;
+			at = len;
+			if (sfd >= 0)
+				close(sfd);
+			sfd = fd;
+		}
+		len += n;
+		/* Is the fd's recv() the one holding "OK outgoing"? */
+		if (fd >= 0) {
+			buf[len] = '\0';
+			p = NULL;
+			if (len >= 12)
+				p = memmem(buf + (at > 12 ? at - 12 : 0),
+					   len - (at > 12 ? at - 12 : 0),
+					   "\nOK outgoing\n", 13);
+			line_at = p ? (size_t)(p + 1 - buf) : 0;
+		}
+	}
+	ok = ok && last_line_is(buf, len, "OK luod ") &&
+	     count_lines(buf, len, "OK ") == SLOW_REQS + 2 && fds == 1 &&
+	     line_at >= at && line_at < len && sfd >= 0 &&
+	     !luo_session_name(sfd, name) && !strcmp(name, FDQ);
+	diag("fd order: %zu bytes, %d fd(s), the fd with the recv() at %zu, 'OK outgoing' at %zu",
+	     len, fds, at, line_at);
+	if (sfd >= 0)
+		close(sfd);
+	ok = ok && !ask(sock, "RELEASE " FDQ, line, sizeof(line), NULL) &&
+	     !strcmp(line, "OK released");
+	if (sock >= 0)
+		close(sock);
+	free(buf);
+	result(ok, "behind %d STATUS replies, a session fd comes with its 'OK outgoing' line, and only it",
+	       SLOW_REQS);
+}
+
+/*
+ * A client asking for its own session over and over, never reading:
+ * luod stops taking its requests once a few fds wait for it, instead of
+ * dup()ing one per request until it has none left.
+ */
+static void robust_session_flood(void)
+{
+	static const char req[] = "SESSION " FLOOD " outgoing\n";
+	static char reqs[NR_FLOOD_REQS * (sizeof(req) - 1)];
+	int sock, fd = -1, before, during = -1, fds = 0, lines = 0, sent;
+	char line[128], buf[4096];
+	long long until;
+	size_t off = 0;
+	bool ok;
+
+	for (sent = 0; sent < NR_FLOOD_REQS; sent++)
+		memcpy(reqs + sent * (sizeof(req) - 1), req, sizeof(req) - 1);
+	sock = luo_connect_timeout(SOCK, 5000);
+	ok = sock >= 0 && !ask(sock, "SESSION " FLOOD " outgoing", line,
+			       sizeof(line), &fd) &&
+	     !strcmp(line, "OK outgoing") && fd >= 0;
+	if (fd >= 0)
+		close(fd);
+	before = luod_fds();
+	/* As much as the socket takes: luod soon stops reading it. */
+	while (ok && off < sizeof(reqs)) {
+		ssize_t n = send(sock, reqs + off, sizeof(reqs) - off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n <= 0)
+			break;
+		off += n;
+	}
+	sent = off / (sizeof(req) - 1);
+	sleep_ms(500);
+	during = luod_fds();
+	ok = ok && before > 0 && during >= 0 && during <= before + 10 &&
+	     ping_new(5000);
+	diag("SESSION flood: %d requests sent, luod had %d fds before, %d during",
+	     sent, before, during);
+	/* Then every whole request gets its reply, each with an fd. */
+	until = now_ms() + 30000;
+	while (ok && lines < sent && now_ms() < until) {
+		struct pollfd pfd = { .fd = sock, .events = POLLIN };
+		ssize_t n, i;
+
+		if (poll(&pfd, 1, 1000) <= 0)
+			continue;
+		n = luo_recv_fd(sock, &fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		if (fd >= 0) {
+			fds++;
+			close(fd);
+		}
+		for (i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	}
+	diag("SESSION flood: %d replies, %d fds", lines, fds);
+	ok = ok && lines == sent && fds == sent;
+	if (sock >= 0)
+		close(sock);
+	sock = luo_connect_timeout(SOCK, 5000);
+	ok = ok && sock >= 0 &&
+	     !ask(sock, "RELEASE " FLOOD, line, sizeof(line), NULL) &&
+	     !strcmp(line, "OK released");
+	if (sock >= 0)
+		close(sock);
+	result(ok, "SESSION %d times unread does not use up luod's fds (at most 10 more), and each gets its fd once read",
+	       NR_FLOOD_REQS);
+}
+
 static void robust_hostile(void)
 {
 	static char junk[8192 + LINE_MAX_TEST + 1];
@@ -1028,20 +1234,34 @@ static void robust_hostile(void)
 	ssize_t n;
 	size_t i;
 
-	/* Random bytes (NULs, newlines, escapes...), then a run too long. */
+	/*
+	 * Lines of 99 random bytes: every other one any byte (NULs, control
+	 * characters: refused as such), the others no control character
+	 * (non-ASCII, backslashes: refused as a bad request, echoed
+	 * escaped).  Then a run too long.
+	 */
 	for (i = 0; i < 8192; i++) {
 		x ^= x << 13;
 		x ^= x >> 17;
 		x ^= x << 5;
-		junk[i] = (char)x;
+		if (i % 100 == 99)
+			junk[i] = '\n';
+		else if (i / 100 % 2)
+			junk[i] = (char)(0x20 + x % 0xe0 == 0x7f ? '\\' :
+					 0x20 + x % 0xe0);
+		else
+			junk[i] = (char)x;
 	}
 	memset(junk + 8192, 'Z', LINE_MAX_TEST);
 	n = raw_request(junk, sizeof(junk) - 1, buf, sizeof(buf), 5000, &eof);
-	ok = n >= 0 && plain_err_lines(buf, n, &lines) && lines > 0 && eof;
+	ok = n >= 0 && plain_err_lines(buf, n, &lines) && lines >= 60 && eof &&
+	     strstr(buf, "ERR request holds control character 0x") &&
+	     strstr(buf, "ERR bad request '") && strstr(buf, "\\x") &&
+	     strstr(buf, "longer than");
 	diag("binary garbage: %d ERR line(s), %s", lines,
 	     eof ? "then closed" : "not closed");
 	result(ok && ping_new(5000),
-	       "binary garbage gets single-line printable ERR replies, then the connection is closed; luod serves on");
+	       "binary garbage, a line every 100 bytes, gets one printable ERR line per line (control characters refused, the rest echoed escaped), then the over-long run closes the connection; luod serves on");
 
 	memset(junk, 'A', 2000);
 	junk[2000] = '\n';
@@ -1146,14 +1366,23 @@ static void robust_cancel(void)
 	int rc, st;
 	bool ok, preparing = false;
 
+	/*
+	 * The silent client is what stops this update from kexecing: set it
+	 * up first, and load nothing without it.
+	 */
+	mute = start_client(MUTE "-2", true, line, sizeof(line));
+	diag("silent client: %s", line);
+	if (strncmp(line, "setup ok", 8)) {
+		result(false, "luoctl load: not tried, the silent client is not set up");
+		result(false, "luoctl cancel: not tried, the silent client is not set up");
+		goto out;
+	}
 	rc = run(&out, load);
 	result(rc == 0 && luo_kexec_loaded() == 1 && strstr(out, " kho=on") &&
 	       strstr(out, " liveupdate=on") && !strstr(out, "BOOT_IMAGE="),
 	       "luoctl load loads a kernel with kho=on and liveupdate=on and no BOOT_IMAGE=");
 	free(out);
 
-	mute = start_client(MUTE "-2", true, line, sizeof(line));
-	diag("silent client: %s", line);
 	upd = spawn(update);
 	until = now_ms() + 10000;
 	while (!preparing && now_ms() < until) {
@@ -1174,6 +1403,7 @@ static void robust_cancel(void)
 	       client_check(&mute, 1, 1) &&
 	       file_has(ROBUST_LOG, "update cancelled: cancelled by pid"),
 	       "luoctl cancel ends an update in progress: the requester fails, the client gets CANCEL");
+out:
 	kill(mute.pid, SIGKILL);
 	waitpid(mute.pid, NULL, 0);
 	close(mute.ctl);
@@ -1196,9 +1426,134 @@ static void robust_luod(void)
 		"luod starts again, logging to a file");
 	robust_many();
 	robust_slow_readers();
+	robust_fd_order();
+	robust_session_flood();
 	robust_hostile();
 	robust_names();
 	robust_cancel();
+}
+
+/* ---- a JSON syntax check, for luoctl status --json ---- */
+
+static void json_blank(const char **p)
+{
+	while (**p == ' ' || **p == '\t' || **p == '\n' || **p == '\r')
+		(*p)++;
+}
+
+static bool json_str(const char **p)
+{
+	const char *s = *p;
+	int i;
+
+	if (*s++ != '"')
+		return false;
+	for (; *s != '"'; s++) {
+		if ((unsigned char)*s < 0x20)	/* NUL included */
+			return false;
+		if (*s != '\\')
+			continue;
+		s++;
+		if (*s == 'u') {
+			for (i = 1; i <= 4; i++)
+				if (!isxdigit((unsigned char)s[i]))
+					return false;
+			s += 4;
+		} else if (!*s || !strchr("\"\\/bfnrt", *s)) {
+			return false;
+		}
+	}
+	*p = s + 1;
+	return true;
+}
+
+static bool json_num(const char **p)
+{
+	const char *s = *p;
+
+	if (*s == '-')
+		s++;
+	if (!isdigit((unsigned char)*s))
+		return false;
+	if (*s == '0' && isdigit((unsigned char)s[1]))
+		return false;	/* no leading zeros */
+	while (isdigit((unsigned char)*s))
+		s++;
+	if (*s == '.') {
+		if (!isdigit((unsigned char)*++s))
+			return false;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	if (*s == 'e' || *s == 'E') {
+		s++;
+		if (*s == '+' || *s == '-')
+			s++;
+		if (!isdigit((unsigned char)*s))
+			return false;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	*p = s;
+	return true;
+}
+
+/* One JSON value at *@p, and blanks around it. */
+static bool json_val(const char **p, int depth)
+{
+	static const char * const words[] = { "true", "false", "null" };
+	char close;
+	size_t i;
+
+	json_blank(p);
+	if (depth > 32)
+		return false;
+	if (**p == '"')
+		return json_str(p);
+	if (**p != '{' && **p != '[') {
+		for (i = 0; i < ARRAY_SIZE(words); i++) {
+			if (!strncmp(*p, words[i], strlen(words[i]))) {
+				*p += strlen(words[i]);
+				return true;
+			}
+		}
+		return json_num(p);
+	}
+	close = **p == '{' ? '}' : ']';
+	(*p)++;
+	json_blank(p);
+	if (**p == close) {
+		(*p)++;
+		return true;
+	}
+	for (;;) {
+		if (close == '}') {
+			json_blank(p);
+			if (!json_str(p))
+				return false;
+			json_blank(p);
+			if (*(*p)++ != ':')
+				return false;
+		}
+		if (!json_val(p, depth + 1))
+			return false;
+		json_blank(p);
+		if (**p == close) {
+			(*p)++;
+			return true;
+		}
+		if (*(*p)++ != ',')
+			return false;
+	}
+}
+
+/* Is @text one JSON value, and nothing else but blanks? */
+static bool json_valid(const char *text)
+{
+	if (!json_val(&text, 0))
+		return false;
+	json_blank(&text);
+	return !*text;
 }
 
 /* luoctl's exit status and output for @argv, stdout only unless @err. */
@@ -1237,6 +1592,11 @@ static void robust_luoctl(void)
 		"luoctl", "load", "--dry-run", "--cmdline",
 		"quiet kho=on liveupdate=1", "/boot/bzImage", "/boot/initrd", NULL
 	};
+	static const char * const noval[] = { "luoctl", "-s", SOCK, "-t", NULL };
+	static const char * const quote[] = {
+		"luoctl", "load", "--dry-run", "--append", "foo=\"a b",
+		"/boot/bzImage", NULL
+	};
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	int rc[4], lsn;
 	long long t0;
@@ -1269,6 +1629,15 @@ static void robust_luoctl(void)
 	result(ok && rc[0] && rc[1] == 1,
 	       "luoctl exits 2 on bad usage, 3 when luod is not running, 1 when luod refuses");
 
+	rc[0] = luoctl_out(&out, true, noval);
+	ok = rc[0] == 2 && strstr(out, "option -t needs a value");
+	free(out);
+	rc[0] = luoctl_out(&out, true, quote);
+	result(ok && rc[0] == 2 && strstr(out, "unclosed") &&
+	       !strstr(out, "would load"),
+	       "luoctl says an option lacks its value, and load refuses an unclosed quote (the next kernel would lose liveupdate=on), both exit 2");
+	free(out);
+
 	/* A socket that accepts (in its backlog) and never answers. */
 	unlink(SILENT_SOCK);
 	memcpy(addr.sun_path, SILENT_SOCK, sizeof(SILENT_SOCK));
@@ -1287,11 +1656,13 @@ static void robust_luoctl(void)
 	       t0);
 
 	rc[0] = luoctl_out(&out, false, json);
-	result(!rc[0] && !strncmp(out, "{\"luod\":{\"pid\":", 15) &&
+	result(!rc[0] && json_valid(out) &&
+	       !strncmp(out, "{\"luod\":{\"pid\":", 15) &&
+	       strstr(out, "},\"sessions\":[") &&
 	       strstr(out, "\"sessions\":[{\"name\":\"" MUTE "\",\"kind\":\"incoming\"") &&
 	       strstr(out, "],\"timeline\":{\"previous\":\"yes\",\"one-clock\":\"yes\",\"steps\":[{\"name\":\"reboot\",\"start_us\":0,") &&
 	       strstr(out, "}]}}"),
-	       "luoctl status --json gives luod's state, sessions and timeline as JSON");
+	       "luoctl status --json is valid JSON: luod's state, sessions and timeline");
 	free(out);
 
 	rc[0] = luoctl_out(&out, false, dry);
