@@ -37,7 +37,7 @@
 #define DEFAULT_SOCKET	"/run/luod.sock"
 /* Default limits on talking to luod, in seconds. */
 #define DEFAULT_TIMEOUT		30
-/* luod's own default: up to 10 s each to sync, settle and get ready. */
+/* luod's default: up to 10 s each to sync, settle, get ready, sync again. */
 #define DEFAULT_UPDATE_TIMEOUT	120
 #define LINE_SIZE	2048
 
