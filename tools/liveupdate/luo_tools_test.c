@@ -1660,7 +1660,8 @@ static void robust_luoctl(void)
 	       !strncmp(out, "{\"luod\":{\"pid\":", 15) &&
 	       strstr(out, "},\"sessions\":[") &&
 	       strstr(out, "\"sessions\":[{\"name\":\"" MUTE "\",\"kind\":\"incoming\"") &&
-	       strstr(out, "],\"timeline\":{\"previous\":\"yes\",\"one-clock\":\"yes\",\"steps\":[{\"name\":\"reboot\",\"start_us\":0,") &&
+	       strstr(out, "],\"timeline\":{\"previous\":\"yes\",\"one-clock\":\"yes\",") &&
+	       strstr(out, ",\"steps\":[{\"name\":\"reboot\",\"start_us\":0,") &&
 	       strstr(out, "}]}}"),
 	       "luoctl status --json is valid JSON: luod's state, sessions and timeline");
 	free(out);
