@@ -392,8 +392,10 @@ int luo_kexec_reboot(void);
 /**
  * luo_kexec_jump() - luo_kexec_reboot() without its sync()
  *
- * For an agent that synced before pausing its clients: a sync() that hangs
- * (a dead NFS server) must not keep every paused VM waiting.
+ * For an agent that syncs by itself, in a child it can give up on: a
+ * sync() that hangs (a dead NFS server) must not keep every paused VM
+ * waiting.  luod syncs before pausing its clients and again once they are
+ * all ready, for what they wrote while quiescing.
  *
  * Return: as luo_kexec_reboot().
  */
