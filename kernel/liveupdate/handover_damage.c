@@ -13,6 +13,7 @@
  *			   type|size|flb-id|poke=PATH,VAL,WIDTH|loop=PATH
  *	handler COMPATIBLE name-nul|rename=NEW
  *	flb COMPATIBLE name-nul|nr-files=N
+ *	timeline jump-cycles|step-size|nr-steps|header-size|first-step|grow
  *	clear
  *
  * "poke" and "loop" damage a file's own serialized state, which starts at
@@ -36,6 +37,12 @@
  * them, so that no data= or token= line moves them; then the other lines,
  * in order.  A line that cannot be applied is logged and skipped, and the
  * others still apply.  Reading the file lists the pending lines.
+ *
+ * "timeline" lines damage the blackout timeline page instead, once it is
+ * complete at the jump: the jump's cycle count zeroed, a step size or a
+ * header size too small, more steps than fit, an unknown first step, or
+ * "grow": the header and every step 8 bytes larger, as a later version of
+ * the format would write them.
  */
 #define pr_fmt(fmt) "liveupdate: " fmt
 
@@ -61,6 +68,18 @@
 static DEFINE_MUTEX(luo_damage_lock);
 static char *luo_damage_lines[LUO_DAMAGE_MAX];
 static unsigned int luo_damage_nr;
+
+/* The timeline damage of this reboot, applied at the jump without locks. */
+enum {
+	LUO_DAMAGE_TL_JUMP_CYCLES	= BIT(0),
+	LUO_DAMAGE_TL_STEP_SIZE		= BIT(1),
+	LUO_DAMAGE_TL_NR_STEPS		= BIT(2),
+	LUO_DAMAGE_TL_HEADER_SIZE	= BIT(3),
+	LUO_DAMAGE_TL_FIRST_STEP	= BIT(4),
+	LUO_DAMAGE_TL_GROW		= BIT(5),
+};
+
+static u32 luo_damage_tl;
 
 /*
  * What KHO hands over with this reboot, for the checks of "poke" and
@@ -466,6 +485,20 @@ static int luo_damage_header(struct luo_abi_header *hdr, u32 nr_chunks,
 	return 0;
 }
 
+static int luo_damage_timeline_op(const char *op)
+{
+	static const char * const ops[] = {
+		"jump-cycles", "step-size", "nr-steps", "header-size",
+		"first-step", "grow",
+	};
+	int i = match_string(ops, ARRAY_SIZE(ops), op);
+
+	if (i < 0)
+		return -EINVAL;
+	WRITE_ONCE(luo_damage_tl, luo_damage_tl | BIT(i));
+	return 0;
+}
+
 static int luo_damage_one(struct luo_abi_header *hdr, u32 nr_chunks,
 			  char *line)
 {
@@ -477,6 +510,8 @@ static int luo_damage_one(struct luo_abi_header *hdr, u32 nr_chunks,
 		n++;
 	if (n == 2 && !strcmp(arg[0], "header"))
 		return luo_damage_header(hdr, nr_chunks, arg[1]);
+	if (n == 2 && !strcmp(arg[0], "timeline"))
+		return luo_damage_timeline_op(arg[1]);
 	dw.kind = arg[0];
 	dw.name = arg[1];
 	if (n == 4 && !strcmp(arg[0], "file")) {
@@ -530,6 +565,51 @@ void luo_handover_damage(struct luo_abi_header *hdr)
 	luo_damage_nr = 0;
 }
 
+/* Every step 8 bytes larger, and the header too, zeros in the new bytes. */
+static void luo_damage_timeline_grow(struct luo_abi_timeline *tl)
+{
+	u32 old = tl->step_size, new = old + 8, i = tl->nr_steps;
+	void *base = (void *)tl + tl->header_size;
+
+	if (tl->header_size + 8 + (size_t)i * new > PAGE_SIZE)
+		return;
+	/* Last first: each step moves up, over where it was. */
+	while (i--) {
+		memmove(base + 8 + i * new, base + i * old, old);
+		memset(base + 8 + i * new + old, 0, 8);
+	}
+	memset(base, 0, 8);
+	tl->header_size += 8;
+	tl->step_size = new;
+}
+
+/**
+ * luo_timeline_damage() - apply the pending timeline damage
+ * @tl: the timeline page, complete
+ *
+ * Called at the jump, with the other CPUs stopped: takes no lock.
+ */
+void luo_timeline_damage(struct luo_abi_timeline *tl)
+{
+	u32 damage = READ_ONCE(luo_damage_tl);
+
+	if (!damage)
+		return;
+	WRITE_ONCE(luo_damage_tl, 0);
+	if (damage & LUO_DAMAGE_TL_JUMP_CYCLES)
+		tl->jump_cycles = 0;
+	if (damage & LUO_DAMAGE_TL_FIRST_STEP)
+		tl->steps[0].step = 999;
+	if (damage & LUO_DAMAGE_TL_GROW)
+		luo_damage_timeline_grow(tl);
+	if (damage & LUO_DAMAGE_TL_STEP_SIZE)
+		tl->step_size = 8;
+	if (damage & LUO_DAMAGE_TL_NR_STEPS)
+		tl->nr_steps = 1000;
+	if (damage & LUO_DAMAGE_TL_HEADER_SIZE)
+		tl->header_size = 4;
+}
+
 static void luo_damage_clear(void)
 {
 	while (luo_damage_nr)
@@ -550,6 +630,7 @@ static ssize_t luo_damage_write(struct file *file, const char __user *ubuf,
 	guard(mutex)(&luo_damage_lock);
 	if (!strcmp(line, "clear")) {
 		luo_damage_clear();
+		WRITE_ONCE(luo_damage_tl, 0);
 		return len;
 	}
 	if (luo_damage_nr == LUO_DAMAGE_MAX)

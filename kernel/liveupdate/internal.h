@@ -174,11 +174,14 @@ u64 luo_handover_restore(void);
 /* handover_damage.c: test kernels only */
 struct dentry;
 struct luo_abi_header;
+struct luo_abi_timeline;
 #if defined(CONFIG_LIVEUPDATE_TEST) && defined(CONFIG_DEBUG_FS)
 void luo_handover_damage(struct luo_abi_header *hdr);
+void luo_timeline_damage(struct luo_abi_timeline *tl);
 void luo_damage_debugfs_init(struct dentry *dir);
 #else
 static inline void luo_handover_damage(struct luo_abi_header *hdr) { }
+static inline void luo_timeline_damage(struct luo_abi_timeline *tl) { }
 static inline void luo_damage_debugfs_init(struct dentry *dir) { }
 #endif
 

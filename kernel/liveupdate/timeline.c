@@ -226,6 +226,7 @@ void liveupdate_jump(void)
 	tl->header_size = sizeof(*tl);
 	tl->step_size = sizeof(struct luo_abi_timeline_step);
 	tl->magic = LUO_ABI_TIMELINE_MAGIC;
+	luo_timeline_damage(tl);
 }
 
 /* ---- the kernel that booted ---- */

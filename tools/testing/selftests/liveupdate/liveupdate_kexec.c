@@ -2171,6 +2171,92 @@ static void timeline_1(void)
 	ksft_finished();
 }
 
+/*
+ * timeline-damage: the next kernel's reader of the timeline page, given a
+ * page without the jump's cycle count (stage 1), a page as a later format
+ * version would write it, every part larger (stage 2), and a page with a
+ * step size too small (stage 3).  Damage is applied by the test kernel at
+ * the jump (debugfs liveupdate/damage).
+ */
+#define DAMAGE_FILE	"/sys/kernel/debug/liveupdate/damage"
+
+static void tl_damage_next(const char *what)
+{
+	char line[64];
+
+	snprintf(line, sizeof(line), "timeline %s", what);
+	require(!luo_write_file(DAMAGE_FILE, line), "damage the timeline: %s",
+		what);
+	luo_kexec_next();
+}
+
+/* The old kernel's steps of a reboot with nothing preserved. */
+static bool tl_old_steps_intact(void)
+{
+	static const __u32 want[] = {
+		LIVEUPDATE_TL_REBOOT, LIVEUPDATE_TL_PREPARE,
+		LIVEUPDATE_TL_FREEZE_FLB, LIVEUPDATE_TL_WRITE,
+		LIVEUPDATE_TL_SHUTDOWN, LIVEUPDATE_TL_JUMP,
+	};
+
+	if (tl_n < ARRAY_SIZE(want) || tl[0].start_ns)
+		return false;
+	for (unsigned int i = 0; i < ARRAY_SIZE(want); i++)
+		if (tl[i].step != want[i] || tl[i].count || tl[i].label[0])
+			return false;
+	return true;
+}
+
+static void timeline_damage(void)
+{
+	struct timespec mono;
+	char *dbg, *log;
+	int ready;
+	bool ok;
+
+	if (stage == 0) {
+		ksft_set_plan(1);
+		tl_damage_next("jump-cycles");
+	}
+	ksft_set_plan(3);
+	require(tl_read(), "GET_TIMELINE");
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	ready = tl_find(LIVEUPDATE_TL_READY, NULL, 0);
+	if (stage == 1) {
+		dbg = luo_read_file(TL_DEBUGFS);
+		ok = tl_flags == LIVEUPDATE_TIMELINE_PREVIOUS &&
+		     tl_old_steps_intact() &&
+		     tl_find(LIVEUPDATE_TL_BOOT, NULL, 0) < 0 && ready > 0 &&
+		     tl[ready].start_ns < ts_ns(&mono) && dbg &&
+		     strstr(dbg, "# previous kernel: yes, one clock: no\n");
+		if (!ok)
+			tl_dump();
+		free(dbg);
+		result(ok, "no cycle count at the jump: the previous kernel's steps, this kernel's on its own clock");
+		tl_damage_next("grow");
+	}
+	if (stage == 2) {
+		ok = tl_flags == (LIVEUPDATE_TIMELINE_PREVIOUS |
+				  LIVEUPDATE_TIMELINE_ONE_CLOCK) &&
+		     tl_old_steps_intact() && tl_ordered() &&
+		     tl_find(LIVEUPDATE_TL_BOOT, NULL, 0) == 6 && ready > 6;
+		if (!ok)
+			tl_dump();
+		result(ok, "a larger header and larger steps (a later version): read as before");
+		tl_damage_next("step-size");
+	}
+	log = luo_kernel_log();
+	ok = !tl_flags && tl_find(LIVEUPDATE_TL_REBOOT, NULL, 0) < 0 &&
+	     ready >= 0 && log &&
+	     strstr(log, "previous kernel's timeline is damaged: ignored");
+	if (!ok)
+		tl_dump();
+	free(log);
+	result(ok, "a step size too small: the timeline is ignored, with a log line");
+	result(live_is(0), "no test object live");
+	ksft_finished();
+}
+
 typedef void (*stage_fn)(void);
 
 struct scenario {
@@ -2201,6 +2287,9 @@ static const struct scenario scenarios[] = {
 	{ "reply-fault", 1, { reply_fault_0, reply_fault_1 } },
 	{ "preload", 1, { preload_0, preload_1 } },
 	{ "timeline", 1, { timeline_0, timeline_1 } },
+	{ "timeline-damage", 3,
+	  { timeline_damage, timeline_damage, timeline_damage,
+	    timeline_damage } },
 };
 
 static void usage(const char *prog)
