@@ -1519,12 +1519,18 @@ static bool conn_readable(const struct conn *c)
 }
 
 /* Handle the whole lines waiting in @c's input, while its replies flow. */
+/*
+ * Take @c's next request, if whole.  One a call: a connection with many
+ * requests waiting (a burst of STATUS, which costs ioctls) is served a
+ * request per round like every other, so no client waits behind it; the
+ * rest are taken in the next rounds, which poll without waiting meanwhile.
+ */
 static void conn_process(struct conn *c)
 {
 	char *nl;
 
-	while (!c->dead && !conn_paused(c) &&
-	       (nl = memchr(c->in, '\n', c->len))) {
+	if (!c->dead && !conn_paused(c) &&
+	    (nl = memchr(c->in, '\n', c->len))) {
 		size_t used = nl - c->in + 1, len = used - 1;
 
 		if (len && c->in[len - 1] == '\r')
