@@ -136,7 +136,7 @@ const char *luo_timeline_step_str(unsigned int step)
 		[LIVEUPDATE_TL_FINISH] = "finish",
 	};
 
-	if (step < sizeof(names) / sizeof(names[0]) && names[step])
+	if (step < ARRAY_SIZE(names) && names[step])
 		return names[step];
 	return "unknown";
 }

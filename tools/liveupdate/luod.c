@@ -1527,10 +1527,11 @@ static bool conn_readable(const struct conn *c)
  */
 static void conn_process(struct conn *c)
 {
-	char *nl;
+	char *nl = NULL;
 
-	if (!c->dead && !conn_paused(c) &&
-	    (nl = memchr(c->in, '\n', c->len))) {
+	if (!c->dead && !conn_paused(c))
+		nl = memchr(c->in, '\n', c->len);
+	if (nl) {
 		size_t used = nl - c->in + 1, len = used - 1;
 
 		if (len && c->in[len - 1] == '\r')
