@@ -768,6 +768,33 @@ static void op_list(int target)
 		wfail("LIST_SESSIONS: %u incoming sessions in stage 0", a.count);
 }
 
+static void op_timeline(int target)
+{
+	struct liveupdate_ioctl_get_timeline a = { 0 };
+	/* Steps go to a buffer of ours, or to one that must stay untouched. */
+	static struct liveupdate_timeline_step buf[4];
+	enum env env = pick_env();
+	__u32 count = rn(5);
+	int pre, ret;
+
+	a.count = count;
+	a.steps = chance(80) ? (uintptr_t)buf : (uintptr_t)ro;
+	if (!count && chance(50))
+		a.steps = 0;
+	note("GET_TIMELINE count %u env %s", count, env_names[env]);
+	ret = xioctl(target, LIVEUPDATE_CMD_GET_TIMELINE, &a, sizeof(a), env,
+		     &pre);
+	if (target != dev) {
+		expect(ret, -ENOTTY, NONE, "GET_TIMELINE on a non-device fd");
+		return;
+	}
+	/* A cold boot has steps (ready, open): written unless room is 0. */
+	expect(ret, outcome(pre, count && a.steps == (uintptr_t)ro ?
+				 -EFAULT : 0, true), NONE, "GET_TIMELINE");
+	if (!ret && !a.count)
+		wfail("GET_TIMELINE: no steps after a boot");
+}
+
 /* ---- operations on sessions ---- */
 
 /* A session, or -1 with *@fd some other fd (then ENOTTY). */
@@ -1112,6 +1139,8 @@ static void op_random_cmd(void)
 			return op_retrieve_sess(fd);
 		case LIVEUPDATE_CMD_LIST_SESSIONS:
 			return op_list(fd);
+		case LIVEUPDATE_CMD_GET_TIMELINE:
+			return op_timeline(fd);
 		}
 	} else if (cmd == CMD(nr) && si >= 0) {
 		switch (nr) {

@@ -1393,7 +1393,7 @@ static void unknown_cases(struct ctx *c, int obj, bool session)
 	static const unsigned long dev_reqs[] = {
 		_IO(LIVEUPDATE_IOCTL_TYPE, 0x02),
 		_IO(LIVEUPDATE_IOCTL_TYPE, 0x1f),
-		_IO(LIVEUPDATE_IOCTL_TYPE, 0x21),
+		_IO(LIVEUPDATE_IOCTL_TYPE, 0x22),
 		_IO(LIVEUPDATE_IOCTL_TYPE, 0xff),
 		LIVEUPDATE_SESSION_PRESERVE_FD,
 		LIVEUPDATE_SESSION_QUERY,

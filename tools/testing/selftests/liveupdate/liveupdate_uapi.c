@@ -356,6 +356,24 @@ TEST_F(liveupdate, size_retrieve_session)
 				       &arg, sizeof(arg), sizeof(arg), 0));
 }
 
+TEST_F(liveupdate, size_get_timeline)
+{
+	struct liveupdate_ioctl_get_timeline arg = {
+		.size = sizeof(arg),
+		.count = 0,
+	};
+
+	check_size_errors(_metadata, self->dev, LIVEUPDATE_IOCTL_GET_TIMELINE,
+			  &arg, sizeof(arg));
+	ASSERT_EQ(0, ioctl_sized(self->dev, LIVEUPDATE_IOCTL_GET_TIMELINE,
+				 &arg, sizeof(arg), sizeof(arg) + 8, 0));
+	/* This kernel's own steps at least: the device is ready and open. */
+	EXPECT_LE(2U, arg.count);
+	arg.reserved = 1;
+	EXPECT_EQ(-EINVAL, ioctl_sized(self->dev, LIVEUPDATE_IOCTL_GET_TIMELINE,
+				       &arg, sizeof(arg), sizeof(arg), 0));
+}
+
 TEST_F(liveupdate, size_list_sessions)
 {
 	struct liveupdate_ioctl_list_sessions arg = {
@@ -485,7 +503,7 @@ TEST_F(liveupdate, unknown_ioctl_device)
 	EXPECT_EQ(ENOTTY, errno);
 	EXPECT_EQ(-1, ioctl(self->dev, _IO(LIVEUPDATE_IOCTL_TYPE, 0x1f), &arg));
 	EXPECT_EQ(ENOTTY, errno);
-	EXPECT_EQ(-1, ioctl(self->dev, _IO(LIVEUPDATE_IOCTL_TYPE, 0x21), &arg));
+	EXPECT_EQ(-1, ioctl(self->dev, _IO(LIVEUPDATE_IOCTL_TYPE, 0x22), &arg));
 	EXPECT_EQ(ENOTTY, errno);
 	/* Session commands are not device commands. */
 	EXPECT_EQ(-1, ioctl(self->dev, LIVEUPDATE_SESSION_GET_NAME, &arg));
