@@ -38,12 +38,20 @@ done
 # 32-bit build of the uAPI test for the compat path.
 ST=$SRC/tools/testing/selftests
 STFLAGS="$CFLAGS -isystem $HDR/include -I$ST"
+newer() {	# newer OUT FILE...: is a FILE newer than OUT (or OUT missing)?
+	out=$1
+	shift
+	[ -x "$out" ] || return 0
+	for f; do
+		[ "$f" -nt "$out" ] && return 0
+	done
+	return 1
+}
 build() {	# build OUT SRC [FLAGS]
 	out=$1 src=$2
 	shift 2
-	if [ ! -x "$out" ] || [ "$src" -nt "$out" ] ||
-	   [ "$ST/liveupdate/liveupdate_test.h" -nt "$out" ] ||
-	   [ "$HDR/include/linux/liveupdate.h" -nt "$out" ]; then
+	if newer "$out" "$src" "$ST"/liveupdate/*.h \
+		 "$HDR/include/linux/liveupdate.h"; then
 		echo "  CC      tests/$(basename "$out")"
 		$CC $STFLAGS "$@" -o "$out" "$src"
 	fi
