@@ -155,21 +155,6 @@ def kernels_of(name):
     return tuple(KERNELS)
 
 
-def host_tsc_khz():
-    """The host's TSC rate in kHz, if it has a constant TSC, else None."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-    except OSError:
-        return None
-    flags = next((l for l in info.splitlines() if l.startswith("flags")), "")
-    mhz = next((l for l in info.splitlines() if l.startswith("cpu MHz")),
-               None)
-    if "constant_tsc" not in flags.split() or not mhz:
-        return None
-    return int(float(mhz.split(":")[1]) * 1000)
-
-
 def run(kernel, scenario, mem, timeout, accel, log, append=""):
     """One boot + kexec, @append added to the kernel command line;
     returns (metrics, error)."""
@@ -177,7 +162,7 @@ def run(kernel, scenario, mem, timeout, accel, log, append=""):
     append = ("console=ttyS0 quiet panic=-1 oops=panic kho=on liveupdate=on "
               f"luotest.name=bench luotest.stage=0 luotest.bench={scenario}"
               + (" " + append if append else ""))
-    khz = host_tsc_khz() if accel == "tcg" else None
+    khz = rs.host_tsc_khz() if accel == "tcg" else None
     if khz:
         append += f" tsc_early_khz={khz}"
     cmd = rs.qemu_cmd(os.path.join(OUT, image), os.path.join(OUT, initrd),

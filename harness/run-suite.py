@@ -38,6 +38,9 @@ SPLAT = re.compile(
 KTAP = re.compile(r"^\s*(not ok|ok) (\d+)\s*(?:-\s*)?([^#]*?)\s*(#\s*(.*))?$")
 STAGE = re.compile(r"luotest: start (\S+) stage (\d+)")
 DONE = re.compile(r"luotest: done (\S+) stage (\d+) rc=(\d+)")
+# A stage that skips as a whole: kselftest's ksft_exit_skip(), status 4.
+PLAN_SKIP = re.compile(r"^1\.\.0\s*#\s*SKIP\s*(.*)$")
+KSFT_SKIP = 4
 # Serial lines carry a printk timestamp prefix only for kernel messages.
 CONSOLE_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 
@@ -72,7 +75,11 @@ MACHINES = {"mm": ["numa=fake=2", "movablecore=50%"],
             # (MACHINE_DEVICES).  Without interrupt remapping in the test
             # kernels, iommufd refuses to bind a device unless told that
             # the rig's interrupts are trusted.
-            "edu": ["intel_iommu=on", "iommufd.allow_unsafe_interrupts=1"]}
+            "edu": ["intel_iommu=on", "iommufd.allow_unsafe_interrupts=1"],
+            # A clock that starts early and stays (the timeline tests): the
+            # TSC rate given (see cmdline()), and the HPET (ACPI) in the
+            # debug kernel too, for the refined calibration.
+            "clock": []}
 
 # The QEMU devices a machine adds; the IOMMU comes before the devices
 # behind it.
@@ -93,6 +100,8 @@ def load_suite(path):
             tests.append(dict(name=name, kernels=kernels.split(","),
                               mem=mem, args=MACHINES.get(machine, []),
                               devices=MACHINE_DEVICES.get(machine, []),
+                              acpi=machine in ("edu", "clock"),
+                              clock=machine == "clock",
                               timeout=int(timeout), cmd=cmd))
     return tests
 
@@ -172,7 +181,22 @@ def kvm_works():
         return True      # still running after 3 s: KVM works
 
 
-def cmdline(test, variant):
+def host_tsc_khz():
+    """The host's TSC rate in kHz, if it has a constant TSC, else None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return None
+    flags = next((l for l in info.splitlines() if l.startswith("flags")), "")
+    mhz = next((l for l in info.splitlines() if l.startswith("cpu MHz")),
+               None)
+    if "constant_tsc" not in flags.split() or not mhz:
+        return None
+    return int(float(mhz.split(":")[1]) * 1000)
+
+
+def cmdline(test, variant, accel=None):
     args = ["console=ttyS0", "earlyprintk=serial", "panic=-1", "oops=panic",
             "kho=on", "liveupdate=on", f"luotest.name={test['name']}",
             "luotest.stage=0"] + test["args"]
@@ -187,12 +211,17 @@ def cmdline(test, variant):
         own = [a for a in test["args"] if a.startswith("kho_scratch=")]
         if not own or int(own[0].split(",")[1].rstrip("M")) < need:
             args += [f"kho_scratch=64M,{need}M,128M"]
-    if variant == "debug" and not test.get("devices"):
-        # The debug kernel has ACPI for the device tests' DMAR table only:
-        # under KASAN, reading the ACPI tables and the PCI root costs
-        # about 7 s per boot.  Without it the kernel takes the CPUs from
-        # the MP table, as it did before it had ACPI.
+    if variant == "debug" and not test.get("acpi"):
+        # Under KASAN, reading the ACPI tables and the PCI root costs about
+        # 7 s per boot: the debug kernel has it for the machines that need
+        # it (the DMAR table, the HPET) only.  Without it the kernel takes
+        # the CPUs from the MP table, as it did before it had ACPI.
         args.append("acpi=off")
+    if test.get("clock") and accel == "tcg" and host_tsc_khz():
+        # The guest's TSC runs at the host's rate: calibrating it against
+        # the emulated PIT fails now and then on a loaded host, and the
+        # early clock then restarts, which the timeline tests check.
+        args.append(f"tsc_early_khz={host_tsc_khz()}")
     extra = os.environ.get("LUO_APPEND")
     if extra:
         args.append(extra)
@@ -224,8 +253,8 @@ def timeout_of(test, variant):
 def run_one(test, variant, accel, logdir, initrd):
     kernel = os.path.join(OUT, KERNELS[variant])
     log = os.path.join(logdir, test["name"] + ".log")
-    cmd = qemu_cmd(kernel, initrd, test["mem"], cmdline(test, variant), accel,
-                   test["devices"])
+    cmd = qemu_cmd(kernel, initrd, test["mem"], cmdline(test, variant, accel),
+                   accel, test["devices"])
     timeout = timeout_of(test, variant)
     start = time.monotonic()
     timed_out = False
@@ -275,6 +304,7 @@ def analyse(test, lines, timed_out, elapsed, log):
     splats = []
     stage = None
     last_done = None
+    skip = None
     for i, line in enumerate(lines):
         m = STAGE.search(line)
         if m:
@@ -288,6 +318,10 @@ def analyse(test, lines, timed_out, elapsed, log):
             splats.append(i)
             continue
         body = CONSOLE_PREFIX.sub("", line)
+        m = PLAN_SKIP.match(body)
+        if m and stage is not None and not line.startswith("["):
+            skip = (stage, m.group(1).strip())
+            continue
         m = KTAP.match(body)
         if m and stage is not None and not line.startswith("["):
             status, num, desc, _, directive = m.groups()
@@ -305,6 +339,10 @@ def analyse(test, lines, timed_out, elapsed, log):
     elif last_done is None:
         results.append((verdict, False, f"no final marker (crash or reboot "
                         f"in stage {stage}); see {log}"))
+    elif (last_done[1] == KSFT_SKIP and skip and skip[0] == last_done[0]):
+        # Skipped, with its reason; never counted as a pass.
+        results.append((verdict, None, f"stage {skip[0]} skipped: "
+                        f"{skip[1]}"))
     elif last_done[1] != 0:
         results.append((verdict, False, f"stage {last_done[0]} exited "
                         f"{last_done[1]}; see {log}"))

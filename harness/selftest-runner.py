@@ -73,6 +73,16 @@ class Verdicts(unittest.TestCase):
         self.assertFalse(v["t: completed"][0])
         self.assertIn("exited 1", v["t: completed"][1])
 
+    def test_stage_skip(self):
+        lines = GOOD[:3] + ["1..0 # SKIP no clock"] + \
+            ["luotest: done t stage 0 rc=4"]
+        v = verdicts(lines)
+        self.assertIsNone(v["t: completed"][0])
+        self.assertIn("no clock", v["t: completed"][1])
+        # Status 4 without kselftest's skip plan is a failure.
+        v = verdicts(GOOD[:-1] + ["luotest: done t stage 0 rc=4"])
+        self.assertFalse(v["t: completed"][0])
+
 
 if __name__ == "__main__":
     sys.exit(0 if unittest.main(exit=False, verbosity=0).result.wasSuccessful() else 1)

@@ -156,10 +156,14 @@ struct liveupdate_flb_state {
  * @unfreeze: undo @freeze after a later freeze failed.  Optional.
  * @retrieve: in the new kernel, on first use: rebuild the object from
  *	@in->data and @in->version and set @in->obj.  On error nothing may be
- *	consumed: the next use retries.  Required.
+ *	consumed: the next use retries.  For a built-in FLB this may be as
+ *	early as core_initcall, before debugfs, the misc class and the file
+ *	handlers exist.  Required.
  * @finish: the last dependent file was finished: release everything.  If
  *	@retrieved is false @retrieve never succeeded and the object must be
- *	released from @in->data alone.  Called exactly once.  Required.
+ *	released from @in->data alone.  Called exactly once, unless LUO
+ *	fails to start after reading the incoming state (it says so).
+ *	Required.
  *
  * Callbacks run in process context, may sleep, and are serialized per FLB;
  * they must not bind or unbind FLBs or file handlers.
@@ -187,7 +191,8 @@ struct liveupdate_flb_ops {
  * @version: format version this kernel writes
  * @ops: the callbacks
  * @owner: module implementing @ops, pinned while the FLB is preserved or
- *	its incoming state is live
+ *	its incoming state is live; NULL for built-in code, whose FLB can be
+ *	retrieved before any handler binds it
  *
  * Global state that several preserved files depend on, for example an
  * IOMMU's tables that every preserved iommufd refers to.  Bound to one or
@@ -203,7 +208,7 @@ struct liveupdate_flb {
 	const struct liveupdate_flb_ops *ops;
 	struct module *owner;
 
-	/* private: the core's state */
+	/* private: the core's state, set up by the first binding */
 	struct list_head list;
 	unsigned int nr_handlers;
 	struct mutex lock;	/* serializes the callbacks */

@@ -29,6 +29,13 @@
  * is retrieved on first use, by its subsystem or by a dependent file's
  * retrieve (liveupdate_flb_get_incoming()), and finished exactly once, when
  * the last file that depended on it is finished, retrieved or not.
+ *
+ * The incoming records are read at core_initcall.  A built-in subsystem
+ * that must take its state over before the handlers that depend on it
+ * exist (an IOMMU driver adopting translation tables at rootfs_initcall,
+ * long before iommufd registers its handler) retrieves its FLB from then
+ * on, bound or not: the FLB is linked to its record on that first use, and
+ * the handlers bind it later as usual.
  * Finished records are kept (they are small) until the next update, so that
  * a late user gets -ENOENT rather than a dangling pointer.
  */
@@ -70,6 +77,39 @@ static struct luo_flb_link *luo_flb_link_find(struct liveupdate_file_handler *h,
 	return NULL;
 }
 
+/*
+ * Built in, so never freed: such an FLB may be retrieved before any handler
+ * binds it, and stays linked to its incoming record when unbound.
+ */
+static bool luo_flb_builtin(const struct liveupdate_flb *flb)
+{
+	return !flb->owner && !is_module_address((unsigned long)flb);
+}
+
+/* The FLB an incoming record of @compatible is linked to, bound or not. */
+static struct liveupdate_flb *luo_flb_in_linked(const char *compatible)
+{
+	struct luo_flb_in *in;
+
+	lockdep_assert_held(&luo_flbs_in_lock);
+	list_for_each_entry(in, &luo_flbs_in, list)
+		if (in->flb && !strcmp(in->compatible, compatible))
+			return in->flb;
+	return NULL;
+}
+
+/* The incoming record @flb is linked to, or NULL. */
+static struct luo_flb_in *luo_flb_in_of(const struct liveupdate_flb *flb)
+{
+	struct luo_flb_in *in;
+
+	lockdep_assert_held(&luo_flbs_in_lock);
+	list_for_each_entry(in, &luo_flbs_in, list)
+		if (in->flb == flb)
+			return in;
+	return NULL;
+}
+
 static bool luo_flb_valid(const struct liveupdate_flb *flb)
 {
 	const struct liveupdate_flb_ops *ops = flb->ops;
@@ -108,18 +148,21 @@ int liveupdate_register_flb(struct liveupdate_file_handler *handler,
 		return -ENOMEM;
 
 	guard(mutex)(&luo_handlers_lock);
+	guard(mutex)(&luo_flbs_in_lock);
 	if (!luo_handler_registered(handler))
 		return -ENOENT;
 	if (handler->nr_files)
 		return -EBUSY;
-	other = luo_flb_find(flb->compatible);
+	other = luo_flb_find(flb->compatible) ?:
+		luo_flb_in_linked(flb->compatible);
 	if ((other && other != flb) || luo_flb_link_find(handler, flb))
 		return -EEXIST;
 	if (!flb->nr_handlers++) {
 		mutex_init(&flb->lock);
 		flb->nr_files = 0;
 		flb->frozen = false;
-		flb->in = NULL;
+		/* Early code may have retrieved a built-in FLB already. */
+		flb->in = luo_flb_in_of(flb);
 		list_add_tail(&flb->list, &luo_flbs);
 	}
 	link->flb = flb;
@@ -138,10 +181,13 @@ static void luo_flb_unbind(struct luo_flb_link *link)
 	if (--flb->nr_handlers)
 		return;
 	list_del(&flb->list);
-	scoped_guard(mutex, &luo_flbs_in_lock) {
-		if (flb->in)
-			flb->in->flb = NULL;
-		flb->in = NULL;
+	/* A module's FLB may go away; a built-in one keeps its record. */
+	if (!luo_flb_builtin(flb)) {
+		scoped_guard(mutex, &luo_flbs_in_lock) {
+			if (flb->in)
+				flb->in->flb = NULL;
+			flb->in = NULL;
+		}
 	}
 	mutex_destroy(&flb->lock);
 }
@@ -397,11 +443,22 @@ void luo_flbs_in_check(void)
 	}
 }
 
+/* A built-in FLB no handler has bound yet, which early code may use. */
+static bool luo_flb_early(struct liveupdate_flb *flb, const char *compatible)
+{
+	lockdep_assert_held(&luo_handlers_lock);
+	return flb && luo_flb_builtin(flb) && !flb->nr_handlers &&
+	       luo_flb_valid(flb) && !strcmp(flb->compatible, compatible);
+}
+
 /*
- * The FLB of this kernel for @in, with its module pinned, or NULL; links
- * the two on first use.
+ * The FLB of this kernel for @in, with its module pinned; links the two on
+ * first use.  @caller is the FLB asked for, or NULL.  ERR_PTR(-ENOENT) if
+ * there is none (or a module's FLB that is not bound), ERR_PTR(-ENODEV) if
+ * its module is going away.
  */
-static struct liveupdate_flb *luo_flb_in_owner(struct luo_flb_in *in)
+static struct liveupdate_flb *luo_flb_in_owner(struct luo_flb_in *in,
+					       struct liveupdate_flb *caller)
 {
 	struct liveupdate_flb *flb;
 
@@ -410,21 +467,28 @@ static struct liveupdate_flb *luo_flb_in_owner(struct luo_flb_in *in)
 	flb = in->flb;
 	if (!flb) {
 		flb = luo_flb_find(in->compatible);
-		if (!flb || flb->in)
-			return NULL;
+		if (!flb && luo_flb_early(caller, in->compatible))
+			flb = caller;
+		if (!flb || luo_flb_in_of(flb))
+			return ERR_PTR(-ENOENT);
 		flb->in = in;
 		in->flb = flb;
 	}
-	return try_module_get(flb->owner) ? flb : NULL;
+	return try_module_get(flb->owner) ? flb : ERR_PTR(-ENODEV);
 }
 
+/*
+ * @flb's record, or the free one of its format.  Never through @flb->in:
+ * an FLB that is not bound may not have it set.
+ */
 static struct luo_flb_in *luo_flb_in_find(struct liveupdate_flb *flb)
 {
 	struct luo_flb_in *in;
 
 	guard(mutex)(&luo_flbs_in_lock);
-	if (flb->in)
-		return flb->in;
+	in = luo_flb_in_of(flb);
+	if (in)
+		return in;
 	list_for_each_entry(in, &luo_flbs_in, list)
 		if (!in->flb && !strcmp(in->compatible, flb->compatible))
 			return in;
@@ -433,17 +497,20 @@ static struct luo_flb_in *luo_flb_in_find(struct liveupdate_flb *flb)
 
 /**
  * liveupdate_flb_get_incoming() - the object of an FLB handed over
- * @flb: a bound FLB
+ * @flb: the FLB: bound to a handler, or built in
  * @objp: output: the object its @retrieve set
  *
  * The first call retrieves the object; later ones return the same one,
  * until the last file that depended on @flb is finished.  Called by the
  * subsystem that owns @flb, or by a dependent file's @retrieve or
- * @preload (from a worker).
+ * @preload (from a worker).  Works once LUO's core_initcall has run; a
+ * built-in @flb (@owner NULL) need not be bound to a handler yet, so that
+ * code running before the handlers exist can take its state over.
  *
- * Return: 0; -ENOENT if the previous kernel handed no such FLB over or it
- * is finished; -ENODEV if the FLB's module is going away; or the error of
- * @retrieve (the next call retries).
+ * Return: 0; -EAGAIN if asked before the incoming state is read; -ENOENT
+ * if the previous kernel handed no such FLB over or it is finished, or if
+ * @flb is a module's and not bound; -ENODEV if the FLB's module is going
+ * away; or the error of @retrieve (the next call retries).
  */
 int liveupdate_flb_get_incoming(struct liveupdate_flb *flb, void **objp)
 {
@@ -451,14 +518,17 @@ int liveupdate_flb_get_incoming(struct liveupdate_flb *flb, void **objp)
 	struct luo_flb_in *in;
 	int err;
 
+	if (luo_incoming_pending())
+		return -EAGAIN;
 	in = luo_flb_in_find(flb);
 	if (!in)
 		return -ENOENT;
-	owner = luo_flb_in_owner(in);
+	owner = luo_flb_in_owner(in, flb);
+	if (IS_ERR(owner))
+		return PTR_ERR(owner);
 	if (owner != flb) {
-		if (owner)
-			module_put(owner->owner);
-		return owner ? -ENOENT : -ENODEV;
+		module_put(owner->owner);
+		return -ENOENT;
 	}
 
 	guard(mutex)(&in->lock);
@@ -491,8 +561,8 @@ static void luo_flb_in_put(struct luo_flb_in *in)
 	guard(mutex)(&in->lock);
 	if (WARN_ON_ONCE(!in->nr_files) || --in->nr_files)
 		return;
-	flb = luo_flb_in_owner(in);
-	if (!flb) {
+	flb = luo_flb_in_owner(in, NULL);
+	if (IS_ERR(flb)) {
 		pr_warn("FLB %s: no FLB of that format in this kernel, its state cannot be released\n",
 			in->compatible);
 		return;

@@ -120,6 +120,9 @@ struct luo_flb_in {
 /* Taken for reading by every operation, for writing by the reboot. */
 extern struct rw_semaphore luo_state_rwsem;
 
+/* orchestrator.c */
+bool luo_incoming_pending(void);
+
 /* sessions.c; the lock protects the tree and the sessions' kind and open */
 extern struct mutex luo_sessions_lock;
 extern struct rb_root luo_sessions;
@@ -193,6 +196,7 @@ void luo_tl_reboot_done(void);
 void luo_tl_span(u32 step, u64 start_ns, u32 count);
 void luo_tl_instant(u32 step);
 void luo_tl_init(void);
+void luo_tl_publish(void);
 u32 luo_tl_get(struct liveupdate_timeline_step *out, u32 room, u32 *flags);
 int luo_tl_show(struct seq_file *m);
 

@@ -121,20 +121,72 @@ static struct miscdevice luo_miscdev = {
 	.fops	= &luo_dev_fops,
 };
 
+/* Set once the incoming state is read, or known to be absent. */
+static bool luo_in_read __ro_after_init;
+/* Files read from the previous kernel's state. */
+static u64 luo_in_files __ro_after_init;
+
+/**
+ * luo_incoming_pending() - is the previous kernel's state still unread
+ *
+ * Return: true before luo_read_incoming() ran in a kernel that has state
+ * to read: a caller asking for it is too early, not told "none".
+ */
+bool luo_incoming_pending(void)
+{
+	/* Pairs with the release in luo_read_incoming(). */
+	return !smp_load_acquire(&luo_in_read) && luo_cmdline &&
+	       kho_is_enabled() && is_kho_boot();
+}
+
 /*
- * What can fail comes first and is undone on failure; the incoming sessions
- * are restored last, so that a failure leaves them unread, as with live
- * update off.
+ * The incoming state is read at core_initcall, before PCI enumeration
+ * (subsys_initcall) and the IOMMU drivers (rootfs_initcall): the code that
+ * must adopt preserved devices and translation tables finds its FLBs there
+ * (liveupdate_flb_get_incoming()).  Nothing here needs more than the
+ * allocator and KHO's incoming tree, both ready before any initcall.
+ */
+static int __init luo_read_incoming(void)
+{
+	u64 start, nr_files;
+
+	if (luo_cmdline && kho_is_enabled()) {
+		luo_tl_init();
+		start = local_clock();
+		nr_files = luo_handover_restore();
+		if (is_kho_boot())
+			luo_tl_span(LIVEUPDATE_TL_RESTORE, start,
+				    min_t(u64, nr_files, U32_MAX));
+		luo_in_files = nr_files;
+	}
+	/* Work started by earlier initcalls may be asking already. */
+	smp_store_release(&luo_in_read, true);
+	return 0;
+}
+core_initcall(luo_read_incoming);
+
+/* LUO cannot start after it read the incoming state: say what is lost. */
+static void __init luo_in_unreachable(void)
+{
+	if (luo_in_files)
+		pr_err("the %llu incoming files cannot be retrieved or finished, nor the FLBs they depend on\n",
+		       luo_in_files);
+}
+
+/*
+ * Publishing the outgoing state needs KHO's outgoing tree (fs_initcall),
+ * and /dev/liveupdate the misc class (subsys_initcall).
  */
 static int __init luo_init(void)
 {
-	u64 start, nr_files;
 	int err;
 
 	if (!luo_cmdline)
 		return 0;
+	/* KHO turns itself off if it cannot set up its outgoing tree. */
 	if (!kho_is_enabled()) {
 		pr_info("KHO is disabled: live update is off\n");
+		luo_in_unreachable();
 		return 0;
 	}
 
@@ -142,21 +194,18 @@ static int __init luo_init(void)
 	if (err) {
 		pr_err("cannot publish the handover state: %pe\n",
 		       ERR_PTR(err));
+		luo_in_unreachable();
 		return err;
 	}
 	err = misc_register(&luo_miscdev);
 	if (err) {
 		pr_err("cannot register /dev/liveupdate: %pe\n", ERR_PTR(err));
 		luo_handover_fini();
+		luo_in_unreachable();
 		return err;
 	}
 	/* Best effort: live update works without a timeline. */
-	luo_tl_init();
-	start = local_clock();
-	nr_files = luo_handover_restore();
-	if (is_kho_boot())
-		luo_tl_span(LIVEUPDATE_TL_RESTORE, start,
-			    min_t(u64, nr_files, U32_MAX));
+	luo_tl_publish();
 	/* Opens /dev/liveupdate: the restored sessions are visible. */
 	smp_store_release(&luo_on, true);
 	luo_tl_instant(LIVEUPDATE_TL_READY);

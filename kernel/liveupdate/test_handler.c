@@ -29,6 +29,12 @@
  *	"out=VALUE" while the FLB is preserved, else "out=none".
  * flb_live: preserved pages of the FLB this kernel holds.
  *
+ * With "liveupdate_test_flb_early=1" on the command line, the FLB is asked
+ * for at early_initcall, before the incoming state is read (logs
+ * "flb_too_early ERRNO"), and at rootfs_initcall, where an IOMMU driver
+ * adopts its tables (logs "flb_early VALUE", or "flb_early_error ERRNO"):
+ * before any handler exists.
+ *
  * With "liveupdate_test_preload_hold=1" on the command line (and debugfs),
  * the handlers have a preload, which logs "preload VALUE", waits until
  * VALUE (or 18446744073709551615, for all) is written to debugfs
@@ -1016,6 +1022,51 @@ static struct miscdevice lut_misc = {
 	.name		= "liveupdate_test",
 	.fops		= &liveupdate_test_fops,
 };
+
+static bool lut_flb_early_use;
+
+static int __init lut_parse_flb_early(char *str)
+{
+	if (!str) {
+		lut_flb_early_use = true;
+		return 0;
+	}
+	return kstrtobool(str, &lut_flb_early_use);
+}
+early_param("liveupdate_test_flb_early", lut_parse_flb_early);
+
+static int __init lut_flb_too_early(void)
+{
+	void *obj;
+	int ret;
+
+	if (lut_flb_early_use) {
+		ret = liveupdate_flb_get_incoming(&lut_flb, &obj);
+		lut_log("flb_too_early", -ret);
+	}
+	return 0;
+}
+early_initcall(lut_flb_too_early);
+
+/* Where the IOMMU drivers run: after PCI, before any handler. */
+static int __init lut_flb_early(void)
+{
+	struct lut_flb_ser *ser;
+	void *obj;
+	int ret;
+
+	if (!lut_flb_early_use)
+		return 0;
+	ret = liveupdate_flb_get_incoming(&lut_flb, &obj);
+	if (ret) {
+		lut_log("flb_early_error", -ret);
+		return 0;
+	}
+	ser = obj;
+	lut_log("flb_early", ser->value);
+	return 0;
+}
+rootfs_initcall(lut_flb_early);
 
 static int __init lut_init(void)
 {

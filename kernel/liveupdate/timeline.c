@@ -343,14 +343,13 @@ out:
 }
 
 /**
- * luo_tl_init() - read the previous kernel's timeline, publish our own page
+ * luo_tl_init() - start this kernel's clock anchor, read the previous
+ * kernel's timeline
  *
- * A kernel without a timeline page still live-updates: the next kernel
- * only lacks this one's reboot steps.
+ * Called when the incoming state is read, early in the boot.
  */
 void __init luo_tl_init(void)
 {
-	struct luo_abi_timeline *tl;
 	unsigned long flags;
 	u64 start, end;
 
@@ -362,6 +361,17 @@ void __init luo_tl_init(void)
 	if (kho_reserve_time(&start, &end))
 		luo_tl_span_at(LIVEUPDATE_TL_KHO_RESERVE, start, end, 0, false);
 	luo_tl_read_prev();
+}
+
+/**
+ * luo_tl_publish() - publish the page the next kernel gets our reboot in
+ *
+ * A kernel without a timeline page still live-updates: the next kernel
+ * only lacks this one's reboot steps.
+ */
+void __init luo_tl_publish(void)
+{
+	struct luo_abi_timeline *tl;
 
 	tl = kho_alloc_preserve(PAGE_SIZE);
 	if (IS_ERR(tl)) {

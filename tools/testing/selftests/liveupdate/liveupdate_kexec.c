@@ -1521,6 +1521,90 @@ static void flb_first_use_1(void)
 }
 
 /*
+ * flb-early: the next kernel asks for the FLB at early_initcall, before the
+ * incoming state is read (EAGAIN, not "none"), and at rootfs_initcall,
+ * where an IOMMU driver adopts its tables, before any handler exists: it
+ * gets the object there.  The handler that binds the FLB later, the
+ * subsystem's own get, the file's retrieve and the finish all find that
+ * same object, retrieved once and finished once.
+ * flb-early-fail: the same, the early retrieve failing (EIO): nothing is
+ * consumed, and the next get retrieves it.
+ */
+static void flb_early_stage0(unsigned long long value, const char *fail)
+{
+	char cmd[32];
+	int sfd, a;
+
+	ksft_set_plan(2);
+	snprintf(cmd, sizeof(cmd), "value=%llu", value);
+	flb_cmd(cmd);
+	if (fail)
+		flb_cmd(fail);
+	sfd = luo_must_create_session(dev, "flb-e");
+	a = new_object(19);
+	result(preserve(sfd, a, 1), "preserve a file");
+	luo_kexec_next_with("liveupdate_test_flb_early=1");
+}
+
+static void flb_early_stage1(unsigned long long value, int err)
+{
+	unsigned long long v[] = { value, value };
+	int sfd, fd;
+	bool ok;
+
+	ksft_set_plan(6);
+	ok = events_are("flb_too_early", (unsigned long long[]){ EAGAIN }, 1) &&
+	     events_are("flb_retrieve", v, 1);
+	if (err)
+		ok &= events_are("flb_early_error",
+				 (unsigned long long[]){ err }, 1) &&
+		      !event_count("flb_early") &&
+		      flb_is("incoming", "files=1 pending");
+	else
+		ok &= events_are("flb_early", v, 1) &&
+		      !event_count("flb_early_error") &&
+		      flb_is("incoming", "files=1 retrieved");
+	result(ok, "%s; EAGAIN at early_initcall",
+	       err ? "the retrieve at rootfs_initcall fails, nothing consumed" :
+		     "retrieved at rootfs_initcall before any handler");
+	ok = !luo_test_flb_cmd("get") &&
+	     events_are("flb_retrieve", v, err ? 2 : 1) &&
+	     flb_is("incoming", "files=1 retrieved");
+	result(ok, "%s", err ? "the subsystem's get retrieves it" :
+			 "the FLB bound later is the one retrieved early");
+	clear_events();
+	sfd = retrieve_session("flb-e");
+	require(sfd >= 0, "retrieve session flb-e");
+	ok = retrieve_value(sfd, 1, 19, &fd) && !event_count("flb_retrieve");
+	result(ok, "the file's retrieve reuses it");
+	ok = !luo_finish(sfd) && events_are("flb_finish", v, 1);
+	result(ok, "finish: the FLB is finished once");
+	result(luo_test_flb_live() == 0 && flb_is("incoming", "files=0 finished"),
+	       "FLB released");
+	ksft_finished();
+}
+
+static void flb_early_0(void)
+{
+	flb_early_stage0(901, NULL);
+}
+
+static void flb_early_1(void)
+{
+	flb_early_stage1(901, 0);
+}
+
+static void flb_early_fail_0(void)
+{
+	flb_early_stage0(902, "fail=retrieve,5,1");
+}
+
+static void flb_early_fail_1(void)
+{
+	flb_early_stage1(902, EIO);
+}
+
+/*
  * reply-fault: LIST_SESSIONS and RETRIEVE_FD write to userspace with no LUO
  * lock held.  Each is stalled in a userfaultfd fault on its reply (the
  * names, a missing page; the RETRIEVE_FD struct, write-protected as it is
@@ -2290,6 +2374,8 @@ static const struct scenario scenarios[] = {
 	{ "flb", 1, { flb_0, flb_1 } },
 	{ "flb-unretrieved", 1, { flb_unretrieved_0, flb_unretrieved_1 } },
 	{ "flb-first-use", 1, { flb_first_use_0, flb_first_use_1 } },
+	{ "flb-early", 1, { flb_early_0, flb_early_1 } },
+	{ "flb-early-fail", 1, { flb_early_fail_0, flb_early_fail_1 } },
 	{ "reply-fault", 1, { reply_fault_0, reply_fault_1 } },
 	{ "preload", 1, { preload_0, preload_1 } },
 	{ "timeline", 1, { timeline_0, timeline_1 } },
