@@ -413,9 +413,11 @@ static const char *client_state(int sfd, int memfd)
 
 	if (ret)
 		return "QUERY failed";
+	/* Settling: preserved, some pages still moving out of KHO scratch. */
 	if (kind != LIVEUPDATE_SESSION_OUTGOING || count != 1 ||
 	    files[0].token != TOKEN ||
-	    files[0].state != LIVEUPDATE_FILE_PRESERVED)
+	    (files[0].state != LIVEUPDATE_FILE_PRESERVED &&
+	     files[0].state != LIVEUPDATE_FILE_SETTLING))
 		return "session is not outgoing with the memfd preserved";
 	return check_data(memfd);
 }
