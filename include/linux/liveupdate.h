@@ -233,6 +233,10 @@ int liveupdate_unregister_flb(struct liveupdate_file_handler *handler,
 			      struct liveupdate_flb *flb);
 int liveupdate_flb_get_outgoing(struct liveupdate_flb *flb, void **objp);
 int liveupdate_flb_get_incoming(struct liveupdate_flb *flb, void **objp);
+int liveupdate_file_dep_outgoing(struct liveupdate_file *lf,
+				 struct file *file, u64 *token);
+int liveupdate_file_dep_incoming(struct liveupdate_file *lf, u64 token,
+				 struct file **filep);
 
 #else
 
@@ -283,6 +287,18 @@ static inline int liveupdate_flb_get_outgoing(struct liveupdate_flb *flb,
 
 static inline int liveupdate_flb_get_incoming(struct liveupdate_flb *flb,
 					      void **objp)
+{
+	return -EOPNOTSUPP;
+}
+
+static inline int liveupdate_file_dep_outgoing(struct liveupdate_file *lf,
+					       struct file *file, u64 *token)
+{
+	return -EOPNOTSUPP;
+}
+
+static inline int liveupdate_file_dep_incoming(struct liveupdate_file *lf,
+					       u64 token, struct file **filep)
 {
 	return -EOPNOTSUPP;
 }

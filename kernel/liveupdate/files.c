@@ -182,6 +182,90 @@ static void luo_object_release(struct luo_file *lfile)
 	rb_erase(&lfile->object_node, &luo_objects);
 }
 
+/* The outgoing file that preserves @object, or NULL. */
+static struct luo_file *luo_object_find(const void *object)
+{
+	struct rb_node *node = luo_objects.rb_node;
+
+	lockdep_assert_held(&luo_objects_lock);
+	while (node) {
+		struct luo_file *f = rb_entry(node, struct luo_file, object_node);
+
+		if (object == f->object)
+			return f;
+		node = object < f->object ? node->rb_left : node->rb_right;
+	}
+	return NULL;
+}
+
+/* Forget what @lfile's state referred to: its preserve failed or is undone. */
+static void luo_file_drop_deps(struct luo_file *lfile)
+{
+	unsigned int i;
+
+	for (i = 0; i < lfile->nr_deps; i++)
+		lfile->deps[i]->nr_dependents--;
+	kfree(lfile->deps);
+	lfile->deps = NULL;
+	lfile->nr_deps = 0;
+	lfile->dep_depth = 0;
+}
+
+/**
+ * liveupdate_file_dep_outgoing() - refer to another file of the session
+ * @lf: the file being preserved, from its handler's @preserve
+ * @file: a file that @lf's state refers to (the memory an iommufd maps,
+ *	the iommufd a device is bound to)
+ * @token: output: @file's token, for @lf's serialized state
+ *
+ * @file itself (the open file, not another one of the same object) must
+ * be preserved already, in the same session: it is then before
+ * @lf in the session, so it is frozen before @lf and unfrozen after, and
+ * the next kernel restores it before @lf (liveupdate_file_dep_incoming())
+ * and finishes it after.  Until @lf is unpreserved, @file cannot be
+ * (LIVEUPDATE_SESSION_UNPRESERVE_FD fails with EBUSY).  The reference is
+ * dropped with @lf's own preserve if that fails.
+ *
+ * Context: from @preserve only, with the session's lock held (LUO holds
+ * it around the callback).
+ *
+ * Return: 0; -ENOENT if @file is not preserved in @lf's session; -ELOOP if
+ * files would refer to files more than LUO_MAX_DEP_DEPTH (8) deep;
+ * -ENOMEM; -EINVAL if not called from @preserve.
+ */
+int liveupdate_file_dep_outgoing(struct liveupdate_file *lf,
+				 struct file *file, u64 *token)
+{
+	struct luo_file *lfile = container_of(lf, struct luo_file, lf);
+	struct luo_file **deps, *dep;
+
+	if (WARN_ON_ONCE(!lfile->preserving))
+		return -EINVAL;
+	lockdep_assert_held(&lfile->session->mutex);
+	scoped_guard(mutex, &luo_objects_lock) {
+		dep = luo_object_find(file);
+		/* Another session's file may go away once the lock drops. */
+		if (dep && (dep == lfile || dep->session != lfile->session))
+			dep = NULL;
+	}
+	/* Ours cannot: the session's lock is held. */
+	if (!dep)
+		return -ENOENT;
+	if (dep->dep_depth >= LUO_MAX_DEP_DEPTH)
+		return -ELOOP;
+	deps = krealloc_array(lfile->deps, lfile->nr_deps + 1, sizeof(*deps),
+			      GFP_KERNEL_ACCOUNT);
+	if (!deps)
+		return -ENOMEM;
+	deps[lfile->nr_deps++] = dep;
+	lfile->deps = deps;
+	lfile->dep_depth = max(lfile->dep_depth, dep->dep_depth + 1);
+	dep->nr_dependents++;
+	*token = dep->lf.token;
+	return 0;
+}
+EXPORT_SYMBOL_GPL(liveupdate_file_dep_outgoing);
+
 /**
  * luo_file_preserve() - preserve a file into an outgoing session
  * @session: outgoing session, its mutex held
@@ -220,6 +304,8 @@ int luo_file_preserve(struct luo_session *session, int fd, u64 token)
 	lfile->lf.file = file;
 	lfile->lf.token = token;
 	lfile->lf.version = h->version;
+	/* Its preserve may look up the files it refers to. */
+	lfile->session = session;
 	lfile->object = file;
 	lfile->state = LIVEUPDATE_FILE_PRESERVED;
 	strscpy(lfile->compatible, h->compatible);
@@ -230,13 +316,17 @@ int luo_file_preserve(struct luo_session *session, int fd, u64 token)
 	/* The FLBs first: the file's preserve may use them. */
 	err = luo_flbs_get(h);
 	if (!err) {
+		lfile->preserving = true;
 		err = h->ops->preserve(&lfile->lf);
+		lfile->preserving = false;
 		if (err)
 			luo_flbs_put(h);
 	}
 	trace_liveupdate_preserve(session->name, token, h->compatible, err);
-	if (err)
+	if (err) {
+		luo_file_drop_deps(lfile);
 		goto err_release;
+	}
 	/* Cannot fail: the token was checked under the same mutex. */
 	WARN_ON(luo_session_add_file(session, lfile));
 	return 0;
@@ -270,7 +360,10 @@ void luo_file_unpreserve(struct luo_file *lfile)
 {
 	struct liveupdate_file_handler *h = lfile->lf.handler;
 
+	/* Unpreserved in reverse order, so its dependents are gone. */
+	WARN_ON_ONCE(lfile->nr_dependents);
 	h->ops->unpreserve(&lfile->lf);
+	luo_file_drop_deps(lfile);
 	luo_flbs_put(h);
 	trace_liveupdate_unpreserve(lfile->session->name, lfile->lf.token,
 				    h->compatible);
@@ -385,7 +478,11 @@ int luo_file_retrieve(struct luo_file *lfile, struct file **filep)
 		goto out;
 	}
 	lfile->lf.handler = h;
+	lfile->retrieving = true;
+	lfile->session->retrieve_depth++;
 	err = h->ops->retrieve(&lfile->lf);
+	lfile->session->retrieve_depth--;
+	lfile->retrieving = false;
 	if (!err && WARN_ON_ONCE(!lfile->lf.file))
 		err = -EIO;
 	if (err) {
@@ -404,6 +501,42 @@ out:
 				  lfile->compatible, err);
 	return err;
 }
+
+/**
+ * liveupdate_file_dep_incoming() - the file another one referred to
+ * @lf: the file being retrieved, from its handler's @retrieve
+ * @token: a token liveupdate_file_dep_outgoing() gave the previous kernel
+ * @filep: output: a new reference to that file of @lf's session
+ *
+ * Retrieves the file if userspace has not yet, as RETRIEVE_FD would; it
+ * stays retrievable by its token, as the same file.  If @lf's retrieve then
+ * fails, that one is not undone.
+ *
+ * Context: from @retrieve only, with the session's lock held (LUO holds it
+ * around the callback); may wait for that file's @preload, so no lock the
+ * handler's @preload takes may be held.
+ *
+ * Return: 0; -EBADMSG if the session has no file @token before @lf, or
+ * files refer to files too deep: only damaged state names one; the error
+ * that file's retrieve returns; -EINVAL if not called from @retrieve.
+ */
+int liveupdate_file_dep_incoming(struct liveupdate_file *lf, u64 token,
+				 struct file **filep)
+{
+	struct luo_file *lfile = container_of(lf, struct luo_file, lf);
+	struct luo_file *dep;
+
+	if (WARN_ON_ONCE(!lfile->retrieving))
+		return -EINVAL;
+	lockdep_assert_held(&lfile->session->mutex);
+	dep = luo_session_find_file(lfile->session, token);
+	/* Earlier only, as the old kernel preserved them: no cycle. */
+	if (!dep || dep->seq >= lfile->seq ||
+	    lfile->session->retrieve_depth > LUO_MAX_DEP_DEPTH)
+		return -EBADMSG;
+	return luo_file_retrieve(dep, filep);
+}
+EXPORT_SYMBOL_GPL(liveupdate_file_dep_incoming);
 
 /* Bind every unretrieved file to its handler, so that it can be finished. */
 static void luo_files_bind_all(struct luo_session *session)

@@ -30,6 +30,9 @@ enum luo_session_kind {
  * @by_token: the same files, by token
  * @nr_files: number of files
  * @preload_work: incoming: preloads the files in the background
+ * @next_seq: the position the next file added gets
+ * @retrieve_depth: incoming: retrieves running, one inside the other
+ *	(liveupdate_file_dep_incoming())
  *
  * An outgoing session lives as long as its fd.  An incoming session lives
  * until it is finished (it then becomes outgoing) or until the next update.
@@ -45,7 +48,12 @@ struct luo_session {
 	struct rb_root by_token;
 	unsigned long nr_files;
 	struct work_struct preload_work;
+	u64 next_seq;
+	unsigned int retrieve_depth;
 };
+
+/* How deep files may refer to files that refer to files (and so on). */
+#define LUO_MAX_DEP_DEPTH	8
 
 /**
  * struct luo_file - a file in a session
@@ -65,6 +73,14 @@ struct luo_session {
  * @compatible: incoming: the handler's format name from the old kernel
  * @flbs: incoming: the FLBs the file depends on, one reference on each
  * @nr_flbs: incoming: entries in @flbs
+ * @seq: its position in @session->files, which only grows
+ * @deps: outgoing: the files of the session its state refers to
+ *	(liveupdate_file_dep_outgoing()), all before it in @session->files
+ * @nr_deps: outgoing: entries in @deps
+ * @nr_dependents: outgoing: preserved files whose @deps name this one
+ * @dep_depth: outgoing: 0, or one more than the deepest of @deps
+ * @preserving: outgoing: its handler's @preserve is running
+ * @retrieving: incoming: its handler's @retrieve is running
  */
 struct luo_file {
 	struct liveupdate_file lf;
@@ -81,6 +97,13 @@ struct luo_file {
 	char compatible[LIVEUPDATE_COMPATIBLE_LENGTH];
 	struct luo_flb_in **flbs;
 	unsigned int nr_flbs;
+	u64 seq;
+	struct luo_file **deps;
+	unsigned int nr_deps;
+	unsigned int nr_dependents;
+	unsigned int dep_depth;
+	bool preserving;
+	bool retrieving;
 };
 
 /**

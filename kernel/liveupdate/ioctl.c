@@ -324,6 +324,9 @@ static int luo_ioctl_unpreserve_fd(struct luo_ucmd *ucmd)
 	lfile = luo_session_find_file(session, cmd->token);
 	if (!lfile)
 		return -ENOENT;
+	/* Another preserved file's state refers to it. */
+	if (lfile->nr_dependents)
+		return -EBUSY;
 	luo_file_unpreserve(lfile);
 	return 0;
 }

@@ -129,6 +129,7 @@ int luo_session_add_file(struct luo_session *session, struct luo_file *lfile)
 	rb_insert_color(&lfile->token_node, &session->by_token);
 	list_add_tail(&lfile->list, &session->files);
 	lfile->session = session;
+	lfile->seq = session->next_seq++;
 	session->nr_files++;
 	return 0;
 }

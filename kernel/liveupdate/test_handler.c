@@ -14,7 +14,11 @@
  *	"value=N\n"; write() takes one command: "value=N", "version=N",
  *	"ghost=0|1", "settling=0|1" (what the settling callback reports;
  *	freeze does not wait), "fail=OP,ERRNO,COUNT" (OP: preserve, freeze,
- *	retrieve or can_finish; COUNT 0: fail every time) or "fail=none".
+ *	retrieve or can_finish; COUNT 0: fail every time), "fail=none", or
+ *	"dep=FD": the file refers to test file FD (holds it), as an iommufd
+ *	does the memfds it maps; it is preserved with a reference to it (its
+ *	preserve logs "dep_error ERRNO" if that fails, before a preserve
+ *	failure is injected) and its retrieve gets it back (logs "dep VALUE").
  * ghost: 0 or 1, registers or unregisters the ghost handler.
  * events: one "OP VALUE" line per callback; any write clears it.
  * live: preserved pages this kernel holds (outgoing and incoming).
@@ -52,6 +56,7 @@
 #include <linux/cleanup.h>
 #include <linux/debugfs.h>
 #include <linux/err.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/init.h>
 #include <linux/io.h>
@@ -71,6 +76,7 @@
 #define LUT_MAGIC		0x4c554f5445535431ULL	/* "LUOTEST1" */
 #define LUT_VERSION		1
 #define LUT_FLAG_GHOST		BIT(0)
+#define LUT_FLAG_DEP		BIT(1)
 #define LUT_CMD_MAX		64
 #define LUT_NR_EVENTS		256
 #define LUT_EVENT_LEN		40
@@ -109,6 +115,8 @@ struct lut_fail {
  * @version: format version to preserve with, 0 for the handler's
  * @ghost: preserve through the ghost handler instead of the main one
  * @settling: what lut_settling() reports
+ * @dep: a test file this one refers to, with a reference, or NULL
+ * @dep_token: while preserved, the token of @dep
  * @ser: the preserved state while the file is preserved, else NULL
  *
  * Everything is protected by lut_lock.
@@ -119,6 +127,8 @@ struct lut_obj {
 	u32 version;
 	bool ghost;
 	bool settling;
+	struct file *dep;
+	u64 dep_token;
 	struct lut_ser *ser;
 };
 
@@ -132,6 +142,8 @@ struct lut_obj {
  * @fail_can_finish_count: see @fail_can_finish_errno
  * @flags: LUT_FLAG_*
  * @reserved: zero
+ * @dep_token: with LUT_FLAG_DEP, the token of the file this one refers to;
+ *	else zero
  *
  * Read by the next kernel, possibly another build: fixed-width fields, no
  * implicit padding.
@@ -145,9 +157,10 @@ struct lut_ser {
 	u32 fail_can_finish_count;
 	u32 flags;
 	u32 reserved;
+	u64 dep_token;
 };
 
-static_assert(sizeof(struct lut_ser) == 40);
+static_assert(sizeof(struct lut_ser) == 48);
 
 enum lut_flb_op {
 	LUT_FLB_PRESERVE,
@@ -245,6 +258,8 @@ static struct lut_obj *lut_obj_alloc(void)
 
 static void lut_obj_free(struct lut_obj *obj)
 {
+	if (obj->dep)
+		fput(obj->dep);
 	kfree(obj);
 	atomic_dec(&lut_nr_objects);
 }
@@ -321,6 +336,40 @@ static int lut_set_fail(struct lut_fail *fail, const char * const *names,
 	return 0;
 }
 
+static const struct file_operations liveupdate_test_fops;
+
+/*
+ * "dep=FD": a file that refers to another cannot be referred to: the last
+ * reference of a cycle would be to such a file, so none can form.
+ */
+static int lut_set_dep(struct lut_obj *obj, const char *arg)
+{
+	struct lut_obj *other;
+	struct file *dep;
+	int fd, ret;
+
+	ret = kstrtoint(arg, 10, &fd);
+	if (ret)
+		return ret;
+	dep = fget(fd);
+	if (!dep)
+		return -EBADF;
+	guard(mutex)(&lut_lock);
+	other = dep->f_op == &liveupdate_test_fops ? dep->private_data : NULL;
+	if (!other) {
+		ret = -EINVAL;
+	} else if (obj->dep || obj->ser) {
+		ret = -EBUSY;
+	} else if (other == obj || other->dep) {
+		ret = -ELOOP;
+	} else {
+		obj->dep = dep;
+		return 0;
+	}
+	fput(dep);
+	return ret;
+}
+
 static int lut_cmd(struct lut_obj *obj, char *cmd)
 {
 	char *key = strsep(&cmd, "=");
@@ -353,6 +402,8 @@ static int lut_cmd(struct lut_obj *obj, char *cmd)
 		guard(mutex)(&lut_lock);
 		/* Read locklessly by lut_can_preserve(). */
 		WRITE_ONCE(obj->ghost, ghost);
+	} else if (!strcmp(key, "dep")) {
+		return lut_set_dep(obj, cmd);
 	} else if (!strcmp(key, "settling")) {
 		ret = kstrtobool(cmd, &settling);
 		if (ret)
@@ -406,6 +457,11 @@ static void lut_ser_fill(struct lut_ser *ser, const struct lut_obj *obj,
 	ser->fail_can_finish_count = obj->fail[LUT_CAN_FINISH].count;
 	ser->flags = ghost ? LUT_FLAG_GHOST : 0;
 	ser->reserved = 0;
+	ser->dep_token = 0;
+	if (obj->dep) {
+		ser->flags |= LUT_FLAG_DEP;
+		ser->dep_token = obj->dep_token;
+	}
 }
 
 static bool lut_can_preserve(struct liveupdate_file_handler *handler,
@@ -427,13 +483,21 @@ static int lut_preserve(struct liveupdate_file *lf)
 
 	guard(mutex)(&lut_lock);
 	lut_log("preserve", obj->value);
+	/* The core must refuse to preserve a file twice. */
+	if (WARN_ON_ONCE(obj->ser))
+		return -EBUSY;
+	if (obj->dep) {
+		ret = liveupdate_file_dep_outgoing(lf, obj->dep, &obj->dep_token);
+		if (ret) {
+			lut_log("dep_error", -ret);
+			return ret;
+		}
+	}
+	/* After the reference: the core must drop it when preserve fails. */
 	ret = lut_inject(&obj->fail[LUT_PRESERVE].err,
 			 &obj->fail[LUT_PRESERVE].count);
 	if (ret)
 		return ret;
-	/* The core must refuse to preserve a file twice. */
-	if (WARN_ON_ONCE(obj->ser))
-		return -EBUSY;
 
 	ser = kho_alloc_preserve(PAGE_SIZE);
 	if (IS_ERR(ser))
@@ -536,11 +600,45 @@ static struct lut_ser *lut_in_ser(struct liveupdate_file *lf)
 	ser = folio_address(folio);
 	ghost = ser->flags & LUT_FLAG_GHOST;
 	if (ser->magic != LUT_MAGIC || ser->reserved ||
-	    (ser->flags & ~LUT_FLAG_GHOST) ||
+	    (ser->flags & ~(LUT_FLAG_GHOST | LUT_FLAG_DEP)) ||
+	    (!(ser->flags & LUT_FLAG_DEP) && ser->dep_token) ||
 	    ser->fail_retrieve_errno > MAX_ERRNO ||
 	    ghost != lut_is_ghost(lf->handler))
 		return ERR_PTR(-EBADMSG);
 	return ser;
+}
+
+/*
+ * The file @lf refers to, if any, retrieved: not under lut_lock, which
+ * that file's own retrieve takes.  NULL if none; an ERR_PTR on failure.
+ */
+static struct file *lut_retrieve_dep(struct liveupdate_file *lf)
+{
+	struct lut_obj *other;
+	struct lut_ser *ser;
+	struct file *dep;
+	u64 token;
+	int ret;
+
+	scoped_guard(mutex, &lut_lock) {
+		ser = lut_in_ser(lf);
+		if (IS_ERR(ser) || !(ser->flags & LUT_FLAG_DEP))
+			return NULL;	/* the retrieve reports it */
+		token = ser->dep_token;
+	}
+	ret = liveupdate_file_dep_incoming(lf, token, &dep);
+	guard(mutex)(&lut_lock);
+	if (ret) {
+		lut_log("dep_error", -ret);
+		return ERR_PTR(ret);
+	}
+	if (dep->f_op != &liveupdate_test_fops) {
+		fput(dep);
+		return ERR_PTR(-EBADMSG);
+	}
+	other = dep->private_data;
+	lut_log("dep", other->value);
+	return dep;
 }
 
 static int lut_retrieve(struct liveupdate_file *lf)
@@ -559,6 +657,10 @@ static int lut_retrieve(struct liveupdate_file *lf)
 	ret = liveupdate_flb_get_incoming(&lut_flb, &flb_obj);
 	if (ret)
 		return ret;
+	struct file *dep __free(fput) = lut_retrieve_dep(lf);
+
+	if (IS_ERR(dep))
+		return PTR_ERR(dep);
 
 	guard(mutex)(&lut_lock);
 	ser = lut_in_ser(lf);
@@ -574,6 +676,7 @@ static int lut_retrieve(struct liveupdate_file *lf)
 		return -ENOMEM;
 	obj->value = ser->value;
 	obj->ghost = ser->flags & LUT_FLAG_GHOST;
+	obj->dep = no_free_ptr(dep);
 	/* Tests can still change it through the retrieved file. */
 	obj->fail[LUT_CAN_FINISH].err = ser->fail_can_finish_errno;
 	obj->fail[LUT_CAN_FINISH].count = ser->fail_can_finish_count;

@@ -138,8 +138,9 @@ struct liveupdate_ioctl_list_sessions {
  *
  * Errors: EINVAL (incoming session), EBADF (not an open fd, or an O_PATH
  * one), EEXIST (token in use in this session), EBUSY (the file is preserved
- * already, in any session), ENOENT (no handler supports this type of file),
- * or the handler's error.
+ * already, in any session), ENOENT (no handler supports this type of file,
+ * or the file refers to one not preserved in this session: an iommufd to a
+ * memfd it maps), or the handler's error.
  */
 struct liveupdate_session_preserve_fd {
 	__u32	size;
@@ -216,10 +217,12 @@ struct liveupdate_session_get_name {
  * @reserved: must be zero
  * @token: the token of the file to give back
  *
- * Extension: removes one file from an outgoing session, in any order; the
- * file is an ordinary file again.
+ * Extension: removes one file from an outgoing session; the file is an
+ * ordinary file again.  A file that another preserved file of the session
+ * refers to (a memfd an iommufd maps) can only go after that one.
  *
- * Errors: EINVAL (incoming session), ENOENT (unknown token).
+ * Errors: EINVAL (incoming session), ENOENT (unknown token), EBUSY
+ * (another preserved file refers to it).
  */
 struct liveupdate_session_unpreserve_fd {
 	__u32	size;

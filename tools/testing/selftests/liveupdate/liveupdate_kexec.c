@@ -1605,6 +1605,95 @@ static void flb_early_fail_1(void)
 }
 
 /*
+ * deps: a file whose state refers to another one (as an iommufd does the
+ * memfds it maps).  It can be preserved only once that one is, in the same
+ * session; that one cannot be unpreserved while it is.  In the next kernel
+ * its retrieve retrieves that one first, which userspace then gets by its
+ * token as the same file, retrieved once; the finish releases both.
+ */
+static void deps_0(void)
+{
+	int sfd, other, a, b, c, d, e, live;
+	char cmd[32];
+	bool ok;
+
+	ksft_set_plan(8);
+	sfd = luo_must_create_session(dev, "deps");
+	other = luo_must_create_session(dev, "deps-other");
+	a = new_object(31);
+	b = new_object(32);
+	snprintf(cmd, sizeof(cmd), "dep=%d", a);
+	object_cmd(b, cmd);
+	c = new_object(33);
+	ok = luo_test_cmd(c, "dep=%d", b) == -ELOOP &&
+	     luo_test_cmd(c, "dep=%d", c) == -ELOOP &&
+	     luo_test_cmd(b, "dep=%d", c) == -EBUSY &&
+	     luo_test_cmd(c, "dep=%d", sfd) == -EINVAL;
+	result(ok, "a file refers to one test file that refers to none: ELOOP, EBUSY, EINVAL");
+
+	clear_events();
+	ok = luo_preserve_fd(sfd, b, 2) == -ENOENT &&
+	     events_are("dep_error", (unsigned long long[]){ ENOENT }, 1);
+	result(ok, "preserved before the file it refers to: ENOENT");
+	ok = preserve(other, a, 1) && luo_preserve_fd(sfd, b, 2) == -ENOENT &&
+	     !luo_unpreserve_fd(other, 1);
+	result(ok, "that file in another session: ENOENT");
+
+	object_cmd(b, "fail=preserve,5,1");
+	ok = preserve(sfd, a, 1) && luo_preserve_fd(sfd, b, 2) == -EIO &&
+	     !luo_unpreserve_fd(sfd, 1);
+	result(ok, "a preserve that fails after the reference drops it");
+
+	ok = preserve(sfd, a, 1) && preserve(sfd, b, 2) &&
+	     luo_unpreserve_fd(sfd, 1) == -EBUSY;
+	result(ok, "preserved after it; then it cannot be unpreserved: EBUSY");
+	ok = !luo_unpreserve_fd(sfd, 2) && !luo_unpreserve_fd(sfd, 1) &&
+	     preserve(sfd, a, 1) && preserve(sfd, b, 2);
+	result(ok, "unpreserved in turn, and preserved again");
+
+	/* A session closed with a file referring to another: both go. */
+	live = luo_test_live();
+	d = new_object(34);
+	e = new_object(35);
+	snprintf(cmd, sizeof(cmd), "dep=%d", d);
+	object_cmd(e, cmd);
+	ok = preserve(other, d, 1) && preserve(other, e, 2) &&
+	     luo_test_live() == live + 2;
+	clear_events();
+	close(other);
+	ok &= luo_test_live() == live &&
+	      events_are("unpreserve", (unsigned long long[]){ 35, 34 }, 2);
+	result(ok, "closing the session unpreserves it, then the file it refers to");
+	close(d);
+	close(e);
+	luo_kexec_next();
+}
+
+static void deps_1(void)
+{
+	int sfd, fa, fb;
+	bool ok;
+
+	ksft_set_plan(5);
+	sfd = retrieve_session("deps");
+	require(sfd >= 0, "retrieve session deps");
+	clear_events();
+	ok = retrieve_value(sfd, 2, 32, &fb) &&
+	     events_are("retrieve", (unsigned long long[]){ 31, 32 }, 2) &&
+	     events_are("dep", (unsigned long long[]){ 31 }, 1);
+	result(ok, "retrieving it retrieves the file it refers to");
+	ok = luo_file_state(sfd, 1) == LIVEUPDATE_FILE_RETRIEVED &&
+	     luo_file_state(sfd, 2) == LIVEUPDATE_FILE_RETRIEVED;
+	result(ok, "both are retrieved");
+	ok = retrieve_value(sfd, 1, 31, &fa) && event_count("retrieve") == 2;
+	result(ok, "that file, by its token: the same, not retrieved again");
+	ok = !luo_finish(sfd) &&
+	     events_are("finish", (unsigned long long[]){ 32, 31 }, 2);
+	result(ok, "finish: it first, then the file it refers to");
+	ksft_finished();
+}
+
+/*
  * reply-fault: LIST_SESSIONS and RETRIEVE_FD write to userspace with no LUO
  * lock held.  Each is stalled in a userfaultfd fault on its reply (the
  * names, a missing page; the RETRIEVE_FD struct, write-protected as it is
@@ -2376,6 +2465,7 @@ static const struct scenario scenarios[] = {
 	{ "flb-first-use", 1, { flb_first_use_0, flb_first_use_1 } },
 	{ "flb-early", 1, { flb_early_0, flb_early_1 } },
 	{ "flb-early-fail", 1, { flb_early_fail_0, flb_early_fail_1 } },
+	{ "deps", 1, { deps_0, deps_1 } },
 	{ "reply-fault", 1, { reply_fault_0, reply_fault_1 } },
 	{ "preload", 1, { preload_0, preload_1 } },
 	{ "timeline", 1, { timeline_0, timeline_1 } },
