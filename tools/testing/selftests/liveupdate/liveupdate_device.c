@@ -13,12 +13,31 @@
  *       writes nothing; once the memfd is unmapped, a transfer to its old
  *       IOVAs faults and leaves its bytes as they were.  Closing the files
  *       and owning the device again works.
+ *
+ * inflight: a device kept running across a live update, its DMA in flight
+ *       at the kexec.  Stage 0 owns the device as rig does, then checks
+ *       the preservation rules: the iommufd goes after the memfd it maps
+ *       and the device after its iommufd (ENOENT otherwise), an IOAS that
+ *       maps user memory cannot be preserved (EOPNOTSUPP); once preserved,
+ *       the IOAS and the attachment are frozen (EBUSY) but DMA still works,
+ *       and the iommufd cannot be unpreserved under its device (EBUSY).
+ *       Unpreserving both makes them ordinary again; they are preserved
+ *       again, the liveness register set, a page of the memfd loaded into
+ *       the device, and a DMA from the device into the memfd started right
+ *       before reboot(KEXEC).  Stage 1 retrieves only the memfd: the DMA
+ *       landed through the kept IOMMU tables without a fault and nothing
+ *       else of the memfd changed; the device, bound to no driver, still
+ *       has its registers and bus mastering (through sysfs).  FINISH
+ *       closes the unretrieved iommufd and device: the IOMMU drops the
+ *       kept translation, and a DMA to the old IOVAs faults and writes
+ *       nothing.  vfio-pci and a new iommufd own the device again.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,19 +67,31 @@ static bool holds(int fd, __u64 off, size_t len, __u64 pat_off, __u64 seed)
 	return true;
 }
 
-/* How many IOMMU fault records for @iova the kernel log has. */
-static int dmar_faults(__u64 iova)
+/*
+ * How many IOMMU fault records for an address in [@lo, @hi) the kernel log
+ * has.  VT-d records the page of the faulting address.
+ */
+static int dmar_faults_in(__u64 lo, __u64 hi)
 {
-	char *log = luo_kernel_log(), *p = log, want[64];
+	static const char want[] = "fault addr 0x";
+	char *log = luo_kernel_log(), *p = log;
+	unsigned long long addr;
 	int n = 0;
 
-	snprintf(want, sizeof(want), "fault addr 0x%llx", (unsigned long long)iova);
 	while ((p = strstr(p, want))) {
-		n++;
 		p += strlen(want);
+		addr = strtoull(p, NULL, 16);
+		if (addr >= lo && addr < hi)
+			n++;
 	}
 	free(log);
 	return n;
+}
+
+/* How many IOMMU fault records for @iova the kernel log has. */
+static int dmar_faults(__u64 iova)
+{
+	return dmar_faults_in(iova, iova + 1);
 }
 
 /* A DMA into @iova, which no mapping covers: a fault, and it ends. */
@@ -142,16 +173,406 @@ static void run_rig(void)
 	close(ram);
 }
 
+/*
+ * inflight: the session's files, and what stage 0 does to the guest RAM
+ * memfd.  Every DMA copies EDU_DMA_MAX bytes through the device's buffer
+ * (from its offset 0); the offsets are those of the memfd.
+ */
+#define INFLIGHT	"inflight"
+#define TOK_RAM		1
+#define TOK_IOMMUFD	2
+#define TOK_DEVICE	3
+#define PG		4096
+#define USER_IOVA	0x4000000ULL	/* anonymous memory (IOMMU_IOAS_MAP) */
+#define USER_SIZE	0x10000
+#define EXTRA_IOVA	0x2000000ULL	/* a second mapping of one memfd page */
+#define EXTRA_OFF	0x80000		/* that page */
+#define FROZEN_SRC	0x3000		/* round trip while preserved */
+#define FROZEN_DST	0x10000
+#define AGAIN_DST	0x11000		/* round trip from EXTRA_IOVA */
+#define PAGE_SRC	0x5000		/* loaded into the device before kexec */
+#define INFLIGHT_DST	0x100000	/* where the in-flight DMA writes it */
+#define FAULT_OFF	0x180000	/* a DMA after FINISH */
+#define OWN_SRC		0x7000		/* round trip of the new owner */
+#define OWN_DST		0x12000
+#define LIVENESS_X	0x4c554f21U
+
+/* The copies stage 0 makes (dst <- src), the in-flight one last. */
+static const struct { __u64 src, dst; } ram_copies[] = {
+	{ FROZEN_SRC, FROZEN_DST },
+	{ EXTRA_OFF, AGAIN_DST },
+	{ PAGE_SRC, INFLIGHT_DST },
+};
+
+/* The word at @off of the guest RAM once stage 0's DMAs all landed. */
+static __u64 ram_word(__u64 off)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(ram_copies); i++)
+		if (off - ram_copies[i].dst < EDU_DMA_MAX)
+			return luo_word_at(ram_copies[i].src + off -
+					   ram_copies[i].dst, SEED);
+	return luo_word_at(off, SEED);
+}
+
+/* The whole guest RAM, malloc()ed, or NULL. */
+static __u64 *read_ram(int fd)
+{
+	__u64 *img = malloc(RAM_SIZE);
+
+	if (img && pread(fd, img, RAM_SIZE, 0) != (ssize_t)RAM_SIZE) {
+		free(img);
+		img = NULL;
+	}
+	return img;
+}
+
+/* Words of [@from, @to) of @img that are not ram_word(); the first printed. */
+static long ram_mismatches(const __u64 *img, __u64 from, __u64 to)
+{
+	long n = 0;
+
+	for (__u64 off = from; off < to; off += 8) {
+		if (img[off / 8] == ram_word(off))
+			continue;
+		if (!n++)
+			ksft_print_msg("memfd offset 0x%llx: 0x%016llx, want 0x%016llx\n",
+				       (unsigned long long)off,
+				       (unsigned long long)img[off / 8],
+				       (unsigned long long)ram_word(off));
+	}
+	if (n)
+		ksft_print_msg("%ld words of [0x%llx, 0x%llx) differ\n", n,
+			       (unsigned long long)from,
+			       (unsigned long long)to);
+	return n;
+}
+
+static bool master_on(const char *bdf)
+{
+	int cmd = edu_pci_command(bdf);
+
+	return cmd >= 0 && (cmd & PCI_COMMAND_MASTER);
+}
+
+/*
+ * EDU_DMA_MAX bytes from @src_iova (memfd offset @src_off) into the device
+ * and back to memfd offset @dst_off (at RAM_IOVA): they arrive there, and
+ * the bytes after them stay as they were.
+ */
+static bool round_trip(struct edu *e, int ram, __u64 src_iova, __u64 src_off,
+		       __u64 dst_off)
+{
+	int ret = edu_dma(e, src_iova, 0, EDU_DMA_MAX, false);
+
+	if (!ret)
+		ret = edu_dma(e, RAM_IOVA + dst_off, 0, EDU_DMA_MAX, true);
+	if (ret) {
+		ksft_print_msg("DMA: %s\n", strerror(-ret));
+		return false;
+	}
+	return holds(ram, dst_off, EDU_DMA_MAX, src_off, SEED) &&
+	       holds(ram, dst_off + EDU_DMA_MAX, EDU_DMA_MAX,
+		     dst_off + EDU_DMA_MAX, SEED);
+}
+
+static void inflight_0(void)
+{
+	static const char * const load[] = { LUO_NEXT_STAGE, "-l", NULL };
+	struct timespec t0, t1;
+	int dev, sfd, ram, ret, ret2;
+	struct edu e;
+	bool ok, busy;
+	void *user;
+	__u32 id;
+
+	if (edu_find(&e))
+		ksft_exit_skip("no edu device: not the edu machine\n");
+	ksft_set_plan(25);
+	dev = luo_open_device();
+	if (dev < 0)
+		luo_bail("open %s: %s", LUO_DEVICE, strerror(-dev));
+
+	/* Owned as in rig. */
+	ret = edu_open(&e);
+	if (ret)
+		ksft_print_msg("owning the edu device: %s\n", strerror(-ret));
+	require(!ret, "edu bound to vfio-pci, its cdev bound to an iommufd and attached to an IOAS");
+	ram = new_ram();
+	ret = edu_map_file(e.iommufd, e.ioas_id, ram, 0, RAM_SIZE, RAM_IOVA);
+	if (!ret)
+		ret = edu_set_master(&e, true);
+	if (ret)
+		ksft_print_msg("map, bus mastering: %s\n", strerror(-ret));
+	require(!ret && edu_alive(&e) && master_on(e.bdf),
+		"2 MiB memfd mapped at IOVA 0x%llx (IOMMU_IOAS_MAP_FILE), bus mastering on",
+		RAM_IOVA);
+
+	/* The order of the preservation, and what an iommufd can carry. */
+	sfd = luo_must_create_session(dev, INFLIGHT);
+	check_ret(luo_preserve_fd(sfd, e.iommufd, TOK_IOMMUFD), -ENOENT,
+		  "PRESERVE_FD of the iommufd before the memfd it maps: ENOENT");
+	check_ret(luo_preserve_fd(sfd, e.devfd, TOK_DEVICE), -ENOENT,
+		  "PRESERVE_FD of the device before its iommufd: ENOENT");
+	require(luo_keep(sfd, ram, TOK_RAM), "PRESERVE_FD of the memfd: 0");
+	user = mmap(NULL, USER_SIZE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (user == MAP_FAILED)
+		luo_bail("mmap: %s", strerror(errno));
+	memset(user, 0, USER_SIZE);
+	ret = edu_map_user(e.iommufd, e.ioas_id, user, USER_SIZE, USER_IOVA);
+	if (ret)
+		luo_bail("IOMMU_IOAS_MAP of anonymous memory: %s",
+			 strerror(-ret));
+	check_ret(luo_preserve_fd(sfd, e.iommufd, TOK_IOMMUFD), -EOPNOTSUPP,
+		  "PRESERVE_FD of the iommufd while its IOAS also maps anonymous memory (IOMMU_IOAS_MAP at 0x%llx): EOPNOTSUPP",
+		  USER_IOVA);
+	ret = edu_unmap(e.iommufd, e.ioas_id, USER_IOVA, USER_SIZE);
+	if (ret)
+		luo_bail("IOMMU_IOAS_UNMAP of the anonymous memory: %s",
+			 strerror(-ret));
+	munmap(user, USER_SIZE);
+	require(luo_keep(sfd, e.iommufd, TOK_IOMMUFD),
+		"PRESERVE_FD of the iommufd, its IOAS mapping only the preserved memfd: 0");
+	require(luo_keep(sfd, e.devfd, TOK_DEVICE),
+		"PRESERVE_FD of the device, after its iommufd: 0");
+
+	/* Preserved: the tables and the attachment are frozen, not gone. */
+	check_ret(edu_map_file(e.iommufd, e.ioas_id, ram, EXTRA_OFF, PG,
+			       EXTRA_IOVA), -EBUSY,
+		  "preserved iommufd: IOMMU_IOAS_MAP_FILE: EBUSY");
+	check_ret(edu_unmap(e.iommufd, e.ioas_id, RAM_IOVA, RAM_SIZE), -EBUSY,
+		  "preserved iommufd: IOMMU_IOAS_UNMAP: EBUSY");
+	check_ret(edu_ioas_alloc(e.iommufd, &id), -EBUSY,
+		  "preserved iommufd: IOMMU_IOAS_ALLOC: EBUSY");
+	check_ret(edu_hwpt_alloc(e.iommufd, e.dev_id, e.ioas_id, &id), -EBUSY,
+		  "preserved iommufd: IOMMU_HWPT_ALLOC: EBUSY");
+	ret = edu_iova_ranges(e.iommufd, e.ioas_id);
+	if (ret <= 0)
+		ksft_print_msg("IOMMU_IOAS_IOVA_RANGES: %d (%s)\n", ret,
+			       strerror(-ret));
+	result(ret > 0, "preserved iommufd: IOMMU_IOAS_IOVA_RANGES still works");
+	check_ret(edu_detach(&e), -EBUSY,
+		  "preserved device: VFIO_DEVICE_DETACH_IOMMUFD_PT: EBUSY");
+	check_ret(edu_attach(&e, e.ioas_id), -EBUSY,
+		  "preserved device: VFIO_DEVICE_ATTACH_IOMMUFD_PT: EBUSY");
+	check_ret(luo_unpreserve_fd(sfd, TOK_IOMMUFD), -EBUSY,
+		  "UNPRESERVE_FD of the iommufd while its device is preserved: EBUSY");
+	result(round_trip(&e, ram, RAM_IOVA + FROZEN_SRC, FROZEN_SRC,
+			  FROZEN_DST),
+	       "preserved: a DMA round trip through the IOMMU still works");
+
+	/* Unpreserved, they are ordinary again. */
+	check_ret(luo_unpreserve_fd(sfd, TOK_DEVICE), 0,
+		  "UNPRESERVE_FD of the device: 0");
+	check_ret(luo_unpreserve_fd(sfd, TOK_IOMMUFD), 0,
+		  "UNPRESERVE_FD of the iommufd, after its device: 0");
+	ret = edu_map_file(e.iommufd, e.ioas_id, ram, EXTRA_OFF, PG,
+			   EXTRA_IOVA);
+	ok = !ret && round_trip(&e, ram, EXTRA_IOVA, EXTRA_OFF, AGAIN_DST);
+	ret2 = edu_unmap(e.iommufd, e.ioas_id, EXTRA_IOVA, PG);
+	if (ret || ret2)
+		ksft_print_msg("IOMMU_IOAS_MAP_FILE: %s, IOMMU_IOAS_UNMAP: %s\n",
+			       strerror(-ret), strerror(-ret2));
+	result(ok && !ret2,
+	       "unpreserved: IOMMU_IOAS_MAP_FILE of a memfd page at 0x%llx, a DMA round trip through it, IOMMU_IOAS_UNMAP",
+	       EXTRA_IOVA);
+	require(luo_keep(sfd, e.iommufd, TOK_IOMMUFD),
+		"PRESERVE_FD of the iommufd again (the memfd stayed preserved): 0");
+	require(luo_keep(sfd, e.devfd, TOK_DEVICE),
+		"PRESERVE_FD of the device again: 0");
+
+	/* State in the device, then a DMA left running into the kexec. */
+	edu_wr32(&e, EDU_REG_LIVENESS, LIVENESS_X);
+	ret = edu_dma(&e, RAM_IOVA + PAGE_SRC, 0, EDU_DMA_MAX, false);
+	if (ret)
+		ksft_print_msg("DMA: %s\n", strerror(-ret));
+	result(!ret && edu_rd32(&e, EDU_REG_LIVENESS) == ~LIVENESS_X,
+	       "device state: liveness register written (0x%x), the 2 KiB at memfd offset 0x%x loaded into its buffer",
+	       LIVENESS_X, PAGE_SRC);
+	/* Loaded first: that takes seconds under TCG, the DMA 100 ms. */
+	ret = luo_run(load);
+	if (ret)
+		ksft_print_msg("%s -l: %d\n", LUO_NEXT_STAGE, ret);
+	result(!ret, "the next kernel loaded (%s -l)", LUO_NEXT_STAGE);
+	if (ksft_get_fail_cnt())
+		luo_kexec_next();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ret = edu_dma_start(&e, RAM_IOVA + INFLIGHT_DST, 0, EDU_DMA_MAX, true);
+	busy = edu_dma_busy(&e);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (ret)
+		luo_bail("DMA start: %s", strerror(-ret));
+	ksft_print_msg("DMA of %d bytes to IOVA 0x%llx started %lld us before reboot(KEXEC), which follows this line; %s\n",
+		       EDU_DMA_MAX, RAM_IOVA + INFLIGHT_DST,
+		       (t1.tv_sec - t0.tv_sec) * 1000000LL +
+		       (t1.tv_nsec - t0.tv_nsec) / 1000,
+		       busy ? "running" : "already done");
+	fflush(stdout);
+	ret = luo_reboot_kexec();
+	ksft_print_msg("reboot(KEXEC): %s\n", strerror(-ret));
+	ksft_test_result_fail("kexec into stage 1\n");
+	ksft_finished();
+}
+
+static void inflight_1(void)
+{
+	struct edu r = { .iommufd = -1, .devfd = -1 }, e;
+	__u64 src, dst, cnt, cmd;
+	int dev, sfd = -1, ram, ret, cfg;
+	char drv[EDU_DRV_LEN], *log, *at, *end;
+	__u32 id, live;
+	struct stat st;
+	__u64 *img;
+	long bad;
+	bool ok;
+
+	ksft_set_plan(17);
+	dev = luo_open_device();
+	if (dev < 0)
+		luo_bail("open %s: %s", LUO_DEVICE, strerror(-dev));
+	ret = luo_retrieve_session(dev, INFLIGHT, &sfd);
+	if (ret)
+		ksft_print_msg("RETRIEVE_SESSION: %s\n", strerror(-ret));
+	require(!ret, "retrieve session " INFLIGHT);
+	ram = luo_take(sfd, TOK_RAM);
+	require(ram >= 0 && !fstat(ram, &st) && st.st_size == (off_t)RAM_SIZE,
+		"retrieve the 2 MiB memfd");
+	result(luo_file_state(sfd, TOK_IOMMUFD) == LIVEUPDATE_FILE_INCOMING &&
+	       luo_file_state(sfd, TOK_DEVICE) == LIVEUPDATE_FILE_INCOMING,
+	       "the iommufd and the device are in the session, not retrieved");
+
+	/* The memfd: the in-flight DMA landed, nothing else changed. */
+	img = read_ram(ram);
+	if (!img)
+		luo_bail("reading the memfd: %s", strerror(errno));
+	bad = ram_mismatches(img, INFLIGHT_DST, INFLIGHT_DST + EDU_DMA_MAX);
+	if (bad && img[INFLIGHT_DST / 8] == luo_word_at(INFLIGHT_DST, SEED))
+		ksft_print_msg("the old bytes are still there: the DMA did not land\n");
+	result(!bad,
+	       "the in-flight DMA landed: the 2 KiB at memfd offset 0x%x hold those loaded from 0x%x",
+	       INFLIGHT_DST, PAGE_SRC);
+	bad = ram_mismatches(img, 0, INFLIGHT_DST) +
+	      ram_mismatches(img, INFLIGHT_DST + EDU_DMA_MAX, RAM_SIZE);
+	result(!bad, "every other byte of the memfd is as before the kexec");
+	free(img);
+
+	/* The IOMMU kept translating, and nothing faulted. */
+	log = luo_kernel_log();
+	at = strstr(log, "preserved by the previous kernel");
+	if (at) {
+		while (at > log && at[-1] != '\n')
+			at--;
+		end = strchr(at, '\n');
+		ksft_print_msg("%.*s\n", end ? (int)(end - at) : (int)strlen(at),
+			       at);
+	}
+	result(at, "kernel log: IOMMU translation kept for a device preserved by the previous kernel");
+	free(log);
+	ret = dmar_faults_in(RAM_IOVA, RAM_IOVA + RAM_SIZE);
+	if (ret)
+		ksft_print_msg("%d IOMMU faults\n", ret);
+	result(!ret, "kernel log: no IOMMU fault in the memfd's IOVAs [0x%llx, 0x%llx)",
+	       RAM_IOVA, RAM_IOVA + RAM_SIZE);
+
+	/* The device kept its state: no driver, registers through sysfs. */
+	ret = edu_find(&r);
+	if (ret)
+		luo_bail("no edu device in stage 1: %s", strerror(-ret));
+	ret = edu_driver(r.bdf, drv);
+	if (ret || drv[0])
+		ksft_print_msg("%s driver: %s (%s)\n", r.bdf, drv,
+			       strerror(-ret));
+	result(!ret && !drv[0], "the device is bound to no driver");
+	cfg = edu_pci_command(r.bdf);
+	if (cfg < 0)
+		ksft_print_msg("config space: %s\n", strerror(-cfg));
+	else
+		ksft_print_msg("PCI command register 0x%04x\n", cfg);
+	result(cfg >= 0 && (cfg & PCI_COMMAND_MASTER) &&
+	       (cfg & PCI_COMMAND_MEMORY),
+	       "config space: bus mastering and memory decoding still on");
+	ret = edu_map_resource(&r);
+	if (ret)
+		ksft_print_msg("resource0: %s\n", strerror(-ret));
+	require(!ret, "BAR0 mapped through sysfs (resource0)");
+	id = edu_rd32(&r, EDU_REG_ID);
+	live = edu_rd32(&r, EDU_REG_LIVENESS);
+	if ((id & 0xffff) != 0x00ed || live != ~LIVENESS_X)
+		ksft_print_msg("id 0x%08x, liveness 0x%08x\n", id, live);
+	result((id & 0xffff) == 0x00ed && live == ~LIVENESS_X,
+	       "the liveness register reads ~0x%x, as written before the kexec",
+	       LIVENESS_X);
+	src = edu_rd64(&r, EDU_REG_DMA_SRC);
+	dst = edu_rd64(&r, EDU_REG_DMA_DST);
+	cnt = edu_rd64(&r, EDU_REG_DMA_COUNT);
+	cmd = edu_rd64(&r, EDU_REG_DMA_CMD);
+	ok = src == EDU_BUF && dst == RAM_IOVA + INFLIGHT_DST &&
+	     cnt == EDU_DMA_MAX && !(cmd & EDU_DMA_RUN);
+	if (!ok)
+		ksft_print_msg("DMA src 0x%llx, dst 0x%llx, count 0x%llx, cmd 0x%llx\n",
+			       (unsigned long long)src,
+			       (unsigned long long)dst,
+			       (unsigned long long)cnt,
+			       (unsigned long long)cmd);
+	result(ok, "the DMA registers hold the in-flight transfer (buffer to IOVA 0x%llx, %d bytes), done",
+	       RAM_IOVA + INFLIGHT_DST, EDU_DMA_MAX);
+
+	/* FINISH ends the kept translation: DMA to the old IOVAs faults. */
+	check_ret(luo_finish(sfd), 0,
+		  "FINISH, the iommufd and the device never retrieved: 0");
+	result(dma_faults(&r, RAM_IOVA + FAULT_OFF),
+	       "after FINISH, a DMA to IOVA 0x%llx faults in the IOMMU",
+	       RAM_IOVA + FAULT_OFF);
+	result(holds(ram, FAULT_OFF, EDU_DMA_MAX, FAULT_OFF, SEED) &&
+	       holds(ram, FAULT_OFF + EDU_DMA_MAX, EDU_DMA_MAX,
+		     FAULT_OFF + EDU_DMA_MAX, SEED),
+	       "after FINISH, that DMA wrote nothing into the memfd (offset 0x%x)",
+	       FAULT_OFF);
+	edu_close(&r);
+
+	/* Owned again, as in rig. */
+	ret = edu_open(&e);
+	if (ret)
+		ksft_print_msg("owning the edu device: %s\n", strerror(-ret));
+	result(!ret, "owned again: bound to vfio-pci, its cdev bound to a new iommufd and attached to a new IOAS");
+	ok = false;
+	if (!ret) {
+		ret = edu_map_file(e.iommufd, e.ioas_id, ram, 0, RAM_SIZE,
+				   RAM_IOVA);
+		if (!ret)
+			ret = edu_set_master(&e, true);
+		if (ret)
+			ksft_print_msg("map, bus mastering: %s\n",
+				       strerror(-ret));
+		ok = !ret && round_trip(&e, ram, RAM_IOVA + OWN_SRC, OWN_SRC,
+					OWN_DST);
+		edu_close(&e);
+	}
+	result(ok, "owned again: the retrieved memfd mapped at IOVA 0x%llx, a DMA round trip through the IOMMU",
+	       RAM_IOVA);
+	close(ram);
+	close(sfd);
+	close(dev);
+	ksft_finished();
+}
+
 int main(int argc, char **argv)
 {
 	const char *scenario = argc == 2 ? argv[1] : "";
 
 	stage = luo_stage();
-	if (strcmp(scenario, "rig")) {
-		fprintf(stderr, "%s rig, with LUO_STAGE=N\n", argv[0]);
+	if (strcmp(scenario, "rig") && strcmp(scenario, "inflight")) {
+		fprintf(stderr, "%s rig|inflight, with LUO_STAGE=N\n", argv[0]);
 		return KSFT_FAIL;
 	}
 	ksft_print_header();
-	run_rig();
+	if (!strcmp(scenario, "rig"))
+		run_rig();
+	else if (stage == 0)
+		inflight_0();
+	else if (stage == 1)
+		inflight_1();
+	else
+		ksft_exit_fail_msg("inflight has no stage %d\n", stage);
 	ksft_finished();
 }

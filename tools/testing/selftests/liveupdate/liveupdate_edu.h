@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <linux/iommufd.h>
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
@@ -249,6 +250,82 @@ static inline int edu_unmap(int iommufd, __u32 ioas_id, __u64 iova,
 	return ioctl(iommufd, IOMMU_IOAS_UNMAP, &unmap) ? -errno : 0;
 }
 
+/*
+ * Map @len bytes of user memory at @va at @iova (IOMMU_IOAS_MAP): memory
+ * no file backs, which an iommufd cannot carry across a live update.
+ */
+static inline int edu_map_user(int iommufd, __u32 ioas_id, void *va,
+			       __u64 len, __u64 iova)
+{
+	struct iommu_ioas_map map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = ioas_id,
+		.user_va = (uintptr_t)va,
+		.length = len,
+		.iova = iova,
+	};
+
+	return ioctl(iommufd, IOMMU_IOAS_MAP, &map) ? -errno : 0;
+}
+
+/* The number of usable IOVA ranges of @ioas_id (IOMMU_IOAS_IOVA_RANGES). */
+static inline int edu_iova_ranges(int iommufd, __u32 ioas_id)
+{
+	struct iommu_iova_range ranges[16];
+	struct iommu_ioas_iova_ranges arg = {
+		.size = sizeof(arg),
+		.ioas_id = ioas_id,
+		.num_iovas = 16,
+		.allowed_iovas = (uintptr_t)ranges,
+	};
+
+	return ioctl(iommufd, IOMMU_IOAS_IOVA_RANGES, &arg) ? -errno :
+							     (int)arg.num_iovas;
+}
+
+/* A paging HWPT for device @dev_id over @pt_id (IOMMU_HWPT_ALLOC). */
+static inline int edu_hwpt_alloc(int iommufd, __u32 dev_id, __u32 pt_id,
+				 __u32 *hwpt_id)
+{
+	struct iommu_hwpt_alloc alloc = {
+		.size = sizeof(alloc),
+		.dev_id = dev_id,
+		.pt_id = pt_id,
+		.data_type = IOMMU_HWPT_DATA_NONE,
+	};
+
+	if (ioctl(iommufd, IOMMU_HWPT_ALLOC, &alloc))
+		return -errno;
+	*hwpt_id = alloc.out_hwpt_id;
+	return 0;
+}
+
+/* Attach the bound device to @pt_id (IOAS or HWPT), or move it there. */
+static inline int edu_attach(struct edu *e, __u32 pt_id)
+{
+	struct vfio_device_attach_iommufd_pt attach = {
+		.argsz = sizeof(attach),
+		.pt_id = pt_id,
+	};
+
+	if (ioctl(e->devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
+		return -errno;
+	e->hwpt_id = attach.pt_id;
+	return 0;
+}
+
+static inline int edu_detach(struct edu *e)
+{
+	struct vfio_device_detach_iommufd_pt detach = {
+		.argsz = sizeof(detach),
+	};
+
+	return ioctl(e->devfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach) ?
+	       -errno : 0;
+}
+
 /* Bind the device to @e->iommufd and attach it to @pt_id (IOAS or HWPT). */
 static inline int edu_bind_attach(struct edu *e, __u32 pt_id)
 {
@@ -256,18 +333,11 @@ static inline int edu_bind_attach(struct edu *e, __u32 pt_id)
 		.argsz = sizeof(bind),
 		.iommufd = e->iommufd,
 	};
-	struct vfio_device_attach_iommufd_pt attach = {
-		.argsz = sizeof(attach),
-		.pt_id = pt_id,
-	};
 
 	if (ioctl(e->devfd, VFIO_DEVICE_BIND_IOMMUFD, &bind))
 		return -errno;
 	e->dev_id = bind.out_devid;
-	if (ioctl(e->devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
-		return -errno;
-	e->hwpt_id = attach.pt_id;
-	return 0;
+	return edu_attach(e, pt_id);
 }
 
 /* mmap BAR0 of the device through its cdev. */
@@ -289,6 +359,35 @@ static inline int edu_map_bar(struct edu *e)
 		return -errno;
 	e->bar = p;
 	e->bar_size = info.size;
+	return 0;
+}
+
+/*
+ * mmap BAR0 of @e->bdf through sysfs (resource0), with no driver involved:
+ * a device no driver owns, such as one a previous kernel handed over
+ * still running.  edu_close() unmaps it.
+ */
+static inline int edu_map_resource(struct edu *e)
+{
+	char path[128];
+	struct stat st;
+	void *p;
+	int fd;
+
+	snprintf(path, sizeof(path), EDU_PCI_DIR "/%s/resource0", e->bdf);
+	fd = open(path, O_RDWR | O_SYNC | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) || !st.st_size) {
+		close(fd);
+		return -EIO;
+	}
+	p = mmap(NULL, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -errno;
+	e->bar = p;
+	e->bar_size = st.st_size;
 	return 0;
 }
 

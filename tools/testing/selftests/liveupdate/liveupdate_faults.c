@@ -156,9 +156,6 @@ static char saved_printk[64];
 static bool thp_ok, huge_ok;
 static int errors;	/* failures in the current sweep */
 
-#define result(cond, fmt, ...) \
-	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
-
 /* A failed check in a sweep: print it, count it. */
 #define bad(fmt, ...) do {						\
 	ksft_print_msg("FAIL: " fmt "\n", ##__VA_ARGS__);		\

@@ -37,39 +37,6 @@ static int stage;
 static int many = 1000;
 static int dev = -1;
 
-#define result(cond, fmt, ...) \
-	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
-
-/* Report whether @got (0 or -errno) is @want; true if it is. */
-static __printf(3, 4) bool check_ret(int got, int want, const char *fmt, ...)
-{
-	char desc[160];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(desc, sizeof(desc), fmt, ap);
-	va_end(ap);
-	if (got != want)
-		ksft_print_msg("%s: got %d (%s), want %d (%s)\n", desc, got,
-			       strerror(-got), want, strerror(-want));
-	ksft_test_result(got == want, "%s\n", desc);
-	return got == want;
-}
-
-/* A result that the rest of the stage depends on. */
-static __printf(2, 3) void require(bool ok, const char *fmt, ...)
-{
-	char desc[160];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(desc, sizeof(desc), fmt, ap);
-	va_end(ap);
-	ksft_test_result(ok, "%s\n", desc);
-	if (!ok)
-		luo_bail("cannot go on after: %s", desc);
-}
-
 static long long now_ms(void)
 {
 	struct timespec ts;

@@ -126,9 +126,6 @@ static int stage;
 static bool nopreload;
 #define NOPRELOAD	"liveupdate_preload=off"
 
-#define result(cond, fmt, ...) \
-	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
-
 static long long now_us(void)
 {
 	struct timespec ts;

@@ -97,9 +97,6 @@
 static int dev = -1;
 static int stage;
 
-#define result(cond, fmt, ...) \
-	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
-
 /*
  * The result of running an mm path at a control memfd: a pass if the path
  * acted on it, a SKIP otherwise, as the case then shows nothing.

@@ -50,9 +50,6 @@
 #define SZ_1M		(1024 * 1024ULL)
 #define SZ_1G		(1024 * SZ_1M)
 
-#define result(cond, fmt, ...) \
-	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
-
 static int stage;
 static int dev = -1;
 

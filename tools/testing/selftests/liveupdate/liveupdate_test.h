@@ -57,6 +57,43 @@ static inline __printf(1, 2) void __noreturn luo_bail(const char *fmt, ...)
 			   msg);
 }
 
+/*
+ * One TAP result; @fmt is a string literal (a newline is appended to it),
+ * never a conditional expression.
+ */
+#define result(cond, fmt, ...) \
+	ksft_test_result(cond, fmt "\n", ##__VA_ARGS__)
+
+/* Report whether @got (0 or -errno) is @want; true if it is. */
+static inline __printf(3, 4) bool check_ret(int got, int want, const char *fmt, ...)
+{
+	char desc[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(desc, sizeof(desc), fmt, ap);
+	va_end(ap);
+	if (got != want)
+		ksft_print_msg("%s: got %d (%s), want %d (%s)\n", desc, got,
+			       strerror(-got), want, strerror(-want));
+	ksft_test_result(got == want, "%s\n", desc);
+	return got == want;
+}
+
+/* A result that the rest of the stage depends on. */
+static inline __printf(2, 3) void require(bool ok, const char *fmt, ...)
+{
+	char desc[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(desc, sizeof(desc), fmt, ap);
+	va_end(ap);
+	ksft_test_result(ok, "%s\n", desc);
+	if (!ok)
+		luo_bail("cannot go on after: %s", desc);
+}
+
 #define LUO_DEVICE		"/dev/liveupdate"
 #define LUO_TEST_DEVICE		"/dev/liveupdate_test"
 #define LUO_TEST_DEBUGFS	"/sys/kernel/debug/liveupdate_test"
