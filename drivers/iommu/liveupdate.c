@@ -227,8 +227,13 @@ struct iommu_lu_in {
 	struct xarray devs;		/* entries of @table by segment and RID */
 };
 
-/* The incoming devices, from the FLB's retrieve to its finish. */
+/*
+ * The incoming devices, from the FLB's retrieve to its finish; a device
+ * leaves @devs when it is finished.  iommu_lu_in_lock serializes the
+ * finishes; lookups from the IOMMU driver's init need no lock.
+ */
 static struct iommu_lu_in *iommu_lu_in;
+static DEFINE_MUTEX(iommu_lu_in_lock);
 static const struct iommu_liveupdate_driver *iommu_lu_drivers[2];
 
 static struct iommu_preserve_table *iommu_lu_table_in(u64 phys)
@@ -287,9 +292,45 @@ static int iommu_lu_retrieve(struct liveupdate_flb *flb,
 			return err == -EBUSY ? -EBADMSG : err;
 		}
 	}
-	iommu_lu_in = in;
+	WRITE_ONCE(iommu_lu_in, in);
 	in_state->obj = in;
 	return 0;
+}
+
+static struct pci_dev *iommu_lu_pci_dev(const struct iommu_preserve_dev *rec)
+{
+	return pci_get_domain_bus_and_slot(rec->segment, PCI_BUS_NUM(rec->rid),
+					   rec->rid & 0xff);
+}
+
+/*
+ * The live update is over for the device of @rec, which is off the list:
+ * its driver tears down what nobody took over, and the device, which
+ * nothing could bind until now, is an ordinary one again, on its group's
+ * domain.
+ */
+static void iommu_lu_finish_dev(const struct iommu_preserve_dev *rec)
+{
+	const struct iommu_liveupdate_driver *drv = NULL;
+	struct pci_dev *pdev;
+
+	if (rec->driver < ARRAY_SIZE(iommu_lu_drivers))
+		drv = iommu_lu_drivers[rec->driver];
+	if (drv)
+		drv->finish(rec);
+	else
+		pr_warn("%04x:%02x:%02x.%d: no IOMMU driver took it over; what was kept for it stays reserved\n",
+			rec->segment, PCI_BUS_NUM(rec->rid),
+			PCI_SLOT(rec->rid), PCI_FUNC(rec->rid));
+
+	pdev = iommu_lu_pci_dev(rec);
+	if (!pdev)
+		return;
+	if (pdev->dev.iommu_group)
+		iommu_deferred_attach(&pdev->dev,
+				      iommu_get_domain_for_dev(&pdev->dev));
+	pci_dev_liveupdate_hold(pdev, false);
+	pci_dev_put(pdev);
 }
 
 static void iommu_lu_finish(struct liveupdate_flb *flb,
@@ -298,7 +339,8 @@ static void iommu_lu_finish(struct liveupdate_flb *flb,
 {
 	struct iommu_lu_in *in = in_state->obj;
 	struct iommu_preserve_table *table;
-	u32 i;
+	struct iommu_preserve_dev *rec;
+	unsigned long key;
 
 	if (!retrieved) {
 		/* Nobody read it, so no IOMMU adopted anything from it. */
@@ -308,22 +350,42 @@ static void iommu_lu_finish(struct liveupdate_flb *flb,
 		return;
 	}
 
-	for (i = 0; i < in->table->nr_devs; i++) {
-		const struct iommu_preserve_dev *rec = &in->table->devs[i];
-		const struct iommu_liveupdate_driver *drv = NULL;
-
-		if (rec->driver < ARRAY_SIZE(iommu_lu_drivers))
-			drv = iommu_lu_drivers[rec->driver];
-		if (drv)
-			drv->finish(rec);
-		else
-			pr_warn("%04x:%02x:%02x.%d: no IOMMU driver took it over; what was kept for it stays reserved\n",
-				rec->segment, PCI_BUS_NUM(rec->rid),
-				PCI_SLOT(rec->rid), PCI_FUNC(rec->rid));
+	/* The devices whose own files did not finish them. */
+	guard(mutex)(&iommu_lu_in_lock);
+	xa_for_each(&in->devs, key, rec) {
+		xa_erase(&in->devs, key);
+		iommu_lu_finish_dev(rec);
 	}
-	iommu_lu_in = NULL;
+	WRITE_ONCE(iommu_lu_in, NULL);
 	iommu_lu_in_free(in);
 }
+
+/**
+ * iommu_liveupdate_finish_device() - the live update is over for a device
+ * @dev: a device the previous kernel kept translated
+ *
+ * For the file handler of @dev, from its finish: the device's IOMMU driver
+ * tears down what nobody took over (the device is blocked then, if it
+ * still does DMA) and frees what was kept for it, and the device can be
+ * bound to drivers again.  Before the memory it did DMA into is released
+ * with the rest of its session, not when the last session is finished.
+ * Nothing if @dev was not kept or is finished already.
+ */
+void iommu_liveupdate_finish_device(struct device *dev)
+{
+	struct iommu_preserve_dev *rec;
+	struct iommu_lu_in *in;
+	u16 segment, rid;
+
+	if (iommu_lu_rid(dev, &segment, &rid))
+		return;
+	guard(mutex)(&iommu_lu_in_lock);
+	in = iommu_lu_in;
+	rec = in ? xa_erase(&in->devs, iommu_lu_key(segment, rid)) : NULL;
+	if (rec)
+		iommu_lu_finish_dev(rec);
+}
+EXPORT_SYMBOL_GPL(iommu_liveupdate_finish_device);
 
 /**
  * iommu_liveupdate_incoming() - take over the devices the previous kernel kept
@@ -351,9 +413,55 @@ int iommu_liveupdate_incoming(const struct iommu_liveupdate_driver *drv)
 	if (err)
 		return err;
 	iommu_lu_drivers[drv->id] = drv;
-	for (i = 0; i < in->table->nr_devs; i++)
-		nr += in->table->devs[i].driver == drv->id;
+	for (i = 0; i < in->table->nr_devs; i++) {
+		const struct iommu_preserve_dev *rec = &in->table->devs[i];
+		struct pci_dev *pdev;
+
+		if (rec->driver != drv->id)
+			continue;
+		nr++;
+		/*
+		 * PCI enumeration is done: no driver may bind the device
+		 * until its file hands it over or the update is finished.
+		 */
+		pdev = iommu_lu_pci_dev(rec);
+		if (pdev) {
+			pci_dev_liveupdate_hold(pdev, true);
+			pci_dev_put(pdev);
+		}
+	}
 	return nr;
+}
+
+/**
+ * iommu_liveupdate_incoming_for_each() - every device a driver's entries name
+ * @driver: the %IOMMU_PRESERVE_DRIVER_* of the entries
+ * @fn: called for each, until it returns non-zero
+ * @arg: passed to @fn
+ *
+ * For the IOMMU driver's init, after iommu_liveupdate_incoming().
+ *
+ * Return: what @fn returned last, or 0.
+ */
+int iommu_liveupdate_incoming_for_each(u32 driver,
+				       int (*fn)(const struct iommu_preserve_dev *rec,
+						 void *arg),
+				       void *arg)
+{
+	struct iommu_preserve_dev *rec;
+	unsigned long key;
+	int ret = 0;
+
+	if (!iommu_lu_in)
+		return 0;
+	xa_for_each(&iommu_lu_in->devs, key, rec) {
+		if (rec->driver != driver)
+			continue;
+		ret = fn(rec, arg);
+		if (ret)
+			break;
+	}
+	return ret;
 }
 
 /**
@@ -369,7 +477,7 @@ int iommu_liveupdate_incoming(const struct iommu_liveupdate_driver *drv)
 const struct iommu_preserve_dev *
 iommu_liveupdate_incoming_find(u16 segment, u16 rid)
 {
-	struct iommu_lu_in *in = iommu_lu_in;
+	struct iommu_lu_in *in = READ_ONCE(iommu_lu_in);
 
 	return in ? xa_load(&in->devs, iommu_lu_key(segment, rid)) : NULL;
 }

@@ -9,6 +9,7 @@
  * translating its DMA through the kexec.  The format is in
  * <linux/kho/abi/vfio_preserve.h>.
  */
+#include <linux/anon_inodes.h>
 #include <linux/cleanup.h>
 #include <linux/file.h>
 #include <linux/iommu-liveupdate.h>
@@ -18,6 +19,7 @@
 #include <linux/liveupdate.h>
 #include <linux/pci.h>
 #include <linux/vfio.h>
+#include <linux/vfio_pci_core.h>
 
 #include "vfio.h"
 
@@ -48,7 +50,14 @@ static int vfio_lu_check(struct vfio_device_file *df, u32 *pt_id)
 	 * kexec: none of that is kept yet.
 	 */
 	if (!pdev->driver || strcmp(pdev->driver->name, "vfio-pci") ||
-	    pdev->is_virtfn || !pci_is_root_bus(pdev->bus))
+	    pdev->is_virtfn || pci_num_vf(pdev) || !pci_is_root_bus(pdev->bus))
+		return -EOPNOTSUPP;
+	/*
+	 * Interrupts are not kept yet: the next kernel does not know where
+	 * an MSI of the device would go.
+	 */
+	if (container_of(device, struct vfio_pci_core_device, vdev)->irq_type !=
+	    VFIO_PCI_NUM_IRQS)
 		return -EOPNOTSUPP;
 	return iommufd_device_get_attached_pt(device->iommufd_device, pt_id) ?
 	       -EINVAL : 0;
@@ -114,25 +123,186 @@ static void vfio_lu_unpreserve(struct liveupdate_file *lf)
 	lf->private = NULL;
 }
 
+/*
+ * The preserved record, taken back from KHO on the first retrieve and kept
+ * (in @lf->private) until finish, so that a failed retrieve can be retried.
+ */
+static const struct vfio_preserve_device *vfio_lu_record(struct liveupdate_file *lf)
+{
+	struct folio *folio;
+
+	if (lf->private)
+		return lf->private;
+	if (lf->version != VFIO_PRESERVE_VERSION)
+		return ERR_PTR(-EOPNOTSUPP);
+	if (!lf->data || !PAGE_ALIGNED(lf->data))
+		return ERR_PTR(-EBADMSG);
+	folio = kho_restore_folio(lf->data);
+	if (!folio)
+		return ERR_PTR(-EBADMSG);
+	lf->private = folio_address(folio);
+	return lf->private;
+}
+
+/*
+ * The preserved device, bound to vfio-pci: nothing bound it at boot, so
+ * that nothing touched it.  Returns it with a registration reference.
+ */
+static struct vfio_device *vfio_lu_device(const struct vfio_preserve_device *ser)
+{
+	struct pci_dev *pdev __free(pci_dev_put) =
+		pci_get_domain_bus_and_slot(ser->segment, PCI_BUS_NUM(ser->rid),
+					    ser->rid & 0xff);
+	struct vfio_pci_core_device *core;
+	struct device_driver *drv;
+	struct vfio_device *device;
+	int err;
+
+	if (!pdev || pdev->vendor != ser->vendor || pdev->device != ser->device)
+		return ERR_PTR(-ENODEV);
+
+	if (!pdev->dev.driver) {
+		drv = driver_find("vfio-pci", &pci_bus_type);
+		if (!drv)
+			return ERR_PTR(-ENODEV);
+		err = device_set_driver_override(&pdev->dev, "vfio-pci");
+		if (err)
+			return ERR_PTR(err);
+		err = device_driver_attach(drv, &pdev->dev);
+		if (err)
+			return ERR_PTR(err);
+	}
+
+	guard(device)(&pdev->dev);
+	if (!pdev->driver || strcmp(pdev->driver->name, "vfio-pci"))
+		return ERR_PTR(-EBUSY);
+	core = dev_get_drvdata(&pdev->dev);
+	device = &core->vdev;
+	if (!vfio_device_try_get_registration(device))
+		return ERR_PTR(-ENODEV);
+	return device;
+}
+
+/* What VFIO_DEVICE_BIND_IOMMUFD does, and the attach the device had. */
+static int vfio_lu_bind(struct vfio_device_file *df, struct iommufd_ctx *ictx,
+			const struct vfio_preserve_device *ser)
+{
+	struct vfio_device *device = df->device;
+	struct pci_dev *pdev = to_pci_dev(device->dev);
+	int err;
+
+	err = vfio_device_block_group(device);
+	if (err)
+		return err;
+
+	mutex_lock(&device->dev_set->lock);
+	df->iommufd = ictx;
+	/*
+	 * The device is held (pci_dev_liveupdate_hold()) until the update is
+	 * finished: opening it neither resets it nor clears its bus master
+	 * bit.
+	 */
+	WARN_ON_ONCE(!pci_dev_is_liveupdate(pdev));
+	err = vfio_df_open(df);
+	if (err)
+		goto out_unlock;
+
+	err = iommufd_device_restore_attach(device->iommufd_device, ser->devid,
+					    ser->pt_id, &df->devid);
+	if (err) {
+		vfio_df_close(df);
+		goto out_unlock;
+	}
+	device->iommufd_attached = true;
+	device->cdev_opened = true;
+	/* Paired with smp_load_acquire() in vfio_device_fops::ioctl/read/... */
+	smp_store_release(&df->access_granted, true);
+	mutex_unlock(&device->dev_set->lock);
+	return 0;
+
+out_unlock:
+	df->iommufd = NULL;
+	mutex_unlock(&device->dev_set->lock);
+	vfio_device_unblock_group(device);
+	return err;
+}
+
 static int vfio_lu_retrieve(struct liveupdate_file *lf)
 {
-	/* Binding the device to the retrieved iommufd is the next step. */
-	return -EOPNOTSUPP;
+	const struct vfio_preserve_device *ser = vfio_lu_record(lf);
+	struct vfio_device_file *df;
+	struct vfio_device *device;
+	struct iommufd_ctx *ictx;
+	struct file *ifile, *file;
+	int err;
+
+	if (IS_ERR(ser))
+		return PTR_ERR(ser);
+	/* Its iommufd first: the IOAS and its mappings exist again. */
+	err = liveupdate_file_dep_incoming(lf, ser->iommufd_token, &ifile);
+	if (err)
+		return err;
+	ictx = iommufd_ctx_from_file(ifile);
+	fput(ifile);
+	if (IS_ERR(ictx))
+		return -EBADMSG;
+
+	device = vfio_lu_device(ser);
+	if (IS_ERR(device)) {
+		iommufd_ctx_put(ictx);
+		return PTR_ERR(device);
+	}
+	df = vfio_allocate_device_file(device);
+	if (IS_ERR(df)) {
+		vfio_device_put_registration(device);
+		iommufd_ctx_put(ictx);
+		return PTR_ERR(df);
+	}
+	file = anon_inode_getfile_fmode("[vfio-device]", &vfio_device_fops, df,
+					O_RDWR, FMODE_PREAD | FMODE_PWRITE);
+	if (IS_ERR(file)) {
+		kfree(df);
+		vfio_device_put_registration(device);
+		iommufd_ctx_put(ictx);
+		return PTR_ERR(file);
+	}
+	/* As a cdev open: every mmap of the device in one address space. */
+	file->f_mapping = device->inode->i_mapping;
+
+	err = vfio_lu_bind(df, ictx, ser);
+	if (err) {
+		iommufd_ctx_put(ictx);
+		/* The release puts the registration and frees @df. */
+		fput(file);
+		return err;
+	}
+	lf->file = file;
+	return 0;
 }
 
 static void vfio_lu_finish(struct liveupdate_file *lf)
 {
-	struct folio *folio;
+	const struct vfio_preserve_device *ser = vfio_lu_record(lf);
+	struct pci_dev *pdev;
 
-	if (lf->file || !lf->data || !PAGE_ALIGNED(lf->data))
+	if (IS_ERR(ser))
 		return;
-	/*
-	 * Never retrieved.  What the IOMMU kept for the device is released
-	 * by the IOMMU FLB's finish, after the last file of this handler.
-	 */
-	folio = kho_restore_folio(lf->data);
-	if (folio)
-		folio_put(folio);
+	pdev = pci_get_domain_bus_and_slot(ser->segment, PCI_BUS_NUM(ser->rid),
+					   ser->rid & 0xff);
+	if (pdev && pdev->vendor == ser->vendor &&
+	    pdev->device == ser->device) {
+		/* Nobody took it: stop its DMA, then the IOMMU's translation. */
+		if (!lf->file)
+			pci_clear_master(pdev);
+		/*
+		 * Before the memfds it did DMA into are finished, which they
+		 * are after this file, which depends on them.
+		 */
+		iommu_liveupdate_finish_device(&pdev->dev);
+	}
+	pci_dev_put(pdev);
+	folio_put(virt_to_folio(ser));
+	lf->private = NULL;
 }
 
 static const struct liveupdate_file_ops vfio_lu_ops = {

@@ -37,6 +37,11 @@ bool iommu_liveupdate_rid_preserved(u16 segment, u16 rid);
 int iommu_liveupdate_incoming(const struct iommu_liveupdate_driver *drv);
 const struct iommu_preserve_dev *
 iommu_liveupdate_incoming_find(u16 segment, u16 rid);
+int iommu_liveupdate_incoming_for_each(u32 driver,
+				       int (*fn)(const struct iommu_preserve_dev *rec,
+						 void *arg),
+				       void *arg);
+void iommu_liveupdate_finish_device(struct device *dev);
 
 #else
 
@@ -69,6 +74,17 @@ static inline const struct iommu_preserve_dev *
 iommu_liveupdate_incoming_find(u16 segment, u16 rid)
 {
 	return NULL;
+}
+
+static inline int iommu_liveupdate_incoming_for_each(u32 driver,
+		int (*fn)(const struct iommu_preserve_dev *rec, void *arg),
+		void *arg)
+{
+	return 0;
+}
+
+static inline void iommu_liveupdate_finish_device(struct device *dev)
+{
 }
 
 #endif

@@ -48,6 +48,9 @@
  *	taken back from KHO (so known to be what was preserved) before the
  *	copy reads them, freed once the unit uses its own
  * @old_ctx: see @old_root, by bus
+ * @held: incoming: the requester IDs the previous kernel kept behind this
+ *	unit, until finished: their devices stay deferred-attach, so that
+ *	nothing attaches a domain to a device whose DMA may be running
  * @kept: incoming: the requester IDs whose context entries were copied,
  *	and their domain IDs
  * @dids: incoming: how many copied entries use each domain ID, which the
@@ -60,9 +63,19 @@ struct vtd_lu_unit {
 	bool adopting;
 	struct folio *old_root;
 	struct folio *old_ctx[256];
+	struct xarray held;
 	struct xarray kept;
 	struct xarray dids;
 };
+
+/*
+ * Incoming: this boot follows a live update, so translation found on is
+ * the previous kernel's doing; and how many entries of the previous kernel
+ * use each page table (by the PFN of its top), which is freed with the
+ * last of them.  Written by the IOMMU init and the finishes.
+ */
+static bool vtd_lu_in_mode;
+static DEFINE_XARRAY(vtd_lu_tops);
 
 /* Units by seq_id; written under vtd_lu_lock, or at init. */
 static DEFINE_XARRAY(vtd_lu_units);
@@ -80,6 +93,7 @@ static struct vtd_lu_unit *vtd_lu_unit(struct intel_iommu *iommu, bool alloc)
 	unit = kzalloc_obj(*unit, GFP_KERNEL);
 	if (!unit)
 		return NULL;
+	xa_init(&unit->held);
 	xa_init(&unit->kept);
 	xa_init(&unit->dids);
 	if (xa_err(xa_store(&vtd_lu_units, iommu->seq_id, unit, GFP_KERNEL))) {
@@ -143,7 +157,7 @@ static int vtd_lu_unpreserve_table(struct vtd_lu_walk *w, phys_addr_t table)
 	return 0;
 }
 
-/* Levels of a second-stage table: AW 1, 2, 3 are 3, 4, 5 levels. */
+/* The level of a second-stage table's top: AW 1, 2, 3 are 3, 4, 5 levels. */
 static int vtd_lu_top_level(u64 ctx_hi)
 {
 	unsigned int aw = FIELD_GET(VTD_LU_CTX_AW, ctx_hi);
@@ -162,16 +176,17 @@ static int vtd_lu_hold_table(phys_addr_t top, int level)
 	struct vtd_lu_walk w = { .pre = vtd_lu_preserve_table };
 	int err;
 
-	if (!refs) {
-		err = vtd_lu_walk(&w, top, level);
-		if (err) {
-			w.pre = vtd_lu_unpreserve_table;
-			vtd_lu_walk(&w, top, level);
-			return err;
-		}
+	err = xa_err(xa_store(&vtd_lu_domains, PHYS_PFN(top),
+			      xa_mk_value(refs + 1), GFP_KERNEL));
+	if (err || refs)
+		return err;
+	err = vtd_lu_walk(&w, top, level);
+	if (err) {
+		w.pre = vtd_lu_unpreserve_table;
+		vtd_lu_walk(&w, top, level);
+		xa_erase(&vtd_lu_domains, PHYS_PFN(top));
 	}
-	return xa_err(xa_store(&vtd_lu_domains, PHYS_PFN(top),
-			       xa_mk_value(refs + 1), GFP_KERNEL));
+	return err;
 }
 
 static void vtd_lu_release_table(phys_addr_t top, int level)
@@ -230,6 +245,12 @@ int intel_iommu_lu_preserve(struct device *dev, struct iommu_preserve_dev *rec)
 		return -EOPNOTSUPP;
 	if (!domain || !intel_domain_is_ss_paging(domain))
 		return -EINVAL;
+	/*
+	 * The device's own TLB would keep translations the next kernel
+	 * cannot invalidate before it knows the device.
+	 */
+	if (info->ats_enabled)
+		return -EOPNOTSUPP;
 	/* Each alias has its own context entry: keep to one. */
 	if (dev_is_pci(dev) &&
 	    pci_for_each_dma_alias(to_pci_dev(dev), vtd_lu_alias, NULL))
@@ -421,6 +442,62 @@ static int vtd_lu_take_old(struct intel_iommu *iommu, struct vtd_lu_unit *unit,
 	return nr;
 }
 
+static int vtd_lu_count_top(const struct iommu_preserve_dev *rec, void *arg)
+{
+	unsigned long pfn = PHYS_PFN(rec->data[2] & VTD_PAGE_MASK);
+	unsigned long refs = xa_to_value(xa_load(&vtd_lu_tops, pfn));
+
+	return xa_err(xa_store(&vtd_lu_tops, pfn, xa_mk_value(refs + 1),
+			       GFP_KERNEL));
+}
+
+static int vtd_lu_hold_rid(const struct iommu_preserve_dev *rec, void *arg)
+{
+	struct intel_iommu *iommu = arg;
+	struct vtd_lu_unit *unit = xa_load(&vtd_lu_units, iommu->seq_id);
+
+	if (vtd_lu_rec_of(rec, iommu))
+		xa_store(&unit->held, rec->rid, xa_mk_value(1), GFP_KERNEL);
+	return 0;
+}
+
+/*
+ * Which devices the previous kernel kept is unknown: stop every device
+ * behind @iommu from doing DMA before anything attaches it a domain.  No
+ * driver is bound yet.
+ */
+static void __init vtd_lu_stop_masters(struct intel_iommu *iommu)
+{
+	struct pci_dev *pdev = NULL;
+	struct dmar_drhd_unit *drhd;
+
+	for_each_pci_dev(pdev) {
+		drhd = dmar_find_matched_drhd_unit(pdev);
+		if (drhd && drhd->iommu == iommu)
+			pci_clear_master(pdev);
+	}
+}
+
+/**
+ * intel_iommu_lu_held() - is this device kept from its default domain?
+ * @iommu: the unit
+ * @bus: bus of the device
+ * @devfn: devfn of the device
+ *
+ * Return: true for a device the previous kernel kept behind @iommu, until
+ * the live update is finished for it: it must not get a domain before its
+ * owner attaches one, whether its translation was adopted or is blocked.
+ */
+bool intel_iommu_lu_held(struct intel_iommu *iommu, u8 bus, u8 devfn)
+{
+	struct vtd_lu_unit *unit;
+
+	if (!READ_ONCE(vtd_lu_in_mode))
+		return false;
+	unit = xa_load(&vtd_lu_units, iommu->seq_id);
+	return unit && xa_load(&unit->held, PCI_DEVID(bus, devfn));
+}
+
 /**
  * intel_iommu_lu_adopt_unit() - decide what to do with translation left on
  * @iommu: a unit found with translation enabled, outside a kdump kernel
@@ -441,21 +518,31 @@ bool __init intel_iommu_lu_adopt_unit(struct intel_iommu *iommu)
 	u64 rtaddr;
 	int nr;
 
-	if (nr_in == -EAGAIN)
+	if (nr_in == -EAGAIN) {
 		nr_in = iommu_liveupdate_incoming(&vtd_lu_driver);
+		if (nr_in >= 0)
+			iommu_liveupdate_incoming_for_each(IOMMU_PRESERVE_DRIVER_VTD,
+							   vtd_lu_count_top,
+							   NULL);
+	}
 	if (nr_in == -ENOENT && !is_kho_boot())
 		return false;
+	vtd_lu_in_mode = true;
 
 	unit = vtd_lu_unit(iommu, true);
 	if (!unit) {
-		pr_err("%s: out of memory for the live update; translation stays on\n",
+		pr_err("%s: out of memory for the live update; DMA stays blocked\n",
 		       iommu->name);
 		return true;
 	}
 	unit->blocking = true;
+	if (nr_in > 0)
+		iommu_liveupdate_incoming_for_each(IOMMU_PRESERVE_DRIVER_VTD,
+						   vtd_lu_hold_rid, iommu);
 	if (nr_in < 0) {
 		pr_err("%s: translation was left on, but what the previous kernel kept is unusable (%d): DMA stays blocked\n",
 		       iommu->name, nr_in);
+		vtd_lu_stop_masters(iommu);
 		return true;
 	}
 
@@ -467,7 +554,7 @@ bool __init intel_iommu_lu_adopt_unit(struct intel_iommu *iommu)
 	}
 	nr = vtd_lu_take_old(iommu, unit, rtaddr & VTD_PAGE_MASK);
 	if (nr <= 0) {
-		vtd_lu_put_old(unit);
+		/* The hardware may still walk them: freed after the switch. */
 		pr_err("%s: translation was left on, but no preserved device's tables are intact (%d): DMA stays blocked\n",
 		       iommu->name, nr);
 		return true;
@@ -489,9 +576,9 @@ bool intel_iommu_lu_keep_bus(struct intel_iommu *iommu, int bus)
 {
 	struct vtd_lu_unit *unit = xa_load(&vtd_lu_units, iommu->seq_id);
 
-	if (!unit || (!unit->blocking && !unit->adopting))
+	if (!vtd_lu_in_mode)
 		return true;
-	return unit->adopting && unit->old_ctx[bus];
+	return unit && unit->adopting && unit->old_ctx[bus];
 }
 
 /*
@@ -510,9 +597,7 @@ static void vtd_lu_put_did(struct intel_iommu *iommu, struct vtd_lu_unit *unit,
 		return;
 	}
 	xa_erase(&unit->dids, did);
-	/* Before the copy reserved it (a failed copy), it is not ours. */
-	if (ida_exists(&iommu->domain_ida, did))
-		ida_free(&iommu->domain_ida, did);
+	ida_free(&iommu->domain_ida, did);
 }
 
 /**
@@ -535,26 +620,37 @@ bool intel_iommu_lu_keep_context(struct intel_iommu *iommu, int bus,
 	unsigned long refs;
 	u16 did;
 
-	if (!unit || (!unit->blocking && !unit->adopting))
+	if (!vtd_lu_in_mode)
 		return true;
-	if (!unit->adopting)
+	if (!unit || !unit->adopting)
 		return false;
 	rec = iommu_liveupdate_incoming_find(iommu->segment, rid);
 	if (!vtd_lu_rec_of(rec, iommu))
 		return false;
 	if (ce->lo != rec->data[2] || ce->hi != rec->data[3] ||
 	    vtd_lu_top_level(ce->hi) < 0 ||
-	    FIELD_GET(VTD_LU_CTX_TT, ce->lo) > CONTEXT_TT_DEV_IOTLB ||
+	    FIELD_GET(VTD_LU_CTX_TT, ce->lo) != CONTEXT_TT_MULTI_LEVEL ||
 	    context_domain_id(ce) >= cap_ndoms(iommu->cap)) {
 		pr_err("%s: %02x:%02x.%d: context entry not as preserved: blocked\n",
 		       iommu->name, bus, PCI_SLOT(devfn), PCI_FUNC(devfn));
 		return false;
 	}
+	/*
+	 * Reserved here, so that no new domain gets it while the hardware
+	 * may cache translations tagged with it (the copy's own reservation
+	 * then fails, harmlessly).
+	 */
 	did = context_domain_id(ce);
 	refs = xa_to_value(xa_load(&unit->dids, did));
-	if (xa_err(xa_store(&unit->dids, did, xa_mk_value(refs + 1),
-			    GFP_KERNEL)))
+	if (!refs && ida_alloc_range(&iommu->domain_ida, did, did,
+				     GFP_KERNEL) < 0)
 		return false;
+	if (xa_err(xa_store(&unit->dids, did, xa_mk_value(refs + 1),
+			    GFP_KERNEL))) {
+		if (!refs)
+			ida_free(&iommu->domain_ida, did);
+		return false;
+	}
 	if (xa_err(xa_store(&unit->kept, rid, xa_mk_value(did), GFP_KERNEL))) {
 		vtd_lu_put_did(iommu, unit, did);
 		return false;
@@ -575,9 +671,12 @@ void __init intel_iommu_lu_root_switched(struct intel_iommu *iommu)
 	unsigned long rid, nr = 0;
 	void *entry;
 
-	if (!unit || !unit->adopting)
+	if (!unit)
 		return;
+	/* Whether adopted or not, the hardware reads only the new ones now. */
 	vtd_lu_put_old(unit);
+	if (!unit->adopting)
+		return;
 	xa_for_each(&unit->kept, rid, entry)
 		nr++;
 	pr_info("%s: translation kept for %lu device(s) preserved by the previous kernel\n",
@@ -594,11 +693,10 @@ bool __init intel_iommu_lu_blocked(struct intel_iommu *iommu)
 {
 	struct vtd_lu_unit *unit = xa_load(&vtd_lu_units, iommu->seq_id);
 
-	if (!unit || (!unit->blocking && !unit->adopting))
+	if (!vtd_lu_in_mode || !unit)
 		return false;
 	pr_err("%s: the preserved devices' tables could not be copied: DMA stays blocked\n",
 	       iommu->name);
-	vtd_lu_put_old(unit);
 	unit->adopting = false;
 	unit->blocking = true;
 	return true;
@@ -645,22 +743,37 @@ static void vtd_lu_finish(const struct iommu_preserve_dev *rec)
 		.post = vtd_lu_free_table,
 	};
 	u8 bus = PCI_BUS_NUM(rec->rid), devfn = rec->rid & 0xff;
+	phys_addr_t top = rec->data[2] & VTD_PAGE_MASK;
 	int level = vtd_lu_top_level(rec->data[3]);
-	struct vtd_lu_unit *unit;
-	void *kept;
+	struct vtd_lu_unit *unit = NULL;
+	unsigned long refs;
+	void *kept = NULL;
 
+	if (iommu)
+		unit = xa_load(&vtd_lu_units, iommu->seq_id);
+	if (unit) {
+		kept = xa_erase(&unit->kept, rec->rid);
+		xa_erase(&unit->held, rec->rid);
+	}
+	if (kept) {
+		intel_iommu_drop_copied_context(iommu, bus, devfn);
+		vtd_lu_put_did(iommu, unit, xa_to_value(kept));
+	}
+
+	/* Devices that shared the page table may still use it. */
+	refs = xa_to_value(xa_load(&vtd_lu_tops, PHYS_PFN(top)));
+	if (refs > 1) {
+		xa_store(&vtd_lu_tops, PHYS_PFN(top), xa_mk_value(refs - 1),
+			 GFP_KERNEL);
+		return;
+	}
+	xa_erase(&vtd_lu_tops, PHYS_PFN(top));
 	if (!iommu || level < 0) {
 		pr_warn("%04x:%02x:%02x.%d: no remapping unit of this kernel kept it; its page table stays reserved\n",
 			rec->segment, bus, PCI_SLOT(devfn), PCI_FUNC(devfn));
 		return;
 	}
-	unit = xa_load(&vtd_lu_units, iommu->seq_id);
-	kept = unit ? xa_erase(&unit->kept, rec->rid) : NULL;
-	if (kept) {
-		intel_iommu_drop_copied_context(iommu, bus, devfn);
-		vtd_lu_put_did(iommu, unit, xa_to_value(kept));
-	}
-	vtd_lu_walk(&w, rec->data[2] & VTD_PAGE_MASK, level);
+	vtd_lu_walk(&w, top, level);
 	if (w.count)
 		pr_warn("%s: %02x:%02x.%d: %lu page table page(s) were not preserved; left as they are\n",
 			iommu->name, bus, PCI_SLOT(devfn), PCI_FUNC(devfn),

@@ -31,26 +31,31 @@
  *
  * - &struct iommufd_preserve_ioas, one per IOAS, by increasing ID;
  * - &struct iommufd_preserve_area, one per mapping, the mappings of each
- *   IOAS consecutive and by increasing IOVA; an IOAS names its slice;
+ *   IOAS consecutive and by increasing IOVA; an IOAS names its slice, and
+ *   the slices follow each other in the order of the IOAS, from the first
+ *   record to the last;
  * - &struct iommufd_preserve_hwpt, one per HWPT_PAGING, by increasing ID;
  * - &struct iommufd_preserve_device, one per device, by increasing ID.
  *
- * A mapping that a partial unmap split is two records.  Nothing else can
- * be in a preserved context: the previous kernel refused to preserve one
- * with other objects (nested page tables, vIOMMUs, fault queues, in-kernel
- * accesses), with mappings of user memory or dma-bufs, with allowed IOVA
- * ranges (IOMMU_IOAS_ALLOW_IOVAS), or with a HWPT that is a nesting parent,
- * delivers faults or tracks dirty pages.  From the preserve on, the context
- * refused every change (EBUSY), so the records are what the kexec
- * found, except that a device that was not itself preserved may have been
- * unbound, and a page table allocated automatically for it then freed.
+ * The arrays do not overlap.  Object IDs are between 1 and INT_MAX, and
+ * no two records have the same.  A mapping that a partial unmap split is
+ * two records.  Nothing else can be in a preserved context: the previous
+ * kernel refused to preserve one with other objects (nested page tables,
+ * vIOMMUs, fault queues, in-kernel accesses), with mappings of user memory
+ * or dma-bufs, with allowed IOVA ranges (IOMMU_IOAS_ALLOW_IOVAS), or with
+ * a HWPT that is a nesting parent, delivers faults or tracks dirty pages.
+ * From the preserve on, the context refused every change (EBUSY), so the
+ * records are what the kexec found, except that a device that was not
+ * itself preserved may have been unbound, and a page table allocated
+ * automatically for it then freed.
  *
  * Fields are in the CPU's byte order.  Unknown flags, non-zero reserved
- * fields, records out of bounds, overlapping or out of order, and
- * references to IDs not described make the next kernel fail the file
- * with -EBADMSG; a version it does not know, with -EOPNOTSUPP.  A reader
- * accepts any @header_size of at least its own, ignoring what follows;
- * a change that cannot be ignored takes a new version.
+ * fields, records out of bounds, overlapping or out of order, IDs out of
+ * range or repeated, and references to IDs not described make the next
+ * kernel fail the file with -EBADMSG; a version it does not know, with
+ * -EOPNOTSUPP.  A reader accepts any @header_size of at least its own,
+ * ignoring what follows; a change that cannot be ignored takes a new
+ * version.
  */
 
 #define IOMMUFD_PRESERVE_COMPATIBLE	"iommufd"

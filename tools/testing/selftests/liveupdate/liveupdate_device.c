@@ -24,13 +24,25 @@
  *       Unpreserving both makes them ordinary again; they are preserved
  *       again, the liveness register set, a page of the memfd loaded into
  *       the device, and a DMA from the device into the memfd started right
- *       before reboot(KEXEC).  Stage 1 retrieves only the memfd: the DMA
+ *       before reboot(KEXEC).  Stage 1 retrieves the memfd: the DMA
  *       landed through the kept IOMMU tables without a fault and nothing
- *       else of the memfd changed; the device, bound to no driver, still
- *       has its registers and bus mastering (through sysfs).  FINISH
- *       closes the unretrieved iommufd and device: the IOMMU drops the
- *       kept translation, and a DMA to the old IOVAs faults and writes
- *       nothing.  vfio-pci and a new iommufd own the device again.
+ *       else of the memfd changed.  It then retrieves the iommufd, whose
+ *       IOAS has its old ID, and the device, bound to vfio-pci and to that
+ *       iommufd and attached: nothing reset it (its registers hold what
+ *       they held, bus mastering is on), DMA goes on through the same
+ *       IOVAs without mapping anything again, DMA to an IOVA nothing maps
+ *       faults, the IOAS is an ordinary one again (unmap, map), and after
+ *       FINISH DMA goes on.
+ *
+ * abandon: stage 0 as inflight; stage 1 retrieves only the memfd and
+ *       checks it as inflight does.  The device, bound to no driver,
+ *       still has its registers and bus mastering (through sysfs), no
+ *       driver can be bound to it, and a DMA round trip goes through the
+ *       page table the IOMMU adopted.
+ *       FINISH closes the unretrieved iommufd and device: bus mastering
+ *       is turned off, the IOMMU drops the kept translation, and a DMA to
+ *       the old IOVAs (bus mastering set again through sysfs) faults and
+ *       writes nothing.  vfio-pci and a new iommufd own the device again.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -182,6 +194,7 @@ static void run_rig(void)
 #define TOK_RAM		1
 #define TOK_IOMMUFD	2
 #define TOK_DEVICE	3
+#define TOK_IDS		4	/* a test object: the iommufd object IDs */
 #define PG		4096
 #define USER_IOVA	0x4000000ULL	/* anonymous memory (IOMMU_IOAS_MAP) */
 #define USER_SIZE	0x10000
@@ -195,6 +208,8 @@ static void run_rig(void)
 #define FAULT_OFF	0x180000	/* a DMA after FINISH */
 #define OWN_SRC		0x7000		/* round trip of the new owner */
 #define OWN_DST		0x12000
+#define OWN_DST2	0x13000
+#define ADOPT_DST	0x14000
 #define LIVENESS_X	0x4c554f21U
 
 /* The copies stage 0 makes (dst <- src), the in-flight one last. */
@@ -287,7 +302,7 @@ static void inflight_0(void)
 
 	if (edu_find(&e))
 		ksft_exit_skip("no edu device: not the edu machine\n");
-	ksft_set_plan(25);
+	ksft_set_plan(26);
 	dev = luo_open_device();
 	if (dev < 0)
 		luo_bail("open %s: %s", LUO_DEVICE, strerror(-dev));
@@ -381,6 +396,13 @@ static void inflight_0(void)
 	require(luo_keep(sfd, e.devfd, TOK_DEVICE),
 		"PRESERVE_FD of the device again: 0");
 
+	/* The object IDs, which stage 1 finds again in the retrieved iommufd. */
+	ret = luo_test_new(e.ioas_id | (__u64)e.hwpt_id << 16 |
+			   (__u64)e.dev_id << 32);
+	require(ret >= 0 && luo_keep(sfd, ret, TOK_IDS),
+		"the IOAS, HWPT and device IDs (%u, %u, %u) kept in a test object",
+		e.ioas_id, e.hwpt_id, e.dev_id);
+
 	/* State in the device, then a DMA left running into the kexec. */
 	edu_wr32(&e, EDU_REG_LIVENESS, LIVENESS_X);
 	ret = edu_dma(&e, RAM_IOVA + PAGE_SRC, 0, EDU_DMA_MAX, false);
@@ -414,19 +436,19 @@ static void inflight_0(void)
 	ksft_finished();
 }
 
-static void inflight_1(void)
+/*
+ * Stage 1, whatever is retrieved next: the session and the memfd; the
+ * in-flight DMA landed through the kept tables, nothing else of the memfd
+ * changed, nothing faulted.  Six results.  Returns the memfd.
+ */
+static int landed(int *devp, int *sfdp)
 {
-	struct edu r = { .iommufd = -1, .devfd = -1 }, e;
-	__u64 src, dst, cnt, cmd;
-	int dev, sfd = -1, ram, ret, cfg;
-	char drv[EDU_DRV_LEN], *log, *at, *end;
-	__u32 id, live;
+	char *log, *at, *end;
+	int dev, sfd = -1, ram, ret;
 	struct stat st;
 	__u64 *img;
 	long bad;
-	bool ok;
 
-	ksft_set_plan(17);
 	dev = luo_open_device();
 	if (dev < 0)
 		luo_bail("open %s: %s", LUO_DEVICE, strerror(-dev));
@@ -439,7 +461,7 @@ static void inflight_1(void)
 		"retrieve the 2 MiB memfd");
 	result(luo_file_state(sfd, TOK_IOMMUFD) == LIVEUPDATE_FILE_INCOMING &&
 	       luo_file_state(sfd, TOK_DEVICE) == LIVEUPDATE_FILE_INCOMING,
-	       "the iommufd and the device are in the session, not retrieved");
+	       "the iommufd and the device are in the session, not retrieved yet");
 
 	/* The memfd: the in-flight DMA landed, nothing else changed. */
 	img = read_ram(ram);
@@ -473,6 +495,23 @@ static void inflight_1(void)
 		ksft_print_msg("%d IOMMU faults\n", ret);
 	result(!ret, "kernel log: no IOMMU fault in the memfd's IOVAs [0x%llx, 0x%llx)",
 	       RAM_IOVA, RAM_IOVA + RAM_SIZE);
+
+	*devp = dev;
+	*sfdp = sfd;
+	return ram;
+}
+
+static void abandon_1(void)
+{
+	struct edu r = { .iommufd = -1, .devfd = -1 }, e;
+	__u64 src, dst, cnt, cmd;
+	int dev, sfd, ram, ret, ret2, cfg;
+	char drv[EDU_DRV_LEN];
+	__u32 id, live;
+	bool ok;
+
+	ksft_set_plan(20);
+	ram = landed(&dev, &sfd);
 
 	/* The device kept its state: no driver, registers through sysfs. */
 	ret = edu_find(&r);
@@ -517,11 +556,32 @@ static void inflight_1(void)
 	result(ok, "the DMA registers hold the in-flight transfer (buffer to IOVA 0x%llx, %d bytes), done",
 	       RAM_IOVA + INFLIGHT_DST, EDU_DMA_MAX);
 
-	/* FINISH ends the kept translation: DMA to the old IOVAs faults. */
+	/* Held: no driver takes a device whose DMA is still the VMM's. */
+	ret = edu_bind_vfio(r.bdf);
+	ret2 = edu_write_attr("/sys/bus/pci/drivers/vfio-pci/bind", r.bdf);
+	edu_driver(r.bdf, drv);
+	if (!ret || !ret2 || drv[0])
+		ksft_print_msg("drivers_probe: %s, bind: %s, driver \"%s\"\n",
+			       strerror(-ret), strerror(-ret2), drv);
+	result(ret && ret2 && !drv[0],
+	       "until FINISH no driver binds it, through drivers_probe or bind");
+
+	/* The adopted tables translate: a round trip before anyone owns it. */
+	result(round_trip(&r, ram, RAM_IOVA + OWN_SRC, OWN_SRC, ADOPT_DST),
+	       "a DMA round trip through the page table the IOMMU adopted, the device owned by nobody");
+
+	/*
+	 * FINISH ends the kept translation: the device is stopped, and once
+	 * made a bus master again, its DMA to the old IOVAs faults.
+	 */
 	check_ret(luo_finish(sfd), 0,
 		  "FINISH, the iommufd and the device never retrieved: 0");
-	result(dma_faults(&r, RAM_IOVA + FAULT_OFF),
-	       "after FINISH, a DMA to IOVA 0x%llx faults in the IOMMU",
+	result(!master_on(r.bdf), "after FINISH, bus mastering is off");
+	ret = edu_sysfs_set_master(r.bdf, true);
+	if (ret)
+		ksft_print_msg("setting bus mastering: %s\n", strerror(-ret));
+	result(!ret && dma_faults(&r, RAM_IOVA + FAULT_OFF),
+	       "made a bus master again, a DMA to IOVA 0x%llx faults in the IOMMU",
 	       RAM_IOVA + FAULT_OFF);
 	result(holds(ram, FAULT_OFF, EDU_DMA_MAX, FAULT_OFF, SEED) &&
 	       holds(ram, FAULT_OFF + EDU_DMA_MAX, EDU_DMA_MAX,
@@ -556,13 +616,103 @@ static void inflight_1(void)
 	ksft_finished();
 }
 
+/*
+ * The VMM takes everything back: the iommufd with its IOAS and mappings,
+ * and the device, bound to it and attached as before, its state kept.
+ */
+static void inflight_1(void)
+{
+	struct edu e = { .iommufd = -1, .devfd = -1 };
+	unsigned long long ids = 0;
+	__u64 src, dst, cnt, cmd;
+	int dev, sfd, ram, ret, fd;
+	char drv[EDU_DRV_LEN];
+	__u32 live;
+	bool ok;
+
+	ksft_set_plan(23);
+	ram = landed(&dev, &sfd);
+
+	fd = luo_take(sfd, TOK_IDS);
+	require(fd >= 0 && !luo_test_value(fd, &ids),
+		"the object IDs of stage 0 retrieved");
+	close(fd);
+	e.ioas_id = ids & 0xffff;
+	e.hwpt_id = (ids >> 16) & 0xffff;
+	e.dev_id = ids >> 32;
+
+	e.iommufd = luo_take(sfd, TOK_IOMMUFD);
+	if (e.iommufd < 0)
+		ksft_print_msg("RETRIEVE_FD: %s\n", strerror(-e.iommufd));
+	require(e.iommufd >= 0, "RETRIEVE_FD of the iommufd");
+	ret = edu_iova_ranges(e.iommufd, e.ioas_id);
+	result(ret > 0, "its IOAS has the ID it had (%u): IOMMU_IOAS_IOVA_RANGES",
+	       e.ioas_id);
+	e.devfd = luo_take(sfd, TOK_DEVICE);
+	if (e.devfd < 0)
+		ksft_print_msg("RETRIEVE_FD: %s\n", strerror(-e.devfd));
+	require(e.devfd >= 0, "RETRIEVE_FD of the device");
+	if (edu_find(&e))
+		luo_bail("no edu device in stage 1");
+	ret = edu_driver(e.bdf, drv);
+	result(!ret && !strcmp(drv, "vfio-pci"), "the device is bound to vfio-pci");
+	ret = edu_map_bar(&e);
+	if (ret)
+		ksft_print_msg("BAR0: %s\n", strerror(-ret));
+	require(!ret, "the device fd is usable: BAR0 mapped through it");
+
+	/* Nothing reset it. */
+	live = edu_rd32(&e, EDU_REG_LIVENESS);
+	result(live == ~LIVENESS_X,
+	       "the liveness register reads ~0x%x, as written before the kexec",
+	       LIVENESS_X);
+	src = edu_rd64(&e, EDU_REG_DMA_SRC);
+	dst = edu_rd64(&e, EDU_REG_DMA_DST);
+	cnt = edu_rd64(&e, EDU_REG_DMA_COUNT);
+	cmd = edu_rd64(&e, EDU_REG_DMA_CMD);
+	ok = src == EDU_BUF && dst == RAM_IOVA + INFLIGHT_DST &&
+	     cnt == EDU_DMA_MAX && !(cmd & EDU_DMA_RUN);
+	if (!ok)
+		ksft_print_msg("DMA src 0x%llx, dst 0x%llx, count 0x%llx, cmd 0x%llx\n",
+			       (unsigned long long)src,
+			       (unsigned long long)dst,
+			       (unsigned long long)cnt,
+			       (unsigned long long)cmd);
+	result(ok, "the DMA registers hold the in-flight transfer");
+	result(master_on(e.bdf), "bus mastering still on");
+
+	/* The same IOVAs, nothing mapped again; translation really is on. */
+	result(round_trip(&e, ram, RAM_IOVA + OWN_SRC, OWN_SRC, OWN_DST),
+	       "a DMA round trip through the IOVAs of before the kexec, nothing mapped again");
+	result(dma_faults(&e, HOLE_IOVA),
+	       "a DMA to an IOVA nothing maps faults: translation is on");
+	ret = edu_unmap(e.iommufd, e.ioas_id, RAM_IOVA, RAM_SIZE);
+	check_ret(ret, 0, "the IOAS is an ordinary one: IOMMU_IOAS_UNMAP of the memfd");
+	result(!ret && dma_faults(&e, RAM_IOVA + FAULT_OFF) &&
+	       holds(ram, FAULT_OFF, EDU_DMA_MAX, FAULT_OFF, SEED),
+	       "then a DMA to it faults and writes nothing");
+	ret = edu_map_file(e.iommufd, e.ioas_id, ram, 0, RAM_SIZE, RAM_IOVA);
+	check_ret(ret, 0, "IOMMU_IOAS_MAP_FILE of the memfd again");
+
+	check_ret(luo_finish(sfd), 0, "FINISH");
+	result(round_trip(&e, ram, RAM_IOVA + OWN_SRC, OWN_SRC, OWN_DST2),
+	       "after FINISH, DMA goes on through the retrieved iommufd");
+	edu_close(&e);
+	close(ram);
+	close(sfd);
+	close(dev);
+	ksft_finished();
+}
+
 int main(int argc, char **argv)
 {
 	const char *scenario = argc == 2 ? argv[1] : "";
 
 	stage = luo_stage();
-	if (strcmp(scenario, "rig") && strcmp(scenario, "inflight")) {
-		fprintf(stderr, "%s rig|inflight, with LUO_STAGE=N\n", argv[0]);
+	if (strcmp(scenario, "rig") && strcmp(scenario, "inflight") &&
+	    strcmp(scenario, "abandon")) {
+		fprintf(stderr, "%s rig|inflight|abandon, with LUO_STAGE=N\n",
+			argv[0]);
 		return KSFT_FAIL;
 	}
 	ksft_print_header();
@@ -570,9 +720,11 @@ int main(int argc, char **argv)
 		run_rig();
 	else if (stage == 0)
 		inflight_0();
-	else if (stage == 1)
+	else if (stage == 1 && !strcmp(scenario, "inflight"))
 		inflight_1();
+	else if (stage == 1)
+		abandon_1();
 	else
-		ksft_exit_fail_msg("inflight has no stage %d\n", stage);
+		ksft_exit_fail_msg("%s has no stage %d\n", scenario, stage);
 	ksft_finished();
 }

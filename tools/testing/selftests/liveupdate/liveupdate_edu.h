@@ -506,6 +506,28 @@ static inline int edu_pci_command(const char *bdf)
 }
 
 /*
+ * Set or clear bus mastering through sysfs, with no driver involved (as
+ * setpci does): 0 or -errno.
+ */
+static inline int edu_sysfs_set_master(const char *bdf, bool on)
+{
+	int cmd = edu_pci_command(bdf), fd;
+	char path[128];
+	__u16 val;
+
+	if (cmd < 0)
+		return cmd;
+	val = on ? cmd | PCI_COMMAND_MASTER : cmd & ~PCI_COMMAND_MASTER;
+	snprintf(path, sizeof(path), EDU_PCI_DIR "/%s/config", bdf);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	cmd = pwrite(fd, &val, 2, PCI_COMMAND) == 2 ? 0 : -EIO;
+	close(fd);
+	return cmd;
+}
+
+/*
  * Own the edu device as a VMM does: bind it to vfio-pci, open its cdev and
  * /dev/iommu, allocate an IOAS, bind and attach to it, map BAR0.  The
  * caller maps memory into @e->ioas_id.  0, or -errno with what was opened
