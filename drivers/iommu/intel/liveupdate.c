@@ -70,9 +70,9 @@ struct vtd_lu_unit {
 
 /*
  * Incoming: this boot follows a live update, so translation found on is
- * the previous kernel's doing; and how many entries of the previous kernel
- * use each page table (by the PFN of its top), which is freed with the
- * last of them.  Written by the IOMMU init and the finishes.
+ * the previous kernel's doing; and how many kept context entries use each
+ * page table (by the PFN of its top), which is freed with the last of
+ * them.  Written by the IOMMU init and the finishes.
  */
 static bool vtd_lu_in_mode;
 static DEFINE_XARRAY(vtd_lu_tops);
@@ -442,15 +442,6 @@ static int vtd_lu_take_old(struct intel_iommu *iommu, struct vtd_lu_unit *unit,
 	return nr;
 }
 
-static int vtd_lu_count_top(const struct iommu_preserve_dev *rec, void *arg)
-{
-	unsigned long pfn = PHYS_PFN(rec->data[2] & VTD_PAGE_MASK);
-	unsigned long refs = xa_to_value(xa_load(&vtd_lu_tops, pfn));
-
-	return xa_err(xa_store(&vtd_lu_tops, pfn, xa_mk_value(refs + 1),
-			       GFP_KERNEL));
-}
-
 static int vtd_lu_hold_rid(const struct iommu_preserve_dev *rec, void *arg)
 {
 	struct intel_iommu *iommu = arg;
@@ -518,13 +509,8 @@ bool __init intel_iommu_lu_adopt_unit(struct intel_iommu *iommu)
 	u64 rtaddr;
 	int nr;
 
-	if (nr_in == -EAGAIN) {
+	if (nr_in == -EAGAIN)
 		nr_in = iommu_liveupdate_incoming(&vtd_lu_driver);
-		if (nr_in >= 0)
-			iommu_liveupdate_incoming_for_each(IOMMU_PRESERVE_DRIVER_VTD,
-							   vtd_lu_count_top,
-							   NULL);
-	}
 	if (nr_in == -ENOENT && !is_kho_boot())
 		return false;
 	vtd_lu_in_mode = true;
@@ -617,7 +603,7 @@ bool intel_iommu_lu_keep_context(struct intel_iommu *iommu, int bus,
 	struct vtd_lu_unit *unit = xa_load(&vtd_lu_units, iommu->seq_id);
 	const struct iommu_preserve_dev *rec;
 	u16 rid = PCI_DEVID(bus, devfn);
-	unsigned long refs;
+	unsigned long refs, top, tops;
 	u16 did;
 
 	if (!vtd_lu_in_mode)
@@ -651,11 +637,23 @@ bool intel_iommu_lu_keep_context(struct intel_iommu *iommu, int bus,
 			ida_free(&iommu->domain_ida, did);
 		return false;
 	}
-	if (xa_err(xa_store(&unit->kept, rid, xa_mk_value(did), GFP_KERNEL))) {
-		vtd_lu_put_did(iommu, unit, did);
-		return false;
-	}
+	top = PHYS_PFN(ce->lo & VTD_PAGE_MASK);
+	tops = xa_to_value(xa_load(&vtd_lu_tops, top));
+	if (xa_err(xa_store(&vtd_lu_tops, top, xa_mk_value(tops + 1),
+			    GFP_KERNEL)))
+		goto put_did;
+	if (xa_err(xa_store(&unit->kept, rid, xa_mk_value(did), GFP_KERNEL)))
+		goto put_top;
 	return true;
+
+put_top:
+	if (tops)
+		xa_store(&vtd_lu_tops, top, xa_mk_value(tops), GFP_KERNEL);
+	else
+		xa_erase(&vtd_lu_tops, top);
+put_did:
+	vtd_lu_put_did(iommu, unit, did);
+	return false;
 }
 
 /**
@@ -760,7 +758,16 @@ static void vtd_lu_finish(const struct iommu_preserve_dev *rec)
 		vtd_lu_put_did(iommu, unit, xa_to_value(kept));
 	}
 
-	/* Devices that shared the page table may still use it. */
+	/*
+	 * Only a page table the hardware was found using, through a context
+	 * entry that matched its record, is freed: a record alone could name
+	 * any preserved page.  Devices that shared it may still use it.
+	 */
+	if (!kept) {
+		pr_warn("%04x:%02x:%02x.%d: its translation was not adopted; its page table stays reserved\n",
+			rec->segment, bus, PCI_SLOT(devfn), PCI_FUNC(devfn));
+		return;
+	}
 	refs = xa_to_value(xa_load(&vtd_lu_tops, PHYS_PFN(top)));
 	if (refs > 1) {
 		xa_store(&vtd_lu_tops, PHYS_PFN(top), xa_mk_value(refs - 1),
@@ -768,11 +775,6 @@ static void vtd_lu_finish(const struct iommu_preserve_dev *rec)
 		return;
 	}
 	xa_erase(&vtd_lu_tops, PHYS_PFN(top));
-	if (!iommu || level < 0) {
-		pr_warn("%04x:%02x:%02x.%d: no remapping unit of this kernel kept it; its page table stays reserved\n",
-			rec->segment, bus, PCI_SLOT(devfn), PCI_FUNC(devfn));
-		return;
-	}
 	vtd_lu_walk(&w, top, level);
 	if (w.count)
 		pr_warn("%s: %02x:%02x.%d: %lu page table page(s) were not preserved; left as they are\n",
