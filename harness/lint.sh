@@ -32,7 +32,7 @@ report() {	# report NAME FILE: print FILE's findings, count them
 	fi
 }
 
-OURS_KERNEL=$(git ls-files 'kernel/*.[ch]' 'mm/*.[ch]' 'include/*.h')
+OURS_KERNEL=$(git ls-files 'kernel/*.[ch]' 'mm/*.[ch]' 'drivers/*.[ch]' 'include/*.h')
 OURS_TOOLS=$(git ls-files 'tools/*.[ch]')
 CP="$SRC/scripts/checkpatch.pl --strict --no-tree --terse --show-types"
 
@@ -76,7 +76,7 @@ done
 report "kernel-doc -Wall, $(echo $OURS_KERNEL | wc -w) files" "$TMP/kd"
 
 # W=1: rebuild our objects with the extra warnings; only ours count.
-OBJS=$(git ls-files 'kernel/liveupdate/*.c' 'mm/*.c' | sed 's/\.c$/.o/')
+OBJS=$(git ls-files 'kernel/liveupdate/*.c' 'mm/*.c' 'drivers/*.c' | sed 's/\.c$/.o/')
 make -s -C "$SRC" O="$BUILD" CC="ccache gcc" -j"$(nproc)" W=1 $OBJS \
 	> "$TMP/w1.log" 2>&1
 grep -E 'warning:|error:' "$TMP/w1.log" > "$TMP/w1"

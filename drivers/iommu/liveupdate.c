@@ -312,7 +312,17 @@ static struct pci_dev *iommu_lu_pci_dev(const struct iommu_preserve_dev *rec)
 static void iommu_lu_finish_dev(const struct iommu_preserve_dev *rec)
 {
 	const struct iommu_liveupdate_driver *drv = NULL;
+	struct iommu_domain *domain;
 	struct pci_dev *pdev;
+
+	/*
+	 * Nobody took the device over (its file was not retrieved, or not
+	 * finished by its handler): stop its DMA before the translation goes,
+	 * and before the memory it wrote to is released.
+	 */
+	pdev = iommu_lu_pci_dev(rec);
+	if (pdev && pdev->dev.iommu && pdev->dev.iommu->attach_deferred)
+		pci_clear_master(pdev);
 
 	if (rec->driver < ARRAY_SIZE(iommu_lu_drivers))
 		drv = iommu_lu_drivers[rec->driver];
@@ -323,14 +333,35 @@ static void iommu_lu_finish_dev(const struct iommu_preserve_dev *rec)
 			rec->segment, PCI_BUS_NUM(rec->rid),
 			PCI_SLOT(rec->rid), PCI_FUNC(rec->rid));
 
-	pdev = iommu_lu_pci_dev(rec);
 	if (!pdev)
 		return;
-	if (pdev->dev.iommu_group)
-		iommu_deferred_attach(&pdev->dev,
-				      iommu_get_domain_for_dev(&pdev->dev));
+	domain = iommu_get_domain_for_dev(&pdev->dev);
+	if (domain)
+		iommu_deferred_attach(&pdev->dev, domain);
 	pci_dev_liveupdate_hold(pdev, false);
 	pci_dev_put(pdev);
+}
+
+/**
+ * iommu_liveupdate_hold_device() - a device's translation was adopted
+ * @segment: PCI segment
+ * @rid: requester ID
+ *
+ * For the IOMMU driver, once it took over the translation of a device the
+ * previous kernel kept: PCI enumeration is done, and no driver may bind
+ * the device until its file hands it over or the update is finished for
+ * it (pci_dev_liveupdate_hold()).
+ */
+void iommu_liveupdate_hold_device(u16 segment, u16 rid)
+{
+	struct pci_dev *pdev = pci_get_domain_bus_and_slot(segment,
+							   PCI_BUS_NUM(rid),
+							   rid & 0xff);
+
+	if (pdev) {
+		pci_dev_liveupdate_hold(pdev, true);
+		pci_dev_put(pdev);
+	}
 }
 
 static void iommu_lu_finish(struct liveupdate_flb *flb,
@@ -413,23 +444,8 @@ int iommu_liveupdate_incoming(const struct iommu_liveupdate_driver *drv)
 	if (err)
 		return err;
 	iommu_lu_drivers[drv->id] = drv;
-	for (i = 0; i < in->table->nr_devs; i++) {
-		const struct iommu_preserve_dev *rec = &in->table->devs[i];
-		struct pci_dev *pdev;
-
-		if (rec->driver != drv->id)
-			continue;
-		nr++;
-		/*
-		 * PCI enumeration is done: no driver may bind the device
-		 * until its file hands it over or the update is finished.
-		 */
-		pdev = iommu_lu_pci_dev(rec);
-		if (pdev) {
-			pci_dev_liveupdate_hold(pdev, true);
-			pci_dev_put(pdev);
-		}
-	}
+	for (i = 0; i < in->table->nr_devs; i++)
+		nr += in->table->devs[i].driver == drv->id;
 	return nr;
 }
 

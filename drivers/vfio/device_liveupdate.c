@@ -163,12 +163,12 @@ static struct vfio_device *vfio_lu_device(const struct vfio_preserve_device *ser
 
 	if (!pdev->dev.driver) {
 		drv = driver_find("vfio-pci", &pci_bus_type);
-		if (!drv)
+		if (!drv || !try_module_get(drv->owner))
 			return ERR_PTR(-ENODEV);
 		err = device_set_driver_override(&pdev->dev, "vfio-pci");
-		if (err)
-			return ERR_PTR(err);
-		err = device_driver_attach(drv, &pdev->dev);
+		if (!err)
+			err = device_driver_attach(drv, &pdev->dev);
+		module_put(drv->owner);
 		if (err)
 			return ERR_PTR(err);
 	}
@@ -198,12 +198,17 @@ static int vfio_lu_bind(struct vfio_device_file *df, struct iommufd_ctx *ictx,
 	mutex_lock(&device->dev_set->lock);
 	df->iommufd = ictx;
 	/*
-	 * The device is held (pci_dev_liveupdate_hold()) until the update is
-	 * finished: opening it neither resets it nor clears its bus master
-	 * bit.
+	 * A device whose translation was kept is held
+	 * (pci_dev_liveupdate_hold()) until the update is finished: this
+	 * open, and only this one, neither resets it nor clears its bus
+	 * master bit.  One its IOMMU could not adopt is not held, and is
+	 * opened as at any boot: its DMA was stopped at boot anyway.
 	 */
-	WARN_ON_ONCE(!pci_dev_is_liveupdate(pdev));
+	if (!pci_dev_is_liveupdate(pdev))
+		pci_info(pdev, "its translation was not kept: handed over as at any boot\n");
+	device->liveupdate_retrieving = true;
 	err = vfio_df_open(df);
+	device->liveupdate_retrieving = false;
 	if (err)
 		goto out_unlock;
 

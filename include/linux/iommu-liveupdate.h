@@ -42,6 +42,7 @@ int iommu_liveupdate_incoming_for_each(u32 driver,
 						 void *arg),
 				       void *arg);
 void iommu_liveupdate_finish_device(struct device *dev);
+void iommu_liveupdate_hold_device(u16 segment, u16 rid);
 
 #else
 
@@ -76,14 +77,20 @@ iommu_liveupdate_incoming_find(u16 segment, u16 rid)
 	return NULL;
 }
 
-static inline int iommu_liveupdate_incoming_for_each(u32 driver,
-		int (*fn)(const struct iommu_preserve_dev *rec, void *arg),
-		void *arg)
+static inline int
+iommu_liveupdate_incoming_for_each(u32 driver,
+				   int (*fn)(const struct iommu_preserve_dev *rec,
+					     void *arg),
+				   void *arg)
 {
 	return 0;
 }
 
 static inline void iommu_liveupdate_finish_device(struct device *dev)
+{
+}
+
+static inline void iommu_liveupdate_hold_device(u16 segment, u16 rid)
 {
 }
 

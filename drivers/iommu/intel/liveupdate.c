@@ -661,22 +661,39 @@ put_did:
  * @iommu: the unit
  *
  * Free the previous kernel's root and context tables, which the hardware
- * no longer reads, and say what was kept.
+ * no longer reads; hold the devices whose translation was kept for their
+ * owners, stop the others; say what was kept.
  */
 void __init intel_iommu_lu_root_switched(struct intel_iommu *iommu)
 {
 	struct vtd_lu_unit *unit = xa_load(&vtd_lu_units, iommu->seq_id);
 	unsigned long rid, nr = 0;
+	struct pci_dev *pdev;
 	void *entry;
 
 	if (!unit)
 		return;
 	/* Whether adopted or not, the hardware reads only the new ones now. */
 	vtd_lu_put_old(unit);
+	/*
+	 * A kept device is held for its owner; one that is blocked instead
+	 * (its entry could not be kept) is stopped: its DMA would only fault,
+	 * and its owner gets it as at any boot.
+	 */
+	xa_for_each(&unit->held, rid, entry) {
+		if (xa_load(&unit->kept, rid)) {
+			iommu_liveupdate_hold_device(iommu->segment, rid);
+			nr++;
+			continue;
+		}
+		pdev = pci_get_domain_bus_and_slot(iommu->segment,
+						   PCI_BUS_NUM(rid), rid & 0xff);
+		if (pdev)
+			pci_clear_master(pdev);
+		pci_dev_put(pdev);
+	}
 	if (!unit->adopting)
 		return;
-	xa_for_each(&unit->kept, rid, entry)
-		nr++;
 	pr_info("%s: translation kept for %lu device(s) preserved by the previous kernel\n",
 		iommu->name, nr);
 }

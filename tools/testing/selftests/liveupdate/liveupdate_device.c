@@ -34,6 +34,13 @@
  *       faults, the IOAS is an ordinary one again (unmap, map), and after
  *       FINISH DMA goes on.
  *
+ * damage: stage 0 as inflight, the IOMMU's part of the handover (its FLB)
+ *       damaged so that the next kernel cannot find it.  Stage 1: the
+ *       kernel keeps translation on but adopts nothing and stops the
+ *       device (bus mastering off); a DMA it is made to do faults and
+ *       writes nothing; the iommufd retrieves, the device does not;
+ *       FINISH works and the memfd is whole.
+ *
  * abandon: stage 0 as inflight; stage 1 retrieves only the memfd and
  *       checks it as inflight does.  The device, bound to no driver,
  *       still has its registers and bus mastering (through sysfs), no
@@ -195,6 +202,7 @@ static void run_rig(void)
 #define TOK_IOMMUFD	2
 #define TOK_DEVICE	3
 #define TOK_IDS		4	/* a test object: the iommufd object IDs */
+#define LUO_DAMAGE	"/sys/kernel/debug/liveupdate/damage"
 #define PG		4096
 #define USER_IOVA	0x4000000ULL	/* anonymous memory (IOMMU_IOAS_MAP) */
 #define USER_SIZE	0x10000
@@ -290,7 +298,7 @@ static bool round_trip(struct edu *e, int ram, __u64 src_iova, __u64 src_off,
 		     dst_off + EDU_DMA_MAX, SEED);
 }
 
-static void inflight_0(void)
+static void inflight_0(const char *damage)
 {
 	static const char * const load[] = { LUO_NEXT_STAGE, "-l", NULL };
 	struct timespec t0, t1;
@@ -302,7 +310,7 @@ static void inflight_0(void)
 
 	if (edu_find(&e))
 		ksft_exit_skip("no edu device: not the edu machine\n");
-	ksft_set_plan(26);
+	ksft_set_plan(damage ? 27 : 26);
 	dev = luo_open_device();
 	if (dev < 0)
 		luo_bail("open %s: %s", LUO_DEVICE, strerror(-dev));
@@ -416,6 +424,12 @@ static void inflight_0(void)
 	if (ret)
 		ksft_print_msg("%s -l: %d\n", LUO_NEXT_STAGE, ret);
 	result(!ret, "the next kernel loaded (%s -l)", LUO_NEXT_STAGE);
+	if (damage) {
+		ret = luo_write_file(LUO_DAMAGE, damage);
+		if (ret)
+			ksft_print_msg("%s: %s\n", LUO_DAMAGE, strerror(-ret));
+		result(!ret, "the handover will be damaged: %s", damage);
+	}
 	if (ksft_get_fail_cnt())
 		luo_kexec_next();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -471,7 +485,7 @@ static int landed(int *devp, int *sfdp)
 	if (bad && img[INFLIGHT_DST / 8] == luo_word_at(INFLIGHT_DST, SEED))
 		ksft_print_msg("the old bytes are still there: the DMA did not land\n");
 	result(!bad,
-	       "the in-flight DMA landed: the 2 KiB at memfd offset 0x%x hold those loaded from 0x%x",
+	       "the in-flight DMA arrived: the 2 KiB at memfd offset 0x%x hold those loaded from 0x%x",
 	       INFLIGHT_DST, PAGE_SRC);
 	bad = ram_mismatches(img, 0, INFLIGHT_DST) +
 	      ram_mismatches(img, INFLIGHT_DST + EDU_DMA_MAX, RAM_SIZE);
@@ -704,14 +718,84 @@ static void inflight_1(void)
 	ksft_finished();
 }
 
+/*
+ * The IOMMU's part of the handover is lost (its FLB cannot be found): the
+ * next kernel keeps translation on but adopts nothing, and stops the
+ * devices behind the unit.  The memfd is whole; the device's DMA faults.
+ */
+/* The EDU_DMA_MAX bytes at @off of the memfd, and as many after, unwritten. */
+static bool untouched(int ram, __u64 off)
+{
+	return holds(ram, off, EDU_DMA_MAX, off, SEED) &&
+	       holds(ram, off + EDU_DMA_MAX, EDU_DMA_MAX, off + EDU_DMA_MAX,
+		     SEED);
+}
+
+static void damage_1(void)
+{
+	struct edu r = { .iommufd = -1, .devfd = -1 };
+	int dev, sfd, ram, ret, fd;
+	char *log;
+	bool ok;
+
+	ksft_set_plan(11);
+	dev = luo_open_device();
+	if (dev < 0)
+		luo_bail("open %s: %s", LUO_DEVICE, strerror(-dev));
+	ret = luo_retrieve_session(dev, INFLIGHT, &sfd);
+	require(!ret, "retrieve session " INFLIGHT);
+	ram = luo_take(sfd, TOK_RAM);
+	require(ram >= 0, "retrieve the 2 MiB memfd");
+
+	log = luo_kernel_log();
+	ok = strstr(log, "what the previous kernel kept is unusable") &&
+	     strstr(log, "DMA stays blocked") &&
+	     !strstr(log, "preserved by the previous kernel");
+	free(log);
+	result(ok, "kernel log: translation left on, nothing adopted, DMA blocked");
+	if (edu_find(&r))
+		luo_bail("no edu device in stage 1");
+	result(!master_on(r.bdf), "the device's bus mastering was turned off at boot");
+	ret = edu_map_resource(&r);
+	require(!ret, "BAR0 mapped through sysfs (resource0)");
+	ret = edu_sysfs_set_master(r.bdf, true);
+	result(!ret && dma_faults(&r, RAM_IOVA + FAULT_OFF),
+	       "made a bus master again, a DMA to the old IOVA 0x%llx faults",
+	       RAM_IOVA + FAULT_OFF);
+	result(untouched(ram, FAULT_OFF),
+	       "and writes nothing into the memfd");
+	edu_sysfs_set_master(r.bdf, false);
+	edu_close(&r);
+
+	fd = luo_take(sfd, TOK_IOMMUFD);
+	if (fd < 0)
+		ksft_print_msg("RETRIEVE_FD of the iommufd: %s\n", strerror(-fd));
+	result(fd >= 0, "RETRIEVE_FD of the iommufd: its own state is intact");
+	if (fd >= 0)
+		close(fd);
+	fd = -1;
+	ret = luo_retrieve_fd(sfd, TOK_DEVICE, &fd);
+	check_ret(ret, -EBADMSG,
+		  "RETRIEVE_FD of the device: EBADMSG, the IOMMU state it depends on is lost");
+	if (!ret)
+		close(fd);
+	check_ret(luo_finish(sfd), 0, "FINISH");
+	result(untouched(ram, FAULT_OFF),
+	       "the memfd is still whole after FINISH");
+	close(ram);
+	close(sfd);
+	close(dev);
+	ksft_finished();
+}
+
 int main(int argc, char **argv)
 {
 	const char *scenario = argc == 2 ? argv[1] : "";
 
 	stage = luo_stage();
 	if (strcmp(scenario, "rig") && strcmp(scenario, "inflight") &&
-	    strcmp(scenario, "abandon")) {
-		fprintf(stderr, "%s rig|inflight|abandon, with LUO_STAGE=N\n",
+	    strcmp(scenario, "abandon") && strcmp(scenario, "damage")) {
+		fprintf(stderr, "%s rig|inflight|abandon|damage, with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
 	}
@@ -719,9 +803,11 @@ int main(int argc, char **argv)
 	if (!strcmp(scenario, "rig"))
 		run_rig();
 	else if (stage == 0)
-		inflight_0();
+		inflight_0(strcmp(scenario, "damage") ? NULL : "flb iommu name-nul");
 	else if (stage == 1 && !strcmp(scenario, "inflight"))
 		inflight_1();
+	else if (stage == 1 && !strcmp(scenario, "damage"))
+		damage_1();
 	else if (stage == 1)
 		abandon_1();
 	else
