@@ -237,8 +237,9 @@ static inline int edu_map_file(int iommufd, __u32 ioas_id, int memfd,
 	return ioctl(iommufd, IOMMU_IOAS_MAP_FILE, &map) ? -errno : 0;
 }
 
-static inline int edu_unmap(int iommufd, __u32 ioas_id, __u64 iova,
-			    __u64 len)
+/* IOMMU_IOAS_UNMAP of [@iova, @iova + @len): the bytes unmapped, or -errno. */
+static inline long long edu_unmap_len(int iommufd, __u32 ioas_id, __u64 iova,
+				      __u64 len)
 {
 	struct iommu_ioas_unmap unmap = {
 		.size = sizeof(unmap),
@@ -247,7 +248,24 @@ static inline int edu_unmap(int iommufd, __u32 ioas_id, __u64 iova,
 		.length = len,
 	};
 
-	return ioctl(iommufd, IOMMU_IOAS_UNMAP, &unmap) ? -errno : 0;
+	return ioctl(iommufd, IOMMU_IOAS_UNMAP, &unmap) ? -errno :
+							  (long long)unmap.length;
+}
+
+static inline int edu_unmap(int iommufd, __u32 ioas_id, __u64 iova,
+			    __u64 len)
+{
+	long long ret = edu_unmap_len(iommufd, ioas_id, iova, len);
+
+	return ret < 0 ? ret : 0;
+}
+
+/* IOMMU_DESTROY of object @id: 0 or -errno. */
+static inline int edu_destroy(int iommufd, __u32 id)
+{
+	struct iommu_destroy arg = { .size = sizeof(arg), .id = id };
+
+	return ioctl(iommufd, IOMMU_DESTROY, &arg) ? -errno : 0;
 }
 
 /*

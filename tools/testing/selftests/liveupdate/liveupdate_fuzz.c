@@ -15,6 +15,15 @@
  * numbers.  A hugetlb memfd (2 MiB pages, when the pool file exists) is
  * written through shared mappings and resized and punched by whole huge
  * pages; stage 0 sets up a pool that covers every worker's cap of them.
+ * An iommufd (when /dev/iommu exists; no device or IOMMU needed) has one
+ * IOAS, not always its first object, which may map a few pages of one of
+ * the worker's shmem memfds (IOMMU_IOAS_MAP_FILE) and a page of user
+ * memory (IOMMU_IOAS_MAP); IOAS commands map and unmap them.  The model
+ * knows what the handler requires: PRESERVE_FD of an iommufd fails with
+ * EOPNOTSUPP while it maps user memory, and with ENOENT unless the memfd
+ * it maps is preserved in the same session; UNPRESERVE_FD of that memfd
+ * fails with EBUSY while the iommufd is preserved; a preserved iommufd
+ * refuses every IOAS command but IOMMU_IOAS_IOVA_RANGES (EBUSY).
  * Each worker keeps a model of what it preserved and checks every result the
  * model determines; a mismatch stops it with its seed and iteration.  Each
  * worker is bounded by ITERATIONS and by SECONDS of wall clock.  The workers
@@ -24,8 +33,11 @@
  * Stage 1: every session of the manifest, and no other, is listed; each file
  * is retrieved and checked (size, content hash, seals, test values and
  * injected retrieve and finish failures; for a hugetlb memfd also its file
- * system, page size and allocated huge pages), every session finished, and
- * nothing is left behind.
+ * system, page size and allocated huge pages; for an iommufd its IOAS ID
+ * and IOMMU_IOAS_UNMAP of exactly what it mapped), every session finished,
+ * and nothing is left behind.  Depending on the seed, a session's iommufds
+ * are retrieved in order, first (which retrieves the memfds they map), or
+ * never (FINISH releases them).
  *
  * The kinds of operation a worker runs are a function of the seed (and of
  * the time bound); their arguments also of which worker wins each race for
@@ -56,6 +68,7 @@
 #include <linux/memfd.h>
 
 #include "liveupdate_test.h"
+#include "liveupdate_edu.h"
 #include "kselftest.h"
 
 #define NR_WORKERS	4
@@ -85,18 +98,27 @@
 #define PRE_REPLY	(-1)	/* the reply cannot be written */
 #define BAD_FD		1048576		/* past any fd limit */
 #define NR_SEED_MIX	0x9e3779b97f4a7c15ULL
+#define IOMMU_DEV	"/dev/iommu"
+#define USER_IOVA	PG		/* user memory (IOMMU_IOAS_MAP) */
+#define FILE_IOVA	0x100000ULL	/* and up: a memfd (IOMMU_IOAS_MAP_FILE) */
+#define FILE_IOVAS	65536		/* pages of IOVA a memfd may start at */
+#define FREE_IOVA	0x40000000ULL	/* nothing mapped there */
 
 #define CMD(nr)		_IO(LIVEUPDATE_IOCTL_TYPE, nr)
 
-enum kind { K_MEMFD, K_SPARSE, K_TEST, K_HUGE };
+enum kind { K_MEMFD, K_SPARSE, K_TEST, K_HUGE, K_IOMMUFD };
 
 /*
  * One file a worker knows about.  K_MEMFD keeps its expected contents in
  * @buf; K_SPARSE has pages of generated contents at @page_off; K_TEST holds
  * @value.  K_HUGE, a hugetlb memfd, has 4 KiB pages of generated contents
  * at @page_off as K_SPARSE, and its allocated huge pages in bitmap
- * @present (the rest of each reads as zeros).  A preserved object whose
- * fds are all closed stays in the model: the session keeps it.
+ * @present (the rest of each reads as zeros).  K_IOMMUFD, an iommufd, has
+ * IOAS @ioas, which maps @size bytes of object @map (a K_MEMFD or K_SPARSE
+ * of ours, whose @mapped counts it) at @iova if @map >= 0, and a page of
+ * user memory at USER_IOVA if @user.  A preserved object whose fds are all
+ * closed stays in the model: the session keeps it; so does a memfd an
+ * iommufd maps: the mapping keeps it.
  */
 struct obj {
 	bool used;
@@ -114,6 +136,10 @@ struct obj {
 	unsigned int seals;
 	__u64 value;
 	int fail_preserve, fail_retrieve, fail_finish;
+	__u32 ioas;
+	int map, mapped;
+	__u64 iova;
+	bool user;
 };
 
 struct sess {
@@ -128,14 +154,15 @@ enum op {
 	OP_CREATE, OP_CLOSE_SESS, OP_DUP_SESS, OP_NEW_OBJ, OP_PRESERVE,
 	OP_UNPRESERVE, OP_QUERY, OP_GET_NAME, OP_LIST, OP_RETRIEVE_SESS,
 	OP_RETRIEVE_FD, OP_FINISH, OP_RANDOM_CMD, OP_WRITE, OP_TRUNCATE,
-	OP_SEAL, OP_CLOSE_FD, OP_DUP_FD, OP_TEST_CMD, OP_VERIFY, NR_OPS,
+	OP_SEAL, OP_CLOSE_FD, OP_DUP_FD, OP_TEST_CMD, OP_VERIFY, OP_IOAS,
+	NR_OPS,
 };
 
 static const char * const op_names[NR_OPS] = {
 	"create", "close_session", "dup_session", "new_object", "preserve",
 	"unpreserve", "query", "get_name", "list", "retrieve_session",
 	"retrieve_fd", "finish", "random_cmd", "write", "truncate", "seal",
-	"close_fd", "dup_fd", "test_cmd", "verify",
+	"close_fd", "dup_fd", "test_cmd", "verify", "ioas",
 };
 
 /* Relative frequencies. */
@@ -146,6 +173,7 @@ static const unsigned int op_weight[NR_OPS] = {
 	[OP_RETRIEVE_SESS] = 2, [OP_RETRIEVE_FD] = 2, [OP_FINISH] = 2,
 	[OP_RANDOM_CMD] = 8, [OP_WRITE] = 8, [OP_TRUNCATE] = 4, [OP_SEAL] = 2,
 	[OP_CLOSE_FD] = 4, [OP_DUP_FD] = 3, [OP_TEST_CMD] = 5, [OP_VERIFY] = 3,
+	[OP_IOAS] = 4,
 };
 
 /* What a worker reports to the parent, in memory shared with it. */
@@ -159,6 +187,8 @@ struct wstat {
 	__u64 unpreserved;	/* files unpreserved by UNPRESERVE_FD */
 	__u64 huge_new;		/* hugetlb memfds created */
 	__u64 huge_short;	/* hugetlb mmaps or fallocates short of pages */
+	__u64 iommufd_new;	/* iommufds created */
+	__u64 iommufd_kept;	/* of the files preserved, iommufds mapping a memfd */
 	__u64 msecs;
 	int nsess;
 	int failed;
@@ -173,6 +203,7 @@ static int stage;
 static int dev = -1;
 static bool have_test;
 static bool have_huge;
+static bool have_iommu;
 
 /* Created by the parent before the workers fork: never written after. */
 static struct obj shared_obj[NR_SHARED];
@@ -187,6 +218,7 @@ static struct sess sess[MAX_SESS];
 static struct obj obj[MAX_OBJ];
 static unsigned char *area, *ro;
 static int pipe_fd = -1, path_fd = -1;
+static int probe_fd = -1;	/* a memfd of a page, to try to map */
 static char hist[HIST][HIST_LEN];
 static unsigned int nhist;
 static struct liveupdate_file_info info[MAX_OBJ + 4];
@@ -531,19 +563,27 @@ static struct obj *obj_new(void)
 			obj[i].dup = -1;
 			obj[i].shared = -1;
 			obj[i].sess = -1;
+			obj[i].map = -1;
 			return &obj[i];
 		}
 	return NULL;
 }
 
-/* Forget an object the kernel no longer holds for us. */
+/*
+ * Forget an object the kernel no longer holds for us.  An iommufd's context
+ * goes with its last file, and its mapping with it.
+ */
 static void obj_maybe_drop(struct obj *o)
 {
-	if (o->fd >= 0 || o->dup >= 0 || o->sess >= 0)
+	if (o->fd >= 0 || o->dup >= 0 || o->sess >= 0 || o->mapped)
 		return;
 	if (o->shared < 0)
 		free(o->buf);
 	o->used = false;
+	if (o->kind == K_IOMMUFD && o->map >= 0) {
+		obj[o->map].mapped--;
+		obj_maybe_drop(&obj[o->map]);
+	}
 }
 
 static const char *kind_name(const struct obj *o)
@@ -551,6 +591,7 @@ static const char *kind_name(const struct obj *o)
 	static const char * const names[] = {
 		[K_MEMFD] = "memfd", [K_SPARSE] = "sparse memfd",
 		[K_TEST] = "test object", [K_HUGE] = "hugetlb memfd",
+		[K_IOMMUFD] = "iommufd",
 	};
 
 	return names[o->kind];
@@ -613,10 +654,19 @@ static int obj_fd(const struct obj *o)
 	return o->fd >= 0 ? o->fd : o->dup;
 }
 
-/* Some fd that is not a session: ioctls of the 0xBA type get ENOTTY. */
+static bool not_iommufd(const struct obj *o)
+{
+	return o->kind != K_IOMMUFD;
+}
+
+/*
+ * Some fd that is not a session: ioctls of the 0xBA type get ENOTTY.  Not
+ * an iommufd: it reads the size of a command numbered in its own range
+ * first (EFAULT from a NULL argument).
+ */
 static int other_fd(void)
 {
-	int i = pick_obj(NULL);
+	int i = pick_obj(not_iommufd);
 
 	if (i >= 0 && obj_fd(&obj[i]) >= 0 && chance(70))
 		return obj_fd(&obj[i]);
@@ -633,6 +683,33 @@ static void unpreserved(struct obj *o)
 	s->nfiles--;
 	o->sess = -1;
 	obj_maybe_drop(o);
+}
+
+/*
+ * What the handler answers to PRESERVE_FD of iommufd @o into session @si:
+ * user memory cannot be found again in the next kernel (EOPNOTSUPP, seen
+ * before any file is looked up); the memfd it maps must be preserved in
+ * the same session (ENOENT).
+ */
+static int iommufd_preserve_errno(const struct obj *o, int si)
+{
+	if (o->user)
+		return -EOPNOTSUPP;
+	if (o->map >= 0 && obj[o->map].sess != si)
+		return -ENOENT;
+	return 0;
+}
+
+/* Whether a preserved iommufd maps object @oi (then of the same session). */
+static bool mapped_by_preserved(int oi)
+{
+	int i;
+
+	for (i = 0; i < MAX_OBJ; i++)
+		if (obj[i].used && obj[i].kind == K_IOMMUFD &&
+		    obj[i].sess >= 0 && obj[i].map == oi)
+			return true;
+	return false;
 }
 
 static void random_name(char *name, bool *shared)
@@ -878,6 +955,8 @@ static void op_preserve(int si, int tfd)
 		alt = -EBUSY;
 	} else if (o->kind == K_TEST && o->fail_preserve) {
 		want = -o->fail_preserve;
+	} else if (o->kind == K_IOMMUFD) {
+		want = iommufd_preserve_errno(o, si);
 	}
 	a.fd = fd;
 	a.token = token;
@@ -899,6 +978,8 @@ static void op_preserve(int si, int tfd)
 	if (ret)
 		return;
 	st->preserved++;
+	if (o->kind == K_IOMMUFD && o->map >= 0)
+		st->iommufd_kept++;
 	o->sess = si;
 	o->token = token;
 	s->files[s->nfiles++] = oi;
@@ -919,6 +1000,9 @@ static void op_unpreserve(int si, int tfd)
 	if (s)
 		fi = file_by_token(s, token);
 	want = fi >= 0 ? 0 : -ENOENT;
+	/* A preserved iommufd's state names it. */
+	if (fi >= 0 && mapped_by_preserved(s->files[fi]))
+		want = -EBUSY;
 	if (chance(8)) {
 		a.reserved = 1 + rn(~0U - 1);
 		want = -EINVAL;
@@ -944,6 +1028,8 @@ static const char *compatible_of(const struct obj *o)
 {
 	if (o->kind == K_TEST)
 		return LUO_TEST_COMPATIBLE;
+	if (o->kind == K_IOMMUFD)
+		return "iommufd";
 	return o->kind == K_HUGE ? "memfd-hugetlb" : "memfd";
 }
 
@@ -962,7 +1048,7 @@ static void check_query(const struct sess *s, __u32 kind, __u32 count,
 		/* A memfd may still be moving pages out of KHO scratch. */
 		if (info[i].token != o->token ||
 		    (info[i].state != LIVEUPDATE_FILE_PRESERVED &&
-		     (o->kind == K_TEST ||
+		     (o->kind == K_TEST || o->kind == K_IOMMUFD ||
 		      info[i].state != LIVEUPDATE_FILE_SETTLING)) ||
 		    info[i].error ||
 		    strcmp((char *)info[i].compatible, compatible_of(o)))
@@ -1348,6 +1434,204 @@ static void make_huge(struct obj *o)
 	}
 }
 
+/* ---- iommufds ---- */
+
+/* What an iommufd may map: a shmem memfd of ours, open */
+static bool own_shmem_open(const struct obj *o)
+{
+	return (o->kind == K_MEMFD || o->kind == K_SPARSE) && o->shared < 0 &&
+	       obj_fd(o) >= 0;
+}
+
+static bool own_iommufd_open(const struct obj *o)
+{
+	return o->kind == K_IOMMUFD && obj_fd(o) >= 0;
+}
+
+/* Map a few pages of one of our memfds where iommufd @o maps none. */
+static void ioas_map_memfd(struct obj *o)
+{
+	int m = pick_obj(own_shmem_open);
+
+	if (m < 0)
+		return;
+	o->iova = FILE_IOVA + PG * rn(FILE_IOVAS);
+	o->size = PG * (1 + rn(4));
+	note("IOMMU_IOAS_MAP_FILE of object %d, %llu bytes at %#llx", m,
+	     (unsigned long long)o->size, (unsigned long long)o->iova);
+	expect(edu_map_file(obj_fd(o), o->ioas, obj_fd(&obj[m]), 0, o->size,
+			    o->iova), 0, NONE, "IOMMU_IOAS_MAP_FILE");
+	o->map = m;
+	obj[m].mapped++;
+}
+
+static void ioas_map_user(struct obj *o)
+{
+	note("IOMMU_IOAS_MAP of user memory at %#llx", USER_IOVA);
+	expect(edu_map_user(obj_fd(o), o->ioas, area, PG, USER_IOVA), 0, NONE,
+	       "IOMMU_IOAS_MAP");
+	o->user = true;
+}
+
+/*
+ * An iommufd with one IOAS: up to two IOAS allocated before it and
+ * destroyed, so that its ID is not always the first one.
+ */
+static void make_iommufd(struct obj *o)
+{
+	__u32 first[2];
+	int i, n = rn(3);
+
+	o->kind = K_IOMMUFD;
+	o->fd = open(IOMMU_DEV, O_RDWR | O_CLOEXEC);
+	if (o->fd < 0)
+		wfail("open %s: %s", IOMMU_DEV, strerror(errno));
+	st->iommufd_new++;
+	for (i = 0; i < n; i++)
+		expect(edu_ioas_alloc(o->fd, &first[i]), 0, NONE,
+		       "IOMMU_IOAS_ALLOC");
+	expect(edu_ioas_alloc(o->fd, &o->ioas), 0, NONE, "IOMMU_IOAS_ALLOC");
+	for (i = 0; i < n; i++)
+		expect(edu_destroy(o->fd, first[i]), 0, NONE, "IOMMU_DESTROY");
+	if (chance(70))
+		ioas_map_memfd(o);
+	if (chance(10))
+		ioas_map_user(o);
+}
+
+/* The memfd iommufd @o maps is no longer mapped by it. */
+static void ioas_unmapped_memfd(struct obj *o)
+{
+	struct obj *m = &obj[o->map];
+
+	o->map = -1;
+	m->mapped--;
+	obj_maybe_drop(m);
+}
+
+/*
+ * IOAS commands on one of our iommufds.  Preserved, it is frozen: what
+ * would change it fails with EBUSY, IOMMU_IOAS_IOVA_RANGES works.  Else
+ * map a memfd or user memory where nothing is mapped (EEXIST where it
+ * is), unmap exactly what is mapped (ENOENT where nothing is), or all.
+ */
+static void op_ioas(void)
+{
+	int i = pick_obj(own_iommufd_open), fd, ret;
+	long long len, want;
+	unsigned int cmd;
+	struct obj *o;
+	__u32 id;
+
+	if (i < 0)
+		return;
+	o = &obj[i];
+	fd = obj_fd(o);
+	if (o->sess >= 0) {
+		cmd = rn(6);
+		note("IOAS command %u on a preserved iommufd", cmd);
+		switch (cmd) {
+		case 0:
+			ret = edu_map_file(fd, o->ioas, probe_fd, 0, PG,
+					   FREE_IOVA);
+			break;
+		case 1:
+			ret = edu_map_user(fd, o->ioas, area, PG, FREE_IOVA);
+			break;
+		case 2:
+			len = edu_unmap_len(fd, o->ioas, 0, UINT64_MAX);
+			ret = len < 0 ? len : 0;
+			break;
+		case 3:
+			ret = edu_ioas_alloc(fd, &id);
+			break;
+		case 4:
+			ret = edu_destroy(fd, o->ioas);
+			break;
+		default:
+			ret = edu_iova_ranges(fd, o->ioas);
+			expect(ret < 0 ? ret : 0, 0, NONE,
+			       "IOMMU_IOAS_IOVA_RANGES of a preserved iommufd");
+			if (!ret)
+				wfail("IOMMU_IOAS_IOVA_RANGES: no IOVA range");
+			return;
+		}
+		expect(ret, -EBUSY, NONE, "IOAS command on a preserved iommufd");
+		return;
+	}
+	switch (rn(4)) {
+	case 0:
+		if (o->map < 0)
+			return ioas_map_memfd(o);
+		note("IOMMU_IOAS_MAP_FILE over the mapping at %#llx",
+		     (unsigned long long)o->iova);
+		expect(edu_map_file(fd, o->ioas, probe_fd, 0, PG, o->iova),
+		       -EEXIST, NONE, "IOMMU_IOAS_MAP_FILE over a mapping");
+		return;
+	case 1:
+		if (!o->user)
+			return ioas_map_user(o);
+		note("IOMMU_IOAS_UNMAP of the user memory");
+		len = edu_unmap_len(fd, o->ioas, USER_IOVA, PG);
+		want = PG;
+		o->user = false;
+		break;
+	case 2:
+		if (o->map < 0) {
+			note("IOMMU_IOAS_UNMAP where nothing is mapped");
+			len = edu_unmap_len(fd, o->ioas, FREE_IOVA, PG);
+			expect(len < 0 ? len : 0, -ENOENT, NONE,
+			       "IOMMU_IOAS_UNMAP where nothing is mapped");
+			return;
+		}
+		note("IOMMU_IOAS_UNMAP of the mapping at %#llx",
+		     (unsigned long long)o->iova);
+		len = edu_unmap_len(fd, o->ioas, o->iova, o->size);
+		want = o->size;
+		ioas_unmapped_memfd(o);
+		break;
+	default:
+		note("IOMMU_IOAS_UNMAP of everything");
+		len = edu_unmap_len(fd, o->ioas, 0, UINT64_MAX);
+		want = (o->map >= 0 ? o->size : 0) + (o->user ? PG : 0);
+		o->user = false;
+		if (o->map >= 0)
+			ioas_unmapped_memfd(o);
+		break;
+	}
+	expect(len < 0 ? len : 0, 0, NONE, "IOMMU_IOAS_UNMAP");
+	if (len != want)
+		wfail("IOMMU_IOAS_UNMAP: %lld bytes, want %lld", len, want);
+}
+
+/*
+ * Without changing it, what iommufd @o's IOAS maps: IOMMU_IOAS_MAP_FILE of
+ * a page at an IOVA mapped fails with EEXIST (EBUSY while preserved); of an
+ * IOAS that maps nothing, IOMMU_IOAS_UNMAP of everything unmaps 0 bytes.
+ */
+static void verify_iommufd(const struct obj *o, const char *when)
+{
+	int fd = obj_fd(o), ranges = edu_iova_ranges(fd, o->ioas);
+	long long len;
+
+	if (ranges <= 0)
+		wfail("%s: IOMMU_IOAS_IOVA_RANGES of IOAS %u: %d", when, o->ioas,
+		      ranges);
+	if (o->map >= 0 || o->user) {
+		expect(edu_map_file(fd, o->ioas, probe_fd, 0, PG,
+				    o->map >= 0 ? o->iova : USER_IOVA),
+		       o->sess >= 0 ? -EBUSY : -EEXIST, NONE,
+		       "IOMMU_IOAS_MAP_FILE over a mapping");
+		return;
+	}
+	len = edu_unmap_len(fd, o->ioas, 0, UINT64_MAX);
+	expect(len < 0 ? len : 0, o->sess >= 0 ? -EBUSY : 0, NONE,
+	       "IOMMU_IOAS_UNMAP of an IOAS that maps nothing");
+	if (len > 0)
+		wfail("%s: IOMMU_IOAS_UNMAP of IOAS %u: %lld bytes", when,
+		      o->ioas, len);
+}
+
 static void op_new_obj(void)
 {
 	struct obj *o = obj_new();
@@ -1358,6 +1642,8 @@ static void op_new_obj(void)
 	/* One in 8 new objects, where there are hugetlb pages. */
 	if (have_huge && !rn(8)) {
 		make_huge(o);
+	} else if (have_iommu && !rn(6)) {
+		make_iommufd(o);
 	} else if (have_test && r < 35) {
 		o->kind = K_TEST;
 		o->value = rnd();
@@ -1373,7 +1659,8 @@ static void op_new_obj(void)
 
 static bool own_memfd_open(const struct obj *o)
 {
-	return o->kind != K_TEST && o->shared < 0 && obj_fd(o) >= 0;
+	return o->kind != K_TEST && o->kind != K_IOMMUFD && o->shared < 0 &&
+	       obj_fd(o) >= 0;
 }
 
 static bool own_test_open(const struct obj *o)
@@ -1706,6 +1993,8 @@ static void verify_obj(const struct obj *o, const char *when)
 			      value, (unsigned long long)o->value);
 		return;
 	}
+	if (o->kind == K_IOMMUFD)
+		return verify_iommufd(o, when);
 	if (fstat(fd, &sb) || (__u64)sb.st_size != o->size)
 		wfail("%s: memfd of %lld bytes, want %llu", when,
 		      (long long)sb.st_size, (unsigned long long)o->size);
@@ -1783,6 +2072,8 @@ static void run_op(enum op op)
 		return op_test_cmd();
 	case OP_VERIFY:
 		return op_verify();
+	case OP_IOAS:
+		return op_ioas();
 	default:
 		break;
 	}
@@ -1823,8 +2114,9 @@ static __printf(1, 2) void mprintf(const char *fmt, ...)
  * The manifest: "S name" per session, then its files in preservation
  * order, "M token size hash seals shared" for a memfd, "H token size hash
  * seals shared present" for a hugetlb memfd (@present: its allocated huge
- * pages) and "T token value fail_retrieve fail_finish shared" for a test
- * object.
+ * pages), "T token value fail_retrieve fail_finish shared" for a test
+ * object and "I token ioas memfd_token iova length" for an iommufd (length
+ * 0 if its IOAS maps nothing).
  */
 static void write_manifest(void)
 {
@@ -1845,6 +2137,15 @@ static void write_manifest(void)
 					(unsigned long long)o->value,
 					o->fail_retrieve, o->fail_finish,
 					o->shared);
+			else if (o->kind == K_IOMMUFD && o->map >= 0)
+				mprintf("I %llu %u %llu %llu %llu\n",
+					(unsigned long long)o->token, o->ioas,
+					(unsigned long long)obj[o->map].token,
+					(unsigned long long)o->iova,
+					(unsigned long long)o->size);
+			else if (o->kind == K_IOMMUFD)
+				mprintf("I %llu %u 0 0 0\n",
+					(unsigned long long)o->token, o->ioas);
 			else if (o->kind == K_HUGE)
 				mprintf("H %llu %llu %llu %u %d %u\n",
 					(unsigned long long)o->token,
@@ -1996,6 +2297,7 @@ static void make_shared(void)
 		o->shared = i;
 		o->sess = -1;
 		o->dup = -1;
+		o->map = -1;
 		if (i < NR_SHARED_MEMFD) {
 			make_memfd(o, i == NR_SHARED_MEMFD - 1);
 			continue;
@@ -2106,7 +2408,7 @@ static void stage0(void)
 	int sock[NR_WORKERS], sv[2], fds[NR_WORKERS * MAX_SESS];
 	__u64 iters = 0, calls = 0, errors = 0, ops[NR_OPS] = { 0 };
 	__u64 created = 0, preserved = 0, unpreserved = 0;
-	__u64 huge_new = 0, huge_short = 0;
+	__u64 huge_new = 0, huge_short = 0, iommufd_new = 0, iommufd_kept = 0;
 	int nfds = 0, i, j, ret, status, mfd, msfd = -1, live;
 	pid_t pid[NR_WORKERS];
 	struct wstat *ws;
@@ -2124,6 +2426,13 @@ static void stage0(void)
 	if (!have_test)
 		ksft_print_msg("%s missing: memfds only\n", LUO_TEST_DEVICE);
 	have_huge = huge_setup();
+	ret = open(IOMMU_DEV, O_RDWR | O_CLOEXEC);
+	have_iommu = ret >= 0;
+	if (have_iommu)
+		close(ret);
+	else
+		ksft_print_msg("open %s: %s: no iommufds\n", IOMMU_DEV,
+			       strerror(errno));
 	pipe_fd = -1;
 	make_shared();
 	ws = mmap(NULL, NR_WORKERS * sizeof(*ws), PROT_READ | PROT_WRITE,
@@ -2149,6 +2458,7 @@ static void stage0(void)
 				_exit(1);
 			pipe_fd = p[0];
 			path_fd = open("/", O_PATH | O_CLOEXEC);
+			probe_fd = new_memfd("fuzz-probe");
 			worker(i, sv[1]);
 		}
 		close(sv[1]);
@@ -2190,6 +2500,8 @@ static void stage0(void)
 		unpreserved += ws[i].unpreserved;
 		huge_new += ws[i].huge_new;
 		huge_short += ws[i].huge_short;
+		iommufd_new += ws[i].iommufd_new;
+		iommufd_kept += ws[i].iommufd_kept;
 		for (j = 0; j < NR_OPS; j++)
 			ops[j] += ws[i].ops[j];
 	}
@@ -2207,6 +2519,13 @@ static void stage0(void)
 	for (j = 0; j < NR_OPS; j++)
 		ksft_print_msg("fuzz: %-16s %llu\n", op_names[j],
 			       (unsigned long long)ops[j]);
+	if (have_iommu)
+		result(iommufd_new > 0,
+		       "iommufds: %llu created, %llu preserved with the memfd they map",
+		       (unsigned long long)iommufd_new,
+		       (unsigned long long)iommufd_kept);
+	else
+		ksft_test_result_skip("iommufds: %s missing\n", IOMMU_DEV);
 	if (ksft_get_fail_cnt()) {
 		print_rerun();
 		ksft_exit_fail_msg("a worker failed: no kexec\n");
@@ -2231,10 +2550,11 @@ static void stage0(void)
 	live = have_test ? luo_test_live() : 0;
 	ksft_test_result(live == count_lines(all, 'T'),
 			 "%d test objects preserved, as in the models\n", live);
-	ksft_print_msg("manifest: %d sessions, %d memfds (%d hugetlb), %d test objects, %zu B\n",
+	ksft_print_msg("manifest: %d sessions, %d memfds (%d hugetlb), %d test objects, %d iommufds, %zu B\n",
 		       count_lines(all, 'S'),
 		       count_lines(all, 'M') + count_lines(all, 'H'),
-		       count_lines(all, 'H'), count_lines(all, 'T'), len);
+		       count_lines(all, 'H'), count_lines(all, 'T'),
+		       count_lines(all, 'I'), len);
 
 	ret = luo_create_session(dev, MANIFEST_NAME, &msfd);
 	mfd = new_memfd("fuzz-manifest");
@@ -2331,6 +2651,49 @@ static bool check_file(int sfd, const char *sname, const char *line,
 	return ok;
 }
 
+/*
+ * Retrieve the iommufd of manifest line @line: its IOAS has its ID still,
+ * and maps the same range of the memfd it names, which is retrieved with it
+ * if it was not already.  IOMMU_IOAS_UNMAP of exactly that range unmaps
+ * it, and then nothing is left.
+ */
+static bool check_iommufd(int sfd, const char *sname, const char *line)
+{
+	unsigned long long token, mtoken, iova, len;
+	__u32 state = LIVEUPDATE_FILE_RETRIEVED;
+	long long unmapped = 0, left;
+	int fd = -1, ret, ranges;
+	unsigned int ioas;
+	bool ok;
+
+	if (sscanf(line, "I %llu %u %llu %llu %llu", &token, &ioas, &mtoken,
+		   &iova, &len) != 5)
+		return false;
+	ret = luo_retrieve_fd(sfd, token, &fd);
+	if (ret) {
+		ksft_print_msg("%s: token %llu: retrieve: %s\n", sname, token,
+			       ename(ret));
+		return false;
+	}
+	if (len) {
+		state = luo_file_state(sfd, mtoken);
+		unmapped = edu_unmap_len(fd, ioas, iova, len);
+	}
+	left = edu_unmap_len(fd, ioas, 0, UINT64_MAX);
+	ranges = edu_iova_ranges(fd, ioas);
+	close(fd);
+	ok = state == LIVEUPDATE_FILE_RETRIEVED &&
+	     unmapped == (long long)len && !left && ranges > 0;
+	if (!ok)
+		ksft_print_msg("%s: iommufd %llu: memfd %llu in state %u; IOAS %u: %lld of %llu bytes at %#llx unmapped, then %lld; %d IOVA ranges\n",
+			       sname, token, mtoken, state, ioas, unmapped, len,
+			       iova, left, ranges);
+	return ok;
+}
+
+/* When stage 1 retrieves the iommufds of a session */
+enum { IOMMUFD_IN_ORDER, IOMMUFD_FIRST, IOMMUFD_NEVER, NR_IOMMUFD_MODES };
+
 static int cmp_name(const void *a, const void *b)
 {
 	return strcmp(*(char * const *)a, *(char * const *)b);
@@ -2371,6 +2734,8 @@ static const char *compatible_of_line(const char *line)
 {
 	if (line[0] == 'T')
 		return LUO_TEST_COMPATIBLE;
+	if (line[0] == 'I')
+		return "iommufd";
 	return line[0] == 'H' ? "memfd-hugetlb" : "memfd";
 }
 
@@ -2409,7 +2774,7 @@ static bool check_incoming(int sfd, const char *name, char **line, int n)
 static void stage1(void)
 {
 	int msfd, mfd = -1, sfd, ret, busy, tries, sessions = 0, files;
-	int nfiles = 0;
+	int nfiles = 0, mode, modes[NR_IOMMUFD_MODES] = { 0 };
 	int nlines = 0, i, j, refused = 0;
 	__u32 kind = 0, count;
 	char *m, *p, **line;
@@ -2428,12 +2793,13 @@ static void stage1(void)
 		ksft_exit_fail_msg("read the manifest: %s\n", strerror(errno));
 	close(mfd);
 	line = calloc(count_lines(m, 'S') + count_lines(m, 'M') +
-		      count_lines(m, 'H') + count_lines(m, 'T') + 2,
-		      sizeof(*line));
+		      count_lines(m, 'H') + count_lines(m, 'T') +
+		      count_lines(m, 'I') + 2, sizeof(*line));
 	if (!line)
 		ksft_exit_fail_msg("out of memory\n");
 	for (p = strtok(m, "\n"); p; p = strtok(NULL, "\n"))
-		if (p[0] == 'S' || p[0] == 'M' || p[0] == 'H' || p[0] == 'T')
+		if (p[0] == 'S' || p[0] == 'M' || p[0] == 'H' || p[0] == 'T' ||
+		    p[0] == 'I')
 			line[nlines++] = p;
 	if (sscanf(m, "seed %llu", (unsigned long long *)&seed) == 1)
 		ksft_print_msg("seed %llu\n", (unsigned long long)seed);
@@ -2451,8 +2817,23 @@ static void stage1(void)
 		ok = !luo_retrieve_session(dev, name, &sfd);
 		ok = ok && check_incoming(sfd, name, line + i + 1, files);
 		busy = 0;
-		for (j = 0; ok && j < files; j++)
-			ok = check_file(sfd, name, line[i + 1 + j], &busy);
+		/* Its iommufds in order, first, or never: FINISH releases them. */
+		mode = mix64(seed + sessions) % NR_IOMMUFD_MODES;
+		for (j = 0; ok && j < files; j++) {
+			if (line[i + 1 + j][0] == 'I') {
+				modes[mode]++;
+				if (mode == IOMMUFD_FIRST)
+					ok = check_iommufd(sfd, name,
+							   line[i + 1 + j]);
+			}
+		}
+		for (j = 0; ok && j < files; j++) {
+			if (line[i + 1 + j][0] != 'I')
+				ok = check_file(sfd, name, line[i + 1 + j],
+						&busy);
+			else if (mode == IOMMUFD_IN_ORDER)
+				ok = check_iommufd(sfd, name, line[i + 1 + j]);
+		}
 		/* Each armed can_finish refuses once. */
 		ret = -1;
 		for (tries = 0; ok && tries <= busy; tries++) {
@@ -2483,6 +2864,9 @@ static void stage1(void)
 		       nfiles);
 	ksft_print_msg("%d injected retrieve failures and %d FINISH refusals seen\n",
 		       injected, refused);
+	ksft_print_msg("iommufds: %d retrieved in order, %d first, %d never\n",
+		       modes[IOMMUFD_IN_ORDER], modes[IOMMUFD_FIRST],
+		       modes[IOMMUFD_NEVER]);
 	ksft_set_plan(ksft_test_num());
 	ksft_finished();
 }

@@ -38,17 +38,39 @@
  * of the page.  Without a 2 MiB hugetlb pool (no hugetlbfs, or no memory
  * for a few pages) these parts are reported as skipped.
  *
+ * iommufds ("iommufd") are in the matrix too; they need no device or
+ * IOMMU, only /dev/iommu.  The sessions with files hold, preserved last,
+ * an iommufd whose IOAS (not the first object it allocated, so that its ID
+ * says something) maps their shmem memfd at MAP_IOVA with
+ * IOMMU_IOAS_MAP_FILE: UNPRESERVE_FD of that memfd fails with EBUSY.
+ * PRESERVE_FD gets the preserved iommufd and its dup (EBUSY), one mapping
+ * a memfd no session holds (ENOENT), one mapping user memory with
+ * IOMMU_IOAS_MAP (EOPNOTSUPP), a fresh one whose IOAS maps nothing
+ * (preserved, then unpreserved) and, in stage 1, the retrieved one (EBUSY
+ * until its session is finished).  The state checks look at every iommufd
+ * without changing it: IOMMU_IOAS_IOVA_RANGES, and IOMMU_IOAS_MAP_FILE of
+ * 4 KiB inside the mapping, which fails with EEXIST, or with EBUSY while
+ * the iommufd is preserved (of an IOAS that maps nothing, IOMMU_IOAS_UNMAP
+ * of everything: 0 bytes).  A direct check makes sure a preserved one
+ * refuses maps, unmaps, IOMMU_IOAS_ALLOC and IOMMU_DESTROY (EBUSY) but
+ * answers IOMMU_IOAS_IOVA_RANGES, and is an ordinary iommufd again once
+ * unpreserved.  Without /dev/iommu these parts are reported as skipped.
+ *
  * Stage 0 (first boot) sets up the 2 MiB pool, runs the device and outgoing
  * sessions (empty, with files, closed), then sets up sessions for stage 1
  * and kexecs.  Stage 1 runs the device with incoming sessions and sessions
  * incoming before retrieve, retrieved, with retrieved files (the hugetlb
- * memfd among them), finished, closed and finished-and-closed.  Each stage
- * runs the matrix from one thread, then NR_THREADS threads run the
- * non-mutating part of it at once.  Everything is deterministic (no seed).
+ * memfd and the iommufd among them), finished, closed and
+ * finished-and-closed.  It retrieves the iommufd before the memfd it maps,
+ * which that retrieves, and checks its IOAS ID and mapping; after the
+ * matrix, IOMMU_IOAS_UNMAP of exactly the mapped range.  The finished
+ * session held an iommufd and its memfd, never retrieved.  Each stage runs
+ * the matrix from one thread, then NR_THREADS threads run the non-mutating
+ * part of it at once.  Everything is deterministic (no seed).
  *
  * Needs the liveupdate test module (CONFIG_LIVEUPDATE_TEST), memfd
- * preservation (CONFIG_LIVEUPDATE_MEMFD, CONFIG_LIVEUPDATE_MEMFD_HUGETLB)
- * and luo-next-stage.
+ * preservation (CONFIG_LIVEUPDATE_MEMFD, CONFIG_LIVEUPDATE_MEMFD_HUGETLB),
+ * CONFIG_IOMMUFD for the iommufd parts, and luo-next-stage.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -72,6 +94,7 @@
 #include <linux/memfd.h>
 
 #include "liveupdate_test.h"
+#include "liveupdate_edu.h"
 #include "kselftest.h"
 
 #define NR_THREADS	4
@@ -98,6 +121,20 @@
 #define HUGE_TOKEN	3
 #define HUGE_TOKEN_IN	4
 
+/*
+ * iommufds of the matrix.  In the sessions with files, one IOAS maps all of
+ * the shmem memfd of token 2 at MAP_IOVA; the state checks try to map
+ * 4 KiB again at PROBE_IOVA, inside that mapping.  Nothing is mapped at
+ * FREE_IOVA.
+ */
+#define IOMMU_DEV		"/dev/iommu"
+#define IOMMUFD_COMPATIBLE	"iommufd"
+#define IOMMUFD_TOKEN		5
+#define MAP_IOVA		0x100000ULL
+#define PROBE_IOVA		(MAP_IOVA + PAGE)
+#define USER_IOVA		0x200000ULL	/* user memory (IOMMU_IOAS_MAP) */
+#define FREE_IOVA		0x300000ULL
+
 /* A name of exactly 63 bytes, the longest allowed. */
 #define NAME_63 \
 	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
@@ -122,6 +159,12 @@ struct sess_view {
 	char name[LUO_NAME_LEN];
 };
 
+/* What the state checks see of an iommufd (ioas_look()). */
+struct ioas_view {
+	int ranges;		/* IOMMU_IOAS_IOVA_RANGES: how many, or -errno */
+	long long probe;
+};
+
 struct snap {
 	char sessions[SESSIONS_MAX];	/* debugfs: every session and file */
 	char memfds[STATS_MAX];		/* debugfs: every preserved memfd */
@@ -132,11 +175,26 @@ struct snap {
 	struct sess_view view[MAX_WATCH];
 	int nmem;
 	unsigned long long memsum[MAX_WATCH];
+	int nioas;
+	struct ioas_view ioas[MAX_WATCH];
+};
+
+/*
+ * An iommufd the state checks look at: its IOAS @ioas maps 4 KiB at
+ * @probe, or nothing if @probe is 0; @memfd is a memfd to try to map.
+ */
+struct watched_ioas {
+	int fd;
+	__u32 ioas;
+	int memfd;
+	__u64 probe;
 };
 
 /* Set up before the matrix runs, read-only while it runs. */
 static int watch_sessions[MAX_WATCH], nwatch_sessions;
 static int watch_memfds[MAX_WATCH], nwatch_memfds;
+static struct watched_ioas watch_ioas[MAX_WATCH];
+static int nwatch_ioas;
 
 static void watch_session(int sfd)
 {
@@ -146,6 +204,32 @@ static void watch_session(int sfd)
 static void watch_memfd(int fd)
 {
 	watch_memfds[nwatch_memfds++] = fd;
+}
+
+static void watch_iommufd(int fd, __u32 ioas, int memfd, __u64 probe)
+{
+	watch_ioas[nwatch_ioas++] = (struct watched_ioas){ fd, ioas, memfd,
+							   probe };
+}
+
+/*
+ * Without changing it, whether an iommufd is preserved and its mapping
+ * still there: IOMMU_IOAS_MAP_FILE of 4 KiB at an IOVA its IOAS maps fails
+ * with EEXIST, or with EBUSY while the iommufd is preserved; of an IOAS
+ * that maps nothing, IOMMU_IOAS_UNMAP of everything unmaps 0 bytes, or
+ * fails with EBUSY.  Anything else is a change, which this undoes as well
+ * as it can.
+ */
+static void ioas_look(const struct watched_ioas *w, struct ioas_view *v)
+{
+	v->ranges = edu_iova_ranges(w->fd, w->ioas);
+	if (!w->probe) {
+		v->probe = edu_unmap_len(w->fd, w->ioas, 0, UINT64_MAX);
+		return;
+	}
+	v->probe = edu_map_file(w->fd, w->ioas, w->memfd, 0, PAGE, w->probe);
+	if (!v->probe)
+		edu_unmap(w->fd, w->ioas, w->probe, PAGE);
 }
 
 /*
@@ -276,6 +360,9 @@ static int snap_take(struct snap *s, const struct dbg_fds *d,
 		s->memsum[i] = full ? memfd_sum(watch_memfds[i], membuf) :
 				      ref->memsum[i];
 	s->nmem = nwatch_memfds;
+	for (i = 0; i < nwatch_ioas; i++)
+		ioas_look(&watch_ioas[i], &s->ioas[i]);
+	s->nioas = nwatch_ioas;
 	return 0;
 }
 
@@ -317,6 +404,18 @@ static bool snap_same(const struct snap *a, const struct snap *b, char *why,
 		if (a->memsum[i] != b->memsum[i]) {
 			snprintf(why, len, "memfd %d contents changed",
 				 watch_memfds[i]);
+			return false;
+		}
+	}
+	for (i = 0; i < a->nioas; i++) {
+		const struct ioas_view *x = &a->ioas[i], *y = &b->ioas[i];
+
+		if (x->ranges != y->ranges || x->probe != y->probe) {
+			snprintf(why, len,
+				 "iommufd %d: IOVA_RANGES %d -> %d, probe at %#llx %lld -> %lld",
+				 watch_ioas[i].fd, x->ranges, y->ranges,
+				 (unsigned long long)watch_ioas[i].probe,
+				 x->probe, y->probe);
 			return false;
 		}
 	}
@@ -812,6 +911,11 @@ struct fdtype {
 	const char *desc;
 	int fd;
 	int err;	/* 0: preservable (then undone) */
+	/*
+	 * Its handler refuses it: another thread's PRESERVE_FD of it, into
+	 * another session, holds it meanwhile (EBUSY).
+	 */
+	bool racy;
 };
 
 static struct fdtype fdtypes[MAX_FDTYPES];
@@ -820,14 +924,22 @@ static int nr_fdtypes;
 /* @fd is a bad fd number on purpose. */
 static void add_bad_fd(const char *desc, int fd)
 {
-	fdtypes[nr_fdtypes++] = (struct fdtype){ desc, fd, -EBADF };
+	fdtypes[nr_fdtypes++] = (struct fdtype){ .desc = desc, .fd = fd,
+						 .err = -EBADF };
 }
 
 static void add_fdtype(const char *desc, int fd, int err)
 {
 	if (fd < 0)
 		luo_bail("fd for %s: %s", desc, strerror(errno));
-	fdtypes[nr_fdtypes++] = (struct fdtype){ desc, fd, err };
+	fdtypes[nr_fdtypes++] = (struct fdtype){ .desc = desc, .fd = fd,
+						 .err = err };
+}
+
+static void add_racy_fdtype(const char *desc, int fd, int err)
+{
+	add_fdtype(desc, fd, err);
+	fdtypes[nr_fdtypes - 1].racy = true;
 }
 
 /* A name and what CREATE_SESSION and RETRIEVE_SESSION answer for it. */
@@ -877,6 +989,30 @@ static void add_sess_state(const char *state, int fd)
 	watch_session(fd);
 }
 
+/* Files a preserved iommufd of their session maps: not unpreservable. */
+static struct {
+	int sfd;
+	__u64 token;
+} mapped_files[MAX_STATES];
+static int nr_mapped_files;
+
+static void add_mapped(int sfd, __u64 token)
+{
+	mapped_files[nr_mapped_files].sfd = sfd;
+	mapped_files[nr_mapped_files++].token = token;
+}
+
+static bool is_mapped(int sfd, __u64 token)
+{
+	int i;
+
+	for (i = 0; i < nr_mapped_files; i++)
+		if (mapped_files[i].sfd == sfd &&
+		    mapped_files[i].token == token)
+			return true;
+	return false;
+}
+
 static int new_memfd(const char *name, unsigned int seed)
 {
 	unsigned char *buf = malloc(MEMFD_SIZE);
@@ -910,6 +1046,9 @@ static bool memfd_has(int fd, unsigned int seed)
 /* Whether this stage has hugetlb memfds, and why not if it has none. */
 static bool huge;
 static char huge_why[160];
+/* The same for iommufds */
+static bool iommu;
+static char iommu_why[160];
 
 /*
  * Seeds of the hugetlb memfds' contents, those of the shmem memfds beside
@@ -920,9 +1059,14 @@ static char huge_why[160];
 #define HSEED_FRESH	23	/* the one PRESERVE_FD gets, each stage */
 #define HSEED_IN	24	/* in-files */
 #define HSEED_S1	25	/* stage 1, mis-out-s1 */
-/* In-files' first test object says whether stage 0 added a hugetlb memfd. */
+/*
+ * In-files' first test object says whether stage 0 added a hugetlb memfd
+ * (IN_FILES_HUGE added to its value) and an iommufd (its IOAS ID times
+ * IN_FILES_IOAS added).
+ */
 #define IN_FILES_VALUE		401
-#define IN_FILES_VALUE_HUGE	411
+#define IN_FILES_HUGE		10
+#define IN_FILES_IOAS		1000
 
 /* Free and unreserved pages of the 2 MiB pool, or -errno. */
 static int huge_avail(void)
@@ -1074,6 +1218,24 @@ static bool query_is(int sfd, const struct want_file *want, __u32 n)
 	return true;
 }
 
+/* What QUERY lists in an outgoing session with files: @want, how many. */
+static __u32 out_files(struct want_file *want)
+{
+	__u32 n = 0;
+
+	want[n++] = (struct want_file){ 1, LUO_TEST_COMPATIBLE,
+					LIVEUPDATE_FILE_PRESERVED };
+	want[n++] = (struct want_file){ 2, "memfd", LIVEUPDATE_FILE_PRESERVED };
+	if (huge)
+		want[n++] = (struct want_file){ HUGE_TOKEN, HUGE_COMPATIBLE,
+						LIVEUPDATE_FILE_PRESERVED };
+	if (iommu)
+		want[n++] = (struct want_file){ IOMMUFD_TOKEN,
+						IOMMUFD_COMPATIBLE,
+						LIVEUPDATE_FILE_PRESERVED };
+	return n;
+}
+
 /*
  * The hugetlb memfd @fd of a session with files (@sess, fd @sfd), and the
  * fresh one @fresh: written and read back, listed by QUERY with the
@@ -1085,11 +1247,8 @@ static bool query_is(int sfd, const struct want_file *want, __u32 n)
 static void huge_checks(const char *sess, int sfd, int fd,
 			unsigned long long seed, int fresh)
 {
-	static const struct want_file want[] = {
-		{ 1, LUO_TEST_COMPATIBLE, LIVEUPDATE_FILE_PRESERVED },
-		{ 2, "memfd", LIVEUPDATE_FILE_PRESERVED },
-		{ HUGE_TOKEN, HUGE_COMPATIBLE, LIVEUPDATE_FILE_PRESERVED },
-	};
+	struct want_file want[MAX_FILES];
+	__u32 nwant = out_files(want);
 	const struct {
 		const char *desc;
 		int mode;		/* -1: ftruncate to @arg */
@@ -1113,7 +1272,7 @@ static void huge_checks(const char *sess, int sfd, int fd,
 		return;
 	}
 	ksft_test_result(huge_has(fd, seed) && huge_has(fresh, HSEED_FRESH) &&
-			 query_is(sfd, want, ARRAY_SIZE(want)),
+			 query_is(sfd, want, nwant),
 			 "%s: written through a mapping, read back, QUERY says %s\n",
 			 what, HUGE_COMPATIBLE);
 
@@ -1146,6 +1305,197 @@ static void huge_checks(const char *sess, int sfd, int fd,
 	ksft_test_result(!fails,
 			 "%s while preserved: resize and punch hole fail (EPERM): %u cases\n",
 			 what, cases);
+}
+
+/* ---- iommufds ---- */
+
+/* Whether /dev/iommu can be opened; else false, with the reason in iommu_why. */
+static bool iommu_setup(void)
+{
+	int fd = open(IOMMU_DEV, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(iommu_why, sizeof(iommu_why),
+			 "no iommufds (open %s: %s)", IOMMU_DEV,
+			 strerror(errno));
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+/* A page of user memory, for IOMMU_IOAS_MAP */
+static void *user_page(void)
+{
+	static void *page;
+
+	if (!page) {
+		page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (page == MAP_FAILED)
+			luo_bail("mmap: %s", strerror(errno));
+	}
+	return page;
+}
+
+/*
+ * A new iommufd with one IOAS, its ID into *@ioas: a first IOAS is
+ * allocated and destroyed before it, so that the ID is not the first one.
+ * The IOAS maps all of @memfd at MAP_IOVA if @memfd >= 0, and a page of
+ * user memory at USER_IOVA if @user.
+ */
+static int new_iommufd(int memfd, bool user, __u32 *ioas)
+{
+	int fd = open(IOMMU_DEV, O_RDWR | O_CLOEXEC), ret;
+	__u32 first;
+
+	if (fd < 0)
+		luo_bail("open %s: %s", IOMMU_DEV, strerror(errno));
+	ret = edu_ioas_alloc(fd, &first);
+	if (!ret)
+		ret = edu_ioas_alloc(fd, ioas);
+	if (!ret)
+		ret = edu_destroy(fd, first);
+	if (!ret && memfd >= 0)
+		ret = edu_map_file(fd, *ioas, memfd, 0, MEMFD_SIZE, MAP_IOVA);
+	if (!ret && user)
+		ret = edu_map_user(fd, *ioas, user_page(), PAGE, USER_IOVA);
+	if (ret)
+		luo_bail("iommufd setup: %s", strerror(-ret));
+	return fd;
+}
+
+/*
+ * The fds of iommufds: @busy preserved already, after the memfd @memfd it
+ * maps, as in add_common_fdtypes(); one mapping a memfd no session holds
+ * (ENOENT) and one mapping user memory (EOPNOTSUPP), which the handler
+ * refuses; a fresh one whose IOAS maps nothing (preservable, then undone).
+ * The state checks watch the last three: a preserve that failed or was
+ * undone leaves them ordinary iommufds, as they were.
+ */
+static void add_iommufd_fdtypes(int busy, int memfd)
+{
+	int other = new_memfd("misuse-iommufd-other", 7), fd;
+	__u32 ioas;
+
+	add_fdtype("iommufd, preserved already", busy, -EBUSY);
+	add_fdtype("dup of a preserved iommufd",
+		   fcntl(busy, F_DUPFD_CLOEXEC, 0), -EBUSY);
+	fd = new_iommufd(other, false, &ioas);
+	add_racy_fdtype("iommufd mapping a memfd no session holds", fd,
+			-ENOENT);
+	watch_iommufd(fd, ioas, other, PROBE_IOVA);
+	fd = new_iommufd(-1, true, &ioas);
+	add_racy_fdtype("iommufd mapping user memory (IOMMU_IOAS_MAP)", fd,
+			-EOPNOTSUPP);
+	watch_iommufd(fd, ioas, memfd, USER_IOVA);
+	fd = new_iommufd(-1, false, &ioas);
+	add_fdtype("fresh iommufd, its IOAS mapping nothing", fd, 0);
+	watch_iommufd(fd, ioas, memfd, 0);
+}
+
+/*
+ * The iommufd @fd of a session with files (@sess, fd @sfd), preserved after
+ * the memfd @memfd that its IOAS @ioas maps: listed by QUERY, seen
+ * preserved by the state checks.  While it is preserved, whatever would
+ * change its objects or mappings fails with EBUSY, and
+ * IOMMU_IOAS_IOVA_RANGES works.  Unpreserved, it is an ordinary iommufd
+ * again; then it is preserved again, last as it was.
+ */
+static void iommufd_checks(const char *sess, int sfd, int fd, __u32 ioas,
+			   int memfd)
+{
+	static const char *const ops[] = {
+		"IOMMU_IOAS_MAP_FILE", "IOMMU_IOAS_MAP",
+		"IOMMU_IOAS_UNMAP of the mapping",
+		"IOMMU_IOAS_UNMAP of everything", "IOMMU_IOAS_ALLOC",
+		"IOMMU_DESTROY of the IOAS",
+	};
+	const struct watched_ioas w = { fd, ioas, memfd, PROBE_IOVA };
+	struct ioas_view before, after;
+	struct want_file want[MAX_FILES];
+	__u32 nwant = out_files(want), id;
+	unsigned int i, cases = 0, fails = 0;
+	int got, map = 0, unpreserve, preserve = 0;
+	long long unmapped = 0;
+	char what[96];
+
+	snprintf(what, sizeof(what), "stage %d %s iommufd", stage, sess);
+	if (!iommu) {
+		ksft_test_result_skip("%s: %s\n", what, iommu_why);
+		ksft_test_result_skip("%s while preserved: %s\n", what,
+				      iommu_why);
+		ksft_test_result_skip("%s unpreserved: %s\n", what, iommu_why);
+		return;
+	}
+	ioas_look(&w, &before);
+	result(before.ranges > 0 && before.probe == -EBUSY &&
+	       query_is(sfd, want, nwant),
+	       "%s: IOAS %u maps the memfd of token 2, preserved after it, QUERY says %s",
+	       what, ioas, IOMMUFD_COMPATIBLE);
+
+	for (i = 0; i < ARRAY_SIZE(ops); i++) {
+		switch (i) {
+		case 0:
+			got = edu_map_file(fd, ioas, memfd, 0, PAGE, FREE_IOVA);
+			break;
+		case 1:
+			got = edu_map_user(fd, ioas, user_page(), PAGE,
+					   FREE_IOVA);
+			break;
+		case 2:
+		case 3:
+			if (i == 2)
+				unmapped = edu_unmap_len(fd, ioas, MAP_IOVA,
+							 MEMFD_SIZE);
+			else
+				unmapped = edu_unmap_len(fd, ioas, 0, UINT64_MAX);
+			got = unmapped < 0 ? unmapped : 0;
+			break;
+		case 4:
+			got = edu_ioas_alloc(fd, &id);
+			break;
+		default:
+			got = edu_destroy(fd, ioas);
+			break;
+		}
+		cases++;
+		if (got != -EBUSY) {
+			fails++;
+			ksft_print_msg("FAIL %s: %s: got %s, want EBUSY\n", what,
+				       ops[i], err_name(got));
+		}
+	}
+	ioas_look(&w, &after);
+	cases++;
+	if (after.ranges <= 0 || after.ranges != before.ranges ||
+	    after.probe != before.probe) {
+		fails++;
+		ksft_print_msg("FAIL %s: IOVA_RANGES %d -> %d, probe %lld -> %lld\n",
+			       what, before.ranges, after.ranges, before.probe,
+			       after.probe);
+	}
+	result(!fails,
+	       "%s while preserved: map, unmap, IOAS alloc and destroy fail (EBUSY), IOVA_RANGES works: %u cases",
+	       what, cases);
+
+	unpreserve = luo_unpreserve_fd(sfd, IOMMUFD_TOKEN);
+	if (!unpreserve) {
+		ioas_look(&w, &after);
+		map = edu_map_file(fd, ioas, memfd, 0, PAGE, FREE_IOVA);
+		unmapped = edu_unmap_len(fd, ioas, FREE_IOVA, PAGE);
+		preserve = luo_preserve_fd(sfd, fd, IOMMUFD_TOKEN);
+	}
+	result(!unpreserve && after.probe == -EEXIST && !map &&
+	       unmapped == PAGE && !preserve,
+	       "%s unpreserved: an ordinary iommufd again (a map and an unmap work), preserved again",
+	       what);
+	if (unpreserve || preserve)
+		ksft_print_msg("%s: UNPRESERVE_FD %s, PRESERVE_FD again %s\n",
+			       what, err_name(unpreserve), err_name(preserve));
+	/* The matrix expects it in the session. */
+	if (preserve)
+		luo_bail("%s not preserved again", what);
 }
 
 static int new_object(unsigned long long value)
@@ -1263,7 +1613,7 @@ static void add_common_fdtypes(int busy_memfd, int busy_obj)
 	fd = new_object(999);
 	if (luo_test_set_fail(fd, "preserve", EIO, 0))
 		luo_bail("test object fail=preserve");
-	add_fdtype("test object failing preserve (EIO)", fd, -EIO);
+	add_racy_fdtype("test object failing preserve (EIO)", fd, -EIO);
 	add_fdtype("fresh memfd", new_memfd("misuse-fresh", 3), 0);
 	add_fdtype("fresh test object", new_object(998), 0);
 }
@@ -1476,6 +1826,8 @@ static void session_cases(struct ctx *c, int sfd)
 				b.alt = t->err;
 			} else {
 				b.want = t->err;
+				if (t->racy && c->threaded)
+					b.alt = -EBUSY;
 				b.mut = !t->err;
 				/* Undoes an unexpected success too. */
 				b.ok = ok_preserve;
@@ -1616,6 +1968,8 @@ static void session_cases(struct ctx *c, int sfd)
 			b.arg.unpreserve.reserved = reserved[j];
 			if (reserved[j] || in)
 				b.want = -EINVAL;
+			else if (is_mapped(sfd, v->files[i].token))
+				b.want = -EBUSY;	/* an iommufd maps it */
 			else
 				b.skip_ok = true;	/* would reorder */
 			run_base(c, &b);
@@ -1823,10 +2177,11 @@ static void run_stage_matrix(void)
 /* Stage 0: the device, outgoing sessions; then what stage 1 needs. */
 static void stage0(void)
 {
-	int s_empty, s_files, s_closed, m1, t1, h1 = -1, hf = -1, sfd;
+	int s_empty, s_files, s_closed, m1, t1, h1 = -1, hf = -1, i1 = -1;
+	unsigned long long value;
 	unsigned char raw[LUO_NAME_LEN];
-	__u32 n = 0;
-	int ret;
+	__u32 n = 0, ioas1 = 0, ioas;
+	int ret, sfd, m, fd = -1;
 
 	ret = luo_list_sessions(dev, NULL, &n);
 	if (ret || n)
@@ -1836,6 +2191,9 @@ static void stage0(void)
 	if (!huge)
 		ksft_print_msg("misuse: stage 0: no hugetlb memfds: %s\n",
 			       huge_why);
+	iommu = iommu_setup();
+	if (!iommu)
+		ksft_print_msg("misuse: stage 0: %s\n", iommu_why);
 
 	s_empty = luo_must_create_session(dev, "mis-out-empty");
 	s_files = luo_must_create_session(dev, "mis-out-files");
@@ -1848,6 +2206,12 @@ static void stage0(void)
 		preserve(s_files, h1, HUGE_TOKEN);
 		hf = new_huge_memfd("misuse-huge-fresh", HSEED_FRESH);
 	}
+	if (iommu) {
+		/* Last: iommufd_checks() unpreserves it and preserves it again. */
+		i1 = new_iommufd(m1, false, &ioas1);
+		preserve(s_files, i1, IOMMUFD_TOKEN);
+		add_mapped(s_files, 2);
+	}
 	s_closed = luo_must_create_session(dev, "mis-closed");
 	close(s_closed);
 	closed_fd = free_fd_number(901);
@@ -1855,6 +2219,10 @@ static void stage0(void)
 	add_common_fdtypes(m1, t1);
 	if (huge)
 		add_huge_fdtypes(h1, hf);
+	if (iommu) {
+		watch_iommufd(i1, ioas1, m1, PROBE_IOVA);
+		add_iommufd_fdtypes(i1, m1);
+	}
 	add_fdtype("session fd (mis-out-files)", s_files, -ENOENT);
 	add_fdtype("session fd (mis-out-empty)", s_empty, -ENOENT);
 	watch_memfd(m1);
@@ -1881,32 +2249,51 @@ static void stage0(void)
 	add_str_name("\xff\x01 odd/name", 0, -ENOENT);
 
 	huge_checks("mis-out-files", s_files, h1, HSEED_OUT, hf);
+	iommufd_checks("mis-out-files", s_files, i1, ioas1, m1);
 	run_stage_matrix();
 
 	/*
 	 * What stage 1 finds: one session per incoming state.  Each test
 	 * object's value says which session it was in.  The sessions with
-	 * memfds get a hugetlb memfd too, if there are hugetlb pages.
+	 * memfds get a hugetlb memfd too, if there are hugetlb pages, and an
+	 * iommufd mapping their memfd, if there is /dev/iommu.
 	 */
 	sfd = luo_must_create_session(dev, "in-unret");
 	preserve(sfd, new_object(201), 1);
-	preserve(sfd, new_memfd("misuse-in-unret", 2), 2);
+	m = new_memfd("misuse-in-unret", 2);
+	preserve(sfd, m, 2);
 	if (huge)
 		preserve(sfd, new_huge_memfd("misuse-huge-in-unret",
 					     HSEED_UNRET), HUGE_TOKEN);
+	if (iommu)
+		preserve(sfd, new_iommufd(m, false, &ioas), IOMMUFD_TOKEN);
 	sfd = luo_must_create_session(dev, "in-ret");
 	preserve(sfd, new_object(301), 1);
 	sfd = luo_must_create_session(dev, "in-files");
-	/* Tells stage 1 whether to expect the hugetlb memfd, or a skip. */
-	preserve(sfd, new_object(huge ? IN_FILES_VALUE_HUGE : IN_FILES_VALUE),
-		 1);
-	preserve(sfd, new_memfd("misuse-in-files", 4), 2);
+	m = new_memfd("misuse-in-files", 4);
+	ioas = 0;
+	if (iommu)
+		fd = new_iommufd(m, false, &ioas);
+	/* Tells stage 1 what to expect: the hugetlb memfd, the IOAS ID. */
+	value = IN_FILES_VALUE + (unsigned long long)ioas * IN_FILES_IOAS;
+	if (huge)
+		value += IN_FILES_HUGE;
+	preserve(sfd, new_object(value), 1);
+	preserve(sfd, m, 2);
 	preserve(sfd, new_object(402), 3);
 	if (huge)
 		preserve(sfd, new_huge_memfd("misuse-huge-in-files", HSEED_IN),
 			 HUGE_TOKEN_IN);
+	if (iommu)
+		preserve(sfd, fd, IOMMUFD_TOKEN);
 	sfd = luo_must_create_session(dev, "in-fin");
 	preserve(sfd, new_object(501), 1);
+	if (iommu) {
+		/* Stage 1 finishes them never retrieved. */
+		m = new_memfd("misuse-in-fin", 6);
+		preserve(sfd, m, 2);
+		preserve(sfd, new_iommufd(m, false, &ioas), IOMMUFD_TOKEN);
+	}
 	sfd = luo_must_create_session(dev, "in-closed");
 	preserve(sfd, new_object(601), 1);
 	sfd = luo_must_create_session(dev, "in-finclosed");
@@ -1950,13 +2337,17 @@ static void stage1(void)
 		{ 2, "memfd", LIVEUPDATE_FILE_RETRIEVED },
 		{ 3, LUO_TEST_COMPATIBLE, LIVEUPDATE_FILE_INCOMING },
 		{ HUGE_TOKEN_IN, HUGE_COMPATIBLE, LIVEUPDATE_FILE_RETRIEVED },
+		{ IOMMUFD_TOKEN, IOMMUFD_COMPATIBLE, LIVEUPDATE_FILE_RETRIEVED },
 	};
+	struct want_file want[ARRAY_SIZE(in_files)];
 	char list[MAX_LIST][LUO_NAME_LEN];
 	int s_ret, s_files, s_fin, s_out, f1, f2, m1, t1, sfd, ret;
-	int h2 = -1, hs1 = -1, hf = -1;
-	unsigned long long in_value;
+	int h2 = -1, hs1 = -1, hf = -1, i2 = -1, is1 = -1;
+	unsigned long long in_value = 0;
 	unsigned char raw[LUO_NAME_LEN];
-	__u32 n = MAX_LIST, i;
+	__u32 n = MAX_LIST, i, nwant = 0, in_ioas, ioas1 = 0, m_state = 0;
+	long long unmapped, left;
+	struct ioas_view v;
 	bool ok, in_huge;
 
 	ret = luo_list_sessions(dev, list, &n);
@@ -1970,10 +2361,27 @@ static void stage1(void)
 	s_ret = retrieve_session("in-ret");
 	s_files = retrieve_session("in-files");
 	f1 = retrieve_token(s_files, 1);
+	if (luo_test_value(f1, &in_value))
+		in_value = 0;
+	in_huge = in_value % IN_FILES_IOAS == IN_FILES_VALUE + IN_FILES_HUGE;
+	in_ioas = in_value / IN_FILES_IOAS;
+	if (in_ioas) {
+		/* Before the memfd it maps, which this retrieves. */
+		ret = luo_retrieve_fd(s_files, IOMMUFD_TOKEN, &i2);
+		if (ret) {
+			ksft_print_msg("retrieve iommufd: %s\n", strerror(-ret));
+			i2 = -1;
+		}
+		m_state = luo_file_state(s_files, 2);
+	}
 	f2 = retrieve_token(s_files, 2);
-	in_huge = luo_test_has_value(f1, IN_FILES_VALUE_HUGE);
-	in_value = in_huge ? IN_FILES_VALUE_HUGE : IN_FILES_VALUE;
-	ksft_test_result(luo_test_has_value(f1, in_value) && memfd_has(f2, 4),
+	for (i = 0; i < ARRAY_SIZE(in_files); i++)
+		if ((in_huge || in_files[i].token != HUGE_TOKEN_IN) &&
+		    (in_ioas || in_files[i].token != IOMMUFD_TOKEN))
+			want[nwant++] = in_files[i];
+	ksft_test_result((in_huge ||
+			  in_value % IN_FILES_IOAS == IN_FILES_VALUE) &&
+			 memfd_has(f2, 4),
 			 "stage 1: retrieved files hold what was preserved\n");
 	if (in_huge) {
 		/* A failure is reported here; the matrix runs on anyway. */
@@ -1985,13 +2393,28 @@ static void stage1(void)
 		}
 		ksft_test_result(h2 >= 0 && huge_has(h2, HSEED_IN) &&
 				 luo_memfd_name_is(h2, "misuse-huge-in-files") &&
-				 query_is(s_files, in_files,
-					  ARRAY_SIZE(in_files)),
+				 query_is(s_files, want, nwant),
 				 "stage 1: retrieved hugetlb memfd intact, QUERY says %s\n",
 				 HUGE_COMPATIBLE);
 	} else {
 		ksft_test_result_skip("stage 1: retrieved hugetlb memfd: stage 0 had none\n");
 	}
+	if (in_ioas) {
+		const struct watched_ioas w = { i2, in_ioas, f2, PROBE_IOVA };
+
+		ioas_look(&w, &v);
+		if (m_state != LIVEUPDATE_FILE_RETRIEVED)
+			ksft_print_msg("memfd of token 2 in state %u after RETRIEVE_FD of the iommufd\n",
+				       m_state);
+		result(i2 >= 0 && m_state == LIVEUPDATE_FILE_RETRIEVED &&
+		       v.ranges > 0 && v.probe == -EEXIST &&
+		       query_is(s_files, want, nwant),
+		       "stage 1: retrieved iommufd: IOAS %u again, mapping at %#llx the memfd it retrieved, QUERY says %s",
+		       in_ioas, MAP_IOVA, IOMMUFD_COMPATIBLE);
+	} else {
+		ksft_test_result_skip("stage 1: retrieved iommufd: stage 0 had none\n");
+	}
+	/* With an iommufd and its memfd, never retrieved */
 	s_fin = retrieve_session("in-fin");
 	ret = luo_finish(s_fin);
 	if (ret)
@@ -2010,6 +2433,9 @@ static void stage1(void)
 	if (!huge)
 		ksft_print_msg("misuse: stage 1: no new hugetlb memfds: %s\n",
 			       huge_why);
+	iommu = iommu_setup();
+	if (!iommu)
+		ksft_print_msg("misuse: stage 1: %s\n", iommu_why);
 
 	/* Preserved in this kernel: the busy files of PRESERVE_FD. */
 	s_out = luo_must_create_session(dev, "mis-out-s1");
@@ -2022,10 +2448,24 @@ static void stage1(void)
 		preserve(s_out, hs1, HUGE_TOKEN);
 		hf = new_huge_memfd("misuse-huge-fresh", HSEED_FRESH);
 	}
+	if (iommu) {
+		is1 = new_iommufd(m1, false, &ioas1);
+		preserve(s_out, is1, IOMMUFD_TOKEN);
+		add_mapped(s_out, 2);
+	}
 
 	add_common_fdtypes(m1, t1);
 	if (huge)
 		add_huge_fdtypes(hs1, hf);
+	if (iommu) {
+		watch_iommufd(is1, ioas1, m1, PROBE_IOVA);
+		add_iommufd_fdtypes(is1, m1);
+	}
+	if (i2 >= 0) {
+		/* Not preservable again until its session is finished */
+		add_fdtype("retrieved iommufd", i2, -EBUSY);
+		watch_iommufd(i2, in_ioas, f2, PROBE_IOVA);
+	}
 	add_fdtype("a retrieved session's fd", s_ret, -ENOENT);
 	add_fdtype("a finished session's fd", s_fin, -ENOENT);
 	watch_memfd(m1);
@@ -2056,6 +2496,7 @@ static void stage1(void)
 	add_str_name("mis-out-s1", -EEXIST, -ENOENT);
 
 	huge_checks("mis-out-s1", s_out, hs1, HSEED_S1, hf);
+	iommufd_checks("mis-out-s1", s_out, is1, ioas1, m1);
 	run_stage_matrix();
 
 	/* The matrix changed nothing: the files are still what they were. */
@@ -2072,6 +2513,18 @@ static void stage1(void)
 		ksft_test_result(ok, "stage 1: hugetlb memfds unchanged after the matrix\n");
 	} else {
 		ksft_test_result_skip("stage 1: hugetlb memfds after the matrix: none\n");
+	}
+	if (in_ioas) {
+		unmapped = edu_unmap_len(i2, in_ioas, MAP_IOVA, MEMFD_SIZE);
+		left = edu_unmap_len(i2, in_ioas, 0, UINT64_MAX);
+		if (unmapped != MEMFD_SIZE || left)
+			ksft_print_msg("IOMMU_IOAS_UNMAP: %lld, then of everything %lld\n",
+				       unmapped, left);
+		result(unmapped == MEMFD_SIZE && !left,
+		       "stage 1: retrieved iommufd after the matrix: IOMMU_IOAS_UNMAP of the mapped range unmaps its %d bytes, nothing else mapped",
+		       MEMFD_SIZE);
+	} else {
+		ksft_test_result_skip("stage 1: retrieved iommufd after the matrix: stage 0 had none\n");
 	}
 	ksft_set_plan(ksft_test_num());
 	ksft_finished();
