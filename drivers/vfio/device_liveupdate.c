@@ -123,25 +123,19 @@ static void vfio_lu_unpreserve(struct liveupdate_file *lf)
 	lf->private = NULL;
 }
 
-/*
- * The preserved record, taken back from KHO on the first retrieve and kept
- * (in @lf->private) until finish, so that a failed retrieve can be retried.
- */
+/* The preserved record (its folio is kept in @lf->private until finish). */
 static const struct vfio_preserve_device *vfio_lu_record(struct liveupdate_file *lf)
 {
 	struct folio *folio;
 
-	if (lf->private)
-		return lf->private;
 	if (lf->version != VFIO_PRESERVE_VERSION)
 		return ERR_PTR(-EOPNOTSUPP);
-	if (!lf->data || !PAGE_ALIGNED(lf->data))
+	folio = liveupdate_file_in_folio(lf);
+	if (IS_ERR(folio))
+		return ERR_CAST(folio);
+	if (folio_size(folio) < sizeof(struct vfio_preserve_device))
 		return ERR_PTR(-EBADMSG);
-	folio = kho_restore_folio(lf->data);
-	if (!folio)
-		return ERR_PTR(-EBADMSG);
-	lf->private = folio_address(folio);
-	return lf->private;
+	return folio_address(folio);
 }
 
 /*
@@ -288,10 +282,16 @@ static int vfio_lu_retrieve(struct liveupdate_file *lf)
 static void vfio_lu_finish(struct liveupdate_file *lf)
 {
 	const struct vfio_preserve_device *ser = vfio_lu_record(lf);
+	struct folio *folio = liveupdate_file_in_folio(lf);
 	struct pci_dev *pdev;
 
-	if (IS_ERR(ser))
+	lf->private = NULL;
+	if (IS_ERR(ser)) {
+		/* Restores the record if nothing did, e.g. another version. */
+		if (!IS_ERR(folio))
+			folio_put(folio);
 		return;
+	}
 	pdev = pci_get_domain_bus_and_slot(ser->segment, PCI_BUS_NUM(ser->rid),
 					   ser->rid & 0xff);
 	if (pdev && pdev->vendor == ser->vendor &&
@@ -306,8 +306,7 @@ static void vfio_lu_finish(struct liveupdate_file *lf)
 		iommu_liveupdate_finish_device(&pdev->dev);
 	}
 	pci_dev_put(pdev);
-	folio_put(virt_to_folio(ser));
-	lf->private = NULL;
+	folio_put(folio);
 }
 
 static const struct liveupdate_file_ops vfio_lu_ops = {

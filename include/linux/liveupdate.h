@@ -6,6 +6,7 @@
 #ifndef _LINUX_LIVEUPDATE_H
 #define _LINUX_LIVEUPDATE_H
 
+#include <linux/err.h>
 #include <linux/errno.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
@@ -13,6 +14,7 @@
 #include <uapi/linux/liveupdate.h>
 
 struct file;
+struct folio;
 struct kimage;
 struct module;
 struct liveupdate_file;
@@ -237,6 +239,7 @@ int liveupdate_file_dep_outgoing(struct liveupdate_file *lf,
 				 struct file *file, u64 *token);
 int liveupdate_file_dep_incoming(struct liveupdate_file *lf, u64 token,
 				 struct file **filep);
+struct folio *liveupdate_file_in_folio(struct liveupdate_file *lf);
 
 #else
 
@@ -301,6 +304,12 @@ static inline int liveupdate_file_dep_incoming(struct liveupdate_file *lf,
 					       u64 token, struct file **filep)
 {
 	return -EOPNOTSUPP;
+}
+
+static inline struct folio *
+liveupdate_file_in_folio(struct liveupdate_file *lf)
+{
+	return ERR_PTR(-EOPNOTSUPP);
 }
 
 #endif /* CONFIG_LIVEUPDATE */

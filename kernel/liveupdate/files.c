@@ -6,6 +6,8 @@
 
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/kexec_handover.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/sched/clock.h>
 #include <linux/slab.h>
@@ -210,6 +212,36 @@ static void luo_file_drop_deps(struct luo_file *lfile)
 	lfile->nr_deps = 0;
 	lfile->dep_depth = 0;
 }
+
+/**
+ * liveupdate_file_in_folio() - the folio an incoming file's handle names
+ * @lf: an incoming file whose @lf->data is the physical address of a folio
+ *	its handler preserved (one block from kho_alloc_preserve(), say)
+ *
+ * For handlers whose state is one such block: the folio, taken back from
+ * KHO on the first call and kept in @lf->private, because KHO gives a page
+ * back only once and a failed retrieve must be retryable.  A failure is
+ * kept too, so that it is not tried (and logged) again.  The handler's
+ * finish puts the folio and clears @lf->private.
+ *
+ * Return: the folio, or ERR_PTR(-EBADMSG) if @lf->data names no folio KHO
+ * preserved.
+ */
+struct folio *liveupdate_file_in_folio(struct liveupdate_file *lf)
+{
+	struct folio *folio = lf->private;
+
+	if (folio)
+		return folio;
+	/* The handle comes from the previous kernel: checked before use. */
+	if (!lf->data || !PAGE_ALIGNED(lf->data))
+		folio = ERR_PTR(-EBADMSG);
+	else
+		folio = kho_restore_folio(lf->data) ?: ERR_PTR(-EBADMSG);
+	lf->private = folio;
+	return folio;
+}
+EXPORT_SYMBOL_GPL(liveupdate_file_in_folio);
 
 /**
  * liveupdate_file_dep_outgoing() - refer to another file of the session

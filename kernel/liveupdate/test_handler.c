@@ -566,18 +566,11 @@ static void lut_unfreeze(struct liveupdate_file *lf)
  */
 static struct folio *lut_in_folio(struct liveupdate_file *lf)
 {
-	struct folio *folio = lf->private;
+	bool first = !lf->private;
+	struct folio *folio = liveupdate_file_in_folio(lf);
 
-	if (folio)
-		return folio;
-
-	if (!lf->data || !PAGE_ALIGNED(lf->data))
-		folio = ERR_PTR(-EBADMSG);
-	else
-		folio = kho_restore_folio(lf->data) ?: ERR_PTR(-EBADMSG);
-	if (!IS_ERR(folio))
+	if (first && !IS_ERR(folio))
 		atomic_inc(&lut_nr_live);
-	lf->private = folio;
 	return folio;
 }
 

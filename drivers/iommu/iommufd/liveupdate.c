@@ -81,7 +81,7 @@ static_assert(sizeof(struct iommufd_preserve_device) == 8);
 
 /*
  * &liveupdate_file.private: of an outgoing file, its struct iommufd_lu; of
- * an incoming one, the folio of its block (iommufd_lu_in_folio()).
+ * an incoming one, the folio of its block (liveupdate_file_in_folio()).
  */
 
 /* A preserved context, in &liveupdate_file.private until unpreserved. */
@@ -451,30 +451,6 @@ static void iommufd_lu_unpreserve(struct liveupdate_file *lf)
 	iommufd_ctx_put(lu->ictx);
 	kfree(lu);
 	lf->private = NULL;
-}
-
-/*
- * Incoming: the block, restored from KHO on first use and kept in
- * @lf->private until finish, because KHO restores a page only once and a
- * failed retrieve must be retryable.  An error pointer if it cannot be
- * restored, so that it is not attempted again.
- */
-static struct folio *iommufd_lu_in_folio(struct liveupdate_file *lf)
-{
-	struct folio *folio = lf->private;
-
-	if (folio)
-		return folio;
-	/*
-	 * The handle comes from the previous kernel: check it before KHO
-	 * does, which refuses any page it did not preserve.
-	 */
-	if (!lf->data || !PAGE_ALIGNED(lf->data))
-		folio = ERR_PTR(-EBADMSG);
-	else
-		folio = kho_restore_folio(lf->data) ?: ERR_PTR(-EBADMSG);
-	lf->private = folio;
-	return folio;
 }
 
 /* The records of an incoming block, once checked */
@@ -870,7 +846,7 @@ static int iommufd_lu_retrieve(struct liveupdate_file *lf)
 
 	if (lf->version != IOMMUFD_PRESERVE_VERSION)
 		return -EOPNOTSUPP;
-	folio = iommufd_lu_in_folio(lf);
+	folio = liveupdate_file_in_folio(lf);
 	if (IS_ERR(folio))
 		return PTR_ERR(folio);
 	rc = iommufd_lu_check(&b, folio_address(folio), folio_size(folio));
@@ -1152,7 +1128,7 @@ static void iommufd_lu_finish(struct liveupdate_file *lf)
 	}
 
 	/* Restores the block if nothing did, e.g. on a version mismatch. */
-	folio = iommufd_lu_in_folio(lf);
+	folio = liveupdate_file_in_folio(lf);
 	if (IS_ERR(folio))
 		pr_warn("preserved iommufd %llu: cannot release %#llx\n",
 			lf->token, lf->data);

@@ -450,6 +450,25 @@ static void inflight_0(const char *damage)
 	ksft_finished();
 }
 
+/* Do the DMA registers still describe the in-flight transfer, done? */
+static bool inflight_regs(struct edu *e)
+{
+	__u64 src = edu_rd64(e, EDU_REG_DMA_SRC);
+	__u64 dst = edu_rd64(e, EDU_REG_DMA_DST);
+	__u64 cnt = edu_rd64(e, EDU_REG_DMA_COUNT);
+	__u64 cmd = edu_rd64(e, EDU_REG_DMA_CMD);
+	bool ok = src == EDU_BUF && dst == RAM_IOVA + INFLIGHT_DST &&
+		  cnt == EDU_DMA_MAX && !(cmd & EDU_DMA_RUN);
+
+	if (!ok)
+		ksft_print_msg("DMA src 0x%llx, dst 0x%llx, count 0x%llx, cmd 0x%llx\n",
+			       (unsigned long long)src,
+			       (unsigned long long)dst,
+			       (unsigned long long)cnt,
+			       (unsigned long long)cmd);
+	return ok;
+}
+
 /*
  * Stage 1, whatever is retrieved next: the session and the memfd; the
  * in-flight DMA landed through the kept tables, nothing else of the memfd
@@ -518,7 +537,6 @@ static int landed(int *devp, int *sfdp)
 static void abandon_1(void)
 {
 	struct edu r = { .iommufd = -1, .devfd = -1 }, e;
-	__u64 src, dst, cnt, cmd;
 	int dev, sfd, ram, ret, ret2, cfg;
 	char drv[EDU_DRV_LEN];
 	__u32 id, live;
@@ -555,18 +573,7 @@ static void abandon_1(void)
 	result((id & 0xffff) == 0x00ed && live == ~LIVENESS_X,
 	       "the liveness register reads ~0x%x, as written before the kexec",
 	       LIVENESS_X);
-	src = edu_rd64(&r, EDU_REG_DMA_SRC);
-	dst = edu_rd64(&r, EDU_REG_DMA_DST);
-	cnt = edu_rd64(&r, EDU_REG_DMA_COUNT);
-	cmd = edu_rd64(&r, EDU_REG_DMA_CMD);
-	ok = src == EDU_BUF && dst == RAM_IOVA + INFLIGHT_DST &&
-	     cnt == EDU_DMA_MAX && !(cmd & EDU_DMA_RUN);
-	if (!ok)
-		ksft_print_msg("DMA src 0x%llx, dst 0x%llx, count 0x%llx, cmd 0x%llx\n",
-			       (unsigned long long)src,
-			       (unsigned long long)dst,
-			       (unsigned long long)cnt,
-			       (unsigned long long)cmd);
+	ok = inflight_regs(&r);
 	result(ok, "the DMA registers hold the in-flight transfer (buffer to IOVA 0x%llx, %d bytes), done",
 	       RAM_IOVA + INFLIGHT_DST, EDU_DMA_MAX);
 
@@ -638,7 +645,6 @@ static void inflight_1(void)
 {
 	struct edu e = { .iommufd = -1, .devfd = -1 };
 	unsigned long long ids = 0;
-	__u64 src, dst, cnt, cmd;
 	int dev, sfd, ram, ret, fd;
 	char drv[EDU_DRV_LEN];
 	__u32 live;
@@ -680,18 +686,7 @@ static void inflight_1(void)
 	result(live == ~LIVENESS_X,
 	       "the liveness register reads ~0x%x, as written before the kexec",
 	       LIVENESS_X);
-	src = edu_rd64(&e, EDU_REG_DMA_SRC);
-	dst = edu_rd64(&e, EDU_REG_DMA_DST);
-	cnt = edu_rd64(&e, EDU_REG_DMA_COUNT);
-	cmd = edu_rd64(&e, EDU_REG_DMA_CMD);
-	ok = src == EDU_BUF && dst == RAM_IOVA + INFLIGHT_DST &&
-	     cnt == EDU_DMA_MAX && !(cmd & EDU_DMA_RUN);
-	if (!ok)
-		ksft_print_msg("DMA src 0x%llx, dst 0x%llx, count 0x%llx, cmd 0x%llx\n",
-			       (unsigned long long)src,
-			       (unsigned long long)dst,
-			       (unsigned long long)cnt,
-			       (unsigned long long)cmd);
+	ok = inflight_regs(&e);
 	result(ok, "the DMA registers hold the in-flight transfer");
 	result(master_on(e.bdf), "bus mastering still on");
 
