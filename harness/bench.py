@@ -58,8 +58,17 @@ KERNELS = {
 }
 
 # name, liveupdate_bench arguments, guest memory, timeout (s)[, kernels it
-# runs on, if not all of KERNELS]
+# runs on, if not all of KERNELS[, machine of harness/suite, for its QEMU
+# devices and command line]]
 OURS = ("ours",)
+# A VM with a passthrough device (QEMU's VT-d and edu device), against the
+# same machine and guest RAM with the device not preserved; ours only.
+DEVICE = [
+    ("passthrough device, 240 MiB guest RAM", "device,240", "2G", 600, OURS,
+     "edu"),
+    ("240 MiB guest RAM, the device not preserved", "device,240,nodev", "2G",
+     600, OURS, "edu"),
+]
 FULL = [
     ("memfd 16 MiB", "memfd,16", "2G", 300),
     ("memfd 256 MiB", "memfd,256", "2G", 300),
@@ -93,13 +102,14 @@ FULL = [
     ("files 100000 in 100 sessions", "spread,100000,100", "4G", 1800),
     ("nothing preserved, 4G guest", "none", "4G", 300),
     ("nothing preserved", "none", "2G", 300),
-]
+] + DEVICE
 # A few minutes: the small sizes and counts, and a sparse memfd that fits
 # the yardstick's hole-filling in a small guest.
 QUICK = [s for s in FULL if s[0] in ("memfd 16 MiB", "memfd 256 MiB",
                                      "sessions 1000", "files 1000",
                                      "nothing preserved")]
 QUICK.insert(2, ("sparse 1 GiB 1%", "sparse,1,1", "2G", 300))
+QUICK += DEVICE
 
 # Metrics worth a row, in table order: key -> (label, unit)
 METRICS = {
@@ -141,6 +151,10 @@ METRICS = {
     "tl_retrieve_fd_us": ("timeline: first to last RETRIEVE_FD", "ms"),
     "tl_jump_to_retrieved_us": ("timeline: jump to the last RETRIEVE_FD",
                                 "ms"),
+    "retrieve_device_us": ("RETRIEVE_FD of the device (and its iommufd and "
+                           "memfd)", "ms"),
+    "dma_gap_us": ("DMA gap: last DMA done before the kexec to first after "
+                   "(edu takes 100 ms per DMA)", "ms"),
     "blocks_pages": ("pages allocated after retrieve", ""),
     "blackout_user_us": ("blackout to new userspace", "ms"),
     "blackout_retrieved_us": ("blackout to all fds retrieved", "ms"),
@@ -155,18 +169,27 @@ def kernels_of(name):
     return tuple(KERNELS)
 
 
-def run(kernel, scenario, mem, timeout, accel, log, append=""):
-    """One boot + kexec, @append added to the kernel command line;
-    returns (metrics, error)."""
+def machine_of(name):
+    """The harness/suite machine scenario @name runs on, or None."""
+    for s in FULL + QUICK:
+        if s[0] == name and len(s) > 5:
+            return s[5]
+    return None
+
+
+def run(kernel, scenario, mem, timeout, accel, log, append="", machine=None):
+    """One boot + kexec, @append added to the kernel command line, on
+    @machine; returns (metrics, error)."""
     image, initrd = KERNELS[kernel]
-    append = ("console=ttyS0 quiet panic=-1 oops=panic kho=on liveupdate=on "
-              f"luotest.name=bench luotest.stage=0 luotest.bench={scenario}"
-              + (" " + append if append else ""))
+    append = " ".join(["console=ttyS0 quiet panic=-1 oops=panic kho=on "
+                       "liveupdate=on luotest.name=bench luotest.stage=0 "
+                       f"luotest.bench={scenario}",
+                       *rs.MACHINES.get(machine, []), *append.split()])
     khz = rs.host_tsc_khz() if accel == "tcg" else None
     if khz:
         append += f" tsc_early_khz={khz}"
     cmd = rs.qemu_cmd(os.path.join(OUT, image), os.path.join(OUT, initrd),
-                      mem, append, accel)
+                      mem, append, accel, rs.MACHINE_DEVICES.get(machine, []))
     cmd.insert(cmd.index("-m"), "-mem-prealloc")
     metrics, stamps, error = {}, {}, None
     stage = 0
@@ -349,6 +372,14 @@ SUMMARY = [
      "blackout_user_us", None),
     ("nothing preserved, 10G guest", "blackout to new userspace",
      "blackout_user_us", None),
+    (DEVICE[0][0], "blackout to new userspace", "blackout_user_us", None),
+    (DEVICE[0][0], "blackout to all fds retrieved", "blackout_retrieved_us",
+     None),
+    (DEVICE[0][0], "RETRIEVE_FD of the device", "retrieve_device_us", None),
+    (DEVICE[0][0], "DMA gap (edu takes 100 ms per DMA)", "dma_gap_us", None),
+    (DEVICE[1][0], "blackout to new userspace", "blackout_user_us", None),
+    (DEVICE[1][0], "blackout to all fds retrieved", "blackout_retrieved_us",
+     None),
 ]
 
 
@@ -484,6 +515,13 @@ def goals(results):
                       blackout_ratio(results, g,
                                      f"nothing preserved, {mem} guest",
                                      "ours", key), "<= 1.05")
+    # A passthrough device: the blackout against the same VM without it.
+    for key, label in (("blackout_user_us", "new userspace"),
+                       ("blackout_retrieved_us", "all fds retrieved")):
+        ratio_row(f"ours: blackout to {label}, {DEVICE[0][0]} / "
+                  f"{DEVICE[1][0]}",
+                  blackout_ratio(results, DEVICE[0][0], DEVICE[1][0], "ours",
+                                 key), "<= 1.05")
     return "\n".join(rows) + "\n"
 
 
@@ -550,7 +588,7 @@ def run_all(args, scenarios, reps):
                 slug = slug.replace(",", "")
                 log = os.path.join(BENCH, "logs", f"{slug}.{kern}.{rep}.log")
                 metrics, error = run(kern, scenario, mem, timeout, accel, log,
-                                     args.append)
+                                     args.append, machine_of(name))
                 metrics["rep"] = rep
                 r = results[name][kern]
                 if error:

@@ -1158,6 +1158,7 @@ static const struct liveupdate_file_ops mfp_ops = {
 	.settling	= mfp_settling,
 	.preload	= mfp_preload,
 	.retrieve	= mfp_retrieve,
+	.dependents_done = mfp_dependents_done,
 	.finish		= mfp_finish,
 };
 
@@ -1179,6 +1180,7 @@ static const struct liveupdate_file_ops mfp_hugetlb_ops = {
 	.settling	= mfp_settling,
 	.preload	= mfp_preload,
 	.retrieve	= mfp_hugetlb_retrieve,
+	.dependents_done = mfp_dependents_done,
 	.finish		= mfp_finish,
 };
 

@@ -87,6 +87,7 @@ bool mfp_hugetlb_can_preserve(struct liveupdate_file_handler *handler,
  */
 int mfp_hugetlb_retrieve(struct liveupdate_file *lf)
 {
+	struct mfp_hold *hold;
 	unsigned int shift;
 	struct inode *inode;
 	struct file *file, *as;
@@ -102,15 +103,20 @@ int mfp_hugetlb_retrieve(struct liveupdate_file *lf)
 				    in->name, (1UL << shift) / SZ_1K);
 		return -EOPNOTSUPP;
 	}
+	hold = mfp_hold_alloc(lf, in);
+	if (IS_ERR(hold))
+		return PTR_ERR(hold);
 	/* As memfd_create() makes it, MFD_HUGE_* giving the size. */
 	file = memfd_alloc_file(in->name, MFD_HUGETLB |
 				shift << MFD_HUGE_SHIFT);
-	if (IS_ERR(file))
-		return PTR_ERR(file);
+	if (IS_ERR(file)) {
+		err = PTR_ERR(file);
+		goto err_free;
+	}
 	as = mfp_open_as(file, in->flags);
 	if (IS_ERR(as)) {
-		fput(file);
-		return PTR_ERR(as);
+		err = PTR_ERR(as);
+		goto err_fput;
 	}
 	inode = file_inode(file);
 
@@ -121,21 +127,26 @@ int mfp_hugetlb_retrieve(struct liveupdate_file *lf)
 		inode_unlock(inode);
 		if (as != file)
 			fput(as);
-		fput(file);
 		/* Overlapping entries. */
-		return err == -EEXIST ? -EBADMSG : err;
+		err = err == -EEXIST ? -EBADMSG : err;
+		goto err_fput;
 	}
 	mfp_in_set_attrs(file, in, &HUGETLBFS_I(inode)->seals);
 	inode_unlock(inode);
 	as->f_pos = in->pos;
-	lf->private = NULL;
+	lf->private = hold;
 	lf->file = as;
 	if (as != file)
 		fput(file);
 	/* The page cache holds the folios now. */
-	mfp_in_put_folios(in);
-	kfree(in);
+	mfp_in_done(hold, in);
 	return 0;
+
+err_fput:
+	fput(file);
+err_free:
+	kfree(hold);
+	return err;
 }
 
 /* Read once, early: hugetlb asks again after memblock is gone. */

@@ -7,6 +7,7 @@
 #ifndef _MM_MEMFD_PRESERVE_INTERNAL_H
 #define _MM_MEMFD_PRESERVE_INTERNAL_H
 
+#include <linux/completion.h>
 #include <linux/kho/abi/memfd_preserve.h>
 #include <linux/liveupdate.h>
 #include <linux/mutex.h>
@@ -180,6 +181,22 @@ struct mfp_in {
 	char name[MEMFD_PRESERVE_NAME_LENGTH];
 };
 
+/**
+ * struct mfp_hold - a retrieved memfd's folios, held for its dependents
+ * @in: the incoming state: its references on the folios are the hold
+ * @filled: completed once the page cache no longer needs @in
+ *
+ * While a file that refers to the memfd is pending (an iommufd, whose
+ * device may still write through the IOMMU tables the previous kernel
+ * left), the folios must stay where they are whatever userspace does to
+ * the memfd: a truncate takes them out of the page cache, not out of
+ * memory.  See liveupdate_file_has_dependents().
+ */
+struct mfp_hold {
+	struct mfp_in *in;
+	struct completion filled;
+};
+
 /* memfd_preserve_restore.c: the incoming side */
 extern struct fault_attr fail_memfd_restore;
 extern atomic_long_t mfp_nr_background;
@@ -191,7 +208,11 @@ void mfp_in_put_folios(struct mfp_in *in);
 struct file *mfp_open_as(struct file *file, u32 flags);
 void mfp_in_set_attrs(struct file *file, struct mfp_in *in,
 		      unsigned int *seals);
+struct mfp_hold *mfp_hold_alloc(struct liveupdate_file *lf,
+				struct mfp_in *in);
+void mfp_in_done(struct mfp_hold *hold, struct mfp_in *in);
 int mfp_retrieve(struct liveupdate_file *lf);
+void mfp_dependents_done(struct liveupdate_file *lf);
 void mfp_finish(struct liveupdate_file *lf);
 
 /* memfd_preserve_hugetlb.c: what differs for hugetlb memfds */

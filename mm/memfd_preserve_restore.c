@@ -525,6 +525,7 @@ atomic_long_t mfp_nr_waits;
  * @inode: the new memfd's inode; not evicted before the work is done
  * @memcg: the retrieving task's memcg, for the page cache's own allocations
  * @in: the folios, charged already
+ * @hold: where @in goes once done, if the memfd is held for its dependents
  *
  * The work holds no reference to the memfd: userspace may close it at
  * once, and then shmem_evict_inode() waits for the work to be done.
@@ -534,6 +535,7 @@ struct mfp_restore {
 	struct inode *inode;
 	struct mem_cgroup *memcg;
 	struct mfp_in *in;
+	struct mfp_hold *hold;
 };
 
 /*
@@ -570,8 +572,7 @@ static void mfp_restore_fn(struct work_struct *work)
 		pr_err("%s (inode %llu): cannot restore its folios: %pe; it fails with EIO\n",
 		       in->name, (u64)inode->i_ino, ERR_PTR(err));
 	/* The page cache holds its folios now: ours go before the gate. */
-	mfp_in_put_folios(in);
-	kfree(in);
+	mfp_in_done(r->hold, in);
 	atomic_long_inc(&mfp_nr_background);
 	mfp_restore_done(inode, err);
 	kfree(r);
@@ -707,6 +708,84 @@ void mfp_in_set_attrs(struct file *file, struct mfp_in *in,
 		WARN_ON_ONCE(mapping_deny_writable(file->f_mapping));
 }
 
+/*
+ * Free @in and drop its references on the folios; with @keep a file that
+ * refers to the memfd could not be released, so the folios stay allocated
+ * until the next update and only our bookkeeping goes.
+ */
+static void mfp_in_release(struct mfp_in *in, bool keep)
+{
+	if (keep) {
+		pr_warn("%s: %lu pages kept in place\n", in->name,
+			in->nr_pages);
+		in->nr = 0;
+	}
+	mfp_in_put_folios(in);
+	kfree(in);
+}
+
+/**
+ * mfp_hold_alloc() - a hold on @in's folios, if the memfd needs one
+ * @lf: the incoming file being retrieved
+ * @in: its incoming state
+ *
+ * Return: NULL if no file refers to @lf any more; else a new hold that
+ * mfp_in_done() fills, or ERR_PTR(-ENOMEM).
+ */
+struct mfp_hold *mfp_hold_alloc(struct liveupdate_file *lf, struct mfp_in *in)
+{
+	struct mfp_hold *hold;
+
+	if (!liveupdate_file_has_dependents(lf))
+		return NULL;
+	hold = kmalloc_obj(*hold);
+	if (!hold)
+		return ERR_PTR(-ENOMEM);
+	hold->in = in;
+	init_completion(&hold->filled);
+	return hold;
+}
+
+/**
+ * mfp_in_done() - the page cache no longer needs @in
+ * @hold: the memfd's hold, or NULL
+ * @in: the incoming state, its folios in the page cache (or failed to go)
+ *
+ * Without a hold our references on the folios go, and @in with them;
+ * with one they stay, for mfp_hold_release().  Either way the last use of
+ * @in by whoever filled the page cache.
+ */
+void mfp_in_done(struct mfp_hold *hold, struct mfp_in *in)
+{
+	if (hold)
+		complete(&hold->filled);
+	else
+		mfp_in_release(in, false);
+}
+
+/* Drop the hold of a retrieved memfd, if it has one (see mfp_in_release()). */
+static void mfp_hold_release(struct liveupdate_file *lf, bool keep)
+{
+	struct mfp_hold *hold = lf->private;
+
+	if (!hold)
+		return;
+	/* A background fill still reads the arrays: it is quick. */
+	wait_for_completion(&hold->filled);
+	mfp_in_release(hold->in, keep);
+	kfree(hold);
+	lf->private = NULL;
+}
+
+/**
+ * mfp_dependents_done() - &liveupdate_file_ops.dependents_done
+ * @lf: a retrieved memfd, held for the files that refer to it
+ */
+void mfp_dependents_done(struct liveupdate_file *lf)
+{
+	mfp_hold_release(lf, false);
+}
+
 /**
  * mfp_retrieve() - &liveupdate_file_ops.retrieve: build the memfd anew
  * @lf: the incoming file
@@ -716,6 +795,7 @@ void mfp_in_set_attrs(struct file *file, struct mfp_in *in,
 int mfp_retrieve(struct liveupdate_file *lf)
 {
 	struct mfp_restore *r = NULL;
+	struct mfp_hold *hold;
 	struct file *file, *as;
 	struct inode *inode;
 	struct mfp_in *in;
@@ -724,6 +804,9 @@ int mfp_retrieve(struct liveupdate_file *lf)
 	in = mfp_in_get(lf);
 	if (IS_ERR(in))
 		return PTR_ERR(in);
+	hold = mfp_hold_alloc(lf, in);
+	if (IS_ERR(hold))
+		return PTR_ERR(hold);
 
 	/* Without a work item the folios go in now, that is all. */
 	if (in->nr_pages >= MFP_RESTORE_LATER_MIN)
@@ -751,7 +834,7 @@ int mfp_retrieve(struct liveupdate_file *lf)
 	mfp_in_set_attrs(file, in, &SHMEM_I(inode)->seals);
 	inode_unlock(inode);
 	as->f_pos = in->pos;
-	lf->private = NULL;
+	lf->private = hold;
 	lf->file = as;
 
 	if (as != file)
@@ -761,17 +844,18 @@ int mfp_retrieve(struct liveupdate_file *lf)
 		r->inode = inode;
 		r->memcg = get_mem_cgroup_from_mm(current->mm);
 		r->in = in;
+		r->hold = hold;
 		queue_work(system_dfl_long_wq, &r->work);
 		return 0;
 	}
-	mfp_in_put_folios(in);
-	kfree(in);
+	mfp_in_done(hold, in);
 	return 0;
 
 err_fput:
 	fput(file);
 err_free:
 	kfree(r);
+	kfree(hold);
 	return err;
 }
 
@@ -781,16 +865,17 @@ err_free:
  */
 void mfp_finish(struct liveupdate_file *lf)
 {
+	bool keep = liveupdate_file_has_dependents(lf);
 	struct mfp_in *in;
 
-	if (lf->file)
+	if (lf->file) {
+		mfp_hold_release(lf, keep);
 		return;
+	}
 	/* Never retrieved: restore what is left only to free it. */
 	mfp_in_get(lf);
 	in = lf->private;
-	if (in) {
-		mfp_in_put_folios(in);
-		kfree(in);
-	}
+	if (in)
+		mfp_in_release(in, keep);
 	lf->private = NULL;
 }

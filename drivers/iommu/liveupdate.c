@@ -314,6 +314,8 @@ static void iommu_lu_finish_dev(const struct iommu_preserve_dev *rec)
 	const struct iommu_liveupdate_driver *drv = NULL;
 	struct iommu_domain *domain;
 	struct pci_dev *pdev;
+	bool abandoned = false;
+	int err;
 
 	/*
 	 * Nobody took the device over (its file was not retrieved, or not
@@ -321,8 +323,10 @@ static void iommu_lu_finish_dev(const struct iommu_preserve_dev *rec)
 	 * and before the memory it wrote to is released.
 	 */
 	pdev = iommu_lu_pci_dev(rec);
-	if (pdev && pdev->dev.iommu && pdev->dev.iommu->attach_deferred)
+	if (pdev && pdev->dev.iommu && pdev->dev.iommu->attach_deferred) {
 		pci_clear_master(pdev);
+		abandoned = true;
+	}
 
 	if (rec->driver < ARRAY_SIZE(iommu_lu_drivers))
 		drv = iommu_lu_drivers[rec->driver];
@@ -339,6 +343,15 @@ static void iommu_lu_finish_dev(const struct iommu_preserve_dev *rec)
 	if (domain)
 		iommu_deferred_attach(&pdev->dev, domain);
 	pci_dev_liveupdate_hold(pdev, false);
+	/* Then in the state a driver finds a device in at boot, if it can be. */
+	if (abandoned) {
+		err = pci_reset_function(pdev);
+		if (err)
+			pci_info(pdev, "nobody took it over after the live update; not reset: %pe\n",
+				 ERR_PTR(err));
+		else
+			pci_info(pdev, "nobody took it over after the live update: reset\n");
+	}
 	pci_dev_put(pdev);
 }
 
@@ -496,6 +509,42 @@ iommu_liveupdate_incoming_find(u16 segment, u16 rid)
 	struct iommu_lu_in *in = READ_ONCE(iommu_lu_in);
 
 	return in ? xa_load(&in->devs, iommu_lu_key(segment, rid)) : NULL;
+}
+
+/**
+ * iommu_liveupdate_stop_devices() - no IOMMU will translate for kept devices
+ *
+ * For an IOMMU driver disabled in this kernel (on the command line) that
+ * finds translation on after a live update, before it turns it off: the
+ * previous kernel leaves it on only for the devices it kept doing DMA, and
+ * their DMA must not reach memory untranslated, so their bus mastering
+ * goes off.  If which ones is unknown (the handover is damaged or lost),
+ * every PCI device's does: this runs before drivers bind.  Their files
+ * cannot be retrieved without an IOMMU; finishing them does the rest.
+ */
+void iommu_liveupdate_stop_devices(void)
+{
+	struct pci_dev *pdev = NULL;
+	struct iommu_lu_in *in;
+	int err;
+	u32 i;
+
+	err = liveupdate_flb_get_incoming(&iommu_liveupdate_flb, (void **)&in);
+	if (err) {
+		pr_err("devices kept by the previous kernel unknown (%pe), no IOMMU: stopping every bus master\n",
+		       ERR_PTR(err));
+		for_each_pci_dev(pdev)
+			pci_clear_master(pdev);
+		return;
+	}
+	for (i = 0; i < in->table->nr_devs; i++) {
+		pdev = iommu_lu_pci_dev(&in->table->devs[i]);
+		if (!pdev)
+			continue;
+		pci_clear_master(pdev);
+		pci_warn(pdev, "kept doing DMA by the previous kernel, but no IOMMU translates for it: bus mastering off\n");
+		pci_dev_put(pdev);
+	}
 }
 
 static const struct liveupdate_flb_ops iommu_lu_flb_ops = {

@@ -154,6 +154,9 @@ static struct vfio_device *vfio_lu_device(const struct vfio_preserve_device *ser
 
 	if (!pdev || pdev->vendor != ser->vendor || pdev->device != ser->device)
 		return ERR_PTR(-ENODEV);
+	/* An IOMMU off in this kernel stopped it (iommu_liveupdate_stop_devices()). */
+	if (!device_iommu_mapped(&pdev->dev))
+		return ERR_PTR(-ENODEV);
 
 	if (!pdev->dev.driver) {
 		drv = driver_find("vfio-pci", &pci_bus_type);
@@ -162,6 +165,8 @@ static struct vfio_device *vfio_lu_device(const struct vfio_preserve_device *ser
 		err = device_set_driver_override(&pdev->dev, "vfio-pci");
 		if (!err)
 			err = device_driver_attach(drv, &pdev->dev);
+		if (err)
+			device_set_driver_override(&pdev->dev, NULL);
 		module_put(drv->owner);
 		if (err)
 			return ERR_PTR(err);

@@ -43,6 +43,7 @@ int iommu_liveupdate_incoming_for_each(u32 driver,
 				       void *arg);
 void iommu_liveupdate_finish_device(struct device *dev);
 void iommu_liveupdate_hold_device(u16 segment, u16 rid);
+void iommu_liveupdate_stop_devices(void);
 
 #else
 
@@ -91,6 +92,10 @@ static inline void iommu_liveupdate_finish_device(struct device *dev)
 }
 
 static inline void iommu_liveupdate_hold_device(u16 segment, u16 rid)
+{
+}
+
+static inline void iommu_liveupdate_stop_devices(void)
 {
 }
 

@@ -59,12 +59,21 @@ struct luo_flb_in;
  *	@finish would not handle.  Optional.
  * @retrieve: in the new kernel, rebuild the file from @lf->data and
  *	@lf->version and set @lf->file (with a reference the core owns).  On
- *	error nothing may be consumed: the retrieve can be retried.  Required.
+ *	error nothing may be consumed: the retrieve can be retried.  If
+ *	liveupdate_file_has_dependents(), keep in place what the state
+ *	describes (hold the memory) until @dependents_done.  Required.
+ * @dependents_done: the files that refer to this retrieved one, and that
+ *	made liveupdate_file_has_dependents() true at its @retrieve, are
+ *	all retrieved or finished now: release what @retrieve kept for
+ *	them.  Never called if one of them cannot be released.  Optional
+ *	for a handler whose files nothing refers to.
  * @can_finish: return false to refuse LIVEUPDATE_SESSION_FINISH for now
  *	(the whole finish is refused, and can be retried).  Optional.
  * @finish: the live update is over for this file.  If @lf->file is NULL the
  *	file was never retrieved and everything preserved for it must be
- *	released.  Required.
+ *	released, unless liveupdate_file_has_dependents(): then a file that
+ *	refers to it could not be released, and what its state describes
+ *	stays allocated (only the handler's bookkeeping is freed).  Required.
  *
  * All callbacks run in process context and may sleep.
  */
@@ -78,6 +87,7 @@ struct liveupdate_file_ops {
 	bool (*settling)(struct liveupdate_file *lf);
 	void (*preload)(struct liveupdate_file *lf);
 	int (*retrieve)(struct liveupdate_file *lf);
+	void (*dependents_done)(struct liveupdate_file *lf);
 	bool (*can_finish)(struct liveupdate_file *lf);
 	void (*finish)(struct liveupdate_file *lf);
 };
@@ -239,6 +249,7 @@ int liveupdate_file_dep_outgoing(struct liveupdate_file *lf,
 				 struct file *file, u64 *token);
 int liveupdate_file_dep_incoming(struct liveupdate_file *lf, u64 token,
 				 struct file **filep);
+bool liveupdate_file_has_dependents(struct liveupdate_file *lf);
 struct folio *liveupdate_file_in_folio(struct liveupdate_file *lf);
 
 #else
@@ -304,6 +315,11 @@ static inline int liveupdate_file_dep_incoming(struct liveupdate_file *lf,
 					       u64 token, struct file **filep)
 {
 	return -EOPNOTSUPP;
+}
+
+static inline bool liveupdate_file_has_dependents(struct liveupdate_file *lf)
+{
+	return false;
 }
 
 static inline struct folio *

@@ -244,6 +244,36 @@ struct folio *liveupdate_file_in_folio(struct liveupdate_file *lf)
 EXPORT_SYMBOL_GPL(liveupdate_file_in_folio);
 
 /**
+ * luo_file_add_dep() - record that @lfile's state refers to @dep
+ * @lfile: a file being preserved, or read from the handover
+ * @dep: a file before it in the same session, whose mutex is held
+ *
+ * Return: 0 (also if @dep is named already); -ELOOP if files would refer
+ * to files more than LUO_MAX_DEP_DEPTH deep; -ENOMEM.
+ */
+int luo_file_add_dep(struct luo_file *lfile, struct luo_file *dep)
+{
+	struct luo_file **deps;
+	unsigned int i;
+
+	lockdep_assert_held(&lfile->session->mutex);
+	for (i = 0; i < lfile->nr_deps; i++)
+		if (lfile->deps[i] == dep)
+			return 0;
+	if (dep->dep_depth >= LUO_MAX_DEP_DEPTH)
+		return -ELOOP;
+	deps = krealloc_array(lfile->deps, lfile->nr_deps + 1, sizeof(*deps),
+			      GFP_KERNEL_ACCOUNT);
+	if (!deps)
+		return -ENOMEM;
+	deps[lfile->nr_deps++] = dep;
+	lfile->deps = deps;
+	lfile->dep_depth = max(lfile->dep_depth, dep->dep_depth + 1);
+	dep->nr_dependents++;
+	return 0;
+}
+
+/**
  * liveupdate_file_dep_outgoing() - refer to another file of the session
  * @lf: the file being preserved, from its handler's @preserve
  * @file: a file that @lf's state refers to (the memory an iommufd maps,
@@ -269,7 +299,8 @@ int liveupdate_file_dep_outgoing(struct liveupdate_file *lf,
 				 struct file *file, u64 *token)
 {
 	struct luo_file *lfile = container_of(lf, struct luo_file, lf);
-	struct luo_file **deps, *dep;
+	struct luo_file *dep;
+	int err;
 
 	if (WARN_ON_ONCE(!lfile->preserving))
 		return -EINVAL;
@@ -283,18 +314,10 @@ int liveupdate_file_dep_outgoing(struct liveupdate_file *lf,
 	/* Ours cannot: the session's lock is held. */
 	if (!dep)
 		return -ENOENT;
-	if (dep->dep_depth >= LUO_MAX_DEP_DEPTH)
-		return -ELOOP;
-	deps = krealloc_array(lfile->deps, lfile->nr_deps + 1, sizeof(*deps),
-			      GFP_KERNEL_ACCOUNT);
-	if (!deps)
-		return -ENOMEM;
-	deps[lfile->nr_deps++] = dep;
-	lfile->deps = deps;
-	lfile->dep_depth = max(lfile->dep_depth, dep->dep_depth + 1);
-	dep->nr_dependents++;
-	*token = dep->lf.token;
-	return 0;
+	err = luo_file_add_dep(lfile, dep);
+	if (!err)
+		*token = dep->lf.token;
+	return err;
 }
 EXPORT_SYMBOL_GPL(liveupdate_file_dep_outgoing);
 
@@ -477,6 +500,66 @@ void luo_files_wait_preload(struct luo_session *session)
 }
 
 /**
+ * luo_file_settle() - @lfile no longer needs the files it refers to
+ * @lfile: an incoming file, its session's mutex held
+ *
+ * In the new kernel, what a file's state describes may still use what the
+ * files it refers to describe: a device's DMA goes on through the IOMMU
+ * tables its iommufd set up, into the pages of the memfds those map.  So
+ * a file stays needed while a file that refers to it is not settled, and
+ * its handler keeps its state in place (liveupdate_file_has_dependents()).
+ * A file is settled once finished, or retrieved with nothing that needs
+ * it: its handler then holds what it uses itself (a retrieved device's
+ * iommufd pins the memfds it maps).  A file that cannot be released (no
+ * handler, or broken) is never settled, nor what it refers to.
+ */
+static void luo_file_settle(struct luo_file *lfile)
+{
+	unsigned int i;
+
+	lockdep_assert_held(&lfile->session->mutex);
+	if (lfile->settled || lfile->nr_dependents)
+		return;
+	lfile->settled = true;
+	/* Recurses at most LUO_MAX_DEP_DEPTH deep: the reader checked. */
+	for (i = 0; i < lfile->nr_deps; i++) {
+		struct luo_file *dep = lfile->deps[i];
+		const struct liveupdate_file_ops *ops;
+
+		if (WARN_ON_ONCE(!dep->nr_dependents) || --dep->nr_dependents ||
+		    dep->state != LIVEUPDATE_FILE_RETRIEVED)
+			continue;
+		ops = dep->lf.handler->ops;
+		if (ops->dependents_done)
+			ops->dependents_done(&dep->lf);
+		luo_file_settle(dep);
+	}
+}
+
+/**
+ * liveupdate_file_has_dependents() - does a file still need @lf's state?
+ * @lf: an incoming file, from its handler's @retrieve or @finish
+ *
+ * True while a file of the session that refers to @lf (directly, or
+ * through retrieved files) is neither retrieved nor finished, because its
+ * state may still use what @lf's describes.  Then @retrieve must keep
+ * that in place (a memfd's pages held, whatever userspace does to the
+ * memfd) until its handler's @dependents_done; and @finish must not free
+ * it: a file that needs it could not be released, and it stays allocated
+ * until the next update.
+ *
+ * Return: true if @lf's state must stay in place.
+ */
+bool liveupdate_file_has_dependents(struct liveupdate_file *lf)
+{
+	struct luo_file *lfile = container_of(lf, struct luo_file, lf);
+
+	lockdep_assert_held(&lfile->session->mutex);
+	return lfile->nr_dependents;
+}
+EXPORT_SYMBOL_GPL(liveupdate_file_has_dependents);
+
+/**
  * luo_file_retrieve() - restore an incoming file
  * @lfile: an incoming file, its session's mutex held
  * @filep: output: a new reference to the restored file
@@ -526,6 +609,7 @@ int luo_file_retrieve(struct luo_file *lfile, struct file **filep)
 	}
 	lfile->state = LIVEUPDATE_FILE_RETRIEVED;
 	*filep = get_file(lfile->lf.file);
+	luo_file_settle(lfile);
 	luo_tl_span(LIVEUPDATE_TL_RETRIEVE_FD, start, 1);
 out:
 	lfile->error = err;
@@ -602,7 +686,8 @@ static void luo_files_unbind_unretrieved(struct luo_session *session)
  * Asks every handler first; if one refuses nothing changes.  Then finishes
  * the files last first and frees them.  A file no handler can take (broken,
  * or of a format this kernel lacks) cannot be released: its memory stays
- * reserved until the next update, and we say so.
+ * reserved until the next update, and we say so; so does what the files
+ * it refers to describe (see luo_file_settle()).
  *
  * Return: 0 or -EBUSY.
  */
@@ -627,9 +712,14 @@ int luo_files_finish(struct luo_session *session)
 	list_for_each_entry_safe_reverse(lfile, tmp, &session->files, list) {
 		struct liveupdate_file_handler *h = lfile->lf.handler;
 
+		if (h && lfile->nr_dependents)
+			pr_warn("session '%s': token %llu (%s) stays in place until the next update: a file that refers to it cannot be released\n",
+				session->name, lfile->lf.token,
+				lfile->compatible);
 		if (h) {
 			h->ops->finish(&lfile->lf);
 			luo_handler_put(h);
+			luo_file_settle(lfile);
 		} else {
 			pr_warn("session '%s': token %llu (%s) cannot be released: %pe\n",
 				session->name, lfile->lf.token,
@@ -643,6 +733,7 @@ int luo_files_finish(struct luo_session *session)
 		if (lfile->state == LIVEUPDATE_FILE_RETRIEVED)
 			fput(lfile->lf.file);
 		luo_file_remove(lfile);
+		kfree(lfile->deps);
 		kfree(lfile);
 	}
 	return 0;

@@ -32,6 +32,7 @@ static_assert(sizeof(struct luo_abi_session) == 80);
 static_assert(sizeof(struct luo_abi_file) == 32);
 static_assert(sizeof(struct luo_abi_flb) == 80);
 static_assert(sizeof(struct luo_abi_file_flb) == 16);
+static_assert(sizeof(struct luo_abi_file_dep) == 16);
 static_assert(sizeof(struct luo_abi_flb) <= LUO_RECORD_MAX);
 static_assert(LUO_ABI_COMPATIBLE_LENGTH == LIVEUPDATE_COMPATIBLE_LENGTH);
 static_assert(LUO_ABI_NAME_LENGTH == LIVEUPDATE_SESSION_NAME_LENGTH);
@@ -201,6 +202,7 @@ static int luo_writer_prepare(struct luo_writer *w, u32 *nr_sessions,
 				bytes += sizeof(struct luo_abi_file_flb);
 				link->flb->out_files++;
 			}
+			bytes += lfile->nr_deps * sizeof(struct luo_abi_file_dep);
 			if (xa_load(&w->handler_ids, key))
 				continue;
 			err = xa_err(xa_store(&w->handler_ids, key,
@@ -239,6 +241,20 @@ static void luo_writer_file_flbs(struct luo_writer *w, struct luo_file *lfile)
 	}
 }
 
+/* The earlier files of its session the file just written refers to. */
+static void luo_writer_file_deps(struct luo_writer *w, struct luo_file *lfile)
+{
+	unsigned int i;
+
+	for (i = 0; i < lfile->nr_deps; i++) {
+		struct luo_abi_file_dep *rec;
+
+		rec = luo_writer_record(w, LUO_ABI_RECORD_FILE_DEP,
+					sizeof(*rec));
+		rec->token = lfile->deps[i]->lf.token;
+	}
+}
+
 static void luo_writer_write(struct luo_writer *w)
 {
 	struct rb_node *node;
@@ -271,6 +287,7 @@ static void luo_writer_write(struct luo_writer *w)
 			frec->token = lfile->lf.token;
 			frec->data = lfile->lf.data;
 			luo_writer_file_flbs(w, lfile);
+			luo_writer_file_deps(w, lfile);
 		}
 	}
 }
@@ -525,6 +542,32 @@ static void luo_reader_file_flb(struct luo_reader *r,
 	}
 }
 
+/*
+ * Unlike a lost FLB, a lost dependency hides which state a file may still
+ * use: the whole session is kept in place, unretrievable.
+ */
+static void luo_reader_file_dep(struct luo_reader *r,
+				const struct luo_abi_file_dep *rec)
+{
+	struct luo_session *s = r->session;
+	struct luo_file *lfile = r->file, *dep = NULL;
+	int err = -EBADMSG;
+
+	if (!lfile)
+		return;		/* its file was skipped, and said so */
+	guard(mutex)(&s->mutex);
+	/* Only files read before are in the session yet: no cycle. */
+	if (rec->hdr.size >= sizeof(*rec))
+		dep = luo_session_find_file(s, rec->token);
+	if (dep && dep != lfile)
+		err = luo_file_add_dep(lfile, dep);
+	if (err) {
+		pr_err("session '%s': token %llu: dependency on token %llu: %pe\n",
+		       s->name, lfile->lf.token, rec->token, ERR_PTR(err));
+		r->session_damaged = true;
+	}
+}
+
 static void luo_reader_handler(struct luo_reader *r,
 			       const struct luo_abi_handler *rec)
 {
@@ -556,7 +599,8 @@ static bool luo_reader_chunk(struct luo_reader *r, const void *chunk,
 		if (used - off < sizeof(*rec) || rec->size < sizeof(*rec) ||
 		    rec->size % 8 || rec->size > used - off)
 			return false;
-		if (rec->type != LUO_ABI_RECORD_FILE_FLB)
+		if (rec->type != LUO_ABI_RECORD_FILE_FLB &&
+		    rec->type != LUO_ABI_RECORD_FILE_DEP)
 			r->file = NULL;
 		switch (rec->type) {
 		case LUO_ABI_RECORD_HANDLER:
@@ -573,6 +617,9 @@ static bool luo_reader_chunk(struct luo_reader *r, const void *chunk,
 			break;
 		case LUO_ABI_RECORD_FILE_FLB:
 			luo_reader_file_flb(r, chunk + off);
+			break;
+		case LUO_ABI_RECORD_FILE_DEP:
+			luo_reader_file_dep(r, chunk + off);
 			break;
 		default:
 			if (!(rec->type & LUO_ABI_RECORD_OPTIONAL)) {

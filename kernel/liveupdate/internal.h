@@ -74,11 +74,14 @@ struct luo_session {
  * @flbs: incoming: the FLBs the file depends on, one reference on each
  * @nr_flbs: incoming: entries in @flbs
  * @seq: its position in @session->files, which only grows
- * @deps: outgoing: the files of the session its state refers to
- *	(liveupdate_file_dep_outgoing()), all before it in @session->files
- * @nr_deps: outgoing: entries in @deps
- * @nr_dependents: outgoing: preserved files whose @deps name this one
- * @dep_depth: outgoing: 0, or one more than the deepest of @deps
+ * @deps: the files of the session its state refers to, each once
+ *	(liveupdate_file_dep_outgoing(), or the handover), all before it in
+ *	@session->files
+ * @nr_deps: entries in @deps
+ * @nr_dependents: outgoing: files whose @deps name this one; incoming:
+ *	those of them not settled yet (see luo_file_settle())
+ * @dep_depth: 0, or one more than the deepest of @deps
+ * @settled: incoming: see luo_file_settle()
  * @preserving: outgoing: its handler's @preserve is running
  * @retrieving: incoming: its handler's @retrieve is running
  */
@@ -102,6 +105,7 @@ struct luo_file {
 	unsigned int nr_deps;
 	unsigned int nr_dependents;
 	unsigned int dep_depth;
+	bool settled;
 	bool preserving;
 	bool retrieving;
 };
@@ -167,6 +171,7 @@ struct liveupdate_file_handler *luo_file_preload_begin(struct luo_file *lfile);
 void luo_file_preload_end(struct luo_file *lfile);
 void luo_files_wait_preload(struct luo_session *session);
 int luo_file_retrieve(struct luo_file *lfile, struct file **filep);
+int luo_file_add_dep(struct luo_file *lfile, struct luo_file *dep);
 int luo_files_finish(struct luo_session *session);
 int luo_files_freeze(void);
 void luo_files_unfreeze(void);

@@ -19,6 +19,10 @@
  *	does the memfds it maps; it is preserved with a reference to it (its
  *	preserve logs "dep_error ERRNO" if that fails, before a preserve
  *	failure is injected) and its retrieve gets it back (logs "dep VALUE").
+ *	In the next kernel the file referred to logs "held VALUE" when it
+ *	is retrieved while the other is pending, "dependents_done VALUE"
+ *	when that one is retrieved or finished, and "kept VALUE" instead of
+ *	freeing its page at finish if that one cannot be released.
  * ghost: 0 or 1, registers or unregisters the ghost handler.
  * events: one "OP VALUE" line per callback; any write clears it.
  * live: preserved pages this kernel holds (outgoing and incoming).
@@ -663,6 +667,9 @@ static int lut_retrieve(struct liveupdate_file *lf)
 	ret = lut_inject(&ser->fail_retrieve_errno, &ser->fail_retrieve_count);
 	if (ret)
 		return ret;
+	/* Its page stays until finish anyway: the log is the hold. */
+	if (liveupdate_file_has_dependents(lf))
+		lut_log("held", ser->value);
 
 	obj = lut_obj_alloc();
 	if (!obj)
@@ -684,6 +691,14 @@ static int lut_retrieve(struct liveupdate_file *lf)
 	}
 	lf->file = file;
 	return 0;
+}
+
+static void lut_dependents_done(struct liveupdate_file *lf)
+{
+	struct lut_obj *obj = lf->file->private_data;
+
+	guard(mutex)(&lut_lock);
+	lut_log("dependents_done", obj->value);
 }
 
 static bool lut_can_finish(struct liveupdate_file *lf)
@@ -711,21 +726,24 @@ static bool lut_can_finish(struct liveupdate_file *lf)
 static void lut_finish(struct liveupdate_file *lf)
 {
 	struct folio *folio;
-	struct lut_obj *obj;
 	struct lut_ser *ser;
+	u64 value;
 
 	guard(mutex)(&lut_lock);
 	if (lf->file) {
-		obj = lf->file->private_data;
-		lut_log("finish", obj->value);
+		value = ((struct lut_obj *)lf->file->private_data)->value;
 	} else {
 		ser = lut_in_ser(lf);
-		lut_log("finish", IS_ERR(ser) ? 0 : ser->value);
+		value = IS_ERR(ser) ? 0 : ser->value;
 	}
+	lut_log("finish", value);
 
 	/* Restores the page if nothing did yet, e.g. on a version mismatch. */
 	folio = lut_in_folio(lf);
-	if (!IS_ERR(folio)) {
+	if (!IS_ERR(folio) && liveupdate_file_has_dependents(lf)) {
+		/* A file that refers to it cannot be released: left in place. */
+		lut_log("kept", value);
+	} else if (!IS_ERR(folio)) {
 		folio_put(folio);
 		atomic_dec(&lut_nr_live);
 	}
@@ -801,6 +819,7 @@ static struct liveupdate_file_ops lut_ops = {
 	.unfreeze	= lut_unfreeze,
 	/* Incoming, in the next kernel. */
 	.retrieve	= lut_retrieve,
+	.dependents_done = lut_dependents_done,
 	.can_finish	= lut_can_finish,
 	.finish		= lut_finish,
 };

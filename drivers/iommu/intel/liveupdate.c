@@ -699,6 +699,28 @@ void __init intel_iommu_lu_root_switched(struct intel_iommu *iommu)
 }
 
 /**
+ * intel_iommu_lu_disabled() - the IOMMU is off in this kernel
+ *
+ * Called before translation is turned off for good.  After a live update
+ * it is on only for the devices the previous kernel kept doing DMA: those
+ * stop first, or their DMA would reach memory untranslated.
+ */
+void __init intel_iommu_lu_disabled(void)
+{
+	struct dmar_drhd_unit *drhd;
+	struct intel_iommu *iommu;
+
+	if (!is_kho_boot())
+		return;
+	for_each_iommu(iommu, drhd) {
+		if (iommu->gcmd & DMA_GCMD_TE) {
+			iommu_liveupdate_stop_devices();
+			return;
+		}
+	}
+}
+
+/**
  * intel_iommu_lu_blocked() - the copy failed: block instead
  * @iommu: the unit
  *

@@ -23,9 +23,11 @@
  * files.  A handler record gives a compatible string an id that file
  * records refer to; it comes before the first file that uses it.  An FLB
  * record describes global state that files depend on (see struct
- * liveupdate_flb); every FLB record comes before the first session record,
- * and a file's dependencies on FLBs are the file-FLB records that directly
- * follow its file record.
+ * liveupdate_flb); every FLB record comes before the first session record.
+ * A file's file-FLB records (its dependencies on FLBs) and file-dep records
+ * (the earlier files of its session that its state refers to) directly
+ * follow its file record.  A reader must honour file-dep records, so they
+ * are not optional: a reader that does not know them fails the session.
  *
  * Fields are in the CPU's native byte order (both kernels run on the same
  * machine); the format is versioned by
@@ -97,6 +99,7 @@ struct luo_abi_record {
 #define LUO_ABI_RECORD_FILE		3
 #define LUO_ABI_RECORD_FLB		4
 #define LUO_ABI_RECORD_FILE_FLB		5
+#define LUO_ABI_RECORD_FILE_DEP		6
 /* A reader that does not know the type may skip the record. */
 #define LUO_ABI_RECORD_OPTIONAL		0x8000
 
@@ -176,6 +179,21 @@ struct luo_abi_file_flb {
 	struct luo_abi_record hdr;
 	__u32 flb_id;
 	__u32 reserved;
+};
+
+/**
+ * struct luo_abi_file_dep - the file record before this one refers to a file
+ * @hdr: type %LUO_ABI_RECORD_FILE_DEP
+ * @token: the token of that file, an earlier one of the same session
+ *
+ * What the referring file's state describes (a device's DMA through the
+ * IOMMU tables its iommufd set up) may use what the named file's state
+ * describes (the pages of a memfd); the next kernel keeps the latter in
+ * place until the former is retrieved or finished.
+ */
+struct luo_abi_file_dep {
+	struct luo_abi_record hdr;
+	__u64 token;
 };
 
 /**

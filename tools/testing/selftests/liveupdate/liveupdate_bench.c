@@ -61,6 +61,25 @@
  *	   taken doing so), check_us (then check every byte of the memfd),
  *	   retrieve_kb (MemFree consumed from before RETRIEVE_FD to after the
  *	   check and munmap), finish_us.
+ * device SIZE_MIB [nodev]  a VM with a passthrough device, on the edu
+ *	machine (QEMU's VT-d and edu device; our kernel only, as others
+ *	cannot preserve an iommufd or a VFIO device): guest RAM, a memfd of
+ *	SIZE_MIB MiB written as memfd's, mapped (IOMMU_IOAS_MAP_FILE) at IOVA
+ *	DEV_IOVA of an iommufd the device is bound and attached to; the
+ *	memfd (token 1), the iommufd (2) and the device (3) preserved in
+ *	session "bench".  With nodev the machine and guest RAM are the same
+ *	but only the memfd is preserved: the baseline.
+ *	0: preserve_us (every PRESERVE_FD), then the device copies a page of
+ *	   guest RAM onto itself by DMA; the TSC when that completes is kept
+ *	   in the memfd (the second word of page 0), and the kexec follows.
+ *	1: open_us, retrieve_session_us, retrieve_device_us (RETRIEVE_FD of
+ *	   the device, which retrieves the iommufd and the memfd it needs),
+ *	   retrieve_fd_us (of the memfd: the same file by then), then the
+ *	   DMA through the same IOVA, nothing mapped again: dma_gap_us, from
+ *	   the completion of the last DMA before the kexec to that of the
+ *	   first after it, by the TSC (it includes the 100 ms edu takes to
+ *	   run a transfer); then first_read_us as memfd's, finish_us.
+ *	   nodev: as memfd.
  * none  nothing preserved: the blackout baseline.
  *
  * Output, one line each, flushed at once: "luobench: KEY VALUE" with an
@@ -90,6 +109,7 @@
 #include <linux/memfd.h>
 
 #include "liveupdate_test.h"
+#include "liveupdate_edu.h"
 
 #define PAGE		4096ULL
 #define MiB		(1024ULL * 1024)
@@ -103,6 +123,9 @@
 #define COMPACT		"/proc/sys/vm/compact_memory"
 #define SESSION		"bench"
 #define TOKEN		1
+#define TOKEN_IOMMUFD	2
+#define TOKEN_DEVICE	3
+#define DEV_IOVA	0x1000000ULL	/* under edu's 28-bit DMA limit */
 
 typedef unsigned long long u64;
 
@@ -478,38 +501,29 @@ static long long minor_faults(void)
 	return ru.ru_minflt;
 }
 
-static void memfd_0(u64 size, bool thp)
+/* A memfd of @size bytes, every page written. */
+static int memfd_fill(u64 size)
 {
 	static u64 chunk[CHUNK / 8];
+	int fd = make_memfd(size);
 	u64 off, i;
-	int fd, ret;
 
-	if (thp) {
-		ret = luo_write_file(THP_SHMEM, "always");
-		if (ret)
-			fail(-ret, "write " THP_SHMEM);
-	}
-	fd = make_memfd(size);
 	memset(chunk, FILL, sizeof(chunk));
 	for (off = 0; off < size; off += CHUNK) {
 		for (i = 0; i < CHUNK / PAGE; i++)
 			chunk[i * (PAGE / 8)] = pattern(off / PAGE + i);
 		write_at(fd, chunk, CHUNK, off);
 	}
-	preserve_bench(fd);
-	if (thp)
-		put("shmem_huge_kb", meminfo_kb("ShmemHugePages"));
-	next_kernel();
+	return fd;
 }
 
-static void memfd_1(u64 size, bool thp)
+/* Read the first word of every page through a shared mapping: first_read_*. */
+static void memfd_check(int fd, u64 size)
 {
-	const u64 *map;
 	u64 i, pages = size / PAGE;
-	long long before, faults, t;
-	int fd;
+	long long faults, t;
+	const u64 *map;
 
-	fd = retrieve_bench(size, &before);
 	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 		fail(errno, "mmap");
@@ -527,6 +541,31 @@ static void memfd_1(u64 size, bool thp)
 	put("first_read_faults", minor_faults() - faults);
 	if (munmap((void *)map, size))
 		fail(errno, "munmap");
+}
+
+static void memfd_0(u64 size, bool thp)
+{
+	int fd, ret;
+
+	if (thp) {
+		ret = luo_write_file(THP_SHMEM, "always");
+		if (ret)
+			fail(-ret, "write " THP_SHMEM);
+	}
+	fd = memfd_fill(size);
+	preserve_bench(fd);
+	if (thp)
+		put("shmem_huge_kb", meminfo_kb("ShmemHugePages"));
+	next_kernel();
+}
+
+static void memfd_1(u64 size, bool thp)
+{
+	long long before;
+	int fd;
+
+	fd = retrieve_bench(size, &before);
+	memfd_check(fd, size);
 	put("retrieve_kb", before - meminfo_kb("MemFree"));
 	finish_bench();
 	if (thp)
@@ -773,13 +812,137 @@ static void spread_1(const struct spread *s)
 	done();
 }
 
+/* The TSC rate: tsc_early_khz= if given, else as the kernel found it. */
+static long long tsc_khz(void)
+{
+	char *s = luo_read_file("/proc/cmdline"), *p;
+	unsigned int mhz, frac;
+	long long khz = 0;
+
+	p = s ? strstr(s, "tsc_early_khz=") : NULL;
+	if (p)
+		khz = atoll(p + strlen("tsc_early_khz="));
+	free(s);
+	if (khz)
+		return khz;
+	s = luo_kernel_log();
+	p = s ? strstr(s, "tsc: Detected ") : NULL;
+	if (p && sscanf(p, "tsc: Detected %u.%3u MHz", &mhz, &frac) == 2)
+		khz = mhz * 1000LL + frac;
+	free(s);
+	if (!khz)
+		fail(0, "TSC rate unknown");
+	return khz;
+}
+
+/*
+ * A DMA from the device's buffer into page 1 of guest RAM, which @load
+ * copies into the buffer first; the TSC once it is done.  edu runs each
+ * transfer 100 ms (virtual time) after it is started.
+ */
+static u64 device_dma(struct edu *e, bool load)
+{
+	int ret = load ? edu_dma(e, DEV_IOVA + PAGE, 0, EDU_DMA_MAX, false) : 0;
+
+	if (!ret)
+		ret = edu_dma(e, DEV_IOVA + PAGE, 0, EDU_DMA_MAX, true);
+	if (ret)
+		fail(-ret, "DMA");
+	return __builtin_ia32_rdtsc();
+}
+
+static void device_0(u64 size, bool nodev)
+{
+	struct edu e;
+	long long t;
+	u64 tsc;
+	int fd, ret;
+
+	fd = memfd_fill(size);
+	ret = edu_open(&e);
+	if (ret)
+		fail(-ret, "own the edu device (vfio-pci, iommufd)");
+	ret = edu_map_file(e.iommufd, e.ioas_id, fd, 0, size, DEV_IOVA);
+	if (!ret)
+		ret = edu_set_master(&e, true);
+	if (ret)
+		fail(-ret, "map the memfd at IOVA %#llx, bus mastering", DEV_IOVA);
+	open_dev();
+	ret = luo_create_session(dev, SESSION, &sfd);
+	if (ret)
+		fail(-ret, "create session " SESSION);
+	t = now_ns();
+	ret = luo_preserve_fd(sfd, fd, TOKEN);
+	if (!ret && !nodev)
+		ret = luo_preserve_fd(sfd, e.iommufd, TOKEN_IOMMUFD);
+	if (!ret && !nodev)
+		ret = luo_preserve_fd(sfd, e.devfd, TOKEN_DEVICE);
+	t = now_ns() - t;
+	if (ret)
+		fail(-ret, "preserve fd");
+	put_us("preserve_us", t);
+	if (!nodev) {
+		tsc = device_dma(&e, true);
+		write_at(fd, &tsc, sizeof(tsc), 8);
+	} else {
+		/* Not preserved: the device goes with its files at the kexec. */
+		edu_close(&e);
+	}
+	next_kernel();
+}
+
+static void device_1(u64 size, bool nodev)
+{
+	struct edu e = { .iommufd = -1, .devfd = -1 };
+	long long t_open, t_session, t_dev, t_fd;
+	u64 tsc0, tsc1;
+	int ret, fd = -1;
+
+	if (nodev) {
+		memfd_1(size, false);
+		return;
+	}
+	t_open = open_dev_timed();
+	t_session = now_ns();
+	ret = luo_retrieve_session(dev, SESSION, &sfd);
+	t_session = now_ns() - t_session;
+	if (ret)
+		fail(-ret, "retrieve session " SESSION);
+	t_dev = now_ns();
+	ret = luo_retrieve_fd(sfd, TOKEN_DEVICE, &e.devfd);
+	t_dev = now_ns() - t_dev;
+	if (ret)
+		fail(-ret, "retrieve the device");
+	t_fd = now_ns();
+	ret = luo_retrieve_fd(sfd, TOKEN, &fd);
+	t_fd = now_ns() - t_fd;
+	if (ret)
+		fail(-ret, "retrieve fd");
+	say("retrieved");
+	ret = edu_map_bar(&e);
+	if (ret)
+		fail(-ret, "map BAR0");
+	/* Its buffer still holds what stage 0 loaded into it. */
+	tsc1 = device_dma(&e, false);
+	put_us("open_us", t_open);
+	put_us("retrieve_session_us", t_session);
+	put_us("retrieve_device_us", t_dev);
+	put_us("retrieve_fd_us", t_fd);
+	if (pread(fd, &tsc0, sizeof(tsc0), 8) != sizeof(tsc0))
+		fail(errno, "read the TSC of the last DMA");
+	put("dma_gap_us", (tsc1 - tsc0) * 1000 / tsc_khz());
+	memfd_check(fd, size);
+	finish_bench();
+	done();
+}
+
 static __noreturn void print_usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: LUO_STAGE=0|1 %s memfd SIZE_MIB [thp]\n"
 		"       | sparse SIZE_GIB PERCENT | sessions N | files N\n"
 		"       | spread FILES SESSIONS | hugetlb SIZE_MIB 2048|1048576\n"
-		"       | none\n", prog);
+		"       | device SIZE_MIB [nodev] | none\n", prog);
 	fail(EINVAL, "usage");
 }
 
@@ -836,6 +999,16 @@ int main(int argc, char **argv)
 			hugetlb_1(size, hps);
 		else
 			hugetlb_0(size, hps);
+	} else if (!strcmp(scenario, "device") && (nargs == 1 || nargs == 2)) {
+		u64 size = arg_num(argv[2], 1, 240) * MiB;
+		bool nodev = nargs == 2;
+
+		if (nodev && strcmp(argv[3], "nodev"))
+			print_usage(argv[0]);
+		if (stage)
+			device_1(size, nodev);
+		else
+			device_0(size, nodev);
 	} else if (!strcmp(scenario, "none") && nargs == 0) {
 		if (!stage)
 			next_kernel();

@@ -21,10 +21,12 @@
  *       maps user memory cannot be preserved (EOPNOTSUPP); once preserved,
  *       the IOAS and the attachment are frozen (EBUSY) but DMA still works,
  *       and the iommufd cannot be unpreserved under its device (EBUSY).
- *       Unpreserving both makes them ordinary again; they are preserved
- *       again, the liveness register set, a page of the memfd loaded into
- *       the device, and a DMA from the device into the memfd started right
- *       before reboot(KEXEC).  Stage 1 retrieves the memfd: the DMA
+ *       Unpreserving both makes them ordinary again, as does closing
+ *       another session they are preserved in; they are preserved again,
+ *       the liveness register set, a page of the memfd loaded into the
+ *       device.  A reboot whose freeze fails leaves them preserved and
+ *       working.  Then a DMA from the device into the memfd is started
+ *       right before reboot(KEXEC).  Stage 1 retrieves the memfd: the DMA
  *       landed through the kept IOMMU tables without a fault and nothing
  *       else of the memfd changed.  It then retrieves the iommufd, whose
  *       IOAS has its old ID, and the device, bound to vfio-pci and to that
@@ -50,6 +52,22 @@
  *       is turned off, the IOMMU drops the kept translation, and a DMA to
  *       the old IOVAs (bus mastering set again through sysfs) faults and
  *       writes nothing.  vfio-pci and a new iommufd own the device again.
+ *       The memfd, closed, frees its pages: nothing holds them any more.
+ *
+ * orphan: stage 0 as inflight, the device's handler gone in the next
+ *       kernel (its format renamed in the handover).  Stage 1 retrieves
+ *       the memfd and punches it whole: its pages stay allocated, since
+ *       the device still writes there through the adopted tables.
+ *       Another tenant takes nearly all free memory; DMAs into the old
+ *       IOVAs do not touch it.  The device's RETRIEVE_FD fails
+ *       (EOPNOTSUPP); FINISH keeps the memfd's old pages allocated, and
+ *       says so; the tenant is still intact after another DMA.
+ *
+ * nommu: stage 0 as inflight, the next kernel booted with intel_iommu=off.
+ *       Before it turns translation off for good it stops the device the
+ *       previous kernel kept (bus mastering off) and says so; the device
+ *       cannot be retrieved without an IOMMU; the memfd can, whole, and
+ *       FINISH works.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -202,6 +220,7 @@ static void run_rig(void)
 #define TOK_IOMMUFD	2
 #define TOK_DEVICE	3
 #define TOK_IDS		4	/* a test object: the iommufd object IDs */
+#define TOK_FREEZE	5	/* a test object whose freeze fails */
 #define LUO_DAMAGE	"/sys/kernel/debug/liveupdate/damage"
 #define PG		4096
 #define USER_IOVA	0x4000000ULL	/* anonymous memory (IOMMU_IOAS_MAP) */
@@ -219,6 +238,8 @@ static void run_rig(void)
 #define OWN_DST2	0x13000
 #define ADOPT_DST	0x14000
 #define LIVENESS_X	0x4c554f21U
+#define TENANT_SEED	0x74656e61
+#define TENANT_SPARE_KB	(96L << 10)	/* left free for the rest */
 
 /* The copies stage 0 makes (dst <- src), the in-flight one last. */
 static const struct { __u64 src, dst; } ram_copies[] = {
@@ -298,11 +319,13 @@ static bool round_trip(struct edu *e, int ram, __u64 src_iova, __u64 src_off,
 		     dst_off + EDU_DMA_MAX, SEED);
 }
 
-static void inflight_0(const char *damage)
+/* With @damage written to LUO_DAMAGE, and @append on the next command line. */
+static void inflight_0(const char *damage, const char *append)
 {
-	static const char * const load[] = { LUO_NEXT_STAGE, "-l", NULL };
+	const char * const load[] = { LUO_NEXT_STAGE, "-l",
+				      append ? "-a" : NULL, append, NULL };
 	struct timespec t0, t1;
-	int dev, sfd, ram, ret, ret2;
+	int dev, sfd, other, ram, fd, ret, ret2;
 	struct edu e;
 	bool ok, busy;
 	void *user;
@@ -310,7 +333,7 @@ static void inflight_0(const char *damage)
 
 	if (edu_find(&e))
 		ksft_exit_skip("no edu device: not the edu machine\n");
-	ksft_set_plan(damage ? 27 : 26);
+	ksft_set_plan(damage ? 29 : 28);
 	dev = luo_open_device();
 	if (dev < 0)
 		luo_bail("open %s: %s", LUO_DEVICE, strerror(-dev));
@@ -399,8 +422,24 @@ static void inflight_0(const char *damage)
 	result(ok && !ret2,
 	       "unpreserved: IOMMU_IOAS_MAP_FILE of a memfd page at 0x%llx, a DMA round trip through it, IOMMU_IOAS_UNMAP",
 	       EXTRA_IOVA);
-	require(luo_keep(sfd, e.iommufd, TOK_IOMMUFD),
-		"PRESERVE_FD of the iommufd again (the memfd stayed preserved): 0");
+
+	/* So does closing the session they are preserved in. */
+	other = luo_must_create_session(dev, INFLIGHT "-closed");
+	ok = !luo_unpreserve_fd(sfd, TOK_RAM) && luo_keep(other, ram, TOK_RAM) &&
+	     luo_keep(other, e.iommufd, TOK_IOMMUFD) &&
+	     luo_keep(other, e.devfd, TOK_DEVICE) && edu_detach(&e) == -EBUSY;
+	close(other);
+	ret = edu_detach(&e);
+	if (!ret)
+		ret = edu_attach(&e, e.ioas_id);
+	if (ret)
+		ksft_print_msg("detach, attach: %s\n", strerror(-ret));
+	result(ok && !ret && round_trip(&e, ram, RAM_IOVA + FROZEN_SRC,
+					FROZEN_SRC, FROZEN_DST),
+	       "preserved in another session, then that session closed: ordinary again (detach, attach, a DMA round trip)");
+	require(luo_keep(sfd, ram, TOK_RAM) &&
+		luo_keep(sfd, e.iommufd, TOK_IOMMUFD),
+		"PRESERVE_FD of the memfd and the iommufd again: 0");
 	require(luo_keep(sfd, e.devfd, TOK_DEVICE),
 		"PRESERVE_FD of the device again: 0");
 
@@ -411,6 +450,28 @@ static void inflight_0(const char *damage)
 		"the IOAS, HWPT and device IDs (%u, %u, %u) kept in a test object",
 		e.ioas_id, e.hwpt_id, e.dev_id);
 
+	/* Loaded first: that takes seconds under TCG, the DMA 100 ms. */
+	ret = luo_run(load);
+	if (ret)
+		ksft_print_msg("%s -l: %d\n", LUO_NEXT_STAGE, ret);
+	result(!ret, "the next kernel loaded (%s -l)", LUO_NEXT_STAGE);
+
+	/* A reboot that fails at freeze leaves everything preserved, working. */
+	fd = luo_test_new(0);
+	ok = fd >= 0 && !luo_test_cmd(fd, "fail=freeze,5,1") &&
+	     luo_keep(sfd, fd, TOK_FREEZE);
+	ret = luo_reboot_kexec();
+	ok = ok && ret == -EIO &&
+	     edu_unmap(e.iommufd, e.ioas_id, RAM_IOVA, RAM_SIZE) == -EBUSY &&
+	     edu_detach(&e) == -EBUSY &&
+	     round_trip(&e, ram, RAM_IOVA + FROZEN_SRC, FROZEN_SRC,
+			FROZEN_DST) &&
+	     !luo_unpreserve_fd(sfd, TOK_FREEZE);
+	if (fd >= 0)
+		close(fd);
+	result(ok, "reboot(KEXEC) failing at freeze (%s): still preserved and frozen, a DMA round trip works",
+	       strerror(-ret));
+
 	/* State in the device, then a DMA left running into the kexec. */
 	edu_wr32(&e, EDU_REG_LIVENESS, LIVENESS_X);
 	ret = edu_dma(&e, RAM_IOVA + PAGE_SRC, 0, EDU_DMA_MAX, false);
@@ -419,11 +480,6 @@ static void inflight_0(const char *damage)
 	result(!ret && edu_rd32(&e, EDU_REG_LIVENESS) == ~LIVENESS_X,
 	       "device state: liveness register written (0x%x), the 2 KiB at memfd offset 0x%x loaded into its buffer",
 	       LIVENESS_X, PAGE_SRC);
-	/* Loaded first: that takes seconds under TCG, the DMA 100 ms. */
-	ret = luo_run(load);
-	if (ret)
-		ksft_print_msg("%s -l: %d\n", LUO_NEXT_STAGE, ret);
-	result(!ret, "the next kernel loaded (%s -l)", LUO_NEXT_STAGE);
 	if (damage) {
 		ret = luo_write_file(LUO_DAMAGE, damage);
 		if (ret)
@@ -474,7 +530,8 @@ static bool inflight_regs(struct edu *e)
  * in-flight DMA landed through the kept tables, nothing else of the memfd
  * changed, nothing faulted.  Six results.  Returns the memfd.
  */
-static int landed(int *devp, int *sfdp)
+/* @dev_state: the device file's QUERY state, retrieved by nobody yet. */
+static int landed(int *devp, int *sfdp, __u32 dev_state)
 {
 	char *log, *at, *end;
 	int dev, sfd = -1, ram, ret;
@@ -493,8 +550,10 @@ static int landed(int *devp, int *sfdp)
 	require(ram >= 0 && !fstat(ram, &st) && st.st_size == (off_t)RAM_SIZE,
 		"retrieve the 2 MiB memfd");
 	result(luo_file_state(sfd, TOK_IOMMUFD) == LIVEUPDATE_FILE_INCOMING &&
-	       luo_file_state(sfd, TOK_DEVICE) == LIVEUPDATE_FILE_INCOMING,
-	       "the iommufd and the device are in the session, not retrieved yet");
+	       luo_file_state(sfd, TOK_DEVICE) == dev_state,
+	       "the iommufd and the device are in the session, not retrieved yet%s",
+	       dev_state == LIVEUPDATE_FILE_BROKEN ?
+	       "; the device BROKEN, no handler for its format" : "");
 
 	/* The memfd: the in-flight DMA landed, nothing else changed. */
 	img = read_ram(ram);
@@ -534,16 +593,65 @@ static int landed(int *devp, int *sfdp)
 	return ram;
 }
 
+/*
+ * Another tenant: anonymous memory in small pages, nearly all that is free,
+ * each word its own pattern; whatever the kernel frees is reused in it.
+ */
+static __u64 *tenant_fill(size_t *len)
+{
+	/* KHO scratch is CMA, which page tables and slab cannot use. */
+	long kb = luo_free_kb() - luo_meminfo_kb("CmaFree") - TENANT_SPARE_KB;
+	__u64 *t;
+
+	*len = kb > 0 ? (size_t)kb << 10 : 0;
+	if (!*len)
+		return NULL;
+	t = mmap(NULL, *len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (t == MAP_FAILED)
+		return NULL;
+	madvise(t, *len, MADV_NOHUGEPAGE);
+	for (size_t i = 0; i < *len / 8; i++)
+		t[i] = luo_word_at(i * 8, TENANT_SEED);
+	return t;
+}
+
+/* Words of the tenant that are not its own; the first printed. */
+static long tenant_damage(const __u64 *t, size_t len)
+{
+	long n = 0;
+
+	for (size_t i = 0; t && i < len / 8; i++) {
+		if (t[i] == luo_word_at(i * 8, TENANT_SEED))
+			continue;
+		if (!n++)
+			ksft_print_msg("tenant word at 0x%zx: 0x%llx\n", i * 8,
+				       (unsigned long long)t[i]);
+	}
+	return t ? n : -1;
+}
+
+/* A DMA from the device's buffer to every 128 KiB of the old guest RAM. */
+static int dma_over_ram(struct edu *e)
+{
+	int ret = 0;
+
+	for (__u64 off = 0; off < RAM_SIZE && !ret; off += 0x20000)
+		ret = edu_dma(e, RAM_IOVA + off, 0, EDU_DMA_MAX, true);
+	return ret;
+}
+
 static void abandon_1(void)
 {
 	struct edu r = { .iommufd = -1, .devfd = -1 }, e;
 	int dev, sfd, ram, ret, ret2, cfg;
+	long free0, free1;
 	char drv[EDU_DRV_LEN];
 	__u32 id, live;
 	bool ok;
 
-	ksft_set_plan(20);
-	ram = landed(&dev, &sfd);
+	ksft_set_plan(21);
+	ram = landed(&dev, &sfd, LIVEUPDATE_FILE_INCOMING);
 
 	/* The device kept its state: no driver, registers through sysfs. */
 	ret = edu_find(&r);
@@ -631,7 +739,77 @@ static void abandon_1(void)
 	}
 	result(ok, "owned again: the retrieved memfd mapped at IOVA 0x%llx, a DMA round trip through the IOMMU",
 	       RAM_IOVA);
+	free0 = luo_free_kb();
 	close(ram);
+	free1 = luo_wait_free_kb(free0, RAM_SIZE / 1024 * 3 / 4, 5000);
+	ksft_print_msg("free: %ld kB before, %ld kB after closing the memfd\n",
+		       free0, free1);
+	result(free1 - free0 >= (long)RAM_SIZE / 1024 * 3 / 4,
+	       "the memfd closed, its 2 MiB are freed: nothing holds them after FINISH");
+	close(sfd);
+	close(dev);
+	ksft_finished();
+}
+
+static void orphan_1(void)
+{
+	struct edu r = { .iommufd = -1, .devfd = -1 };
+	long free0, free1, bad;
+	int dev, sfd, ram, ret, fd = -1;
+	size_t len;
+	__u64 *t;
+	char *log;
+
+	ksft_set_plan(16);
+	ram = landed(&dev, &sfd, LIVEUPDATE_FILE_BROKEN);
+	ret = edu_find(&r);
+	if (!ret)
+		ret = edu_map_resource(&r);
+	require(!ret && master_on(r.bdf),
+		"the device held, a bus master; BAR0 mapped through sysfs");
+
+	free0 = luo_free_kb();
+	ret = fallocate(ram, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			RAM_SIZE);
+	free1 = luo_wait_free_kb(free0, RAM_SIZE / 1024 / 2, 500);
+	ksft_print_msg("free: %ld kB before, %ld kB after the punch\n", free0,
+		       free1);
+	result(!ret && free1 - free0 < (long)RAM_SIZE / 1024 / 2,
+	       "the memfd punched whole: its 2 MiB stay allocated, the device still writes there");
+	t = tenant_fill(&len);
+	require(t, "another tenant fills %zu MiB, nearly all free memory",
+		len >> 20);
+	ret = dma_over_ram(&r);
+	if (ret)
+		ksft_print_msg("DMA: %s\n", strerror(-ret));
+	bad = tenant_damage(t, len);
+	result(!ret && !bad,
+	       "DMAs into every 128 KiB of the old guest RAM's IOVAs: the tenant is intact (%ld words changed)",
+	       bad);
+	munmap(t, len);
+
+	ret = luo_retrieve_fd(sfd, TOK_DEVICE, &fd);
+	check_ret(ret, -EOPNOTSUPP,
+		  "RETRIEVE_FD of the device: EOPNOTSUPP, no handler for its format");
+	if (!ret)
+		close(fd);
+	check_ret(luo_finish(sfd), 0, "FINISH");
+	log = luo_kernel_log();
+	ret = log && strstr(log, "cannot be released") &&
+	      strstr(log, "token 1 (memfd) stays in place until the next update") &&
+	      strstr(log, "guest-ram: 512 pages kept in place");
+	free(log);
+	result(ret, "kernel log: the device cannot be released, so the memfd's 512 old pages stay allocated");
+	close(ram);
+	t = tenant_fill(&len);
+	require(t, "another tenant fills %zu MiB", len >> 20);
+	edu_sysfs_set_master(r.bdf, true);
+	dma_over_ram(&r);
+	bad = tenant_damage(t, len);
+	result(!bad, "DMAs into the old IOVAs after FINISH: the tenant is intact (%ld words changed)",
+	       bad);
+	munmap(t, len);
+	edu_close(&r);
 	close(sfd);
 	close(dev);
 	ksft_finished();
@@ -651,7 +829,7 @@ static void inflight_1(void)
 	bool ok;
 
 	ksft_set_plan(23);
-	ram = landed(&dev, &sfd);
+	ram = landed(&dev, &sfd, LIVEUPDATE_FILE_INCOMING);
 
 	fd = luo_take(sfd, TOK_IDS);
 	require(fd >= 0 && !luo_test_value(fd, &ids),
@@ -783,26 +961,84 @@ static void damage_1(void)
 	ksft_finished();
 }
 
+static void nommu_1(void)
+{
+	struct edu r = { .iommufd = -1, .devfd = -1 };
+	int dev, sfd, ram, ret, fd = -1;
+	char drv[EDU_DRV_LEN];
+	__u64 *img;
+	char *log;
+	long bad;
+	bool ok;
+
+	ksft_set_plan(8);
+	dev = luo_open_device();
+	if (dev < 0)
+		luo_bail("open %s: %s", LUO_DEVICE, strerror(-dev));
+	ret = luo_retrieve_session(dev, INFLIGHT, &sfd);
+	require(!ret, "retrieve session " INFLIGHT);
+
+	log = luo_kernel_log();
+	ok = log && strstr(log, "no IOMMU translates for it: bus mastering off");
+	free(log);
+	result(ok, "kernel log: the kept device was stopped before translation went off");
+	if (edu_find(&r))
+		luo_bail("no edu device in stage 1");
+	result(!master_on(r.bdf), "its bus mastering is off");
+
+	ret = luo_retrieve_fd(sfd, TOK_DEVICE, &fd);
+	check_ret(ret, -ENODEV,
+		  "RETRIEVE_FD of the device without an IOMMU: ENODEV");
+	if (!ret)
+		close(fd);
+	ret = edu_driver(r.bdf, drv);
+	result(!ret && !drv[0], "and it left no driver bound to the device");
+	ram = luo_take(sfd, TOK_RAM);
+	img = ram >= 0 ? read_ram(ram) : NULL;
+	bad = img ? ram_mismatches(img, 0, INFLIGHT_DST) +
+		    ram_mismatches(img, INFLIGHT_DST + EDU_DMA_MAX, RAM_SIZE) :
+		    -1;
+	free(img);
+	result(!bad, "the memfd retrieved: every byte but the in-flight DMA's as before the kexec");
+	check_ret(luo_finish(sfd), 0, "FINISH");
+	result(!master_on(r.bdf), "bus mastering still off after FINISH");
+	close(ram);
+	close(sfd);
+	close(dev);
+	ksft_finished();
+}
+
 int main(int argc, char **argv)
 {
 	const char *scenario = argc == 2 ? argv[1] : "";
 
 	stage = luo_stage();
 	if (strcmp(scenario, "rig") && strcmp(scenario, "inflight") &&
-	    strcmp(scenario, "abandon") && strcmp(scenario, "damage")) {
-		fprintf(stderr, "%s rig|inflight|abandon|damage, with LUO_STAGE=N\n",
+	    strcmp(scenario, "abandon") && strcmp(scenario, "damage") &&
+	    strcmp(scenario, "orphan") && strcmp(scenario, "nommu")) {
+		fprintf(stderr, "%s rig|inflight|abandon|damage|orphan|nommu, with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
 	}
 	ksft_print_header();
 	if (!strcmp(scenario, "rig"))
 		run_rig();
+	else if (stage == 0 && !strcmp(scenario, "damage"))
+		inflight_0("flb iommu name-nul", NULL);
+	else if (stage == 0 && !strcmp(scenario, "orphan"))
+		inflight_0("handler vfio-pci rename=vfio-gone", NULL);
+	else if (stage == 0 && !strcmp(scenario, "nommu"))
+		inflight_0(NULL, "intel_iommu=off");
 	else if (stage == 0)
-		inflight_0(strcmp(scenario, "damage") ? NULL : "flb iommu name-nul");
+		inflight_0(NULL, NULL);
 	else if (stage == 1 && !strcmp(scenario, "inflight"))
 		inflight_1();
 	else if (stage == 1 && !strcmp(scenario, "damage"))
 		damage_1();
+	else if (stage == 1 && !strcmp(scenario, "orphan"))
+		orphan_1();
+	else if (stage == 1 && !strcmp(scenario, "nommu"))
+		nommu_1();
 	else if (stage == 1)
 		abandon_1();
 	else

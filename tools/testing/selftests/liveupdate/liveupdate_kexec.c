@@ -1577,14 +1577,35 @@ static void flb_early_fail_1(void)
  * session; that one cannot be unpreserved while it is.  In the next kernel
  * its retrieve retrieves that one first, which userspace then gets by its
  * token as the same file, retrieved once; the finish releases both.
+ * That one stays held while a file that refers to it is pending: retrieved
+ * first (session deps-held), its handler holds its state until the other
+ * is retrieved; if the other cannot be released (deps-orphan: its handler,
+ * the ghost one, is gone), FINISH leaves its page in place.
  */
+static void deps_pair(const char *name, unsigned long long value, bool ghost)
+{
+	int sfd = luo_must_create_session(dev, name);
+	int a = new_object(value), b = new_object(value + 1);
+	char cmd[32];
+
+	snprintf(cmd, sizeof(cmd), "dep=%d", a);
+	object_cmd(b, cmd);
+	if (ghost)
+		object_cmd(b, "ghost=1");
+	require(preserve(sfd, a, 1) && preserve(sfd, b, 2),
+		"session %s: test file %llu, and %llu%s referring to it", name,
+		value, value + 1, ghost ? " (ghost handler)" : "");
+	close(a);
+	close(b);
+}
+
 static void deps_0(void)
 {
 	int sfd, other, a, b, c, d, e, live;
 	char cmd[32];
 	bool ok;
 
-	ksft_set_plan(8);
+	ksft_set_plan(11);
 	sfd = luo_must_create_session(dev, "deps");
 	other = luo_must_create_session(dev, "deps-other");
 	a = new_object(31);
@@ -1633,7 +1654,60 @@ static void deps_0(void)
 	result(ok, "closing the session unpreserves it, then the file it refers to");
 	close(d);
 	close(e);
+
+	require(!luo_test_enable_ghost(), "register the ghost handler");
+	deps_pair("deps-held", 41, false);
+	deps_pair("deps-orphan", 51, true);
 	luo_kexec_next();
+}
+
+static void deps_held_1(void)
+{
+	int sfd = retrieve_session("deps-held"), fa = -1, fb = -1, live;
+	bool ok;
+
+	clear_events();
+	ok = sfd >= 0 && retrieve_value(sfd, 1, 41, &fa) &&
+	     events_are("held", (unsigned long long[]){ 41 }, 1) &&
+	     events_are("dependents_done", NULL, 0);
+	result(ok, "retrieved before the file that refers to it: held");
+	ok = retrieve_value(sfd, 2, 42, &fb) &&
+	     events_are("dependents_done", (unsigned long long[]){ 41 }, 1);
+	result(ok, "that file retrieved: its handler is told it is no longer held");
+	live = luo_test_live();
+	ok = !luo_finish(sfd) &&
+	     events_are("finish", (unsigned long long[]){ 42, 41 }, 2) &&
+	     events_are("kept", NULL, 0) && luo_test_live() == live - 2;
+	result(ok, "finish frees both pages");
+	close(fa);
+	close(fb);
+	close(sfd);
+}
+
+static void deps_orphan_1(void)
+{
+	int sfd = retrieve_session("deps-orphan"), fa = -1, fb = -1, live;
+	char *log;
+	bool ok;
+
+	clear_events();
+	ok = sfd >= 0 && retrieve_value(sfd, 1, 51, &fa) &&
+	     events_are("held", (unsigned long long[]){ 51 }, 1) &&
+	     luo_retrieve_fd(sfd, 2, &fb) == -EOPNOTSUPP;
+	result(ok, "the file that refers to it has no handler in this kernel (EOPNOTSUPP); it is held");
+	live = luo_test_live();
+	ok = !luo_finish(sfd) &&
+	     events_are("finish", (unsigned long long[]){ 51 }, 1) &&
+	     events_are("kept", (unsigned long long[]){ 51 }, 1) &&
+	     events_are("dependents_done", NULL, 0) &&
+	     luo_test_live() == live;
+	log = luo_kernel_log();
+	ok = ok && log &&
+	     strstr(log, "token 1 (liveupdate-test) stays in place until the next update");
+	free(log);
+	result(ok, "finish leaves it in place, and says so: its page is not freed");
+	close(fa);
+	close(sfd);
 }
 
 static void deps_1(void)
@@ -1641,14 +1715,16 @@ static void deps_1(void)
 	int sfd, fa, fb;
 	bool ok;
 
-	ksft_set_plan(5);
+	ksft_set_plan(10);
 	sfd = retrieve_session("deps");
 	require(sfd >= 0, "retrieve session deps");
 	clear_events();
 	ok = retrieve_value(sfd, 2, 32, &fb) &&
 	     events_are("retrieve", (unsigned long long[]){ 31, 32 }, 2) &&
-	     events_are("dep", (unsigned long long[]){ 31 }, 1);
-	result(ok, "retrieving it retrieves the file it refers to");
+	     events_are("dep", (unsigned long long[]){ 31 }, 1) &&
+	     events_are("held", (unsigned long long[]){ 31 }, 1) &&
+	     events_are("dependents_done", (unsigned long long[]){ 31 }, 1);
+	result(ok, "retrieving it retrieves the file it refers to, held until it is back");
 	ok = luo_file_state(sfd, 1) == LIVEUPDATE_FILE_RETRIEVED &&
 	     luo_file_state(sfd, 2) == LIVEUPDATE_FILE_RETRIEVED;
 	result(ok, "both are retrieved");
@@ -1657,6 +1733,8 @@ static void deps_1(void)
 	ok = !luo_finish(sfd) &&
 	     events_are("finish", (unsigned long long[]){ 32, 31 }, 2);
 	result(ok, "finish: it first, then the file it refers to");
+	deps_held_1();
+	deps_orphan_1();
 	ksft_finished();
 }
 

@@ -340,6 +340,43 @@ static inline long luo_meminfo_kb(const char *key)
 	return val;
 }
 
+/*
+ * Free memory in kB as the page allocator sees it: the free pages of every
+ * zone and those parked on the per-CPU lists, which MemFree leaves out and
+ * where a freed 2 MiB page can sit.  -1 if /proc/zoneinfo is unreadable.
+ */
+static inline long luo_free_kb(void)
+{
+	long pages = 0, n, page_kb = sysconf(_SC_PAGESIZE) / 1024;
+	char line[256];
+	FILE *f = fopen("/proc/zoneinfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " pages free %ld", &n) == 1 ||
+		    sscanf(line, " count: %ld", &n) == 1)
+			pages += n;
+	fclose(f);
+	return pages * page_kb;
+}
+
+/*
+ * Wait up to @ms for luo_free_kb() to reach @base + @kb: freeing can be
+ * deferred to a worker, and another task can hold pages for a moment.
+ * Return: the last luo_free_kb().
+ */
+static inline long luo_wait_free_kb(long base, long kb, int ms)
+{
+	long now = luo_free_kb();
+
+	for (; now >= 0 && now - base < kb && ms > 0; ms -= 10) {
+		usleep(10 * 1000);
+		now = luo_free_kb();
+	}
+	return now;
+}
+
 /* CREATE_SESSION that must work: the session fd, or bail out. */
 static inline int luo_must_create_session(int dev, const char *name)
 {
