@@ -122,7 +122,7 @@ retest-fast retest-debug: retest-%: assemble
 	@$(H)/run-suite.py --variant $* $(T)
 
 demo: kernel initramfs $(OUT)/bzImage-demo-b
-	@$(H)/demo.sh $(if $(HUGETLB),--hugetlb)
+	@$(H)/demo.sh $(if $(HUGETLB),--hugetlb)$(if $(DEVICE),--device)
 
 # The demo's kernel B: the fast kernel relinked, in a copy of its build
 # tree, as build #2 by "demo-b", so that its version string shows the

@@ -7,13 +7,17 @@
 #
 #   demo.sh [--hugetlb]: the VMM's guest RAM in 2 MiB hugetlb pages
 #   (make demo HUGETLB=1); the log is then out/logs/demo/demo-hugetlb.log.
+#   demo.sh --device: the VMM also owns a passthrough device, QEMU's edu
+#   behind its VT-d, whose DMA crosses the update (make demo DEVICE=1);
+#   the log is out/logs/demo/demo-device.log.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 test=demo
 case "${1:-}" in
 --hugetlb) test=demo-hugetlb ;;
+--device) test=demo-device ;;
 "") ;;
-*) echo "usage: $0 [--hugetlb]" >&2; exit 2 ;;
+*) echo "usage: $0 [--hugetlb|--device]" >&2; exit 2 ;;
 esac
 log=$(dirname "$HERE")/out/logs/demo/$test.log
 echo "demo: booting kernel A (out/bzImage) in QEMU (TCG), kernel B in its initramfs"

@@ -7,7 +7,6 @@
 #ifndef _MM_MEMFD_PRESERVE_INTERNAL_H
 #define _MM_MEMFD_PRESERVE_INTERNAL_H
 
-#include <linux/completion.h>
 #include <linux/kho/abi/memfd_preserve.h>
 #include <linux/liveupdate.h>
 #include <linux/mutex.h>
@@ -184,7 +183,9 @@ struct mfp_in {
 /**
  * struct mfp_hold - a retrieved memfd's folios, held for its dependents
  * @in: the incoming state: its references on the folios are the hold
- * @filled: completed once the page cache no longer needs @in
+ * @users: the file, and whoever fills the page cache from @in (during
+ *	RETRIEVE_FD, or a work item after it); the last one releases @in
+ * @keep: set by the file: release @in without dropping the references
  *
  * While a file that refers to the memfd is pending (an iommufd, whose
  * device may still write through the IOMMU tables the previous kernel
@@ -194,7 +195,8 @@ struct mfp_in {
  */
 struct mfp_hold {
 	struct mfp_in *in;
-	struct completion filled;
+	refcount_t users;
+	bool keep;
 };
 
 /* memfd_preserve_restore.c: the incoming side */

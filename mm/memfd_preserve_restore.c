@@ -379,8 +379,11 @@ static struct mfp_in *__mfp_in_get(struct liveupdate_file *lf, gfp_t gfp)
 		return ERR_PTR(err);
 	}
 	if (err) {
-		/* Partly consumed: what was restored is freed, for good. */
-		mfp_in_put_folios(in);
+		/*
+		 * Damaged: the retrieve fails for good.  What was restored
+		 * stays allocated until finish, which frees it unless a file
+		 * that refers to this one (a device's DMA) still needs it.
+		 */
 		in->err = err;
 		pr_warn("cannot restore token %llu: %pe\n", lf->token,
 			ERR_PTR(err));
@@ -571,7 +574,7 @@ static void mfp_restore_fn(struct work_struct *work)
 	if (err)
 		pr_err("%s (inode %llu): cannot restore its folios: %pe; it fails with EIO\n",
 		       in->name, (u64)inode->i_ino, ERR_PTR(err));
-	/* The page cache holds its folios now: ours go before the gate. */
+	/* The page cache holds its folios: ours go (or stay held) first. */
 	mfp_in_done(r->hold, in);
 	atomic_long_inc(&mfp_nr_background);
 	mfp_restore_done(inode, err);
@@ -729,8 +732,8 @@ static void mfp_in_release(struct mfp_in *in, bool keep)
  * @lf: the incoming file being retrieved
  * @in: its incoming state
  *
- * Return: NULL if no file refers to @lf any more; else a new hold that
- * mfp_in_done() fills, or ERR_PTR(-ENOMEM).
+ * Return: NULL if no file refers to @lf any more; else a new hold, which
+ * mfp_in_done() and mfp_hold_release() each drop once; or ERR_PTR(-ENOMEM).
  */
 struct mfp_hold *mfp_hold_alloc(struct liveupdate_file *lf, struct mfp_in *in)
 {
@@ -742,8 +745,19 @@ struct mfp_hold *mfp_hold_alloc(struct liveupdate_file *lf, struct mfp_in *in)
 	if (!hold)
 		return ERR_PTR(-ENOMEM);
 	hold->in = in;
-	init_completion(&hold->filled);
+	/* Whoever fills the page cache, and the file. */
+	refcount_set(&hold->users, 2);
+	hold->keep = false;
 	return hold;
+}
+
+static void mfp_hold_put(struct mfp_hold *hold)
+{
+	/* Acquire on the last put: the other's @keep is seen. */
+	if (!refcount_dec_and_test(&hold->users))
+		return;
+	mfp_in_release(hold->in, hold->keep);
+	kfree(hold);
 }
 
 /**
@@ -752,29 +766,32 @@ struct mfp_hold *mfp_hold_alloc(struct liveupdate_file *lf, struct mfp_in *in)
  * @in: the incoming state, its folios in the page cache (or failed to go)
  *
  * Without a hold our references on the folios go, and @in with them;
- * with one they stay, for mfp_hold_release().  Either way the last use of
- * @in by whoever filled the page cache.
+ * with one they stay until the file's side is dropped too
+ * (mfp_hold_release()).  Either way the last use of @in by whoever filled
+ * the page cache.
  */
 void mfp_in_done(struct mfp_hold *hold, struct mfp_in *in)
 {
 	if (hold)
-		complete(&hold->filled);
+		mfp_hold_put(hold);
 	else
 		mfp_in_release(in, false);
 }
 
-/* Drop the hold of a retrieved memfd, if it has one (see mfp_in_release()). */
+/*
+ * Drop the file's side of a retrieved memfd's hold, if it has one (see
+ * mfp_in_release() for @keep): a background fill may still be reading
+ * the folios, and then the release is its to do, without waiting here.
+ */
 static void mfp_hold_release(struct liveupdate_file *lf, bool keep)
 {
 	struct mfp_hold *hold = lf->private;
 
 	if (!hold)
 		return;
-	/* A background fill still reads the arrays: it is quick. */
-	wait_for_completion(&hold->filled);
-	mfp_in_release(hold->in, keep);
-	kfree(hold);
 	lf->private = NULL;
+	hold->keep = keep;
+	mfp_hold_put(hold);
 }
 
 /**
@@ -872,10 +889,16 @@ void mfp_finish(struct liveupdate_file *lf)
 		mfp_hold_release(lf, keep);
 		return;
 	}
-	/* Never retrieved: restore what is left only to free it. */
-	mfp_in_get(lf);
+	/*
+	 * Never retrieved: restore what is left only to free it.  If it must
+	 * stay, what KHO still has stays reserved by KHO.
+	 */
+	if (!keep)
+		mfp_in_get(lf);
 	in = lf->private;
 	if (in)
 		mfp_in_release(in, keep);
+	else if (keep)
+		pr_warn("token %llu: its pages stay reserved\n", lf->token);
 	lf->private = NULL;
 }

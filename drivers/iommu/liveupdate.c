@@ -315,15 +315,15 @@ static void iommu_lu_finish_dev(const struct iommu_preserve_dev *rec)
 	struct iommu_domain *domain;
 	struct pci_dev *pdev;
 	bool abandoned = false;
-	int err;
 
 	/*
 	 * Nobody took the device over (its file was not retrieved, or not
-	 * finished by its handler): stop its DMA before the translation goes,
-	 * and before the memory it wrote to is released.
+	 * finished by its handler, or no IOMMU translates for it): stop its
+	 * DMA before the translation goes, and before the memory it wrote to
+	 * is released.
 	 */
 	pdev = iommu_lu_pci_dev(rec);
-	if (pdev && pdev->dev.iommu && pdev->dev.iommu->attach_deferred) {
+	if (pdev && (!pdev->dev.iommu || pdev->dev.iommu->attach_deferred)) {
 		pci_clear_master(pdev);
 		abandoned = true;
 	}
@@ -342,16 +342,8 @@ static void iommu_lu_finish_dev(const struct iommu_preserve_dev *rec)
 	domain = iommu_get_domain_for_dev(&pdev->dev);
 	if (domain)
 		iommu_deferred_attach(&pdev->dev, domain);
-	pci_dev_liveupdate_hold(pdev, false);
-	/* Then in the state a driver finds a device in at boot, if it can be. */
-	if (abandoned) {
-		err = pci_reset_function(pdev);
-		if (err)
-			pci_info(pdev, "nobody took it over after the live update; not reset: %pe\n",
-				 ERR_PTR(err));
-		else
-			pci_info(pdev, "nobody took it over after the live update: reset\n");
-	}
+	/* Reset, if abandoned, as a driver finds a device at boot. */
+	pci_dev_liveupdate_release(pdev, abandoned);
 	pci_dev_put(pdev);
 }
 
@@ -372,7 +364,7 @@ void iommu_liveupdate_hold_device(u16 segment, u16 rid)
 							   rid & 0xff);
 
 	if (pdev) {
-		pci_dev_liveupdate_hold(pdev, true);
+		pci_dev_liveupdate_hold(pdev);
 		pci_dev_put(pdev);
 	}
 }
@@ -519,8 +511,9 @@ iommu_liveupdate_incoming_find(u16 segment, u16 rid)
  * previous kernel leaves it on only for the devices it kept doing DMA, and
  * their DMA must not reach memory untranslated, so their bus mastering
  * goes off.  If which ones is unknown (the handover is damaged or lost),
- * every PCI device's does: this runs before drivers bind.  Their files
- * cannot be retrieved without an IOMMU; finishing them does the rest.
+ * every PCI device's does: this runs before drivers bind.  The kept ones
+ * are held until finished (pci_dev_liveupdate_hold()), which resets them
+ * if it can; their files cannot be retrieved without an IOMMU.
  */
 void iommu_liveupdate_stop_devices(void)
 {
@@ -541,7 +534,10 @@ void iommu_liveupdate_stop_devices(void)
 		pdev = iommu_lu_pci_dev(&in->table->devs[i]);
 		if (!pdev)
 			continue;
+		/* Held too: no driver may set it going again until finished. */
+		pci_dev_liveupdate_hold(pdev);
 		pci_clear_master(pdev);
+		pci_wait_for_pending_transaction(pdev);
 		pci_warn(pdev, "kept doing DMA by the previous kernel, but no IOMMU translates for it: bus mastering off\n");
 		pci_dev_put(pdev);
 	}

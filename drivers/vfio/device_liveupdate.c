@@ -97,13 +97,18 @@ static int vfio_lu_preserve(struct liveupdate_file *lf)
 	ser->devid = df->devid;
 	ser->pt_id = pt_id;
 
-	err = iommu_liveupdate_preserve_device(&pdev->dev);
+	/* No reset from here on, and bus mastering kept at the kexec. */
+	err = pci_dev_set_liveupdate(pdev, true);
+	if (!err) {
+		err = iommu_liveupdate_preserve_device(&pdev->dev);
+		if (err)
+			pci_dev_set_liveupdate(pdev, false);
+	}
 	if (err) {
 		kho_unpreserve_free(ser);
 		return err;
 	}
 	device->liveupdate_frozen = true;
-	pci_dev_set_liveupdate(pdev, true);
 	lf->data = virt_to_phys(ser);
 	lf->private = ser;
 	return 0;
@@ -295,6 +300,8 @@ static void vfio_lu_finish(struct liveupdate_file *lf)
 		/* Restores the record if nothing did, e.g. another version. */
 		if (!IS_ERR(folio))
 			folio_put(folio);
+		/* Which device it is, and so whether it still does DMA: unknown. */
+		liveupdate_file_not_released(lf);
 		return;
 	}
 	pdev = pci_get_domain_bus_and_slot(ser->segment, PCI_BUS_NUM(ser->rid),
@@ -309,6 +316,8 @@ static void vfio_lu_finish(struct liveupdate_file *lf)
 		 * are after this file, which depends on them.
 		 */
 		iommu_liveupdate_finish_device(&pdev->dev);
+	} else {
+		liveupdate_file_not_released(lf);
 	}
 	pci_dev_put(pdev);
 	folio_put(folio);

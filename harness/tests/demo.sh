@@ -8,12 +8,17 @@
 # planned result, printed only if it failed.
 #
 #   demo.sh [--hugetlb]: guest RAM in 2 MiB hugetlb pages
+#   demo.sh --device: the VMM also owns QEMU's edu device (machine "edu"),
+#   through vfio-pci and an iommufd, and a DMA of it crosses the update
 RAM_MIB=256
 VMM_RAM=
+VMM_DEV=
+FILES=2
 POOL=/sys/kernel/mm/hugepages/hugepages-2048kB
-if [ "${1:-}" = --hugetlb ]; then
-	VMM_RAM=-H
-fi
+case "${1:-}" in
+--hugetlb) VMM_RAM=-H ;;
+--device) VMM_DEV=-d; FILES=4 ;;
+esac
 
 # One line on the 2 MiB hugetlb pool.
 pool() {
@@ -49,8 +54,10 @@ case "$LUO_STAGE" in
 		pool
 		echo "demo: the VMM's guest RAM: a hugetlb memfd of $RAM_MIB MiB in 2 MiB pages"
 	fi
-	luo-demo-vmm start -m $RAM_MIB $VMM_RAM -n 2000 -r 50 -p 500 &
-	wait_for 120 "luoctl status | grep -q 'session demo-vmm .*files=2'"
+	[ -z "$VMM_DEV" ] ||
+		echo "demo: the VMM owns QEMU's edu device through vfio-pci and iommufd"
+	luo-demo-vmm start -m $RAM_MIB $VMM_RAM $VMM_DEV -n 2000 -r 50 -p 500 &
+	wait_for 120 "luoctl status | grep -q 'session demo-vmm .*files=$FILES'"
 	ok 2 "the VMM's guest RAM and device state are preserved"
 	luoctl status | sed 's/^/demo: /'
 	if [ -n "$VMM_RAM" ]; then
@@ -79,7 +86,7 @@ case "$LUO_STAGE" in
 	ok 1 "luod is up, with the incoming session"
 	luoctl status | sed 's/^/demo: /'
 	[ -z "$VMM_RAM" ] || pool
-	luo-demo-vmm resume -n 1000 -p 500
+	luo-demo-vmm resume $VMM_DEV -n 1000 -p 500
 	ok 2 "the VMM resumed where it stopped, every byte intact, and ran on"
 	[ -z "$VMM_RAM" ] || pool
 	echo "demo: the update's blackout, as both kernels timed it (us from reboot() reaching LUO):"

@@ -65,15 +65,17 @@ struct luo_flb_in;
  * @dependents_done: the files that refer to this retrieved one, and that
  *	made liveupdate_file_has_dependents() true at its @retrieve, are
  *	all retrieved or finished now: release what @retrieve kept for
- *	them.  Never called if one of them cannot be released.  Optional
- *	for a handler whose files nothing refers to.
+ *	them.  Never called if one of them cannot be released.  Optional:
+ *	for a handler that keeps nothing in place for them.
  * @can_finish: return false to refuse LIVEUPDATE_SESSION_FINISH for now
  *	(the whole finish is refused, and can be retried).  Optional.
  * @finish: the live update is over for this file.  If @lf->file is NULL the
  *	file was never retrieved and everything preserved for it must be
- *	released, unless liveupdate_file_has_dependents(): then a file that
- *	refers to it could not be released, and what its state describes
- *	stays allocated (only the handler's bookkeeping is freed).  Required.
+ *	released.  Either way, if liveupdate_file_has_dependents(), a file
+ *	that refers to it could not be released, and what its state
+ *	describes stays allocated (only the handler's bookkeeping is freed).
+ *	If what the state describes may still be in use (a device it could
+ *	not find or stop), call liveupdate_file_not_released().  Required.
  *
  * All callbacks run in process context and may sleep.
  */
@@ -250,6 +252,7 @@ int liveupdate_file_dep_outgoing(struct liveupdate_file *lf,
 int liveupdate_file_dep_incoming(struct liveupdate_file *lf, u64 token,
 				 struct file **filep);
 bool liveupdate_file_has_dependents(struct liveupdate_file *lf);
+void liveupdate_file_not_released(struct liveupdate_file *lf);
 struct folio *liveupdate_file_in_folio(struct liveupdate_file *lf);
 
 #else
@@ -320,6 +323,10 @@ static inline int liveupdate_file_dep_incoming(struct liveupdate_file *lf,
 static inline bool liveupdate_file_has_dependents(struct liveupdate_file *lf)
 {
 	return false;
+}
+
+static inline void liveupdate_file_not_released(struct liveupdate_file *lf)
+{
 }
 
 static inline struct folio *

@@ -243,6 +243,16 @@ struct folio *liveupdate_file_in_folio(struct liveupdate_file *lf)
 }
 EXPORT_SYMBOL_GPL(liveupdate_file_in_folio);
 
+static bool luo_file_refers_to(struct luo_file *lfile, struct luo_file *dep)
+{
+	unsigned int i;
+
+	for (i = 0; i < lfile->nr_deps; i++)
+		if (lfile->deps[i] == dep)
+			return true;
+	return false;
+}
+
 /**
  * luo_file_add_dep() - record that @lfile's state refers to @dep
  * @lfile: a file being preserved, or read from the handover
@@ -254,12 +264,10 @@ EXPORT_SYMBOL_GPL(liveupdate_file_in_folio);
 int luo_file_add_dep(struct luo_file *lfile, struct luo_file *dep)
 {
 	struct luo_file **deps;
-	unsigned int i;
 
 	lockdep_assert_held(&lfile->session->mutex);
-	for (i = 0; i < lfile->nr_deps; i++)
-		if (lfile->deps[i] == dep)
-			return 0;
+	if (luo_file_refers_to(lfile, dep))
+		return 0;
 	if (dep->dep_depth >= LUO_MAX_DEP_DEPTH)
 		return -ELOOP;
 	deps = krealloc_array(lfile->deps, lfile->nr_deps + 1, sizeof(*deps),
@@ -511,7 +519,9 @@ void luo_files_wait_preload(struct luo_session *session)
  * A file is settled once finished, or retrieved with nothing that needs
  * it: its handler then holds what it uses itself (a retrieved device's
  * iommufd pins the memfds it maps).  A file that cannot be released (no
- * handler, or broken) is never settled, nor what it refers to.
+ * handler, broken, or its handler said so with
+ * liveupdate_file_not_released()) is never settled, nor what it refers
+ * to.
  */
 static void luo_file_settle(struct luo_file *lfile)
 {
@@ -535,6 +545,26 @@ static void luo_file_settle(struct luo_file *lfile)
 		luo_file_settle(dep);
 	}
 }
+
+/**
+ * liveupdate_file_not_released() - @finish could not release @lf's state
+ * @lf: an incoming file, from its handler's @finish
+ *
+ * For a handler that cannot tell what its file's state still does (a
+ * device it cannot find, or whose record it cannot read, may still be
+ * doing DMA): the files @lf refers to are then kept in place until the
+ * next update, as for a file no handler can take.
+ */
+void liveupdate_file_not_released(struct liveupdate_file *lf)
+{
+	struct luo_file *lfile = container_of(lf, struct luo_file, lf);
+
+	lockdep_assert_held(&lfile->session->mutex);
+	pr_warn("session '%s': token %llu (%s) could not be released\n",
+		lfile->session->name, lf->token, lfile->compatible);
+	lfile->not_released = true;
+}
+EXPORT_SYMBOL_GPL(liveupdate_file_not_released);
 
 /**
  * liveupdate_file_has_dependents() - does a file still need @lf's state?
@@ -646,8 +676,11 @@ int liveupdate_file_dep_incoming(struct liveupdate_file *lf, u64 token,
 		return -EINVAL;
 	lockdep_assert_held(&lfile->session->mutex);
 	dep = luo_session_find_file(lfile->session, token);
-	/* Earlier only, as the old kernel preserved them: no cycle. */
-	if (!dep || dep->seq >= lfile->seq ||
+	/*
+	 * Earlier only, as the old kernel preserved them: no cycle.  And one
+	 * the handover says @lf refers to, so that it is held meanwhile.
+	 */
+	if (!dep || dep->seq >= lfile->seq || !luo_file_refers_to(lfile, dep) ||
 	    lfile->session->retrieve_depth > LUO_MAX_DEP_DEPTH)
 		return -EBADMSG;
 	return luo_file_retrieve(dep, filep);
@@ -719,7 +752,6 @@ int luo_files_finish(struct luo_session *session)
 		if (h) {
 			h->ops->finish(&lfile->lf);
 			luo_handler_put(h);
-			luo_file_settle(lfile);
 		} else {
 			pr_warn("session '%s': token %llu (%s) cannot be released: %pe\n",
 				session->name, lfile->lf.token,
@@ -728,6 +760,9 @@ int luo_files_finish(struct luo_session *session)
 		}
 		/* Its FLBs after it, retrieved or not, broken or not. */
 		luo_file_put_flbs(lfile);
+		/* Then what it refers to, unless it may still use that. */
+		if (h && !lfile->not_released)
+			luo_file_settle(lfile);
 		trace_liveupdate_finish(session->name, lfile->lf.token,
 					lfile->compatible, 0);
 		if (lfile->state == LIVEUPDATE_FILE_RETRIEVED)

@@ -553,8 +553,12 @@ static void luo_reader_file_dep(struct luo_reader *r,
 	struct luo_file *lfile = r->file, *dep = NULL;
 	int err = -EBADMSG;
 
-	if (!lfile)
-		return;		/* its file was skipped, and said so */
+	if (!lfile) {
+		/* Not after a file record, or after one that was skipped. */
+		if (s)
+			r->session_damaged = true;
+		return;
+	}
 	guard(mutex)(&s->mutex);
 	/* Only files read before are in the session yet: no cycle. */
 	if (rec->hdr.size >= sizeof(*rec))
@@ -637,8 +641,9 @@ static void luo_reader_chunks(struct luo_reader *r,
 			      const struct luo_abi_header *hdr)
 {
 	u32 i, nr = hdr->nr_chunks;
+	bool truncated = nr > LUO_ABI_MAX_CHUNKS(PAGE_SIZE);
 
-	if (nr > LUO_ABI_MAX_CHUNKS(PAGE_SIZE)) {
+	if (truncated) {
 		pr_err("handover state lists %u chunks, at most %lu fit: truncated\n",
 		       nr, LUO_ABI_MAX_CHUNKS(PAGE_SIZE));
 		nr = LUO_ABI_MAX_CHUNKS(PAGE_SIZE);
@@ -665,6 +670,9 @@ damaged:
 		if (folio)
 			folio_put(folio);
 	}
+	/* The last file's records may go on in a chunk that is cut off. */
+	if (truncated)
+		r->session_damaged = true;
 	luo_reader_end_session(r);
 }
 

@@ -82,6 +82,7 @@ struct luo_session {
  *	those of them not settled yet (see luo_file_settle())
  * @dep_depth: 0, or one more than the deepest of @deps
  * @settled: incoming: see luo_file_settle()
+ * @not_released: incoming: its handler's finish could not release its state
  * @preserving: outgoing: its handler's @preserve is running
  * @retrieving: incoming: its handler's @retrieve is running
  */
@@ -106,6 +107,7 @@ struct luo_file {
 	unsigned int nr_dependents;
 	unsigned int dep_depth;
 	bool settled;
+	bool not_released;
 	bool preserving;
 	bool retrieving;
 };

@@ -2,10 +2,10 @@
 /*
  * luo-demo-vmm: a pretend VMM whose whole state crosses a live update.
  *
- *   luo-demo-vmm start  [-s SOCKET] [-N NAME] [-m MiB] [-H] [-n STEPS]
+ *   luo-demo-vmm start  [-s SOCKET] [-N NAME] [-m MiB] [-H] [-d] [-n STEPS]
  *                       [-r RATE] [-p EVERY]
- *   luo-demo-vmm resume [-s SOCKET] [-N NAME] [-n MORE] [-p EVERY] [-w]
- *                       [-r RATE]
+ *   luo-demo-vmm resume [-s SOCKET] [-N NAME] [-d] [-n MORE] [-p EVERY]
+ *                       [-w] [-r RATE]
  *   luo-demo-vmm check  [-m MiB] [-H] [-n STEPS]
  *
  * The state lives in two memfds: "guest-ram" (-m MiB, default 256; with -H
@@ -39,6 +39,18 @@
  * check: no luod, no LUO: runs the computation in memfds and checks that
  * the verifier accepts it, and rejects a flipped byte, a lost step and a
  * stray write.
+ *
+ * -d: the VM also has a passthrough device, QEMU's "edu" (on a machine
+ * with VT-d, see liveupdate_edu.h), owned through vfio-pci and an iommufd
+ * whose IOAS maps guest-ram at GUEST_IOVA and device-state at STATE_IOVA;
+ * the iommufd (token 3) and the device (token 4) are preserved after the
+ * memfds.  At PREPARE the device loads a message from device-state into
+ * its buffer by DMA, then starts a DMA of it back into another spot of
+ * device-state and the VMM answers READY without waiting: the transfer
+ * runs 100 ms later, in the old kernel or across the kexec.  resume
+ * retrieves the device (bound and attached again, with its iommufd),
+ * checks that the message arrived, and has the device write it once more
+ * from its buffer, which no reset cleared, through the same IOVAs.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -59,6 +71,7 @@
 
 #include "tools.h"
 #include "libluo.h"
+#include "../testing/selftests/liveupdate/liveupdate_edu.h"
 
 #define DEFAULT_SOCKET	"/run/luod.sock"
 #define DEFAULT_NAME	"demo-vmm"
@@ -67,6 +80,15 @@
 #define PAGES_PER_STEP	8
 #define TOKEN_RAM	1
 #define TOKEN_STATE	2
+#define TOKEN_IOMMUFD	3
+#define TOKEN_DEVICE	4
+#define GUEST_IOVA	0x1000000ULL	/* guest-ram, for the device */
+#define STATE_IOVA	0x800000ULL	/* device-state, under edu's 28 bits */
+/* In device-state, after struct dev_state: the device's DMA mailbox. */
+#define DMA_MSG		1024		/* what the device loads */
+#define DMA_INFLIGHT	2048		/* where the DMA left in flight writes it */
+#define DMA_AFTER	3072		/* where it writes it after the update */
+#define DMA_LEN		256
 #define STATE_MAGIC	"LUOVMM1"
 #define STATE_VERSION	1
 #define MiB		(1024ULL * 1024)
@@ -107,6 +129,7 @@ struct vm {
 	struct dev_state *st;
 	int sock;		/* luod, or -1 */
 	int sfd;		/* session, or -1 */
+	struct edu edu;		/* with -d */
 };
 
 static const char *sock_path = DEFAULT_SOCKET;
@@ -114,6 +137,7 @@ static const char *name = DEFAULT_NAME;
 static unsigned long long print_every = 100;
 static double rate = 50;
 static bool hugetlb;
+static bool device;
 
 static uint64_t clock_ns(clockid_t clock)
 {
@@ -455,6 +479,83 @@ static void print_step(struct vm *vm)
 	fflush(stdout);
 }
 
+/* ---- the passthrough device (-d) ---- */
+
+static void device_own(struct vm *vm)
+{
+	int ret = edu_open(&vm->edu);
+
+	if (ret)
+		die("owning the edu device (vfio-pci, iommufd)", -ret);
+	ret = edu_map_file(vm->edu.iommufd, vm->edu.ioas_id, vm->ram_fd, 0,
+			   vm->ram_size, GUEST_IOVA);
+	if (!ret)
+		ret = edu_map_file(vm->edu.iommufd, vm->edu.ioas_id,
+				   vm->state_fd, 0, GPAGE, STATE_IOVA);
+	if (!ret)
+		ret = edu_set_master(&vm->edu, true);
+	if (ret)
+		die("mapping guest memory for the device", -ret);
+	printf("vmm: device: edu %s bound to vfio-pci and an iommufd; guest-ram at IOVA 0x%llx, device-state at 0x%llx\n",
+	       vm->edu.bdf, GUEST_IOVA, STATE_IOVA);
+}
+
+/* At PREPARE: a message into the device, and a DMA of it left running. */
+static void device_prepare(struct vm *vm)
+{
+	char *page = (char *)vm->st;
+	int ret;
+
+	memset(page + DMA_MSG, 0, DMA_LEN);
+	snprintf(page + DMA_MSG, DMA_LEN,
+		 "written by the device, its DMA started at step %llu before the update",
+		 (unsigned long long)vm->st->step);
+	memset(page + DMA_INFLIGHT, 0, 2 * DMA_LEN);
+	memset(page + DMA_AFTER, 0, DMA_LEN);
+	ret = edu_dma(&vm->edu, STATE_IOVA + DMA_MSG, 0, DMA_LEN, false);
+	if (!ret)
+		ret = edu_dma_start(&vm->edu, STATE_IOVA + DMA_INFLIGHT, 0,
+				    DMA_LEN, true);
+	if (ret)
+		die("device DMA", -ret);
+	printf("vmm: device: a message loaded into the device; its DMA back into device-state started, not waited for\n");
+}
+
+/* After the update: the DMA left in flight landed; the device goes on. */
+static int device_resume(struct vm *vm)
+{
+	const char *page = (const char *)vm->st;
+	int ret;
+
+	ret = luo_retrieve_fd(vm->sfd, TOKEN_DEVICE, &vm->edu.devfd);
+	if (ret)
+		die("retrieving the device (token 4)", -ret);
+	ret = luo_retrieve_fd(vm->sfd, TOKEN_IOMMUFD, &vm->edu.iommufd);
+	if (!ret)
+		ret = edu_map_bar(&vm->edu);
+	if (ret)
+		die("retrieving the iommufd (token 3), mapping BAR0", -ret);
+	printf("vmm: device: retrieved, bound to vfio-pci and to the retrieved iommufd, attached as before\n");
+	if (strncmp(page + DMA_INFLIGHT, page + DMA_MSG, DMA_LEN)) {
+		fprintf(stderr, "vmm: FAILED: the DMA left in flight at the update did not arrive\n");
+		return 1;
+	}
+	printf("vmm: device: the DMA left in flight arrived: \"%.*s\"\n",
+	       DMA_LEN, page + DMA_INFLIGHT);
+	ret = edu_dma_wait(&vm->edu, 5000);
+	if (!ret)
+		ret = edu_dma(&vm->edu, STATE_IOVA + DMA_AFTER, 0, DMA_LEN, true);
+	if (ret)
+		die("device DMA after the update", -ret);
+	if (strncmp(page + DMA_AFTER, page + DMA_MSG, DMA_LEN)) {
+		fprintf(stderr, "vmm: FAILED: a DMA after the update did not write what the device held\n");
+		return 1;
+	}
+	printf("vmm: device: its buffer survived (no reset), and a new DMA through the same IOVA wrote it again\n");
+	fflush(stdout);
+	return 0;
+}
+
 /* ---- talking to luod ---- */
 
 /* Ask luod for session @name (@mode: any, incoming, outgoing). */
@@ -509,6 +610,8 @@ static void prepare(struct vm *vm)
 	vm->st->saved = 1;
 	vm->st->ready_ns = clock_ns(CLOCK_REALTIME);
 	vm->st->header_sum = header_sum(vm->st);
+	if (device)
+		device_prepare(vm);
 	printf("vmm: PREPARE: stopped at step %llu, checksum 0x%016llx, device state saved; READY\n",
 	       (unsigned long long)vm->st->step,
 	       (unsigned long long)vm->st->checksum);
@@ -629,6 +732,17 @@ static void preserve_all(struct vm *vm)
 	printf("vmm: session %s: guest-ram (%llu MiB, token %d) and device-state (token %d) preserved\n",
 	       name, (unsigned long long)(vm->ram_size / MiB), TOKEN_RAM,
 	       TOKEN_STATE);
+	if (device) {
+		/* After the memfds its IOAS maps, and before the device. */
+		ret = luo_preserve_fd(vm->sfd, vm->edu.iommufd, TOKEN_IOMMUFD);
+		if (ret)
+			die("preserving the iommufd", -ret);
+		ret = luo_preserve_fd(vm->sfd, vm->edu.devfd, TOKEN_DEVICE);
+		if (ret)
+			die("preserving the device", -ret);
+		printf("vmm: session %s: the iommufd (token %d) and the edu device %s (token %d) preserved\n",
+		       name, TOKEN_IOMMUFD, vm->edu.bdf, TOKEN_DEVICE);
+	}
 	fflush(stdout);
 }
 
@@ -641,13 +755,17 @@ static int mode_start(unsigned long long mib, unsigned long long steps)
 	int n;
 
 	vm_create(&vm, mib);
+	if (device)
+		device_own(&vm);
 	if (get_session(&vm, "outgoing", &kind))
 		return 1;
 	n = luo_file_count(vm.sfd, NULL);
 	if (n > 0) {
-		/* Left by a VMM that died: its files are stale. */
+		/* Left by a VMM that died: its files are stale, last first. */
 		printf("vmm: session %s holds %d stale file(s): unpreserving them\n",
 		       name, n);
+		luo_unpreserve_fd(vm.sfd, TOKEN_DEVICE);
+		luo_unpreserve_fd(vm.sfd, TOKEN_IOMMUFD);
 		luo_unpreserve_fd(vm.sfd, TOKEN_RAM);
 		luo_unpreserve_fd(vm.sfd, TOKEN_STATE);
 	}
@@ -694,7 +812,8 @@ static int check_state(struct vm *vm)
 
 static int mode_resume(unsigned long long more, bool again)
 {
-	struct vm vm = { .sock = -1, .sfd = -1 };
+	struct vm vm = { .sock = -1, .sfd = -1,
+			 .edu = { .iommufd = -1, .devfd = -1 } };
 	uint64_t pages_read;
 	unsigned int kind;
 	long long t0;
@@ -736,6 +855,8 @@ static int mode_resume(unsigned long long more, bool again)
 	printf("vmm: verification took %lld ms, %llu pages with data read\n",
 	       now_ms() - t0, (unsigned long long)pages_read);
 	fflush(stdout);
+	if (device && device_resume(&vm))
+		return 1;
 
 	map_ram(&vm);
 	vm.st->saved = 0;
@@ -834,13 +955,14 @@ static int mode_check(unsigned long long mib, unsigned long long steps)
 static __noreturn void print_usage(void)
 {
 	fprintf(stderr,
-		"usage: luo-demo-vmm start  [-s SOCKET] [-N NAME] [-m MiB] [-H] [-n STEPS] [-r RATE] [-p EVERY]\n"
-		"       luo-demo-vmm resume [-s SOCKET] [-N NAME] [-n MORE] [-p EVERY] [-w [-r RATE]]\n"
+		"usage: luo-demo-vmm start  [-s SOCKET] [-N NAME] [-m MiB] [-H] [-d] [-n STEPS] [-r RATE] [-p EVERY]\n"
+		"       luo-demo-vmm resume [-s SOCKET] [-N NAME] [-d] [-n MORE] [-p EVERY] [-w [-r RATE]]\n"
 		"       luo-demo-vmm check  [-m MiB] [-H] [-n STEPS]\n"
 		"  -s SOCKET  luod's socket (default %s)\n"
 		"  -N NAME    session name (default %s)\n"
 		"  -m MiB     guest RAM (default 256)\n"
 		"  -H         guest RAM in 2 MiB hugetlb pages (set nr_hugepages first)\n"
+		"  -d         with QEMU's edu device passed through (vfio-pci, iommufd)\n"
 		"  -n STEPS   steps to run at full speed (default 1000)\n"
 		"  -r RATE    steps per second while waiting for PREPARE (default 50)\n"
 		"  -p EVERY   print a line every EVERY steps (default 100, 0: never)\n"
@@ -875,7 +997,7 @@ int main(int argc, char **argv)
 	mode = argv[1];
 	argv++;
 	argc--;
-	while ((opt = getopt(argc, argv, "s:N:m:Hn:r:p:w")) != -1) {
+	while ((opt = getopt(argc, argv, "s:N:m:Hdn:r:p:w")) != -1) {
 		switch (opt) {
 		case 's':
 			sock_path = optarg;
@@ -893,6 +1015,9 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			hugetlb = true;
+			break;
+		case 'd':
+			device = true;
 			break;
 		case 'n':
 			steps = number(optarg, 1ULL << 40);

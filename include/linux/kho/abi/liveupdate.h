@@ -32,9 +32,11 @@
  * Fields are in the CPU's native byte order (both kernels run on the same
  * machine); the format is versioned by
  * &luo_abi_header.version.  A reader accepts every version up to its own:
- * newer versions may only add record types (which older readers skip, see
- * %LUO_ABI_RECORD_OPTIONAL) or grow records (readers use the fields they
- * know and check that a record is at least as large as its first version).
+ * newer versions may only add record types, which older readers skip if
+ * they are marked %LUO_ABI_RECORD_OPTIONAL and otherwise take as damage
+ * of the session they are in (file-dep records are of that kind), or grow
+ * records (readers use the fields they know and check that a record is at
+ * least as large as its first version).
  * Everything is validated by the reader: a damaged record fails its own
  * session or file, never the kernel.
  */

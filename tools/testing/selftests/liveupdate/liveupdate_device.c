@@ -63,6 +63,10 @@
  *       (EOPNOTSUPP); FINISH keeps the memfd's old pages allocated, and
  *       says so; the tenant is still intact after another DMA.
  *
+ * version: as orphan, but the device's handler is there and finds a
+ *       version of its record it does not read: it cannot tell whether
+ *       the device still does DMA, so the memfd stays just the same.
+ *
  * nommu: stage 0 as inflight, the next kernel booted with intel_iommu=off.
  *       Before it turns translation off for good it stops the device the
  *       previous kernel kept (bus mastering off) and says so; the device
@@ -751,7 +755,8 @@ static void abandon_1(void)
 	ksft_finished();
 }
 
-static void orphan_1(void)
+/* @nohandler: the handler is gone; else it cannot read the device's record. */
+static void orphan_1(bool nohandler)
 {
 	struct edu r = { .iommufd = -1, .devfd = -1 };
 	long free0, free1, bad;
@@ -761,7 +766,8 @@ static void orphan_1(void)
 	char *log;
 
 	ksft_set_plan(16);
-	ram = landed(&dev, &sfd, LIVEUPDATE_FILE_BROKEN);
+	ram = landed(&dev, &sfd, nohandler ? LIVEUPDATE_FILE_BROKEN :
+					     LIVEUPDATE_FILE_INCOMING);
 	ret = edu_find(&r);
 	if (!ret)
 		ret = edu_map_resource(&r);
@@ -790,12 +796,15 @@ static void orphan_1(void)
 
 	ret = luo_retrieve_fd(sfd, TOK_DEVICE, &fd);
 	check_ret(ret, -EOPNOTSUPP,
-		  "RETRIEVE_FD of the device: EOPNOTSUPP, no handler for its format");
+		  "RETRIEVE_FD of the device: EOPNOTSUPP, %s",
+		  nohandler ? "no handler for its format" :
+			      "a version of its format this kernel does not read");
 	if (!ret)
 		close(fd);
 	check_ret(luo_finish(sfd), 0, "FINISH");
 	log = luo_kernel_log();
-	ret = log && strstr(log, "cannot be released") &&
+	ret = log && strstr(log, nohandler ? "cannot be released" :
+					      "could not be released") &&
 	      strstr(log, "token 1 (memfd) stays in place until the next update") &&
 	      strstr(log, "guest-ram: 512 pages kept in place");
 	free(log);
@@ -1015,8 +1024,9 @@ int main(int argc, char **argv)
 	stage = luo_stage();
 	if (strcmp(scenario, "rig") && strcmp(scenario, "inflight") &&
 	    strcmp(scenario, "abandon") && strcmp(scenario, "damage") &&
-	    strcmp(scenario, "orphan") && strcmp(scenario, "nommu")) {
-		fprintf(stderr, "%s rig|inflight|abandon|damage|orphan|nommu, with LUO_STAGE=N\n",
+	    strcmp(scenario, "orphan") && strcmp(scenario, "version") &&
+	    strcmp(scenario, "nommu")) {
+		fprintf(stderr, "%s rig|inflight|abandon|damage|orphan|version|nommu, with LUO_STAGE=N\n",
 			argv[0]);
 		return KSFT_FAIL;
 	}
@@ -1027,6 +1037,8 @@ int main(int argc, char **argv)
 		inflight_0("flb iommu name-nul", NULL);
 	else if (stage == 0 && !strcmp(scenario, "orphan"))
 		inflight_0("handler vfio-pci rename=vfio-gone", NULL);
+	else if (stage == 0 && !strcmp(scenario, "version"))
+		inflight_0("file " INFLIGHT " 3 version", NULL);
 	else if (stage == 0 && !strcmp(scenario, "nommu"))
 		inflight_0(NULL, "intel_iommu=off");
 	else if (stage == 0)
@@ -1036,7 +1048,9 @@ int main(int argc, char **argv)
 	else if (stage == 1 && !strcmp(scenario, "damage"))
 		damage_1();
 	else if (stage == 1 && !strcmp(scenario, "orphan"))
-		orphan_1();
+		orphan_1(true);
+	else if (stage == 1 && !strcmp(scenario, "version"))
+		orphan_1(false);
 	else if (stage == 1 && !strcmp(scenario, "nommu"))
 		nommu_1();
 	else if (stage == 1)

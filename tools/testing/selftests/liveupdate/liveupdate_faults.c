@@ -42,6 +42,19 @@
  *	never retrieved to the page allocator, not to the pool.  Prints the
  *	sites of every operation and their total.
  *
+ *   liveupdate_faults device   (on the edu machine: QEMU's VT-d and edu)
+ *
+ * Stage 0: a memfd mapped through an iommufd the edu device is bound and
+ *	attached to, the memfd preserved; PRESERVE_FD of the iommufd, then
+ *	of the device, swept: after a failure neither is preserved nor
+ *	frozen (an IOAS can be allocated, the device detached and attached
+ *	again) and a DMA round trip works.  Both preserved, kmemleak, the
+ *	reboot.
+ * Stage 1: RETRIEVE_FD of the device swept, without a retry in between
+ *	(there is one device): each failure leaves it retrievable, and the
+ *	retrieve that reaches no injected site gives a device that does DMA
+ *	through its old IOVAs; FINISH; kmemleak.
+ *
  * An allocation failure the kernel reports (warn_alloc(), vmalloc for
  * one) comes with a stack dump, which the suite's log check would take for
  * a splat: the console log level is lowered and this program reads
@@ -72,6 +85,7 @@
 #include <linux/reboot.h>
 
 #include "liveupdate_test.h"
+#include "liveupdate_edu.h"
 #include "kselftest.h"
 
 #define PG		4096ULL
@@ -129,7 +143,8 @@ enum {
 	O_PRES_HUGE, O_PRES_OBJ, O_UNPRES_MEMFD, O_UNPRES_OBJ, O_ADD_MEMFD,
 	O_CLOSE, O_FREEZE,
 	O_RET_SESSION, O_RET_EMPTY, O_RET_SMALL, O_RET_THP, O_RET_SPARSE,
-	O_RET_HUGE, O_RET_OBJ, O_FINISH, NR_OPS,
+	O_RET_HUGE, O_RET_OBJ, O_FINISH,
+	O_PRES_IOMMUFD, O_PRES_DEVICE, O_RET_DEVICE, NR_OPS,
 };
 
 static const char * const op_names[NR_OPS] = {
@@ -142,6 +157,7 @@ static const char * const op_names[NR_OPS] = {
 	"RETRIEVE_FD small memfd", "RETRIEVE_FD THP memfd",
 	"RETRIEVE_FD sparse memfd", "RETRIEVE_FD hugetlb memfd",
 	"RETRIEVE_FD test object", "FINISH",
+	"PRESERVE_FD iommufd", "PRESERVE_FD device", "RETRIEVE_FD device",
 };
 
 /* Carried to stage 1 in a preserved memfd: the sites of stage 0. */
@@ -1635,7 +1651,205 @@ static void stage1(void)
 	ksft_print_msg("sites total %d\n", total);
 }
 
-int main(void)
+/* ---- device (the edu machine) --------------------------------------- */
+
+#define D_SESSION	"faults-device"
+#define D_RAM		1
+#define D_IOMMUFD	2
+#define D_DEVICE	3
+#define D_IOVA		0x1000000ULL	/* under edu's 28-bit DMA limit */
+#define D_SIZE		(2 * MIB)
+#define D_SEED		0x64657631
+
+static struct edu d_edu = { .iommufd = -1, .devfd = -1 };
+static int d_sfd = -1, d_ram = -1;
+
+/* The memfd's first page, through the device, onto its cleared second. */
+static bool d_round_trip(void)
+{
+	static char zero[EDU_DMA_MAX], a[EDU_DMA_MAX], b[EDU_DMA_MAX];
+	int ret = pwrite(d_ram, zero, sizeof(zero), PG) == sizeof(zero) ?
+		  0 : -EIO;
+
+	if (!ret)
+		ret = edu_dma(&d_edu, D_IOVA, 0, EDU_DMA_MAX, false);
+	if (!ret)
+		ret = edu_dma(&d_edu, D_IOVA + PG, 0, EDU_DMA_MAX, true);
+	if (ret)
+		ksft_print_msg("DMA: %s\n", strerror(-ret));
+	return !ret && pread(d_ram, a, sizeof(a), 0) == sizeof(a) &&
+	       pread(d_ram, b, sizeof(b), PG) == sizeof(b) &&
+	       !memcmp(a, b, sizeof(a)) && memcmp(a, zero, sizeof(a));
+}
+
+/* Not preserved, nor frozen: a new IOAS can be had. */
+static bool d_iommufd_free(void)
+{
+	__u32 id = 0;
+
+	if (file_state(d_sfd, D_IOMMUFD) || edu_ioas_alloc(d_edu.iommufd, &id))
+		return false;
+	return !edu_destroy(d_edu.iommufd, id);
+}
+
+static int run_pres_iommufd(void)
+{
+	return luo_preserve_fd(d_sfd, d_edu.iommufd, D_IOMMUFD);
+}
+
+static bool pres_iommufd_same(int err)
+{
+	(void)err;
+	return d_iommufd_free() && d_round_trip();
+}
+
+static bool pres_iommufd_done(void)
+{
+	__u32 id;
+
+	return file_state(d_sfd, D_IOMMUFD) == LIVEUPDATE_FILE_PRESERVED &&
+	       edu_ioas_alloc(d_edu.iommufd, &id) == -EBUSY;
+}
+
+static void undo_pres_iommufd(void)
+{
+	if (luo_unpreserve_fd(d_sfd, D_IOMMUFD) || !d_iommufd_free())
+		bad("iommufd: unpreserve after success");
+}
+
+static void setup_pres_device(void)
+{
+	preserve(d_sfd, d_edu.iommufd, D_IOMMUFD);
+}
+
+static int run_pres_device(void)
+{
+	return luo_preserve_fd(d_sfd, d_edu.devfd, D_DEVICE);
+}
+
+static bool pres_device_same(int err)
+{
+	(void)err;
+	return !file_state(d_sfd, D_DEVICE) && d_round_trip();
+}
+
+static bool pres_device_done(void)
+{
+	return file_state(d_sfd, D_DEVICE) == LIVEUPDATE_FILE_PRESERVED &&
+	       edu_detach(&d_edu) == -EBUSY;
+}
+
+/* Both unpreserved: the device detaches and attaches again. */
+static void undo_pres_device(void)
+{
+	int ret = luo_unpreserve_fd(d_sfd, D_DEVICE);
+
+	if (!ret)
+		ret = luo_unpreserve_fd(d_sfd, D_IOMMUFD);
+	if (!ret)
+		ret = edu_detach(&d_edu);
+	if (!ret)
+		ret = edu_attach(&d_edu, d_edu.ioas_id);
+	if (ret || !d_round_trip())
+		bad("device: unpreserve after success: %s", strerror(-ret));
+}
+
+static void device_stage0(void)
+{
+	static const struct op ops[] = {
+		{ O_PRES_IOMMUFD, NULL, run_pres_iommufd, pres_iommufd_same,
+		  pres_iommufd_done, undo_pres_iommufd },
+		{ O_PRES_DEVICE, setup_pres_device, run_pres_device,
+		  pres_device_same, pres_device_done, undo_pres_device },
+	};
+	static const char * const load[] = { LUO_NEXT_STAGE, "-l", NULL };
+	int ret;
+
+	ksft_set_plan(4);
+	ret = edu_open(&d_edu);
+	if (!ret) {
+		d_ram = memfd_create("faults-device", 0);
+		if (d_ram < 0 || ftruncate(d_ram, D_SIZE) ||
+		    !put(d_ram, 0, D_SIZE, D_SEED))
+			ret = -errno ?: -EIO;
+	}
+	if (!ret)
+		ret = edu_map_file(d_edu.iommufd, d_edu.ioas_id, d_ram, 0,
+				   D_SIZE, D_IOVA);
+	if (!ret)
+		ret = edu_set_master(&d_edu, true);
+	if (ret)
+		luo_bail("owning the edu device, mapping a memfd: %s",
+			 strerror(-ret));
+	d_sfd = luo_must_create_session(dev, D_SESSION);
+	preserve(d_sfd, d_ram, D_RAM);
+	result(d_round_trip(), "the edu device does DMA through an iommufd into a preserved memfd");
+	sweep(&ops[0]);
+	sweep(&ops[1]);
+	preserve(d_sfd, d_edu.iommufd, D_IOMMUFD);
+	preserve(d_sfd, d_edu.devfd, D_DEVICE);
+	ret = luo_run(load);
+	if (ret)
+		luo_bail("%s -l: %d", LUO_NEXT_STAGE, ret);
+	kmemleak_check("stage 0");
+	fflush(stdout);
+	ret = luo_reboot_kexec();
+	luo_bail("reboot(KEXEC) with no injection: %s", strerror(-ret));
+}
+
+/* RETRIEVE_FD of the device until it reaches no injected site. */
+static void device_stage1(void)
+{
+	int n, ret = -1, fd = -1, tolerated = 0;
+	bool injected = true;
+
+	ksft_set_plan(4);
+	ret = luo_retrieve_session(dev, D_SESSION, &d_sfd);
+	if (ret)
+		luo_bail("retrieve session " D_SESSION ": %s", strerror(-ret));
+	errors = 0;
+	log_check("before", 0);
+	for (n = 1; injected && errors < 5; n++) {
+		if (n > MAX_N) {
+			bad("device retrieve: more than %d sites", MAX_N);
+			break;
+		}
+		arm(n);
+		ret = luo_retrieve_fd(d_sfd, D_DEVICE, &fd);
+		injected = disarm();
+		tolerated += injected && !ret;
+		if (ret && !injected)
+			bad("device retrieve n=%d: fails with no injection: %s",
+			    n, strerror(-ret));
+		if (ret && !sane_errno(ret))
+			bad("device retrieve n=%d: unexpected errno %d (%s)", n,
+			    -ret, strerror(-ret));
+		if (ret && file_state(d_sfd, D_DEVICE) !=
+			   LIVEUPDATE_FILE_INCOMING)
+			bad("device retrieve n=%d: state %u after the failure",
+			    n, file_state(d_sfd, D_DEVICE));
+		if (log_check("device retrieve", n))
+			bad("device retrieve n=%d: kernel splat", n);
+		if (!ret)
+			break;
+	}
+	ksft_print_msg("%s: %d fault sites (%d absorbed)\n",
+		       op_names[O_RET_DEVICE], n - 1, tolerated);
+	result(!errors, "fail-nth over %s: %d sites, each failed cleanly and left it retrievable",
+	       op_names[O_RET_DEVICE], n - 1);
+	d_edu.devfd = fd;
+	ret = fd < 0 ? -EBADF : luo_retrieve_fd(d_sfd, D_RAM, &d_ram);
+	if (!ret)
+		ret = edu_map_bar(&d_edu);
+	result(!ret && d_round_trip(),
+	       "then retrieved: DMA through its old IOVAs, nothing mapped again");
+	check_ret(luo_finish(d_sfd), 0, "FINISH");
+	edu_close(&d_edu);
+	close(d_ram);
+	kmemleak_check("stage 1");
+}
+
+int main(int argc, char **argv)
 {
 	struct rlimit rl = { 8192, 8192 };
 	struct sigaction sa = { .sa_handler = luo_on_sigbus };
@@ -1659,7 +1873,13 @@ int main(void)
 	fi_setup();
 	log_setup();
 	luo_write_file(KMEMLEAK, "clear");
-	if (stage == 0)
+	if (argc == 2 && !strcmp(argv[1], "device") && stage == 0)
+		device_stage0();
+	else if (argc == 2 && !strcmp(argv[1], "device") && stage == 1)
+		device_stage1();
+	else if (argc > 1)
+		luo_bail("usage: %s [device]", argv[0]);
+	else if (stage == 0)
 		stage0();
 	else if (stage == 1)
 		stage1();
