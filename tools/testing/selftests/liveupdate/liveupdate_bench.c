@@ -69,9 +69,10 @@
  *	memfd (token 1), the iommufd (2) and the device (3) preserved in
  *	session "bench".  With nodev the machine and guest RAM are the same
  *	but only the memfd is preserved: the baseline.
- *	0: preserve_us (every PRESERVE_FD), then the device copies a page of
- *	   guest RAM onto itself by DMA; the TSC when that completes is kept
- *	   in the memfd (the second word of page 0), and the kexec follows.
+ *	0: preserve_us (every PRESERVE_FD); the next kernel is loaded, then
+ *	   the device copies a page of guest RAM onto itself by DMA; the TSC
+ *	   when that completes is kept in the memfd (the second word of page
+ *	   0), and the kexec follows at once.
  *	1: open_us, retrieve_session_us, retrieve_device_us (RETRIEVE_FD of
  *	   the device, which retrieves the iommufd and the memfd it needs),
  *	   retrieve_fd_us (of the memfd: the same file by then), then the
@@ -853,6 +854,7 @@ static u64 device_dma(struct edu *e, bool load)
 
 static void device_0(u64 size, bool nodev)
 {
+	static const char * const load[] = { LUO_NEXT_STAGE, "-l", NULL };
 	struct edu e;
 	long long t;
 	u64 tsc;
@@ -881,14 +883,23 @@ static void device_0(u64 size, bool nodev)
 	if (ret)
 		fail(-ret, "preserve fd");
 	put_us("preserve_us", t);
-	if (!nodev) {
-		tsc = device_dma(&e, true);
-		write_at(fd, &tsc, sizeof(tsc), 8);
-	} else {
+	if (nodev) {
 		/* Not preserved: the device goes with its files at the kexec. */
 		edu_close(&e);
+		next_kernel();
 	}
-	next_kernel();
+	/* Loaded first (seconds under TCG): the gap starts at the last DMA. */
+	ret = luo_run(load);
+	if (ret)
+		fail(0, "%s -l: %d", LUO_NEXT_STAGE, ret);
+	tsc = device_dma(&e, true);
+	write_at(fd, &tsc, sizeof(tsc), 8);
+	say("kexec");
+	/* What luo-kexec prints right before: where the blackout starts. */
+	printf("luo-kexec: reboot\n");
+	fflush(stdout);
+	ret = luo_reboot_kexec();
+	fail(-ret, "reboot(KEXEC)");
 }
 
 static void device_1(u64 size, bool nodev)

@@ -50,10 +50,12 @@
  *	frozen (an IOAS can be allocated, the device detached and attached
  *	again) and a DMA round trip works.  Both preserved, kmemleak, the
  *	reboot.
- * Stage 1: RETRIEVE_FD of the device swept, without a retry in between
- *	(there is one device): each failure leaves it retrievable, and the
- *	retrieve that reaches no injected site gives a device that does DMA
- *	through its old IOVAs; FINISH; kmemleak.
+ * Stage 1: the memfd retrieved; RETRIEVE_FD of the iommufd, then of the
+ *	device, swept without a retry in between (each is retrieved once):
+ *	each failure leaves the file retrievable; the sweep ends at the
+ *	first retrieve that succeeds (one whose injected fault was absorbed
+ *	ends it early).  The device does DMA through its old IOVAs; FINISH;
+ *	kmemleak.
  *
  * An allocation failure the kernel reports (warn_alloc(), vmalloc for
  * one) comes with a stack dump, which the suite's log check would take for
@@ -1797,50 +1799,76 @@ static void device_stage0(void)
 	luo_bail("reboot(KEXEC) with no injection: %s", strerror(-ret));
 }
 
-/* RETRIEVE_FD of the device until it reaches no injected site. */
-static void device_stage1(void)
+/*
+ * RETRIEVE_FD of @token, failing the n-th site for n = 1, 2, ... without
+ * a retry in between, as a file is retrieved once: until a retrieve
+ * succeeds, the first whose injected fault was absorbed, or that reached
+ * no injected site.  Each failure must leave the file retrievable.
+ * Returns the fd.
+ */
+static int d_retrieve_sweep(__u64 token, const char *what)
 {
-	int n, ret = -1, fd = -1, tolerated = 0;
+	int n, ret = -1, fd = -1, absorbed = 0;
 	bool injected = true;
 
-	ksft_set_plan(4);
-	ret = luo_retrieve_session(dev, D_SESSION, &d_sfd);
-	if (ret)
-		luo_bail("retrieve session " D_SESSION ": %s", strerror(-ret));
 	errors = 0;
 	log_check("before", 0);
 	for (n = 1; injected && errors < 5; n++) {
 		if (n > MAX_N) {
-			bad("device retrieve: more than %d sites", MAX_N);
+			bad("%s: more than %d sites", what, MAX_N);
 			break;
 		}
 		arm(n);
-		ret = luo_retrieve_fd(d_sfd, D_DEVICE, &fd);
+		ret = luo_retrieve_fd(d_sfd, token, &fd);
 		injected = disarm();
-		tolerated += injected && !ret;
+		absorbed = injected && !ret;
 		if (ret && !injected)
-			bad("device retrieve n=%d: fails with no injection: %s",
-			    n, strerror(-ret));
+			bad("%s n=%d: fails with no injection: %s", what, n,
+			    strerror(-ret));
 		if (ret && !sane_errno(ret))
-			bad("device retrieve n=%d: unexpected errno %d (%s)", n,
-			    -ret, strerror(-ret));
-		if (ret && file_state(d_sfd, D_DEVICE) !=
-			   LIVEUPDATE_FILE_INCOMING)
-			bad("device retrieve n=%d: state %u after the failure",
-			    n, file_state(d_sfd, D_DEVICE));
-		if (log_check("device retrieve", n))
-			bad("device retrieve n=%d: kernel splat", n);
+			bad("%s n=%d: unexpected errno %d (%s)", what, n, -ret,
+			    strerror(-ret));
+		/* Retrieved, but its fd not copied out: a retry gives it. */
+		if (ret == -EFAULT &&
+		    file_state(d_sfd, token) == LIVEUPDATE_FILE_RETRIEVED) {
+			ret = luo_retrieve_fd(d_sfd, token, &fd);
+			if (ret)
+				bad("%s n=%d: retry after EFAULT: %s", what, n,
+				    strerror(-ret));
+		} else if (ret && file_state(d_sfd, token) !=
+				  LIVEUPDATE_FILE_INCOMING) {
+			bad("%s n=%d: state %u after the failure", what, n,
+			    file_state(d_sfd, token));
+		}
+		if (log_check(what, n))
+			bad("%s n=%d: kernel splat", what, n);
 		if (!ret)
 			break;
 	}
-	ksft_print_msg("%s: %d fault sites (%d absorbed)\n",
-		       op_names[O_RET_DEVICE], n - 1, tolerated);
+	ksft_print_msg("%s: %d sites failed%s\n", what, n - 1,
+		       absorbed ? ", then one absorbed ended it" : "");
 	result(!errors, "fail-nth over %s: %d sites, each failed cleanly and left it retrievable",
-	       op_names[O_RET_DEVICE], n - 1);
+	       what, n - 1);
+	return fd;
+}
+
+/* The iommufd first, then the device, each swept. */
+static void device_stage1(void)
+{
+	int ret, fd;
+
+	ksft_set_plan(5);
+	ret = luo_retrieve_session(dev, D_SESSION, &d_sfd);
+	if (ret)
+		luo_bail("retrieve session " D_SESSION ": %s", strerror(-ret));
+	/* The memfd first, so that the iommufd's sweep gets past its fill. */
+	ret = luo_retrieve_fd(d_sfd, D_RAM, &d_ram);
+	if (ret)
+		luo_bail("retrieve the memfd: %s", strerror(-ret));
+	d_edu.iommufd = d_retrieve_sweep(D_IOMMUFD, "RETRIEVE_FD iommufd");
+	fd = d_retrieve_sweep(D_DEVICE, op_names[O_RET_DEVICE]);
 	d_edu.devfd = fd;
-	ret = fd < 0 ? -EBADF : luo_retrieve_fd(d_sfd, D_RAM, &d_ram);
-	if (!ret)
-		ret = edu_map_bar(&d_edu);
+	ret = fd < 0 ? -EBADF : edu_map_bar(&d_edu);
 	result(!ret && d_round_trip(),
 	       "then retrieved: DMA through its old IOVAs, nothing mapped again");
 	check_ret(luo_finish(d_sfd), 0, "FINISH");
