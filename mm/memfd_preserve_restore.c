@@ -75,13 +75,24 @@ struct mfp_parse {
 	unsigned long max;
 };
 
+/*
+ * A folio KHO gave back for an entry that turns out damaged: not freed,
+ * as what it holds may still be a device's DMA target (a file that refers
+ * to the memfd is pending); it stays allocated until the next update.
+ */
+static void mfp_keep_damaged(struct folio *folio)
+{
+	pr_warn_ratelimited("a damaged entry names PFN %#lx: kept allocated\n",
+			    folio_pfn(folio));
+}
+
 static int mfp_in_add(struct mfp_parse *ps, struct folio *folio,
 		      pgoff_t index)
 {
 	struct mfp_in *in = ps->in;
 
 	if (in->nr == ps->max) {
-		folio_put(folio);
+		mfp_keep_damaged(folio);
 		return -EBADMSG;
 	}
 	/* hugetlb folios are not rmappable the way THPs are. */
@@ -125,7 +136,7 @@ static int mfp_parse_run(struct mfp_parse *ps,
 		if (!folio)
 			return -EBADMSG;
 		if (folio_order(folio) != e->order) {
-			folio_put(folio);
+			mfp_keep_damaged(folio);
 			return -EBADMSG;
 		}
 		return mfp_in_add(ps, folio, e->index);
@@ -137,12 +148,10 @@ static int mfp_parse_run(struct mfp_parse *ps,
 	if (!page)
 		return -EBADMSG;
 	for (i = 0; i < e->nr; i++) {
+		/* Cannot fail for lack of room: checked above. */
 		err = mfp_in_add(ps, pfn_folio(run->pfn + i), e->index + i);
-		if (err) {
-			while (++i < e->nr)
-				put_page(pfn_to_page(run->pfn + i));
+		if (err)
 			return err;
-		}
 		if (!(i % MFP_RUN_MAX))
 			cond_resched();
 	}
@@ -169,7 +178,7 @@ static int mfp_parse_pages(struct mfp_parse *ps,
 		if (!folio)
 			return -EBADMSG;
 		if (folio_order(folio)) {
-			folio_put(folio);
+			mfp_keep_damaged(folio);
 			return -EBADMSG;
 		}
 		err = mfp_in_add(ps, folio, index);

@@ -308,8 +308,12 @@ static void vfio_lu_finish(struct liveupdate_file *lf)
 					   ser->rid & 0xff);
 	if (pdev && pdev->vendor == ser->vendor &&
 	    pdev->device == ser->device) {
-		/* Nobody took it: stop its DMA, then the IOMMU's translation. */
-		if (!lf->file)
+		/*
+		 * Nobody took it: stop its DMA, then the IOMMU's translation.
+		 * Only if still held: one its IOMMU could not adopt was
+		 * stopped at boot, and may have a driver of its own by now.
+		 */
+		if (!lf->file && pci_dev_is_liveupdate(pdev))
 			pci_clear_master(pdev);
 		/*
 		 * Before the memfds it did DMA into are finished, which they
